@@ -1,0 +1,3 @@
+from lit_rev.cli import main
+
+main()

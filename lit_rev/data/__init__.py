@@ -1,0 +1,24 @@
+"""Shared data layer: image sources (embedded and torchvision), the image DataModule, checksummed files."""
+
+from lit_rev.data.datamodule import ImageDataModule
+from lit_rev.data.files import DataFileError, shipped_file, verified_path
+from lit_rev.data.images import (
+    ConstantImages,
+    Digits,
+    ImageSource,
+    ImageTensors,
+    InMemorySource,
+    LFWCrops,
+    MNIST5k,
+    NaturalPatches,
+    UniformNoise,
+)
+from lit_rev.data.transforms import Grayed, convert, quantize
+from lit_rev.data.vision import CIFAR10, CIFAR100, MNIST, SVHN, CelebA, FashionMNIST
+
+__all__ = [
+    "CIFAR10", "CIFAR100", "CelebA", "ConstantImages", "DataFileError", "Digits", "FashionMNIST",
+    "Grayed", "ImageDataModule", "ImageSource", "ImageTensors", "InMemorySource", "LFWCrops",
+    "MNIST", "MNIST5k", "NaturalPatches", "SVHN", "UniformNoise", "convert", "quantize",
+    "shipped_file", "verified_path",
+]

@@ -1,0 +1,136 @@
+"""``ImageDataModule``: one in-distribution image set plus any number of named OOD sets."""
+
+from __future__ import annotations
+
+from functools import partial
+
+import torch
+from lightning.pytorch import LightningDataModule
+from torch.utils.data import DataLoader, Dataset, Subset
+
+from lit_rev.data.images import ImageSource
+from lit_rev.data.transforms import Grayed, MappedDataset, augment, convert, map_images, quantize
+
+
+class ImageDataModule(LightningDataModule):
+    """Serves ``(x, y)`` batches: ``x`` uint8 ``(B, C, H, W)`` with values in ``[0, 2**n_bits)``.
+
+    Args:
+        dataset: the in-distribution source; its ``train`` split is split into train/val
+            with a seeded permutation, its ``test`` split is the first test set.
+        ood: out-of-distribution sources; each becomes its own named test dataloader, in
+            order, after the in-distribution one. A :class:`Grayed` without a source grays
+            the in-distribution set.
+        channels, image_size: the common shape (default: the in-distribution set's).
+        n_bits: quantisation depth (Glow on CelebA uses 5).
+        val_fraction: part of the training split held out for validation.
+        max_train, max_test: optional caps (seeded subsets) for quick runs.
+        ood_split: which split of the OOD sources to test on (``test`` or ``all``).
+        augment: ``none``, ``flip`` or ``crop_flip``; only ever applied to the training split.
+    """
+
+    def __init__(
+        self,
+        dataset: ImageSource,
+        ood: list[ImageSource] | None = None,
+        channels: int | None = None,
+        image_size: int | None = None,
+        n_bits: int = 8,
+        batch_size: int = 64,
+        test_batch_size: int | None = None,
+        val_fraction: float = 0.1,
+        max_train: int | None = None,
+        max_test: int | None = None,
+        ood_split: str = "test",
+        augment: str = "none",
+        num_workers: int = 0,
+        seed: int = 0,
+    ):
+        super().__init__()
+        if not 0.0 <= val_fraction < 1.0:
+            raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+        if augment not in ("none", "flip", "crop_flip"):
+            raise ValueError(f"augment must be none, flip or crop_flip, got {augment!r}")
+        quantize(torch.zeros(1, dtype=torch.uint8), n_bits)  # validates n_bits
+        self.source = dataset
+        # A Grayed without a source grays the in-distribution *test* split.
+        self._ood_splits = ["test" if isinstance(s, Grayed) and s.source is None else ood_split for s in ood or []]
+        self.ood_sources = [Grayed(dataset, s.factor, s._name) if isinstance(s, Grayed) and s.source is None else s for s in ood or []]
+        self.channels, self.image_size, self.n_bits = channels, image_size, n_bits
+        self.batch_size, self.test_batch_size = batch_size, test_batch_size or batch_size
+        self.val_fraction, self.max_train, self.max_test = val_fraction, max_train, max_test
+        self.ood_split, self.augment, self.num_workers, self.seed = ood_split, augment, num_workers, seed
+        self.test_names = _unique([self.source.name] + [s.name for s in self.ood_sources])
+        self.train_set = self.val_set = None
+        self.test_sets: list[Dataset] = []
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """``(C, H, W)`` of every batch; reads the in-distribution set if not given."""
+        if self.channels is None or self.image_size is None:
+            x, _ = self.source.dataset("test")[0]
+            self.channels = self.channels or int(x.shape[0])
+            self.image_size = self.image_size or int(x.shape[-1])
+        return (self.channels, self.image_size, self.image_size)
+
+    @property
+    def num_classes(self) -> int:
+        labels = getattr(self.source.dataset("train"), "labels", None)
+        if labels is None:
+            raise AttributeError(f"{self.source.name} does not expose labels")
+        return int(labels.max()) + 1
+
+    def _prepare(self, dataset: Dataset) -> Dataset:
+        c, s, _ = self.shape
+        return map_images(dataset, lambda x: quantize(convert(x, c, s), self.n_bits))
+
+    def _cap(self, dataset: Dataset, cap: int | None, salt: int) -> Dataset:
+        if cap is None or len(dataset) <= cap:
+            return dataset
+        g = torch.Generator().manual_seed(self.seed + salt)
+        return Subset(dataset, torch.randperm(len(dataset), generator=g)[:cap].sort().values.tolist())
+
+    def setup(self, stage: str | None = None) -> None:
+        if stage in (None, "fit", "validate") and self.train_set is None:
+            full = self._prepare(self.source.dataset("train"))
+            g = torch.Generator().manual_seed(self.seed)
+            order = torch.randperm(len(full), generator=g).tolist()
+            n_val = int(round(len(full) * self.val_fraction))
+            train = self._cap(Subset(full, order[n_val:]), self.max_train, 1)
+            self.train_set = MappedDataset(train, partial(augment, kind=self.augment)) if self.augment != "none" else train
+            self.val_set = Subset(full, order[:n_val]) if n_val else None
+        if stage in (None, "test", "predict") and not self.test_sets:
+            sets = [self.source.dataset("test")] + [s.dataset(sp) for s, sp in zip(self.ood_sources, self._ood_splits)]
+            self.test_sets = [self._cap(self._prepare(ds), self.max_test, 2 + i) for i, ds in enumerate(sets)]
+
+    def _loader(self, dataset: Dataset, batch_size: int, shuffle: bool = False) -> DataLoader:
+        return DataLoader(
+            dataset,
+            batch_size=batch_size,
+            shuffle=shuffle,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            pin_memory=torch.cuda.is_available(),
+            drop_last=shuffle and len(dataset) > batch_size,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_set, self.batch_size, shuffle=True)
+
+    def val_dataloader(self):
+        return self._loader(self.val_set, self.test_batch_size) if self.val_set is not None else []
+
+    def test_dataloader(self) -> list[DataLoader]:
+        return [self._loader(ds, self.test_batch_size) for ds in self.test_sets]
+
+    def predict_dataloader(self) -> list[DataLoader]:
+        return self.test_dataloader()
+
+
+def _unique(names: list[str]) -> list[str]:
+    seen: dict[str, int] = {}
+    out = []
+    for n in names:
+        seen[n] = seen.get(n, 0) + 1
+        out.append(n if seen[n] == 1 else f"{n}-{seen[n]}")
+    return out

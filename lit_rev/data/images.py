@@ -1,0 +1,258 @@
+"""Image sets as *sources*: named objects that hand out uint8 ``(C, H, W)`` images per split.
+
+A source knows nothing about the model's input shape or bit depth; :class:`~lit_rev.data.
+datamodule.ImageDataModule` converts every source to one shape, so any set can be the
+in-distribution set or an out-of-distribution set for any other.
+
+Every dataset returned by :meth:`ImageSource.dataset` yields ``(image, label)`` with
+``image`` a ``torch.uint8`` tensor of shape ``(C, H, W)`` and ``label`` an ``int``
+(``-1`` where a set has no labels).
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from lit_rev.data.files import DataFileError, shipped_file
+
+SPLITS = ("train", "test", "all")
+
+
+class ImageTensors(Dataset):
+    """An in-memory image set: ``images`` uint8 ``(N, C, H, W)``, ``labels`` int64 ``(N,)``."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor | None = None):
+        if images.dtype != torch.uint8 or images.dim() != 4:
+            raise ValueError(f"images must be uint8 (N, C, H, W), got {images.dtype} {tuple(images.shape)}")
+        self.images = images
+        self.labels = labels if labels is not None else torch.full((len(images),), -1, dtype=torch.long)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i):
+        return self.images[i], int(self.labels[i])
+
+
+class ImageSource:
+    """Base class of every image set. Subclasses implement :meth:`dataset`."""
+
+    def __init__(self, name: str | None = None):
+        self._name = name
+
+    @property
+    def name(self) -> str:
+        return self._name or type(self).__name__.lower()
+
+    def dataset(self, split: str) -> Dataset:
+        raise NotImplementedError
+
+    @staticmethod
+    def _check_split(split: str, allowed: Sequence[str] = SPLITS) -> None:
+        if split not in allowed:
+            raise ValueError(f"unknown split {split!r}; expected one of {tuple(allowed)}")
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r})"
+
+
+class InMemorySource(ImageSource):
+    """A source whose whole set fits in memory: subclasses implement :meth:`load_all` and the split."""
+
+    test_fraction: float = 0.2
+
+    def __init__(self, name: str | None = None):
+        super().__init__(name)
+        self._cache: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+
+    def load_all(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every image (uint8 N,C,H,W) and label, in a fixed order."""
+        raise NotImplementedError
+
+    def is_test(self, n: int) -> torch.Tensor:
+        """Boolean mask of the test images; by default the last ``test_fraction`` of the set."""
+        mask = torch.zeros(n, dtype=torch.bool)
+        mask[n - int(round(n * self.test_fraction)):] = True
+        return mask
+
+    def dataset(self, split: str) -> ImageTensors:
+        self._check_split(split)
+        if self._cache is None:
+            images, labels = self.load_all()
+            self._cache = (images, labels, self.is_test(len(images)))
+        images, labels, test = self._cache
+        if split == "all":
+            return ImageTensors(images, labels)
+        keep = test if split == "test" else ~test
+        return ImageTensors(images[keep], labels[keep])
+
+
+def _to_uint8(array: np.ndarray, scale: float) -> torch.Tensor:
+    return torch.from_numpy(np.clip(np.rint(np.asarray(array, dtype=np.float64) * scale), 0, 255).astype(np.uint8))
+
+
+class MNIST5k(InMemorySource):
+    """5,000 real MNIST digits shipped with the package (checksum verified); the last 1,000 are the test split."""
+
+    def load_all(self):
+        path = shipped_file("mnist_5k.csv.gz")
+        try:
+            with gzip.open(path, "rb") as f:
+                table = np.loadtxt(io.BytesIO(f.read()), delimiter=",", dtype=np.int64)
+        except (OSError, ValueError, EOFError) as err:
+            raise DataFileError(f"cannot parse {path}: {err}") from err
+        if table.ndim != 2 or table.shape[1] != 785:
+            raise DataFileError(f"{path}: expected rows of 784 pixels and a label, got shape {table.shape}")
+        images = torch.from_numpy(table[:, :784].astype(np.uint8)).reshape(-1, 1, 28, 28)
+        return images, torch.from_numpy(table[:, 784])
+
+    def is_test(self, n):
+        mask = torch.zeros(n, dtype=torch.bool)
+        mask[-1000:] = True
+        return mask
+
+
+class Digits(InMemorySource):
+    """scikit-learn's 1,797 real 8x8 handwritten digits (16 gray levels, rescaled to 0-255)."""
+
+    def load_all(self):
+        from sklearn.datasets import load_digits
+
+        bunch = load_digits()
+        images = _to_uint8(bunch.images, 255.0 / 16.0).unsqueeze(1)
+        return images, torch.from_numpy(bunch.target.astype(np.int64))
+
+
+class LFWCrops(InMemorySource):
+    """scikit-image's 200 real 25x25 gray crops: 100 faces (label 1) then 100 non-faces (label 0).
+
+    The test split is a fixed, seeded fifth of the set, half faces and half non-faces.
+    """
+
+    def load_all(self):
+        from skimage import data
+
+        crops = np.asarray(data.lfw_subset(), dtype=np.float64)
+        images = _to_uint8(crops, 255.0).unsqueeze(1)
+        labels = torch.cat([torch.ones(100, dtype=torch.long), torch.zeros(100, dtype=torch.long)])
+        return images, labels
+
+    def is_test(self, n):
+        generator = torch.Generator().manual_seed(0)
+        mask = torch.zeros(n, dtype=torch.bool)
+        half = n // 2
+        for start in (0, half):
+            pick = torch.randperm(half, generator=generator)[: int(round(half * self.test_fraction))]
+            mask[start + pick] = True
+        return mask
+
+
+NATURAL_PHOTOS = (
+    "camera", "astronaut", "coffee", "chelsea", "rocket", "brick", "grass", "gravel",
+    "moon", "coins", "clock", "immunohistochemistry", "hubble_deep_field",
+)
+
+
+class NaturalPatches(InMemorySource):
+    """Square patches cut on a fixed grid from scikit-image's bundled photographs.
+
+    Each photo is (optionally) downscaled, then its left ``1 - test_fraction`` of columns gives
+    the training patches and the right band the test patches, so no test patch overlaps a
+    training patch. ``rgb=False`` converts colour photos to luminance.
+    """
+
+    def __init__(
+        self,
+        patch_size: int = 28,
+        stride: int = 14,
+        photos: Sequence[str] = NATURAL_PHOTOS,
+        rgb: bool = False,
+        downscale: float = 2.0,
+        test_fraction: float = 0.2,
+        name: str | None = None,
+    ):
+        super().__init__(name)
+        if patch_size < 2 or stride < 1 or downscale < 1.0 or not 0.0 < test_fraction < 1.0:
+            raise ValueError("need patch_size >= 2, stride >= 1, downscale >= 1 and 0 < test_fraction < 1")
+        self.patch_size, self.stride, self.photos = patch_size, stride, tuple(photos)
+        self.rgb, self.downscale, self.test_fraction = rgb, downscale, test_fraction
+
+    def _photo(self, name: str) -> torch.Tensor:
+        from skimage import data
+
+        loader = getattr(data, name, None)
+        if loader is None:
+            raise ValueError(f"scikit-image has no bundled photo {name!r}")
+        img = np.asarray(loader())
+        if img.dtype != np.uint8:
+            img = _to_uint8(img / max(float(img.max()), 1e-12), 255.0).numpy()
+        if img.ndim == 2:
+            img = np.repeat(img[..., None], 3, axis=2)
+        t = torch.from_numpy(np.ascontiguousarray(img[..., :3])).permute(2, 0, 1).float()
+        if self.downscale > 1.0:
+            size = [max(self.patch_size, int(s / self.downscale)) for s in t.shape[1:]]
+            t = torch.nn.functional.interpolate(t[None], size=size, mode="area")[0]
+        if not self.rgb:
+            t = to_gray(t)
+        return t.round().clamp(0, 255).to(torch.uint8)
+
+    def load_all(self):
+        raise NotImplementedError  # patches are split per photo, see dataset()
+
+    def dataset(self, split: str) -> ImageTensors:
+        self._check_split(split)
+        if self._cache is None:
+            parts = {"train": [], "test": []}
+            p, s = self.patch_size, self.stride
+            for label, name in enumerate(self.photos):
+                photo = self._photo(name)
+                width = photo.shape[2]
+                cut = int(round(width * (1 - self.test_fraction)))
+                for part, band in (("train", photo[:, :, :cut]), ("test", photo[:, :, cut:])):
+                    if band.shape[1] < p or band.shape[2] < p:
+                        continue
+                    patches = band.unfold(1, p, s).unfold(2, p, s)  # C, nh, nw, p, p
+                    patches = patches.permute(1, 2, 0, 3, 4).reshape(-1, band.shape[0], p, p)
+                    parts[part].append((patches, torch.full((len(patches),), label)))
+            tensors = {k: (torch.cat([a for a, _ in v]), torch.cat([b for _, b in v])) for k, v in parts.items()}
+            images = torch.cat([tensors["train"][0], tensors["test"][0]])
+            labels = torch.cat([tensors["train"][1], tensors["test"][1]])
+            test = torch.cat([torch.zeros(len(tensors["train"][0]), dtype=torch.bool), torch.ones(len(tensors["test"][0]), dtype=torch.bool)])
+            self._cache = (images.contiguous(), labels, test)
+        return super().dataset(split)
+
+
+class ConstantImages(InMemorySource):
+    """``n`` images of one random colour each (a classic OOD sanity set), seeded."""
+
+    def __init__(self, n: int = 500, size: int = 32, seed: int = 0, name: str | None = None):
+        super().__init__(name)
+        self.n, self.size, self.seed = n, size, seed
+
+    def load_all(self):
+        colours = torch.randint(0, 256, (self.n, 3, 1, 1), generator=torch.Generator().manual_seed(self.seed), dtype=torch.uint8)
+        return colours.expand(-1, -1, self.size, self.size).contiguous(), None
+
+
+class UniformNoise(InMemorySource):
+    """``n`` images of independent uniform pixels, seeded."""
+
+    def __init__(self, n: int = 500, size: int = 32, seed: int = 0, name: str | None = None):
+        super().__init__(name)
+        self.n, self.size, self.seed = n, size, seed
+
+    def load_all(self):
+        g = torch.Generator().manual_seed(self.seed)
+        return torch.randint(0, 256, (self.n, 3, self.size, self.size), generator=g, dtype=torch.uint8), None
+
+
+def to_gray(x: torch.Tensor) -> torch.Tensor:
+    """ITU-R 601 luminance of float ``(..., 3, H, W)``; keeps the channel dim."""
+    weights = torch.tensor([0.299, 0.587, 0.114], dtype=x.dtype, device=x.device).view(3, 1, 1)
+    return (x * weights).sum(dim=-3, keepdim=True)
