@@ -51,6 +51,8 @@ class ImageDataModule(LightningDataModule):
             raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
         if augment not in ("none", "flip", "crop_flip"):
             raise ValueError(f"augment must be none, flip or crop_flip, got {augment!r}")
+        if ood_split not in ("test", "all"):
+            raise ValueError(f"ood_split must be 'test' or 'all', got {ood_split!r}")
         quantize(torch.zeros(1, dtype=torch.uint8), n_bits)  # validates n_bits
         self.source = dataset
         # A Grayed without a source grays the in-distribution *test* split.

@@ -85,6 +85,8 @@ class InMemorySource(ImageSource):
         self._check_split(split)
         if self._cache is None:
             images, labels = self.load_all()
+            if labels is None:
+                labels = torch.full((len(images),), -1, dtype=torch.long)
             self._cache = (images, labels, self.is_test(len(images)))
         images, labels, test = self._cache
         if split == "all":

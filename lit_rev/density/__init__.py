@@ -1,1 +1,22 @@
-"""placeholder"""
+"""Density models for "Do Deep Generative Models Know What They Don't Know?" (Nalisnick et al. 2019)."""
+
+from lit_rev.density.flows import (
+    ActNorm,
+    AdditiveCoupling,
+    AffineCoupling,
+    FlowLayer,
+    FlowStep,
+    InvConv1x1,
+    SplitPrior,
+    Squeeze,
+)
+from lit_rev.density.glow import Glow
+from lit_rev.density.metrics import BitsPerDim, bits_per_dim
+from lit_rev.density.module import DensityModule
+from lit_rev.density.ood import OODEvaluation, ood_rows, write_ood_report
+
+__all__ = [
+    "ActNorm", "AdditiveCoupling", "AffineCoupling", "BitsPerDim", "DensityModule", "FlowLayer",
+    "FlowStep", "Glow", "InvConv1x1", "OODEvaluation", "SplitPrior", "Squeeze", "bits_per_dim",
+    "ood_rows", "write_ood_report",
+]

@@ -1,0 +1,248 @@
+"""Invertible layers of Glow. Each maps ``x -> (y, log|det dy/dx|)`` per sample and has ``inverse``.
+
+Inputs are ``(N, C, H, W)``; every log-det is a ``(N,)`` tensor (natural log).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.distributed as dist
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+class FlowLayer(nn.Module):
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
+
+    def inverse(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
+
+
+class ActNorm(FlowLayer):
+    """Per-channel affine ``y = (x + bias) * exp(log_scale)`` with data-dependent init.
+
+    On the first forward in training mode the bias and scale are set so that the batch has
+    zero mean and unit variance per channel. Under ``torch.distributed`` the batch moments
+    are averaged over all ranks first, so every rank ends with the same parameters. The
+    ``initialized`` buffer travels in checkpoints, so a loaded model is never re-initialised.
+    """
+
+    def __init__(self, channels: int, eps: float = 1e-6):
+        super().__init__()
+        self.bias = nn.Parameter(torch.zeros(1, channels, 1, 1))
+        self.log_scale = nn.Parameter(torch.zeros(1, channels, 1, 1))
+        self.register_buffer("initialized", torch.tensor(False))
+        self.eps = eps
+
+    @torch.no_grad()
+    def initialize(self, x: torch.Tensor) -> None:
+        moments = torch.stack([x.mean(dim=(0, 2, 3)), (x * x).mean(dim=(0, 2, 3))]).double()
+        if dist.is_available() and dist.is_initialized():
+            dist.all_reduce(moments)
+            moments /= dist.get_world_size()
+        mean, var = moments[0], (moments[1] - moments[0] ** 2).clamp_min(0)
+        self.bias.copy_((-mean).view_as(self.bias))
+        self.log_scale.copy_((-0.5 * torch.log(var + self.eps)).view_as(self.log_scale))
+        self.initialized.fill_(True)
+
+    def forward(self, x):
+        if self.training and not self.initialized:
+            self.initialize(x)
+        log_det = self.log_scale.sum() * x.shape[2] * x.shape[3]
+        return (x + self.bias) * torch.exp(self.log_scale), log_det.expand(x.shape[0])
+
+    def inverse(self, y):
+        log_det = -self.log_scale.sum() * y.shape[2] * y.shape[3]
+        return y * torch.exp(-self.log_scale) - self.bias, log_det.expand(y.shape[0])
+
+
+class InvConv1x1(FlowLayer):
+    """Invertible 1x1 convolution ``y = W x`` (Kingma & Dhariwal 2018, Sec. 3.2).
+
+    With ``lu=True``, ``W = P L (U + diag(sign * exp(log_s)))`` with fixed permutation ``P``:
+    the log-det is ``H * W * sum(log_s)``, no determinant or inverse is computed in training.
+    The inverse is computed in float64 to avoid the drift of a float32 ``inverse``.
+    """
+
+    def __init__(self, channels: int, lu: bool = True, seed: int | None = None):
+        super().__init__()
+        g = torch.Generator().manual_seed(seed) if seed is not None else None
+        w, _ = torch.linalg.qr(torch.randn(channels, channels, generator=g, dtype=torch.float64))
+        self.lu = lu
+        if lu:
+            p, l, u = torch.linalg.lu(w)
+            s = torch.diagonal(u)
+            self.register_buffer("perm", p.float())
+            self.register_buffer("sign_s", torch.sign(s).float())
+            self.register_buffer("lower_mask", torch.tril(torch.ones(channels, channels), -1))
+            self.register_buffer("eye", torch.eye(channels))
+            self.lower = nn.Parameter(l.float())
+            self.upper = nn.Parameter(torch.triu(u, 1).float())
+            self.log_s = nn.Parameter(torch.log(torch.abs(s)).float())
+        else:
+            self.weight = nn.Parameter(w.float())
+
+    def weight_matrix(self) -> torch.Tensor:
+        if not self.lu:
+            return self.weight
+        lower = self.lower * self.lower_mask + self.eye
+        upper = self.upper * self.lower_mask.T + torch.diag(self.sign_s * torch.exp(self.log_s))
+        return self.perm @ lower @ upper
+
+    def log_abs_det(self) -> torch.Tensor:
+        return self.log_s.sum() if self.lu else torch.linalg.slogdet(self.weight.double())[1].to(self.weight.dtype)
+
+    def forward(self, x):
+        w = self.weight_matrix()
+        log_det = self.log_abs_det() * x.shape[2] * x.shape[3]
+        return F.conv2d(x, w.view(*w.shape, 1, 1)), log_det.expand(x.shape[0])
+
+    def inverse(self, y):
+        w_inv = torch.linalg.inv(self.weight_matrix().double()).to(y.dtype)
+        log_det = -self.log_abs_det() * y.shape[2] * y.shape[3]
+        return F.conv2d(y, w_inv.view(*w_inv.shape, 1, 1)), log_det.expand(y.shape[0])
+
+
+class ZeroConv2d(nn.Module):
+    """3x3 convolution initialised at zero with a per-channel ``exp(3 * log_scale)`` output gain (openai/glow)."""
+
+    def __init__(self, in_channels: int, out_channels: int):
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, out_channels, 3, padding=1)
+        nn.init.zeros_(self.conv.weight)
+        nn.init.zeros_(self.conv.bias)
+        self.log_scale = nn.Parameter(torch.zeros(1, out_channels, 1, 1))
+
+    def forward(self, x):
+        return self.conv(x) * torch.exp(3 * self.log_scale)
+
+
+def coupling_network(in_channels: int, hidden: int, out_channels: int) -> nn.Sequential:
+    """conv3x3 - ReLU - conv1x1 - ReLU - zero-initialised conv3x3, so each coupling starts as the identity."""
+    return nn.Sequential(
+        nn.Conv2d(in_channels, hidden, 3, padding=1),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(hidden, hidden, 1),
+        nn.ReLU(inplace=True),
+        ZeroConv2d(hidden, out_channels),
+    )
+
+
+class AffineCoupling(FlowLayer):
+    """``y_b = (x_b + t(x_a)) * sigmoid(s(x_a) + 2)``, ``y_a = x_a`` (openai/glow's sigmoid scale)."""
+
+    def __init__(self, channels: int, hidden: int):
+        super().__init__()
+        self.half = channels // 2
+        self.net = coupling_network(self.half, hidden, 2 * (channels - self.half))
+
+    def _shift_scale(self, xa):
+        h = self.net(xa)
+        shift, raw = h[:, 0::2], h[:, 1::2]
+        log_scale = F.logsigmoid(raw + 2.0)
+        return shift, log_scale
+
+    def forward(self, x):
+        xa, xb = x[:, : self.half], x[:, self.half :]
+        shift, log_scale = self._shift_scale(xa)
+        yb = (xb + shift) * torch.exp(log_scale)
+        return torch.cat([xa, yb], 1), log_scale.flatten(1).sum(1)
+
+    def inverse(self, y):
+        ya, yb = y[:, : self.half], y[:, self.half :]
+        shift, log_scale = self._shift_scale(ya)
+        xb = yb * torch.exp(-log_scale) - shift
+        return torch.cat([ya, xb], 1), -log_scale.flatten(1).sum(1)
+
+
+class AdditiveCoupling(FlowLayer):
+    """``y_b = x_b + t(x_a)``: volume preserving, log-det 0 (the paper's constant-volume Glow)."""
+
+    def __init__(self, channels: int, hidden: int):
+        super().__init__()
+        self.half = channels // 2
+        self.net = coupling_network(self.half, hidden, channels - self.half)
+
+    def forward(self, x):
+        xa, xb = x[:, : self.half], x[:, self.half :]
+        return torch.cat([xa, xb + self.net(xa)], 1), x.new_zeros(x.shape[0])
+
+    def inverse(self, y):
+        ya, yb = y[:, : self.half], y[:, self.half :]
+        return torch.cat([ya, yb - self.net(ya)], 1), y.new_zeros(y.shape[0])
+
+
+class Squeeze(FlowLayer):
+    """Space-to-depth: ``(C, H, W) -> (4C, H/2, W/2)``; log-det 0."""
+
+    def forward(self, x):
+        n, c, h, w = x.shape
+        if h % 2 or w % 2:
+            raise ValueError(f"Squeeze needs even height and width, got {h}x{w}")
+        x = x.view(n, c, h // 2, 2, w // 2, 2).permute(0, 1, 3, 5, 2, 4)
+        return x.reshape(n, 4 * c, h // 2, w // 2), x.new_zeros(n)
+
+    def inverse(self, y):
+        n, c, h, w = y.shape
+        y = y.view(n, c // 4, 2, 2, h, w).permute(0, 1, 4, 2, 5, 3)
+        return y.reshape(n, c // 4, 2 * h, 2 * w), y.new_zeros(n)
+
+
+class FlowStep(FlowLayer):
+    """One Glow step: ActNorm, invertible 1x1 convolution, coupling."""
+
+    def __init__(self, channels: int, hidden: int, coupling: str = "affine", lu: bool = True):
+        super().__init__()
+        if coupling not in ("affine", "additive"):
+            raise ValueError(f"coupling must be 'affine' or 'additive', got {coupling!r}")
+        coupling_cls = AffineCoupling if coupling == "affine" else AdditiveCoupling
+        self.layers = nn.ModuleList([ActNorm(channels), InvConv1x1(channels, lu=lu), coupling_cls(channels, hidden)])
+
+    def forward(self, x):
+        total = x.new_zeros(x.shape[0])
+        for layer in self.layers:
+            x, ld = layer(x)
+            total = total + ld
+        return x, total
+
+    def inverse(self, y):
+        total = y.new_zeros(y.shape[0])
+        for layer in reversed(self.layers):
+            y, ld = layer.inverse(y)
+            total = total + ld
+        return y, total
+
+
+def gaussian_log_prob(z: torch.Tensor, mean: torch.Tensor, log_std: torch.Tensor) -> torch.Tensor:
+    """Sum over all but the batch dim of ``log N(z; mean, exp(log_std)^2)``."""
+    lp = -0.5 * (math.log(2 * math.pi) + 2 * log_std + (z - mean) ** 2 * torch.exp(-2 * log_std))
+    return lp.flatten(1).sum(1)
+
+
+class SplitPrior(nn.Module):
+    """Glow's split: half the channels leave the flow as latents with a prior conditioned on the other half."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.keep = channels // 2
+        self.prior = ZeroConv2d(self.keep, 2 * (channels - self.keep))
+
+    def _params(self, h):
+        out = self.prior(h)
+        return out[:, 0::2], out[:, 1::2]
+
+    def split(self, x):
+        """``x -> (h, z, log p(z | h))``."""
+        h, z = x[:, : self.keep], x[:, self.keep :]
+        mean, log_std = self._params(h)
+        return h, z, gaussian_log_prob(z, mean, log_std)
+
+    def merge(self, h, z=None, temperature: float = 1.0):
+        """Inverse of :meth:`split`; draws ``z`` from the prior when not given."""
+        mean, log_std = self._params(h)
+        if z is None:
+            z = mean + temperature * torch.exp(log_std) * torch.randn_like(mean)
+        return torch.cat([h, z], 1)

@@ -1,0 +1,209 @@
+"""``DensityModule``: trains and evaluates any density network on quantised images.
+
+Input convention (one for every model). Batches hold integer images ``k`` in
+``[0, 2**n_bits)``. A network declares ``likelihood``:
+
+* ``"density"`` (flows): ``log_prob`` takes the continuous image ``x = (k + u) / 2**n_bits - 1/2``
+  (uniform dequantisation, ``u ~ U[0, 1)`` in training; the cell centre ``u = 1/2`` at
+  evaluation unless ``eval_noise=True``, so per-image scores are deterministic) and
+  returns a log-density;
+* ``"mass"`` (discrete models): ``log_prob`` takes ``k`` (int64) and returns ``log P(k)``.
+
+Both become bits/dim by :func:`~lit_rev.density.metrics.bits_per_dim`.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+from lightning.pytorch import LightningModule
+from lightning.pytorch.utilities import rank_zero_info
+
+from lit_rev.density.metrics import BitsPerDim, bits_per_dim
+from lit_rev.density.ood import write_ood_report
+from lit_rev.report import log_dir_of
+
+OPTIMIZERS = {"adam": torch.optim.Adam, "adamax": torch.optim.Adamax, "adamw": torch.optim.AdamW}
+
+
+class DensityModule(LightningModule):
+    """Maximum-likelihood training of ``network`` with bits/dim metrics and the OOD report on ``test``.
+
+    Args:
+        network: an ``nn.Module`` with ``log_prob`` and ``likelihood`` (``"density"``/``"mass"``).
+        lr, optimizer, weight_decay: optimiser (``adamax`` as openai/glow, ``adam``, ``adamw``).
+        warmup_steps: linear learning-rate warm-up (Glow diverges without it).
+        n_bits: quantisation depth; ``None`` takes the DataModule's (or 8).
+        eval_noise: dequantise with noise at evaluation too (default: cell centres).
+        nonfinite: ``"raise"`` stops with a clear error on a NaN/inf loss; ``"skip"`` skips the
+            step (on all DDP ranks together) and counts it in ``train/skipped_steps``.
+        num_samples, temperature: the sample grid logged to TensorBoard every validation epoch.
+    """
+
+    def __init__(
+        self,
+        network: nn.Module,
+        lr: float = 1e-3,
+        optimizer: str = "adamax",
+        weight_decay: float = 0.0,
+        warmup_steps: int = 500,
+        n_bits: int | None = None,
+        eval_noise: bool = False,
+        nonfinite: str = "raise",
+        num_samples: int = 16,
+        temperature: float = 0.7,
+    ):
+        super().__init__()
+        if optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {sorted(OPTIMIZERS)}, got {optimizer!r}")
+        if nonfinite not in ("raise", "skip"):
+            raise ValueError(f"nonfinite must be 'raise' or 'skip', got {nonfinite!r}")
+        likelihood = getattr(network, "likelihood", None)
+        if likelihood not in ("density", "mass") or not hasattr(network, "log_prob"):
+            raise TypeError(f"{type(network).__name__} needs a log_prob method and likelihood = 'density' or 'mass'")
+        self.save_hyperparameters(ignore=["network"])
+        self.network = network
+        self._n_bits = n_bits
+        self.train_bpd, self.val_bpd = BitsPerDim(), BitsPerDim()
+        self.register_buffer("skipped_steps", torch.tensor(0))
+        self._test_scores: dict[int, dict[str, list[torch.Tensor]]] = {}
+
+    @property
+    def n_bits(self) -> int:
+        if self._n_bits is None:
+            dm = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
+            return int(getattr(dm, "n_bits", 8))
+        return self._n_bits
+
+    @property
+    def likelihood(self) -> str:
+        return self.network.likelihood
+
+    def model_input(self, k: torch.Tensor, noise: bool) -> torch.Tensor:
+        """The network's input for integer images ``k`` (see the module docstring)."""
+        if self.likelihood == "mass":
+            return k.long()
+        u = torch.rand_like(k, dtype=torch.float32) if noise else torch.full_like(k, 0.5, dtype=torch.float32)
+        return (k.float() + u) / 2**self.n_bits - 0.5
+
+    def scores(self, k: torch.Tensor, noise: bool = False) -> dict[str, torch.Tensor]:
+        """Per-image bits/dim and, for flows, its density and volume parts (``(N,)`` each)."""
+        x = self.model_input(k, noise)
+        dims = k[0].numel()
+        if hasattr(self.network, "log_prob_parts"):
+            log_pz, log_det = self.network.log_prob_parts(x)
+            prior = bits_per_dim(log_pz, dims, self.n_bits, self.likelihood)
+            volume = bits_per_dim(log_det, dims, 0, "mass")
+            return {"bpd": prior + volume, "prior_bpd": prior, "logdet_bpd": volume}
+        return {"bpd": bits_per_dim(self.network.log_prob(x), dims, self.n_bits, self.likelihood)}
+
+    def training_step(self, batch, batch_idx):
+        bpd = self.scores(batch[0], noise=True)["bpd"]
+        loss = bpd.mean()
+        finite = bool(torch.isfinite(loss))
+        if self.trainer.world_size > 1:
+            finite = self.trainer.strategy.reduce_boolean_decision(finite, all=True)
+        if not finite:
+            if self.hparams.nonfinite == "raise":
+                raise FloatingPointError(
+                    f"non-finite loss ({loss.item()}) at step {self.global_step}: lower the learning rate, "
+                    "lengthen warmup_steps or set trainer.gradient_clip_val; nonfinite='skip' skips such steps"
+                )
+            self.skipped_steps += 1
+            self.log("train/skipped_steps", self.skipped_steps.float())
+            return None
+        self.train_bpd(bpd)
+        self.log("train/bpd", loss, prog_bar=True)
+        self.log("train/bpd_epoch", self.train_bpd, on_step=False, on_epoch=True)
+        return loss
+
+    def validation_step(self, batch, batch_idx):
+        self.val_bpd(self.scores(batch[0], noise=self.hparams.eval_noise)["bpd"])
+        self.log("val/bpd", self.val_bpd, prog_bar=True)
+
+    def on_validation_epoch_end(self):
+        if self.trainer.sanity_checking or not self.trainer.is_global_zero or not hasattr(self.network, "sample"):
+            return
+        experiment = getattr(self.logger, "experiment", None)
+        if experiment is not None and hasattr(experiment, "add_image"):
+            experiment.add_image("samples", self.sample_grid(), self.global_step)
+
+    def sample_grid(self, seed: int = 0) -> torch.Tensor:
+        """A grid of ``num_samples`` samples in ``[0, 1]``, ``(C, H, W)``, from a fixed seed."""
+        from torchvision.utils import make_grid
+
+        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+            torch.manual_seed(seed)
+            was_training = self.network.training
+            self.network.eval()
+            x = self.network.sample(self.hparams.num_samples, temperature=self.hparams.temperature)
+            self.network.train(was_training)
+        images = x.float() / (2**self.n_bits - 1) if self.likelihood == "mass" else x.float() + 0.5
+        return make_grid(images.clamp(0, 1).cpu(), nrow=int(self.hparams.num_samples**0.5))
+
+    # ----- test: the OOD evaluation -----
+    def on_test_epoch_start(self):
+        self._test_scores = {}
+
+    def test_step(self, batch, batch_idx, dataloader_idx: int = 0):
+        scores = self.scores(batch[0], noise=self.hparams.eval_noise)
+        store = self._test_scores.setdefault(dataloader_idx, {})
+        for key, value in scores.items():
+            store.setdefault(key, []).append(value.detach())
+        self.log(f"test/bpd/{self._set_name(dataloader_idx)}", scores["bpd"].mean(), add_dataloader_idx=False, sync_dist=True)
+
+    def on_test_epoch_end(self):
+        gathered = {}
+        for idx in sorted(self._test_scores):
+            gathered[self._set_name(idx)] = {
+                k: self.all_gather(torch.cat(v)).reshape(-1).cpu() for k, v in self._test_scores[idx].items()
+            }
+        if self.trainer.is_global_zero and gathered:
+            self.write_report(gathered)
+
+    def _set_name(self, idx: int) -> str:
+        names = getattr(self.trainer.datamodule, "test_names", None) if self._trainer is not None else None
+        return names[idx] if names and idx < len(names) else f"set{idx}"
+
+    @torch.no_grad()
+    def evaluate_ood(self, loaders, names: list[str], max_batches: int | None = None) -> list[dict]:
+        """Score every loader (``names[0]`` is in-distribution) and write the report; outside a Trainer loop."""
+        from rich.progress import track
+
+        was_training = self.training
+        self.eval()
+        scores = {}
+        for name, loader in zip(names, loaders):
+            parts: dict[str, list[torch.Tensor]] = {}
+            total = len(loader) if max_batches is None else min(len(loader), max_batches)
+            for i, (k, _) in enumerate(track(loader, total=total, description=f"OOD eval: {name}", transient=True)):
+                if max_batches is not None and i >= max_batches:
+                    break
+                for key, value in self.scores(k.to(self.device), noise=self.hparams.eval_noise).items():
+                    parts.setdefault(key, []).append(value.cpu())
+            scores[name] = {k: torch.cat(v) for k, v in parts.items()}
+        self.train(was_training)
+        return self.write_report(scores)
+
+    def write_report(self, scores: dict[str, dict[str, torch.Tensor]]) -> list[dict]:
+        out_dir = log_dir_of(self.trainer) if self._trainer is not None else "."
+        meta = {
+            "network": type(self.network).__name__,
+            "likelihood": self.likelihood,
+            "n_bits": self.n_bits,
+            "dequantisation_at_eval": "uniform noise" if self.hparams.eval_noise else "cell centre",
+            "global_step": self.global_step,
+        }
+        rows = write_ood_report(scores, next(iter(scores)), out_dir, self.logger, self.global_step, meta)
+        if hasattr(self.network, "sample"):
+            from torchvision.utils import save_image
+
+            save_image(self.sample_grid(), f"{out_dir}/samples.png")
+        rank_zero_info(f"{type(self.network).__name__} log_prob is a log-{'probability mass' if self.likelihood == 'mass' else 'density'}; n_bits={self.n_bits}")
+        return rows
+
+    def configure_optimizers(self):
+        opt = OPTIMIZERS[self.hparams.optimizer](self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+        warmup = max(1, self.hparams.warmup_steps)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: min(1.0, (step + 1) / warmup))
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

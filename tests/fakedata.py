@@ -1,0 +1,119 @@
+"""Tiny image sets written in each torchvision set's real on-disk format.
+
+``write_all(root)`` creates MNIST, FashionMNIST, CIFAR-10, CIFAR-100, SVHN and CelebA under
+``root`` (a few images each); ``patch_md5(monkeypatch, root)`` points torchvision's MD5
+tables at the fake files, so the real loading code (integrity check included) runs on them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import pickle
+import struct
+from pathlib import Path
+
+import numpy as np
+
+N_TRAIN, N_TEST = 40, 20
+
+
+def _rng(seed: int = 0):
+    return np.random.default_rng(seed)
+
+
+def _idx(path: Path, array: np.ndarray) -> None:
+    magic = {1: 0x801, 3: 0x803}[array.ndim]
+    with open(path, "wb") as f:
+        f.write(struct.pack(">I", magic) + b"".join(struct.pack(">I", d) for d in array.shape))
+        f.write(array.astype(np.uint8).tobytes())
+
+
+def write_mnist(root: Path, folder: str = "MNIST") -> None:
+    raw = Path(root) / folder / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    rng = _rng(1)
+    for prefix, n in (("train", N_TRAIN), ("t10k", N_TEST)):
+        _idx(raw / f"{prefix}-images-idx3-ubyte", rng.integers(0, 256, (n, 28, 28)))
+        _idx(raw / f"{prefix}-labels-idx1-ubyte", rng.integers(0, 10, n))
+
+
+def write_cifar(root: Path, classes: int = 10) -> None:
+    rng = _rng(2)
+    if classes == 10:
+        base = Path(root) / "cifar-10-batches-py"
+        files = {f"data_batch_{i}": N_TRAIN // 5 for i in range(1, 6)} | {"test_batch": N_TEST}
+        label_key, meta = "labels", ("batches.meta", "label_names")
+    else:
+        base = Path(root) / "cifar-100-python"
+        files = {"train": N_TRAIN, "test": N_TEST}
+        label_key, meta = "fine_labels", ("meta", "fine_label_names")
+    base.mkdir(parents=True, exist_ok=True)
+    for name, n in files.items():
+        entry = {"data": rng.integers(0, 256, (n, 3072)).astype(np.uint8), label_key: rng.integers(0, classes, n).tolist()}
+        with open(base / name, "wb") as f:
+            pickle.dump(entry, f)
+    with open(base / meta[0], "wb") as f:
+        pickle.dump({meta[1]: [f"class{i}" for i in range(classes)]}, f)
+
+
+def write_svhn(root: Path) -> None:
+    from scipy.io import savemat
+
+    rng = _rng(3)
+    Path(root).mkdir(parents=True, exist_ok=True)
+    for split, n in (("train", N_TRAIN), ("test", N_TEST)):
+        savemat(Path(root) / f"{split}_32x32.mat", {"X": rng.integers(0, 256, (32, 32, 3, n)).astype(np.uint8), "y": rng.integers(1, 11, (n, 1))})
+
+
+def write_celeba(root: Path) -> None:
+    from PIL import Image
+
+    base = Path(root) / "celeba"
+    (base / "img_align_celeba").mkdir(parents=True, exist_ok=True)
+    rng = _rng(4)
+    n = N_TRAIN + N_TEST
+    names = [f"{i + 1:06d}.jpg" for i in range(n)]
+    for name in names:
+        Image.fromarray(rng.integers(0, 256, (218, 178, 3)).astype(np.uint8)).save(base / "img_align_celeba" / name)
+    partition = [0] * N_TRAIN + [2] * N_TEST
+    (base / "list_eval_partition.txt").write_text("".join(f"{a} {p}\n" for a, p in zip(names, partition)))
+    (base / "identity_CelebA.txt").write_text("".join(f"{a} {i % 7}\n" for i, a in enumerate(names)))
+    (base / "list_attr_celeba.txt").write_text(f"{n}\nSmiling Young\n" + "".join(f"{a} 1 -1\n" for a in names))
+    (base / "list_bbox_celeba.txt").write_text(f"{n}\nimage_id x_1 y_1 width height\n" + "".join(f"{a} 1 2 3 4\n" for a in names))
+    (base / "list_landmarks_align_celeba.txt").write_text(
+        f"{n}\nlefteye_x lefteye_y\n" + "".join(f"{a} 69 109\n" for a in names)
+    )
+
+
+def write_all(root: Path) -> Path:
+    root = Path(root)
+    write_mnist(root, "MNIST")
+    write_mnist(root, "FashionMNIST")
+    write_cifar(root, 10)
+    write_cifar(root, 100)
+    write_svhn(root)
+    write_celeba(root)
+    return root
+
+
+def _md5(path: Path) -> str:
+    return hashlib.md5(Path(path).read_bytes()).hexdigest()
+
+
+def patch_md5(monkeypatch, root: Path) -> None:
+    """Make torchvision's integrity checks accept the fake files written under ``root``."""
+    import torchvision.datasets as tvd
+
+    root = Path(root)
+    for cls in (tvd.CIFAR10, tvd.CIFAR100):
+        base = root / cls.base_folder
+        monkeypatch.setattr(cls, "train_list", [[f, _md5(base / f)] for f, _ in cls.train_list])
+        monkeypatch.setattr(cls, "test_list", [[f, _md5(base / f)] for f, _ in cls.test_list])
+        monkeypatch.setattr(cls, "meta", {**cls.meta, "md5": _md5(base / cls.meta["filename"])})
+    monkeypatch.setattr(
+        tvd.SVHN, "split_list", {k: [u, f, _md5(root / f) if (root / f).exists() else m] for k, (u, f, m) in tvd.SVHN.split_list.items()}
+    )
+    base = root / tvd.CelebA.base_folder
+    monkeypatch.setattr(
+        tvd.CelebA, "file_list", [(i, _md5(base / f) if (base / f).exists() else m, f) for i, m, f in tvd.CelebA.file_list]
+    )
