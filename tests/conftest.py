@@ -27,3 +27,9 @@ def fake_vision(fake_vision_root, monkeypatch):
     fakedata.patch_md5(monkeypatch, fake_vision_root)
     monkeypatch.setenv("LIT_REV_DATA", str(fake_vision_root))
     return fake_vision_root
+
+
+@pytest.fixture(autouse=True)
+def _plain_argv(monkeypatch):
+    """LightningCLI warns when given args while sys.argv holds pytest's own arguments."""
+    monkeypatch.setattr(sys, "argv", ["lit_rev"])

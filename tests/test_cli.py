@@ -1,0 +1,127 @@
+"""The command line: errors name the offending key, print_config, resuming, DDP."""
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+
+from lit_rev.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+
+TINY = """
+seed_everything: 0
+trainer:
+  accelerator: cpu
+  max_steps: 3
+  limit_val_batches: 1
+  enable_progress_bar: false
+  logger:
+    class_path: lightning.pytorch.loggers.TensorBoardLogger
+    init_args: {{save_dir: {root}/logs, name: tiny}}
+  callbacks: {callbacks}
+model:
+  class_path: DensityModule
+  init_args:
+    warmup_steps: 2
+    network:
+      class_path: Glow
+      init_args: {{in_channels: 1, image_size: 8, levels: 2, steps: 2, hidden_channels: 8}}
+data:
+  class_path: ImageDataModule
+  init_args:
+    dataset: Digits
+    ood: [LFWCrops]
+    batch_size: 16
+    max_test: 32
+"""
+
+
+def tiny_config(root: Path, callbacks: str = "[]", **replace) -> Path:
+    text = TINY.format(root=root, callbacks=callbacks)
+    for old, new in replace.items():
+        text = text.replace(old, new)
+    path = root / "tiny.yaml"
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+@pytest.mark.parametrize(
+    "old, new, key",
+    [
+        ("class_path: Glow", "class_path: NoSuchFlow", "NoSuchFlow"),
+        ("levels: 2", "levelz: 2", "levelz"),
+        ("batch_size: 16", "batch_size: sixteen", "batch_size"),
+    ],
+)
+def test_bad_yaml_exits_nonzero_naming_the_key(tmp_path, capsys, old, new, key):
+    config = tiny_config(tmp_path, **{old: new})
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "--config", str(config)])
+    assert exit_info.value.code != 0
+    assert key in capsys.readouterr().err
+
+
+def test_print_config_resolves_short_names(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "--config", str(tiny_config(tmp_path)), "--print_config"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert "lit_rev.density.DensityModule" in out and "lit_rev.data.Digits" in out
+
+
+def test_fit_writes_config_checkpoint_and_resumes(tmp_path):
+    config = tiny_config(tmp_path)
+    cli = main(["fit", "--config", str(config)])
+    log_dir = Path(cli.trainer.logger.log_dir)
+    assert (log_dir / "config.yaml").exists()
+    last = log_dir / "checkpoints" / "last.ckpt"
+    assert last.exists()
+    saved = torch.load(last, weights_only=False)
+    assert saved["global_step"] == 3
+
+    resumed = main(["fit", "--config", str(config), "--trainer.max_steps=5", f"--ckpt_path={last}"])
+    assert resumed.trainer.global_step == 5
+    optimizer = resumed.trainer.optimizers[0]
+    steps = {int(s["step"]) for s in optimizer.state.values()}
+    assert steps == {5}  # Adamax moments continued from the checkpoint, not restarted
+    actnorm = resumed.model.network.levels[0][0].layers[0]
+    assert bool(actnorm.initialized)
+
+
+def test_fit_then_ood_evaluation_in_one_command(tmp_path):
+    config = tiny_config(tmp_path, callbacks="[{class_path: OODEvaluation}]")
+    cli = main(["fit", "--config", str(config)])
+    log_dir = Path(cli.trainer.logger.log_dir)
+    report = (log_dir / "ood_report.md").read_text()
+    assert "digits" in report and "lfwcrops" in report and "auroc_bpd" in report
+    assert (log_dir / "hist_bpd.png").exists() and (log_dir / "samples.png").exists()
+
+
+def test_test_subcommand_runs_named_ood_loaders(tmp_path):
+    config = tiny_config(tmp_path)
+    cli = main(["test", "--config", str(config)])
+    metrics = cli.trainer.callback_metrics
+    assert "test/bpd/digits" in metrics and "test/bpd/lfwcrops" in metrics
+
+
+@pytest.mark.slow
+def test_ddp_two_processes_end_with_identical_parameters(tmp_path):
+    config = tiny_config(tmp_path, callbacks="[{class_path: ddp_helpers.DumpParameters}]")
+    env = {**os.environ, "PYTHONPATH": f"{REPO / 'tests'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}", "DUMP_DIR": str(tmp_path)}
+    cmd = [
+        sys.executable, "-m", "lit_rev", "fit", "--config", str(config),
+        "--trainer.accelerator=cpu", "--trainer.devices=2", "--trainer.strategy=ddp",
+    ]
+    result = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rank0, rank1 = (torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1))
+    assert rank0.keys() == rank1.keys()
+    for key in rank0:
+        assert torch.equal(rank0[key], rank1[key]), key
+    actnorm_bias = rank0["network.levels.0.0.layers.0.bias"]
+    assert bool(rank0["network.levels.0.0.layers.0.initialized"]) and actnorm_bias.abs().sum() > 0
