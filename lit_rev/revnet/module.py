@@ -1,0 +1,111 @@
+"""``ImageClassifier``: cross-entropy training of any backbone, with the RevNet paper's SGD schedule."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from lightning.pytorch import LightningModule
+from torch import nn
+from torchmetrics.classification import MulticlassAccuracy
+
+CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR_STD = (0.2470, 0.2435, 0.2616)
+
+
+class ImageClassifier(LightningModule):
+    """Classifies uint8 image batches ``(x, y)`` with an injected ``backbone`` that returns logits.
+
+    Pixels go to ``[0, 1]`` (``x / (2**n_bits - 1)``), then per-channel ``(x - mean) / std``.
+    The optimiser is SGD with momentum and weight decay (on conv and linear weights only, as
+    in the official RevNet code, unless ``decay_all``); the learning rate drops by ``gamma``
+    at each of ``milestones``, counted in optimiser steps (``interval="step"``, the paper's
+    40k/60k of 80k iterations) or epochs.
+
+    Args:
+        backbone: the network, e.g. ``RevNet("revnet38")``.
+        num_classes: number of classes (must match the backbone's head).
+        top_k: accuracies to report; ``[1, 5]`` logs ``acc`` and ``acc_top5``.
+        mean, std: per-channel normalisation (one value each for gray images).
+    """
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        num_classes: int = 10,
+        lr: float = 0.1,
+        momentum: float = 0.9,
+        weight_decay: float = 2e-4,
+        nesterov: bool = False,
+        decay_all: bool = False,
+        milestones: Sequence[int] = (40_000, 60_000),
+        gamma: float = 0.1,
+        interval: str = "step",
+        top_k: Sequence[int] = (1,),
+        mean: Sequence[float] = CIFAR_MEAN,
+        std: Sequence[float] = CIFAR_STD,
+        n_bits: int = 8,
+    ):
+        super().__init__()
+        if interval not in ("step", "epoch"):
+            raise ValueError(f"interval must be 'step' or 'epoch', got {interval!r}")
+        if len(mean) != len(std):
+            raise ValueError("mean and std need one value per channel")
+        self.save_hyperparameters(ignore=["backbone"])
+        self.backbone = backbone
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
+        self.max_pixel = float(2**n_bits - 1)
+        self.top_k = tuple(top_k)
+        self.metrics = nn.ModuleDict(
+            {
+                f"{stage}_{self._name(k)}": MulticlassAccuracy(num_classes, top_k=k, average="micro")
+                for stage in ("train", "val", "test")
+                for k in self.top_k
+            }
+        )
+
+    @staticmethod
+    def _name(k: int) -> str:
+        return "acc" if k == 1 else f"acc_top{k}"
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        return (x.float() / self.max_pixel - self.mean) / self.std
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits for a uint8 (or already float in [0, 2**n_bits)) batch."""
+        return self.backbone(self.normalize(x))
+
+    def _step(self, batch, stage: str) -> torch.Tensor:
+        x, y = batch
+        logits = self(x)
+        loss = F.cross_entropy(logits, y)
+        on_step = stage == "train"
+        self.log(f"{stage}/loss", loss, on_step=on_step, on_epoch=True, prog_bar=True, batch_size=len(y))
+        for k in self.top_k:
+            metric = self.metrics[f"{stage}_{self._name(k)}"]
+            metric(logits.detach(), y)
+            self.log(f"{stage}/{self._name(k)}", metric, on_step=False, on_epoch=True, prog_bar=k == 1, batch_size=len(y))
+        return loss
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        loss = self._step(batch, "train")
+        self.log("lr", self.trainer.optimizers[0].param_groups[0]["lr"], on_step=True, on_epoch=False, batch_size=1)
+        return loss
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        self._step(batch, "val")
+
+    def test_step(self, batch, batch_idx: int, dataloader_idx: int = 0) -> None:
+        if dataloader_idx == 0:  # later loaders of an ImageDataModule are out-of-distribution sets
+            self._step(batch, "test")
+
+    def configure_optimizers(self):
+        hp = self.hparams
+        decayed = [p for p in self.parameters() if hp.decay_all or p.dim() > 1]
+        kept = [p for p in self.parameters() if not (hp.decay_all or p.dim() > 1)]
+        groups = [{"params": decayed, "weight_decay": hp.weight_decay}, {"params": kept, "weight_decay": 0.0}]
+        optimizer = torch.optim.SGD(groups, lr=hp.lr, momentum=hp.momentum, nesterov=hp.nesterov)
+        scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, list(hp.milestones), hp.gamma)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": hp.interval}}

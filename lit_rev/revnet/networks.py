@@ -1,0 +1,240 @@
+"""RevNets and the pre-activation ResNets they are compared with, at the paper's shapes.
+
+Every network is stem (conv-BN-ReLU) -> body -> head (BN-ReLU-pool-linear). The body is one :class:`ReversibleSequence`: for a
+RevNet, reversible blocks plus one stored :class:`DownsampleCoupling` where a stage changes
+resolution or width (the official code stores every stage's first unit; a first
+unit that keeps the shape is reversible here, which computes the same function); for a ResNet, plain residual units (there ``memory_saving=True`` means
+each unit is recomputed from its stored input, i.e. per-unit checkpointing).
+
+Shapes (``units`` per stage, ``channels`` = stem then each stage; bottleneck stages output 4x):
+
+    resnet32   5-5-5     16-16-32-64          revnet38   3-3-3     32-32-64-112
+    resnet110  18-18-18  16-16-32-64          revnet110  9-9-9     32-32-64-128
+    resnet164  18-18-18  16-16-32-64 (bn)     revnet164  9-9-9     32-32-64-128 (bn)
+    resnet101  3-4-23-3  64-64-128-256-512    revnet104  2-2-11-2  128-128-256-512-832 (bn, ImageNet)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from lit_rev.revnet.blocks import DownsampleCoupling, PoolPadShortcut, ResidualUnit, residual_function
+from lit_rev.revnet.reversible import ReversibleBlock, ReversibleSequence
+
+
+@dataclass(frozen=True)
+class Architecture:
+    units: tuple[int, ...]
+    channels: tuple[int, ...]
+    bottleneck: bool
+    imagenet: bool = False
+
+
+ARCHITECTURES = {
+    "resnet32": Architecture((5, 5, 5), (16, 16, 32, 64), False),
+    "resnet110": Architecture((18, 18, 18), (16, 16, 32, 64), False),
+    "resnet164": Architecture((18, 18, 18), (16, 16, 32, 64), True),
+    "resnet101": Architecture((3, 4, 23, 3), (64, 64, 128, 256, 512), True, imagenet=True),
+    "revnet38": Architecture((3, 3, 3), (32, 32, 64, 112), False),
+    "revnet110": Architecture((9, 9, 9), (32, 32, 64, 128), False),
+    "revnet164": Architecture((9, 9, 9), (32, 32, 64, 128), True),
+    "revnet104": Architecture((2, 2, 11, 2), (128, 128, 256, 512, 832), True, imagenet=True),
+}
+
+# Parameter counts reported in Gomez et al. (2017), Tables 2 and 3.
+PAPER_PARAMS = {
+    "resnet32": 0.46e6, "resnet110": 1.73e6, "resnet164": 1.70e6, "resnet101": 44.5e6,
+    "revnet38": 0.46e6, "revnet110": 1.73e6, "revnet164": 1.75e6, "revnet104": 45.2e6,
+}
+
+
+def _stem(in_channels: int, out_channels: int, imagenet: bool) -> nn.Sequential:
+    """conv-BN-ReLU: 3x3 for CIFAR; 7x7 stride 2 then a 3x3 stride-2 max-pool for ImageNet."""
+    conv = nn.Conv2d(in_channels, out_channels, 7, 2, 3, bias=False) if imagenet else nn.Conv2d(in_channels, out_channels, 3, 1, 1, bias=False)
+    layers = [conv, nn.BatchNorm2d(out_channels), nn.ReLU(inplace=True)]
+    return nn.Sequential(*layers, nn.MaxPool2d(3, 2, 1)) if imagenet else nn.Sequential(*layers)
+
+
+def _projection(in_channels: int, out_channels: int, stride: int) -> nn.Conv2d:
+    return nn.Conv2d(in_channels, out_channels, 1, stride, bias=False)
+
+
+class _ResidualNetwork(nn.Module):
+    """stem -> body (a :class:`ReversibleSequence`) -> BN-ReLU-pool-linear head."""
+
+    reversible: bool
+
+    def __init__(
+        self,
+        preset: str,
+        num_classes: int,
+        memory_saving: bool,
+        in_channels: int,
+        units: list[int] | None,
+        channels: list[int] | None,
+        bottleneck: bool | None,
+        imagenet_stem: bool | None,
+        dropout: float,
+    ):
+        super().__init__()
+        if preset not in ARCHITECTURES:
+            raise ValueError(f"unknown preset {preset!r}; expected one of {sorted(ARCHITECTURES)}")
+        base = ARCHITECTURES[preset]
+        arch = Architecture(
+            tuple(units) if units is not None else base.units,
+            tuple(channels) if channels is not None else base.channels,
+            base.bottleneck if bottleneck is None else bottleneck,
+            base.imagenet if imagenet_stem is None else imagenet_stem,
+        )
+        if len(arch.channels) != len(arch.units) + 1:
+            raise ValueError(f"need one channel count for the stem and one per stage, got {arch}")
+        self.arch, self.num_classes = arch, num_classes
+        widen = 4 if arch.bottleneck else 1
+        self.stem = _stem(in_channels, arch.channels[0], arch.imagenet)
+        blocks, width = [], arch.channels[0]
+        for stage, (n, c) in enumerate(zip(arch.units, arch.channels[1:])):
+            stride = 1 if stage == 0 else 2
+            for unit in range(n):
+                first_of_net = stage == 0 and unit == 0
+                blocks.append(self._unit(width, c * widen, stride if unit == 0 else 1, arch.bottleneck, first_of_net, dropout))
+                width = c * widen
+        self.body = ReversibleSequence(blocks, memory_saving=memory_saving)
+        self.head = nn.Sequential(
+            nn.BatchNorm2d(width), nn.ReLU(inplace=True), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(width, num_classes)
+        )
+        self.out_channels = width
+        self._init_weights()
+
+    def _unit(self, cin, cout, stride, bottleneck, first, dropout) -> nn.Module:
+        raise NotImplementedError
+
+    def _init_weights(self) -> None:
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+
+    @property
+    def memory_saving(self) -> bool:
+        return self.body.memory_saving
+
+    @memory_saving.setter
+    def memory_saving(self, value: bool) -> None:
+        self.body.memory_saving = bool(value)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body(self.stem(x)))
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
+class RevNet(_ResidualNetwork):
+    """A reversible residual network (Gomez et al. 2017).
+
+    Args:
+        preset: ``revnet38``, ``revnet110``, ``revnet164`` (CIFAR) or ``revnet104`` (ImageNet).
+        num_classes: size of the linear head.
+        memory_saving: reconstruct activations in the backward instead of storing them.
+        in_channels: image channels (1 for MNIST).
+        units, channels, bottleneck, imagenet_stem: override the preset's shape (small test nets).
+        dropout: dropout before the last conv of every residual function (0 in the paper).
+    """
+
+    reversible = True
+
+    def __init__(
+        self,
+        preset: str = "revnet38",
+        num_classes: int = 10,
+        memory_saving: bool = True,
+        in_channels: int = 3,
+        units: list[int] | None = None,
+        channels: list[int] | None = None,
+        bottleneck: bool | None = None,
+        imagenet_stem: bool | None = None,
+        dropout: float = 0.0,
+    ):
+        super().__init__(preset, num_classes, memory_saving, in_channels, units, channels, bottleneck, imagenet_stem, dropout)
+
+    def _unit(self, cin, cout, stride, bottleneck, first, dropout):
+        if cin % 2 or cout % 2:
+            raise ValueError(f"a reversible unit splits channels in halves; got {cin} -> {cout}")
+        f = residual_function(cin // 2, cout // 2, stride, bottleneck, preactivate=not first, dropout=dropout)
+        g = residual_function(cout // 2, cout // 2, 1, bottleneck, dropout=dropout)
+        if stride == 1 and cin == cout:
+            return ReversibleBlock(f, g)
+        if bottleneck:
+            return DownsampleCoupling(f, g, _projection(cin // 2, cout // 2, stride), _projection(cin // 2, cout // 2, stride))
+        return DownsampleCoupling(f, g, PoolPadShortcut(cin // 2, cout // 2, stride), PoolPadShortcut(cin // 2, cout // 2, stride))
+
+
+class ResNet(_ResidualNetwork):
+    """A pre-activation ResNet (He et al. 2016), the paper's baseline.
+
+    Shortcuts that change shape are pooled/zero-padded for basic units and 1x1 projections
+    for bottleneck units. ``memory_saving=True`` recomputes each unit from its stored input
+    (per-unit checkpointing); the paper's baseline is ``False``. Other args as :class:`RevNet`.
+    """
+
+    reversible = False
+
+    def __init__(
+        self,
+        preset: str = "resnet32",
+        num_classes: int = 10,
+        memory_saving: bool = False,
+        in_channels: int = 3,
+        units: list[int] | None = None,
+        channels: list[int] | None = None,
+        bottleneck: bool | None = None,
+        imagenet_stem: bool | None = None,
+        dropout: float = 0.0,
+    ):
+        super().__init__(preset, num_classes, memory_saving, in_channels, units, channels, bottleneck, imagenet_stem, dropout)
+
+    def _unit(self, cin, cout, stride, bottleneck, first, dropout):
+        f = residual_function(cin, cout, stride, bottleneck, preactivate=not first, dropout=dropout)
+        if stride == 1 and cin == cout:
+            return ResidualUnit(f)
+        if bottleneck:
+            return ResidualUnit(f, _projection(cin, cout, stride))
+        return ResidualUnit(f, PoolPadShortcut(cin, cout, stride))
+
+
+def resnet32(num_classes: int = 10, memory_saving: bool = False, **kwargs) -> ResNet:
+    return ResNet("resnet32", num_classes, memory_saving, **kwargs)
+
+
+def resnet110(num_classes: int = 10, memory_saving: bool = False, **kwargs) -> ResNet:
+    return ResNet("resnet110", num_classes, memory_saving, **kwargs)
+
+
+def resnet164(num_classes: int = 10, memory_saving: bool = False, **kwargs) -> ResNet:
+    return ResNet("resnet164", num_classes, memory_saving, **kwargs)
+
+
+def revnet38(num_classes: int = 10, memory_saving: bool = True, **kwargs) -> RevNet:
+    return RevNet("revnet38", num_classes, memory_saving, **kwargs)
+
+
+def revnet110(num_classes: int = 10, memory_saving: bool = True, **kwargs) -> RevNet:
+    return RevNet("revnet110", num_classes, memory_saving, **kwargs)
+
+
+def revnet164(num_classes: int = 10, memory_saving: bool = True, **kwargs) -> RevNet:
+    return RevNet("revnet164", num_classes, memory_saving, **kwargs)
+
+
+def revnet104(num_classes: int = 1000, memory_saving: bool = True, **kwargs) -> RevNet:
+    return RevNet("revnet104", num_classes, memory_saving, **kwargs)
+
+
+def build(preset: str, **kwargs) -> nn.Module:
+    """``RevNet`` or ``ResNet`` from a preset name."""
+    return (RevNet if preset.startswith("revnet") else ResNet)(preset, **kwargs)
