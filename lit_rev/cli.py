@@ -8,7 +8,7 @@ below registers the project's own classes, so their short names (``DensityModule
 
 from __future__ import annotations
 
-import os
+from typing import Optional
 
 import torch
 from lightning.pytorch import LightningDataModule, LightningModule, Trainer
@@ -33,6 +33,18 @@ class LitRevCLI(LightningCLI):
         kwargs.setdefault("trainer_defaults", trainer_defaults())
         super().__init__(LightningModule, LightningDataModule, *args, **kwargs)
 
+    def add_arguments_to_parser(self, parser) -> None:
+        parser.add_argument(
+            "--torch_threads", type=Optional[int], default=None,
+            help="torch.set_num_threads for this run (small models on few cores are often fastest with 1)",
+        )
+
+    def before_instantiate_classes(self) -> None:
+        config = self.config.get(self.subcommand, self.config) if self.subcommand else self.config
+        threads = config.get("torch_threads")
+        if threads:
+            torch.set_num_threads(int(threads))
+
     def _instantiate_trainer(self, config: dict, callbacks: list[Callback]) -> Trainer:
         # Default callbacks are added only where the config has none of that kind, so a YAML
         # that lists its own callbacks keeps the rich bar and `last.ckpt` unless it replaces them.
@@ -55,9 +67,6 @@ def trainer_defaults() -> dict:
 
 
 def main(args: list[str] | None = None) -> LitRevCLI:
-    threads = os.environ.get("LIT_REV_THREADS")
-    if threads:
-        torch.set_num_threads(int(threads))
     return LitRevCLI(args=args)
 
 
