@@ -109,6 +109,14 @@ def test_test_subcommand_runs_named_ood_loaders(tmp_path):
     assert "test/bpd/digits" in metrics and "test/bpd/lfwcrops" in metrics
 
 
+def test_predict_returns_per_image_scores(tmp_path):
+    cli = main(["predict", "--config", str(tiny_config(tmp_path)), "--trainer.limit_predict_batches=1"])
+    outputs = cli.trainer.predict_loop.predictions
+    assert len(outputs) == 2  # in-distribution and one OOD set
+    first = outputs[0][0]
+    assert first["bpd"].shape == (16,) and torch.allclose(first["bpd"], first["prior_bpd"] + first["logdet_bpd"])
+
+
 @pytest.mark.slow
 def test_ddp_two_processes_end_with_identical_parameters(tmp_path):
     config = tiny_config(tmp_path, callbacks="[{class_path: ddp_helpers.DumpParameters}]")

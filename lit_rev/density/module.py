@@ -161,6 +161,10 @@ class DensityModule(LightningModule):
         if self.trainer.is_global_zero and gathered:
             self.write_report(gathered)
 
+    def predict_step(self, batch, batch_idx, dataloader_idx: int = 0) -> dict[str, torch.Tensor]:
+        """Per-image scores (``bpd`` and, for flows, its parts) of every test set."""
+        return {k: v.detach().cpu() for k, v in self.scores(batch[0], noise=self.hparams.eval_noise).items()}
+
     def _set_name(self, idx: int) -> str:
         names = getattr(self.trainer.datamodule, "test_names", None) if self._trainer is not None else None
         return names[idx] if names and idx < len(names) else f"set{idx}"
