@@ -2,6 +2,7 @@
 
 from lit_rev.data.datamodule import ImageDataModule
 from lit_rev.data.files import DataFileError, shipped_file, verified_path
+from lit_rev.data.imagenet import ImageNetDataModule  # noqa: F401
 from lit_rev.data.images import (
     ConstantImages,
     Digits,
@@ -13,6 +14,7 @@ from lit_rev.data.images import (
     NaturalPatches,
     UniformNoise,
 )
+from lit_rev.data.tabular import COMPAS, Adult, German, TabularDataModule
 from lit_rev.data.transforms import Grayed, convert, quantize
 from lit_rev.data.vision import CIFAR10, CIFAR100, MNIST, SVHN, CelebA, FashionMNIST
 
@@ -21,4 +23,5 @@ __all__ = [
     "Grayed", "ImageDataModule", "ImageSource", "ImageTensors", "InMemorySource", "LFWCrops",
     "MNIST", "MNIST5k", "NaturalPatches", "SVHN", "UniformNoise", "convert", "quantize",
     "shipped_file", "verified_path",
+    "Adult", "German", "COMPAS", "TabularDataModule",
 ]

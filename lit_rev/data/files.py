@@ -14,6 +14,12 @@ class DataFileError(RuntimeError):
 # name -> SHA-256 of every file under lit_rev/data/files/ (also the public sources' hashes).
 SHIPPED = {
     "mnist_5k.csv.gz": "846f6cad587fea3877f6e0fe0a1968dfc68867ce170d3bc9fc2dccdbed17961d",
+    # gzip copies (mtime 0) of the raw tabular files; their decompressed bytes are checked
+    # against the public sources' hashes by shipped_gzip (see lit_rev/data/tabular.py).
+    "adult.data.gz": "171e93e0be014947c678f8e0fd17485ec99e8c273d1a7a0b506bb9139e95800b",
+    "adult.test.gz": "88304f2ff4ca392efdb76452aa377e96dde27622ff90070ed0913c464bb7aa32",
+    "german.data.gz": "a4cc977b7fc38d60827f2f881d8377954ece4d7ade5d026e827307bb63395df2",
+    "compas-scores-two-years.csv.gz": "62861de08baa2abef92d528cac474dc65d773032c9120f05fedb8a508de99dc0",
 }
 
 
@@ -46,3 +52,19 @@ def shipped_file(name: str) -> Path:
         raise DataFileError(f"no shipped data file named {name!r}; known: {sorted(SHIPPED)}")
     path = Path(str(resources.files("lit_rev.data") / "files" / name))
     return verified_path(path, SHIPPED[name])
+
+
+def shipped_gzip(name: str, content_sha256: str) -> bytes:
+    """Decompressed bytes of the shipped gzip file ``name``, checked twice: the ``.gz`` against
+    :data:`SHIPPED`, and the decompressed bytes against ``content_sha256`` (the public source's hash)."""
+    import gzip
+
+    path = shipped_file(name)
+    try:
+        data = gzip.decompress(path.read_bytes())
+    except (OSError, EOFError) as err:
+        raise DataFileError(f"cannot decompress {path}: {err}") from err
+    actual = hashlib.sha256(data).hexdigest()
+    if actual != content_sha256:
+        raise DataFileError(f"checksum mismatch for the contents of {path}: expected SHA-256 {content_sha256}, got {actual}")
+    return data

@@ -1,1 +1,21 @@
-"""placeholder"""
+"""GRAD (Raff & Sylvester 2018): gradient reversal against discrimination, its baselines
+(Vanilla, ALFR, LFR), fairness metrics and the leakage probe. See docs/fair.md."""
+
+from lit_rev.fair.base import FairModule
+from lit_rev.fair.baselines import ALFRModule, LFRModule
+from lit_rev.fair.grad import FrozenEncoderClassifier, GRADModule
+from lit_rev.fair.metrics import (
+    Consistency,
+    Delta,
+    DemographicParityDifference,
+    Discrimination,
+    EqualizedOddsDifference,
+    PositiveRate,
+)
+from lit_rev.fair.reversal import GradientReversal, dann_ramp, reverse_gradient
+
+__all__ = [
+    "ALFRModule", "Consistency", "Delta", "DemographicParityDifference", "Discrimination",
+    "EqualizedOddsDifference", "FairModule", "FrozenEncoderClassifier", "GRADModule", "GradientReversal",
+    "LFRModule", "PositiveRate", "dann_ramp", "reverse_gradient",
+]

@@ -1,0 +1,201 @@
+"""``FairModule``: what every fairness model shares: lazy construction from the DataModule,
+validation and test metrics, the leakage probe and the results table.
+
+A subclass builds its networks in :meth:`build` and says how to turn inputs into the
+predicted probability of the positive label (:meth:`predict_proba`) and into its
+representation (:meth:`representation`, what the leakage probe reads).
+
+The networks need the input width and the protected attributes' group counts. Left unset
+(``null`` in YAML), they are read from the DataModule in ``setup`` and stored in the
+hyper-parameters, so a checkpoint rebuilds the same networks without the data.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from lightning.pytorch import LightningModule
+from lightning.pytorch.utilities import rank_zero_only
+from torch import Tensor, nn
+from torchmetrics.classification import BinaryAccuracy
+
+from lit_rev.fair.metrics import (
+    Consistency,
+    Delta,
+    DemographicParityDifference,
+    Discrimination,
+    EqualizedOddsDifference,
+    PositiveRate,
+)
+from lit_rev.fair.probe import leakage_probe
+from lit_rev.report import format_table, log_dir_of, write_report
+
+
+class FairModule(LightningModule):
+    """Base class. Args shared by every fairness model:
+
+    Args:
+        input_dim: width of ``x``; ``None`` reads it from the DataModule.
+        protected_classes: group count of each protected attribute; ``None`` reads the DataModule.
+        protected_names: their names (for logs); ``None`` reads the DataModule.
+        consistency_k: neighbours of the consistency metric.
+        probes: leakage probes run at test time (``logistic``, ``mlp``); empty for none.
+        probe_max_train: cap on the training rows the probe is fitted on.
+    """
+
+    def __init__(
+        self,
+        input_dim: int | None = None,
+        protected_classes: list[int] | None = None,
+        protected_names: list[str] | None = None,
+        consistency_k: int = 10,
+        probes: list[str] | None = None,
+        probe_max_train: int | None = 20000,
+    ):
+        super().__init__()
+        self.consistency_k, self.probes, self.probe_max_train = consistency_k, list(probes or []), probe_max_train
+        self.built = False
+        self.consistency_columns: list[int] | None = None
+        self.test_results: dict[str, float] = {}
+
+    def build_if_known(self) -> None:
+        """Subclasses call this at the end of ``__init__``, after ``save_hyperparameters()``:
+        the networks are built now if the shapes were given (as when loading a checkpoint)."""
+        if self.hparams.get("input_dim") is not None and self.hparams.get("protected_classes") is not None:
+            self._build_all(self.hparams.input_dim, list(self.hparams.protected_classes), self.hparams.get("protected_names"))
+
+    # --- to implement -----------------------------------------------------------------------
+    def build(self, input_dim: int, protected_classes: list[int]) -> None:
+        raise NotImplementedError
+
+    def predict_proba(self, x: Tensor) -> Tensor:
+        """``(B,)`` probability of the positive label."""
+        raise NotImplementedError
+
+    def representation(self, x: Tensor) -> Tensor:
+        """``(B, d)`` the representation the leakage probe reads."""
+        raise NotImplementedError
+
+    # --- construction -----------------------------------------------------------------------
+    def _build_all(self, input_dim: int, classes: list[int], names: list[str] | None) -> None:
+        names = list(names) if names else [f"s{a}" for a in range(len(classes))]
+        self.attribute_names = names
+        self.build(input_dim, classes)
+        self.val_accuracy = BinaryAccuracy()
+        self.val_discrimination = nn.ModuleList(Discrimination(k) for k in classes)
+        self.test_metrics = nn.ModuleDict({
+            "accuracy": BinaryAccuracy(),
+            "positive_rate": PositiveRate(),
+            "consistency": Consistency(self.consistency_k),
+            "consistency_hard": Consistency(self.consistency_k, hard=True),
+        })
+        self.group_metrics = nn.ModuleList(
+            nn.ModuleDict({
+                "discrimination": Discrimination(k),
+                "delta": Delta(k),
+                "dp_diff": DemographicParityDifference(k),
+                "eo_diff": EqualizedOddsDifference(k),
+            })
+            for k in classes
+        )
+        self.built = True
+
+    def setup(self, stage: str) -> None:
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if datamodule is not None:
+            self.consistency_columns = getattr(datamodule, "consistency_columns", None)
+        if self.built:
+            return
+        if datamodule is None or not hasattr(datamodule, "protected_classes"):
+            raise ValueError(f"{type(self).__name__} needs input_dim and protected_classes, or a tabular DataModule to read them from")
+        self.hparams.input_dim = datamodule.input_dim
+        self.hparams.protected_classes = list(datamodule.protected_classes)
+        self.hparams.protected_names = list(datamodule.protected)
+        self._build_all(self.hparams.input_dim, self.hparams.protected_classes, self.hparams.protected_names)
+
+    def training_progress(self, batch_idx: int) -> float:
+        """Fraction of training done, in [0, 1] (for schedules such as the DANN ramp)."""
+        total = self.trainer.estimated_stepping_batches
+        if not total or not math.isfinite(total):
+            return 1.0
+        step = self.current_epoch * self.trainer.num_training_batches + batch_idx
+        return min(1.0, step / total)
+
+    # --- validation -------------------------------------------------------------------------
+    def validation_step(self, batch, batch_idx):
+        x, y, s = batch
+        p = self.predict_proba(x)
+        self.val_accuracy(p, y.long())
+        self.log("val/accuracy", self.val_accuracy, prog_bar=True)
+        for a, metric in enumerate(self.val_discrimination):
+            metric(p, s[:, a])
+            self.log(f"val/discrimination_{self.attribute_names[a]}", metric, prog_bar=a == 0)
+
+    # --- test: metrics, leakage probe, results table ----------------------------------------
+    def test_step(self, batch, batch_idx, dataloader_idx: int = 0):
+        x, y, s = batch
+        p = self.predict_proba(x)
+        fair_x = x if self.consistency_columns is None else x[:, self.consistency_columns]
+        self.test_metrics["accuracy"].update(p, y.long())
+        self.test_metrics["positive_rate"].update(p)
+        self.test_metrics["consistency"].update(fair_x, p)
+        self.test_metrics["consistency_hard"].update(fair_x, p)
+        for a, metrics in enumerate(self.group_metrics):
+            metrics["discrimination"].update(p, s[:, a])
+            metrics["delta"].update(p, y, s[:, a])
+            metrics["dp_diff"].update(p, s[:, a])
+            metrics["eo_diff"].update(p, y, s[:, a])
+
+    def on_test_epoch_end(self) -> None:
+        results: dict[str, float] = {}
+        for name, metric in self.test_metrics.items():
+            results[name] = float(metric.compute())
+            metric.reset()
+        for a, metrics in enumerate(self.group_metrics):
+            for name, metric in metrics.items():
+                results[f"{name}_{self.attribute_names[a]}"] = float(metric.compute())
+                metric.reset()
+        results.update(self.probe_results())
+        self.test_results = results
+        self.log_dict({f"test/{k}": v for k, v in results.items() if not math.isnan(v)})
+        self._write_table(results)
+
+    @torch.no_grad()
+    def embed(self, dataset) -> tuple[Tensor, Tensor]:
+        """Representation and protected codes of a whole tabular dataset, in eval mode."""
+        was_training = self.training
+        self.eval()
+        z, s = [], []
+        for start in range(0, len(dataset), 4096):
+            xb, _, sb = dataset.__getitems__(list(range(start, min(start + 4096, len(dataset)))))
+            z.append(self.representation(xb.to(self.device)).float().cpu())
+            s.append(sb)
+        self.train(was_training)
+        return torch.cat(z), torch.cat(s)
+
+    def probe_results(self) -> dict[str, float]:
+        datamodule = getattr(self.trainer, "datamodule", None)
+        probes = self.probes
+        if not probes or datamodule is None or getattr(datamodule, "train_set", None) is None:
+            return {}
+        train_z, train_s = self.embed(datamodule.train_set)
+        # fast_dev_run is a smoke test: fit the probe on a small sample only
+        max_train = 1000 if self.trainer.fast_dev_run else self.probe_max_train
+        test_z, test_s = self.embed(datamodule.test_set)
+        out = {}
+        for a, name in enumerate(self.attribute_names):
+            for kind in probes:
+                found = leakage_probe(train_z.numpy(), train_s[:, a].numpy(), test_z.numpy(), test_s[:, a].numpy(),
+                                      kind=kind, max_train=max_train)
+                out[f"probe_{kind}_acc_{name}"] = found["accuracy"]
+                out[f"probe_{kind}_auroc_{name}"] = found["auroc"]
+            out[f"majority_{name}"] = found["majority"]
+        return out
+
+    @rank_zero_only
+    def _write_table(self, results: dict[str, float]) -> None:
+        row = {"model": type(self).__name__, "data": type(getattr(self.trainer, "datamodule", None)).__name__, **results}
+        directory = log_dir_of(self.trainer)
+        write_report([row], directory, "fair_results")
+        print(format_table([{"metric": k, "value": v} for k, v in results.items()], digits=4))

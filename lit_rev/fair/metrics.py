@@ -1,0 +1,251 @@
+"""Fairness metrics as torchmetrics ``Metric``s, correct under DDP.
+
+Notation (Zemel et al. 2013, "Learning Fair Representations", Sec. 4; used unchanged by Raff &
+Sylvester 2018): ``p_n`` the predicted probability of the positive label for row ``n``,
+``s_n`` its protected group, ``y_n`` its true label, ``ŷ_n = [p_n >= threshold]`` the hard
+prediction.
+
+DDP: every metric keeps either sums (``dist_reduce_fx="sum"``), which are exact under any
+sharding, or the rows themselves (``"cat"``, for :class:`Consistency`, whose neighbours must be
+searched among *all* rows). Lightning's ``DistributedSampler`` pads uneven shards with repeated
+rows, which changes every metric slightly; shard exactly (or use one device) to reproduce the
+one-process numbers.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+from torchmetrics import Metric
+from torchmetrics.utilities import dim_zero_cat
+
+
+def _flat(preds: Tensor, protected: Tensor) -> tuple[Tensor, Tensor]:
+    preds, protected = preds.reshape(-1).float(), protected.reshape(-1).long()
+    if preds.shape != protected.shape:
+        raise ValueError(f"preds and protected must have the same number of rows, got {preds.shape} and {protected.shape}")
+    return preds, protected
+
+
+def _largest_gap(values: Tensor, present: Tensor) -> Tensor:
+    """max - min of ``values`` over the groups that have rows (0 when fewer than two do)."""
+    values = values[present]
+    if values.numel() < 2:
+        return torch.zeros((), dtype=values.dtype, device=values.device)
+    return values.max() - values.min()
+
+
+class Discrimination(Metric):
+    """yDiscrim (Zemel et al. 2013, Eq. 14):
+
+        | Σ_{n: s_n=1} p_n / N_{s=1}  −  Σ_{n: s_n=0} p_n / N_{s=0} |
+
+    the gap between the groups' mean predicted probabilities. With ``num_groups > 2`` (a
+    categorical attribute) it is the largest pairwise gap, ``max_g mean_g − min_g mean_g``.
+    Groups without rows are ignored; with a single group present it is 0.
+    ``update(preds, protected)``: ``preds`` probabilities ``(N,)``, ``protected`` codes ``(N,)``.
+    """
+
+    is_differentiable = False
+    higher_is_better = False
+    full_state_update = False
+
+    def __init__(self, num_groups: int = 2, **kwargs):
+        super().__init__(**kwargs)
+        self.num_groups = num_groups
+        self.add_state("group_sum", torch.zeros(num_groups, dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("group_count", torch.zeros(num_groups, dtype=torch.float64), dist_reduce_fx="sum")
+
+    def update(self, preds: Tensor, protected: Tensor) -> None:
+        preds, protected = _flat(preds, protected)
+        if protected.numel() and (protected.min() < 0 or protected.max() >= self.num_groups):
+            raise ValueError(f"protected codes must lie in [0, {self.num_groups}), got {protected.unique().tolist()}")
+        self.group_sum += torch.bincount(protected, weights=preds.double(), minlength=self.num_groups)
+        self.group_count += torch.bincount(protected, minlength=self.num_groups).double()
+
+    def group_means(self) -> Tensor:
+        return self.group_sum / self.group_count.clamp_min(1)
+
+    def compute(self) -> Tensor:
+        return _largest_gap(self.group_means(), self.group_count > 0).float()
+
+
+class DemographicParityDifference(Discrimination):
+    """Demographic-parity difference: ``max_g P(ŷ=1 | s=g) − min_g P(ŷ=1 | s=g)``, i.e.
+    :class:`Discrimination` on hard predictions ``ŷ = [p >= threshold]``."""
+
+    def __init__(self, num_groups: int = 2, threshold: float = 0.5, **kwargs):
+        super().__init__(num_groups, **kwargs)
+        self.threshold = threshold
+
+    def update(self, preds: Tensor, protected: Tensor) -> None:
+        super().update((preds >= self.threshold).float(), protected)
+
+
+class Delta(Discrimination):
+    """Delta = accuracy − discrimination (Zemel et al. 2013, Sec. 4.2; Raff & Sylvester Table 2),
+    accuracy of ``ŷ = [p >= threshold]`` against ``y``. ``update(preds, target, protected)``."""
+
+    higher_is_better = True
+
+    def __init__(self, num_groups: int = 2, threshold: float = 0.5, **kwargs):
+        super().__init__(num_groups, **kwargs)
+        self.threshold = threshold
+        self.add_state("correct", torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("total", torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
+
+    def update(self, preds: Tensor, target: Tensor, protected: Tensor) -> None:
+        super().update(preds, protected)
+        hard = preds.reshape(-1) >= self.threshold
+        self.correct += (hard == target.reshape(-1).bool()).sum()
+        self.total += hard.numel()
+
+    def compute(self) -> Tensor:
+        return (self.correct / self.total.clamp_min(1)).float() - super().compute()
+
+
+class EqualizedOddsDifference(Metric):
+    """Equalised-odds difference: the larger of the true-positive-rate gap and the
+    false-positive-rate gap between groups,
+
+        max_{y in {0,1}} ( max_g P(ŷ=1 | y, s=g) − min_g P(ŷ=1 | y, s=g) ),
+
+    each gap taken over the groups that have rows with that label.
+    ``update(preds, target, protected)``.
+    """
+
+    is_differentiable = False
+    higher_is_better = False
+    full_state_update = False
+
+    def __init__(self, num_groups: int = 2, threshold: float = 0.5, **kwargs):
+        super().__init__(**kwargs)
+        self.num_groups, self.threshold = num_groups, threshold
+        # [label, group]: how many rows, and how many predicted positive
+        self.add_state("count", torch.zeros(2, num_groups, dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("positive", torch.zeros(2, num_groups, dtype=torch.float64), dist_reduce_fx="sum")
+
+    def update(self, preds: Tensor, target: Tensor, protected: Tensor) -> None:
+        preds, protected = _flat(preds, protected)
+        cell = target.reshape(-1).long() * self.num_groups + protected
+        self.count += torch.bincount(cell, minlength=2 * self.num_groups).view(2, -1).double()
+        hard = (preds >= self.threshold).double()
+        self.positive += torch.bincount(cell, weights=hard, minlength=2 * self.num_groups).view(2, -1)
+
+    def compute(self) -> Tensor:
+        rates = self.positive / self.count.clamp_min(1)
+        gaps = [_largest_gap(rates[label], self.count[label] > 0) for label in (0, 1)]
+        return torch.stack(gaps).max().float()
+
+
+class PositiveRate(Metric):
+    """Share of hard positive predictions, ``mean_n [p_n >= threshold]``. A constant predictor
+    scores perfect discrimination and consistency; this column makes it visible (0 or 1)."""
+
+    is_differentiable = False
+    full_state_update = False
+
+    def __init__(self, threshold: float = 0.5, **kwargs):
+        super().__init__(**kwargs)
+        self.threshold = threshold
+        self.add_state("positive", torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("total", torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
+
+    def update(self, preds: Tensor) -> None:
+        self.positive += (preds.reshape(-1) >= self.threshold).sum()
+        self.total += preds.numel()
+
+    def compute(self) -> Tensor:
+        return (self.positive / self.total.clamp_min(1)).float()
+
+
+def _tied_means(score: Tensor, top_values: Tensor, top_indices: Tensor, columns: Tensor, k: int) -> Tensor:
+    """Neighbour means for rows whose tie at the k-th distance straddles the cut: every row
+    strictly closer than the k-th, then the tied rows in index order until ``k`` are taken."""
+    kth = top_values[:, k - 1 : k]
+    n_closer = (top_values < kth).sum(1, keepdim=True)
+    # the whole tie lies inside the window when a later value in it is larger
+    inside = (top_values > kth).any(1)
+    means = torch.empty(len(score), columns.shape[1], device=score.device)
+    if inside.any():
+        tied = torch.where(top_values[inside] == kth[inside], top_indices[inside], torch.iinfo(torch.long).max)
+        tied = tied.sort(1).values  # tied row indices ascending; the rest pushed to the end
+        closer = torch.where(top_values[inside] < kth[inside], top_indices[inside], -1)
+        take_tied = torch.arange(tied.shape[1], device=score.device)[None] < (k - n_closer[inside])
+        total = (columns[closer.clamp_min(0)] * (closer >= 0)[..., None]).sum(1)
+        total += (columns[tied.clamp_max(len(columns) - 1)] * take_tied[..., None]).sum(1)
+        means[inside] = total / k
+    if (~inside).any():  # a tie wider than the window: scan the whole row
+        row_score, row_kth = score[~inside], kth[~inside]
+        closer, at_kth = row_score < row_kth, row_score == row_kth
+        chosen = closer | (at_kth & (at_kth.cumsum(1) <= k - closer.sum(1, keepdim=True)))
+        means[~inside] = chosen.float() @ columns / k
+    return means
+
+
+def neighbour_means(features: Tensor, values: Tensor, k: int, chunk_size: int = 2048, window: int = 64) -> Tensor:
+    """For every row ``n``, the mean of ``values`` over its ``k`` nearest rows (Euclidean on
+    ``features``), row ``n`` itself excluded (by index, so exact duplicates of ``n`` still count as
+    neighbours). Rows tied at the k-th distance are taken in index order, lowest first, so the
+    result does not depend on the sort algorithm.
+
+    Ranking row ``a``'s neighbours by ``|b|² − 2 a·b`` is ranking by ``|a − b|²`` (``|a|²`` is
+    the same for all ``b``), so each chunk of ``chunk_size`` rows costs one ``addmm`` and one
+    ``topk``: all 45k Adult rows take seconds and ``chunk_size x N`` floats of memory.
+    ``values`` may be ``(N,)`` or ``(N, C)``.
+    """
+    n = features.shape[0]
+    if n < 2:
+        raise ValueError("consistency needs at least two rows")
+    k = min(k, n - 1)
+    features = features.float()
+    squared = (features * features).sum(1)
+    columns = values.reshape(n, -1).float()
+    out = []
+    for start in range(0, n, chunk_size):
+        rows = features[start:start + chunk_size]
+        local = torch.arange(len(rows), device=features.device)
+        score = torch.addmm(squared[None, :], rows, features.T, alpha=-2.0)
+        score[local, local + start] = float("inf")
+        # the k nearest plus a window of the next ones, to settle ties at the k-th distance
+        top = score.topk(min(k + window, n - 1), dim=1, largest=False, sorted=True)
+        means = columns[top.indices[:, :k]].mean(1)
+        if top.values.shape[1] > k:
+            straddle = torch.nonzero(top.values[:, k] == top.values[:, k - 1]).flatten()
+            if straddle.numel():
+                means[straddle] = _tied_means(score[straddle], top.values[straddle], top.indices[straddle], columns, k)
+        out.append(means)
+    return torch.cat(out).reshape(values.shape)
+
+
+class Consistency(Metric):
+    """yNN consistency (Zemel et al. 2013, Eq. 15; Raff & Sylvester Sec. 4):
+
+        1 − (1/N) Σ_n | p_n − (1/k) Σ_{j ∈ kNN(x_n)} p_j |
+
+    with the neighbours found among all rows seen, on the *non-protected* features ``x``, the
+    point itself excluded (see :func:`neighbour_means` for ties). ``hard=True`` uses
+    ``ŷ = [p >= threshold]`` instead of ``p`` (Zemel's original reading, on labels).
+    ``update(features, preds)``. The rows are kept (``cat`` states) until ``compute``.
+    """
+
+    is_differentiable = False
+    higher_is_better = True
+    full_state_update = False
+
+    def __init__(self, k: int = 10, hard: bool = False, threshold: float = 0.5, chunk_size: int = 2048, **kwargs):
+        super().__init__(**kwargs)
+        self.k, self.hard, self.threshold, self.chunk_size = k, hard, threshold, chunk_size
+        self.add_state("features", [], dist_reduce_fx="cat")
+        self.add_state("preds", [], dist_reduce_fx="cat")
+
+    def update(self, features: Tensor, preds: Tensor) -> None:
+        preds = preds.reshape(-1).float()
+        if self.hard:
+            preds = (preds >= self.threshold).float()
+        self.features.append(features.reshape(len(preds), -1).float())
+        self.preds.append(preds)
+
+    def compute(self) -> Tensor:
+        features, preds = dim_zero_cat(self.features), dim_zero_cat(self.preds)
+        return 1.0 - (preds - neighbour_means(features, preds, self.k, self.chunk_size)).abs().mean()

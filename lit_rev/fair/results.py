@@ -1,0 +1,117 @@
+"""Run fairness configs over several seeds and write the results table (mean ± std).
+
+    python -m lit_rev.fair.results --config configs/fair/grad_pred_adult.yaml --seeds 5
+    python -m lit_rev.fair.results --config configs/fair/vanilla_adult.yaml configs/fair/grad_pred_adult.yaml \
+        --seeds 5 --out results/fair/adult
+    python -m lit_rev.fair.results --config configs/fair/grad_auto_adult.yaml+configs/fair/grad_auto_adult_stage2.yaml
+
+``A.yaml+B.yaml`` chains two stages: ``A`` is fitted, then ``B`` is fitted and tested with
+``--model.init_args.encoder_ckpt`` set to ``A``'s final checkpoint (GRAD-auto). Seed ``i``
+(0..seeds-1) sets both ``seed_everything`` and the DataModule's ``seed`` (validation split,
+and the train/test split of German and COMPAS). Any further ``--a.b=c`` arguments go to every
+run's CLI. Writes ``<out>/<name>.{md,csv,json}`` (one row per config, ``mean ± std`` cells,
+plus ``_mean``/``_std`` numeric columns in the CSV/JSON) and ``<out>/<name>_seeds.*`` (every run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from lit_rev.report import format_table, write_report
+
+HEADLINE = ("accuracy", "discrimination", "consistency", "delta")
+
+
+def run_once(configs: list[str], seed: int, extra: list[str], log_root: Path) -> dict[str, float]:
+    """Fit and test one config (or a chain of two) at one seed; return the test results."""
+    from lit_rev.cli import LitRevCLI
+
+    checkpoint = None
+    results: dict[str, float] = {}
+    for stage, config in enumerate(configs):
+        args = [
+            "--config", config, f"--seed_everything={seed}", f"--data.init_args.seed={seed}",
+            f"--trainer.logger.init_args.save_dir={log_root}", f"--trainer.logger.init_args.name={Path(config).stem}",
+            f"--trainer.logger.init_args.version=seed_{seed}", "--trainer.enable_progress_bar=false",
+            "--trainer.enable_model_summary=false",
+        ]
+        if checkpoint is not None:
+            args.append(f"--model.init_args.encoder_ckpt={checkpoint}")
+        cli = LitRevCLI(args=args + extra, run=False)
+        cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+        if stage < len(configs) - 1:
+            checkpoint = str(log_root / Path(config).stem / f"seed_{seed}" / "final.ckpt")
+            cli.trainer.save_checkpoint(checkpoint)
+        else:
+            cli.trainer.test(cli.model, datamodule=cli.datamodule, verbose=False)
+            results = dict(cli.model.test_results)
+    return results
+
+
+def headline(results: dict[str, float]) -> dict[str, float]:
+    """The paper's four columns, for the first protected attribute, in front of the rest."""
+    first = next((k[len("discrimination_"):] for k in results if k.startswith("discrimination_")), None)
+    out = {"accuracy": results.get("accuracy", math.nan)}
+    if first is not None:
+        out["discrimination"] = results[f"discrimination_{first}"]
+    out["consistency"] = results.get("consistency", math.nan)
+    if first is not None:
+        out["delta"] = results[f"delta_{first}"]
+    out.update({k: v for k, v in results.items() if k not in out})
+    return out
+
+
+def summarise(name: str, runs: list[dict[str, float]]) -> tuple[dict, dict]:
+    row: dict = {"config": name, "seeds": len(runs)}
+    numeric: dict = {}
+    for key in runs[0]:
+        values = np.array([r.get(key, math.nan) for r in runs], dtype=float)
+        mean, std = float(np.nanmean(values)) if not np.isnan(values).all() else math.nan, float(np.nanstd(values, ddof=1)) if len(values) > 1 else 0.0
+        row[key] = f"{mean:.3f} ± {std:.3f}"
+        numeric[f"{key}_mean"], numeric[f"{key}_std"] = mean, std
+    return row, numeric
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", nargs="+", required=True, help="config files; A.yaml+B.yaml chains two stages")
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (small nets run erratically with more)")
+    parser.add_argument("--out", default="results/fair")
+    parser.add_argument("--name", default=None, help="file stem of the table (default: the first config's)")
+    args, extra = parser.parse_known_args(argv)
+    torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    name = args.name or Path(args.config[0].split("+")[-1]).stem
+    summary, numeric_rows, every_run = [], [], []
+    for entry in args.config:
+        chain = entry.split("+")
+        label = Path(chain[-1]).stem
+        runs = []
+        for seed in range(args.seeds):
+            started = time.time()
+            results = headline(run_once(chain, seed, extra, out / "logs"))
+            results["seconds"] = time.time() - started
+            runs.append(results)
+            every_run.append({"config": label, "seed": seed, **results})
+            print(f"[{label} seed {seed}] " + ", ".join(f"{k}={results[k]:.4f}" for k in list(HEADLINE) + ["positive_rate"] if k in results), flush=True)
+        row, numeric = summarise(label, runs)
+        summary.append(row)
+        numeric_rows.append({"config": label, **numeric})
+    meta = {"seeds": args.seeds, "threads": args.threads, "configs": args.config, "extra_args": extra}
+    write_report(summary, out, name, meta=meta)
+    write_report(numeric_rows, out, f"{name}_numeric", meta=meta)
+    write_report(every_run, out, f"{name}_seeds", meta=meta)
+    print(format_table([{k: v for k, v in r.items() if k.split("_")[0] in HEADLINE or k in ("config", "seeds", "positive_rate")} for r in summary]))
+    print(f"written to {out}/{name}.md (+ .csv, .json, _numeric.*, _seeds.*); torch threads: {args.threads}")
+    return summary
+
+
+if __name__ == "__main__":
+    main()

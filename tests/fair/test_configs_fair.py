@@ -1,0 +1,30 @@
+"""Every configs/fair/*.yaml parses and smoke-runs `fit` and `test` (fast_dev_run) in-process."""
+
+from pathlib import Path
+
+import pytest
+
+from lit_rev.cli import LitRevCLI
+
+CONFIGS = sorted((Path(__file__).parents[2] / "configs" / "fair").glob("*.yaml"))
+
+
+def test_there_is_a_config_per_model_and_data_set():
+    names = {c.stem for c in CONFIGS}
+    for model in ("grad_pred", "grad_auto", "grad_auto_{}_classifier", "vanilla", "alfr", "lfr"):
+        for data in ("adult", "german", "compas"):
+            name = model.format(data) if "{}" in model else f"{model}_{data}"
+            assert name in names
+    assert "grad_pred_adult_sex_race" in names
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=[c.stem for c in CONFIGS])
+def test_config_smoke_runs_fit_and_test(config, tmp_path):
+    args = ["--config", str(config), "--trainer.fast_dev_run=2", f"--trainer.default_root_dir={tmp_path}",
+            "--trainer.enable_model_summary=false"]
+    cli = LitRevCLI(args=["fit"] + args)
+    assert cli.trainer.state.finished
+    cli.trainer.test(cli.model, datamodule=cli.datamodule, verbose=False)
+    results = cli.model.test_results
+    assert 0.0 <= results["accuracy"] <= 1.0 and 0.0 <= results["consistency"] <= 1.0
+    assert any(k.startswith("probe_logistic_acc_") for k in results)
