@@ -98,8 +98,8 @@ def overlaid_histograms(samples: dict[str, Iterable[float]], xlabel: str, title:
     edges = np.linspace(lo, hi, bins + 1)
     fig, ax = plt.subplots(figsize=(7, 4))
     for name, a in arrays.items():
-        ax.hist(np.clip(a, lo, hi), bins=edges, density=True, histtype="stepfilled", alpha=0.4, label=name)
-    ax.set_xlabel(xlabel)
+        ax.hist(a, bins=edges, density=True, histtype="stepfilled", alpha=0.4, label=name)
+    ax.set_xlabel(f"{xlabel} (0.5-99.5 percentile range of all sets)")
     ax.set_ylabel("density")
     if title:
         ax.set_title(title)

@@ -85,8 +85,19 @@ def write_celeba(root: Path) -> None:
     )
 
 
+def write_imagenet(root: Path) -> None:
+    """ImageFolder layout ``root/imagenet/{train,val}/<wnid>/*.JPEG`` (the RevNet slice's writer)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("fake_imagenet", Path(__file__).parent / "revnet" / "fake_imagenet.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.write_fake_imagenet(root)
+
+
 def write_all(root: Path) -> Path:
     root = Path(root)
+    write_imagenet(root)
     write_mnist(root, "MNIST")
     write_mnist(root, "FashionMNIST")
     write_cifar(root, 10)
