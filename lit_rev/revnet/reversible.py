@@ -107,18 +107,18 @@ def _grad(outputs: torch.Tensor, inputs: list[torch.Tensor], grad_outputs: torch
     return [next(found) if t.requires_grad else None for t in inputs]
 
 
-def _reversible_step(block: ReversibleBlock, y: torch.Tensor, dy: torch.Tensor, rng, need_x1: bool):
+def _reversible_step(block: ReversibleBlock, y: tuple, dy: tuple, rng, need_x1: bool):
     """One block backwards: reconstruct its input and back-propagate through it, F and G run once each.
 
+    Takes and returns channel halves, so no concatenation happens between reversible blocks.
     With ``dy1_total = dy1 + G'(y1)^T dy2`` (y1 also feeds y2 through G):
     ``dx1 = dy1_total`` and ``dx2 = dy2 + F'(x2)^T dy1_total``.
     """
-    device = y.device
-    y1, y2 = (t.detach() for t in y.chunk(2, dim=1))
-    dy1, dy2 = dy.chunk(2, dim=1)
+    (y1, y2), (dy1, dy2) = y, dy
+    device = y1.device
     g_params, f_params = list(block.g.parameters()), list(block.f.parameters())
     with torch.enable_grad(), replayed_rng(rng and rng[1], device):
-        y1.requires_grad_()
+        y1 = y1.detach().requires_grad_()
         g = block.g(y1)
     x2 = (y2 - g.detach()).detach()
     dy1_g, *dg = _grad(g, [y1, *g_params], dy2)
@@ -130,8 +130,7 @@ def _reversible_step(block: ReversibleBlock, y: torch.Tensor, dy: torch.Tensor, 
     x1 = (y1.detach() - f.detach()) if need_x1 else None
     dx2_f, *df = _grad(f, [x2, *f_params], dy1_total)
     dx2 = dy2 + dx2_f if dx2_f is not None else dy2
-    x = torch.cat((x1, x2.detach()), dim=1) if need_x1 else None
-    return x, torch.cat((dy1_total, dx2), dim=1), df + dg
+    return (x1, x2.detach()), (dy1_total, dx2), df + dg
 
 
 def _stored_step(block: nn.Module, x: torch.Tensor, dy: torch.Tensor, rng):
@@ -188,6 +187,8 @@ class _MemorySavingFunction(torch.autograd.Function):
         y, *saved = ctx.saved_tensors
         blocks, plan = list(ctx.seq.blocks), ctx.plan
         grads: list[list] = [[] for _ in blocks]
+        halves = lambda t: t if isinstance(t, tuple) else tuple(t.chunk(2, dim=1))  # noqa: E731
+        whole = lambda t: torch.cat(t, dim=1) if isinstance(t, tuple) else t  # noqa: E731
         with torch.autocast(**ctx.autocast), frozen_running_stats(ctx.seq):
             for i in reversed(range(len(blocks))):
                 stored, rng_index, dtype = plan[i]
@@ -195,12 +196,12 @@ class _MemorySavingFunction(torch.autograd.Function):
                 if stored is None:
                     # The input is needed only as the output of a previous reversible block.
                     need_x = i > 0 and plan[i - 1][0] is None
-                    x, dy, grads[i] = _reversible_step(blocks[i], y, dy, rng, need_x1=need_x)
-                    y = x.to(dtype) if need_x else None
+                    x, dy, grads[i] = _reversible_step(blocks[i], halves(y), halves(dy), rng, need_x1=need_x)
+                    y = tuple(t.to(dtype) for t in x) if need_x else None
                 else:
                     y = saved[stored]
-                    dy, grads[i] = _stored_step(blocks[i], y, dy, rng)
-        return (dy, None, *(g for block_grads in grads for g in block_grads))
+                    dy, grads[i] = _stored_step(blocks[i], y, whole(dy), rng)
+        return (whole(dy), None, *(g for block_grads in grads for g in block_grads))
 
 
 class ReversibleSequence(nn.Module):
