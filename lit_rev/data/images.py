@@ -100,7 +100,11 @@ def _to_uint8(array: np.ndarray, scale: float) -> torch.Tensor:
 
 
 class MNIST5k(InMemorySource):
-    """5,000 real MNIST digits shipped with the package (checksum verified); the last 1,000 are the test split."""
+    """5,000 real MNIST digits (500 per class) shipped with the package, checksum verified on load.
+
+    The file is sorted by label, so the test split is a fixed stratified choice: 100 digits of
+    each class picked by a seeded permutation (1,000 in all); the other 4,000 are for training.
+    """
 
     def load_all(self):
         path = shipped_file("mnist_5k.csv.gz")
@@ -112,11 +116,17 @@ class MNIST5k(InMemorySource):
         if table.ndim != 2 or table.shape[1] != 785:
             raise DataFileError(f"{path}: expected rows of 784 pixels and a label, got shape {table.shape}")
         images = torch.from_numpy(table[:, :784].astype(np.uint8)).reshape(-1, 1, 28, 28)
-        return images, torch.from_numpy(table[:, 784])
+        self._labels = torch.from_numpy(table[:, 784])
+        return images, self._labels
 
     def is_test(self, n):
+        labels = self._labels
         mask = torch.zeros(n, dtype=torch.bool)
-        mask[-1000:] = True
+        generator = torch.Generator().manual_seed(0)
+        for c in labels.unique():
+            members = torch.nonzero(labels == c).flatten()
+            members = members[torch.randperm(len(members), generator=generator)]
+            mask[members[: len(members) // 5]] = True
         return mask
 
 
