@@ -122,6 +122,19 @@ class FairModule(LightningModule):
         step = self.current_epoch * self.trainer.num_training_batches + batch_idx
         return min(1.0, step / total)
 
+    def step_without_ddp_hooks(self, optimizer, loss: Tensor, module: nn.Module) -> None:
+        """One ``optimizer`` step on ``module``'s parameters from ``loss``, for the *extra*
+        adversary updates on a detached code. Gradients come from ``autograd.grad`` and are
+        averaged over processes by hand: a second ``backward`` within one DDP forward would
+        trip DDP's hooks."""
+        params = [p for p in module.parameters() if p.requires_grad]
+        grads = torch.autograd.grad(loss, params)
+        optimizer.zero_grad()
+        for p, g in zip(params, grads):
+            p.grad = self.trainer.strategy.reduce(g, reduce_op="mean") if self.trainer.world_size > 1 else g
+        optimizer.step()
+        optimizer.zero_grad()
+
     # --- validation -------------------------------------------------------------------------
     def validation_step(self, batch, batch_idx):
         x, y, s = batch
@@ -195,6 +208,8 @@ class FairModule(LightningModule):
 
     @rank_zero_only
     def _write_table(self, results: dict[str, float]) -> None:
+        if self.trainer.fast_dev_run:  # a smoke test has no log dir; leave no files behind
+            return
         row = {"model": type(self).__name__, "data": type(getattr(self.trainer, "datamodule", None)).__name__, **results}
         directory = log_dir_of(self.trainer)
         write_report([row], directory, "fair_results")

@@ -78,9 +78,7 @@ class ALFRModule(FairModule):
         hp = self.hparams
         z = self.encoder(x)
         for _ in range(hp.adversary_steps):
-            adversary_opt.zero_grad()
-            self.manual_backward(self.adversary.losses(z.detach(), s).sum())
-            adversary_opt.step()
+            self.step_without_ddp_hooks(adversary_opt, self.adversary.losses(z.detach(), s).sum(), self.adversary)
 
         reconstruction = F.mse_loss(self.decoder(z), x)
         label = F.binary_cross_entropy_with_logits(self.classifier(z).squeeze(-1), y)

@@ -14,8 +14,8 @@ encoder: that is the Vanilla baseline, the same network without an adversary.
 Stronger adversaries, beyond the paper: ``adversary_steps > 1`` gives the heads that many
 updates per encoder update (the extra ones on the detached code), ``head_hidden`` sets their
 width, and ``ramp: true`` follows DANN's schedule ``λ_p = λ (2/(1+exp(−γp)) − 1)``.
-Several adversary steps use several backward passes per batch: under DDP that needs
-``strategy: ddp_find_unused_parameters_true``.
+The extra adversary steps take their gradients with ``autograd.grad`` and average them over
+processes by hand, so they work under DDP too.
 """
 
 from __future__ import annotations
@@ -111,9 +111,7 @@ class GRADModule(FairModule):
 
         # extra head-only updates on the (fixed) code: the adversary catches up first
         for _ in range(self.hparams.adversary_steps - 1):
-            adversary_opt.zero_grad()
-            self.manual_backward(self.heads.losses(z.detach(), s).sum())
-            adversary_opt.step()
+            self.step_without_ddp_hooks(adversary_opt, self.heads.losses(z.detach(), s).sum(), self.heads)
 
         if self.hparams.mode == "pred":
             task = F.binary_cross_entropy_with_logits(self.target(z).squeeze(-1), y)
