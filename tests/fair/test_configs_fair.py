@@ -1,4 +1,8 @@
-"""Every configs/fair/*.yaml parses and smoke-runs `fit` and `test` (fast_dev_run) in-process."""
+"""The fair configs: one per model and data set; a few report every metric after a smoke run.
+
+tests/test_configs.py already smoke-runs every YAML (fair ones included) with fit and test;
+here a representative few are checked for the metrics their test run reports.
+"""
 
 from pathlib import Path
 
@@ -18,7 +22,10 @@ def test_there_is_a_config_per_model_and_data_set():
     assert "grad_pred_adult_sex_race" in names
 
 
-@pytest.mark.parametrize("config", CONFIGS, ids=[c.stem for c in CONFIGS])
+REPORTING = [c for c in CONFIGS if c.stem in ("grad_pred_adult", "alfr_adult", "lfr_german")]
+
+
+@pytest.mark.parametrize("config", REPORTING, ids=[c.stem for c in REPORTING])
 def test_config_smoke_runs_fit_and_test(config, tmp_path):
     args = ["--config", str(config), "--trainer.fast_dev_run=2", f"--trainer.default_root_dir={tmp_path}",
             "--trainer.enable_model_summary=false"]
