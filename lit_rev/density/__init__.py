@@ -14,9 +14,13 @@ from lit_rev.density.glow import Glow
 from lit_rev.density.metrics import BitsPerDim, bits_per_dim
 from lit_rev.density.module import DensityModule
 from lit_rev.density.ood import OODEvaluation, ood_rows, write_ood_report
+from lit_rev.density.pixelcnnpp import PixelCNNPP
+from lit_rev.density.scores import InputComplexity, LikelihoodRatio, OODScore, Typicality
+from lit_rev.density.vae import VAE
 
 __all__ = [
     "ActNorm", "AdditiveCoupling", "AffineCoupling", "BitsPerDim", "DensityModule", "FlowLayer",
     "FlowStep", "Glow", "InvConv1x1", "OODEvaluation", "SplitPrior", "Squeeze", "bits_per_dim",
-    "ood_rows", "write_ood_report",
+    "ood_rows", "write_ood_report", "PixelCNNPP", "VAE", "OODScore", "Typicality", "InputComplexity",
+    "LikelihoodRatio",
 ]

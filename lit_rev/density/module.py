@@ -7,9 +7,13 @@ Input convention (one for every model). Batches hold integer images ``k`` in
   (uniform dequantisation, ``u ~ U[0, 1)`` in training; the cell centre ``u = 1/2`` at
   evaluation unless ``eval_noise=True``, so per-image scores are deterministic) and
   returns a log-density;
-* ``"mass"`` (discrete models): ``log_prob`` takes ``k`` (int64) and returns ``log P(k)``.
+* ``"mass"`` (discrete models: :class:`~lit_rev.density.PixelCNNPP`, :class:`~lit_rev.density.VAE`):
+  ``log_prob`` takes ``k`` (int64) and returns ``log P(k)`` (the VAE: a lower bound on it, the
+  ELBO in training and the importance-weighted bound at evaluation).
 
-Both become bits/dim by :func:`~lit_rev.density.metrics.bits_per_dim`.
+Both become bits/dim by :func:`~lit_rev.density.metrics.bits_per_dim`. OOD scores beyond
+bits/dim (:mod:`lit_rev.density.scores`) are given as ``ood_scores`` and reported as AUROC
+next to raw bits/dim by the same test run.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from lightning.pytorch.utilities import rank_zero_info
 
 from lit_rev.density.metrics import BitsPerDim, bits_per_dim
 from lit_rev.density.ood import write_ood_report
+from lit_rev.density.scores import OODScore, perturb_images
 from lit_rev.report import log_dir_of
 
 OPTIMIZERS = {"adam": torch.optim.Adam, "adamax": torch.optim.Adamax, "adamw": torch.optim.AdamW}
@@ -37,7 +42,12 @@ class DensityModule(LightningModule):
         eval_noise: dequantise with noise at evaluation too (default: cell centres).
         nonfinite: ``"raise"`` stops with a clear error on a NaN/inf loss; ``"skip"`` skips the
             step (on all DDP ranks together) and counts it in ``train/skipped_steps``.
-        num_samples, temperature: the sample grid logged to TensorBoard every validation epoch.
+        num_samples, temperature: the sample grid logged to TensorBoard every validation epoch
+            (``num_samples=0``: none; networks with ``sequential_sampling`` skip it under ``fast_dev_run``).
+        ood_scores: OOD scores (:mod:`lit_rev.density.scores`) computed with bits/dim on ``test``
+            and by :class:`~lit_rev.density.OODEvaluation`, each reported as AUROC per OOD set.
+        perturb: train on inputs whose pixels are each replaced by a uniform random value with
+            this probability: the background model of the likelihood ratio (Ren et al. 2019).
     """
 
     def __init__(
@@ -52,6 +62,8 @@ class DensityModule(LightningModule):
         nonfinite: str = "raise",
         num_samples: int = 16,
         temperature: float = 0.7,
+        ood_scores: list[OODScore] | None = None,
+        perturb: float = 0.0,
     ):
         super().__init__()
         if optimizer not in OPTIMIZERS:
@@ -61,7 +73,10 @@ class DensityModule(LightningModule):
         likelihood = getattr(network, "likelihood", None)
         if likelihood not in ("density", "mass") or not hasattr(network, "log_prob"):
             raise TypeError(f"{type(network).__name__} needs a log_prob method and likelihood = 'density' or 'mass'")
-        self.save_hyperparameters(ignore=["network"])
+        if not 0.0 <= perturb <= 1.0:
+            raise ValueError(f"perturb must be in [0, 1], got {perturb}")
+        self.save_hyperparameters(ignore=["network", "ood_scores"])
+        self.ood_scores: list[OODScore] = list(ood_scores or [])
         self.network = network
         self._n_bits = n_bits
         self.train_bpd, self.val_bpd = BitsPerDim(), BitsPerDim()
@@ -97,8 +112,28 @@ class DensityModule(LightningModule):
             return {"bpd": prior + volume, "prior_bpd": prior, "logdet_bpd": volume}
         return {"bpd": bits_per_dim(self.network.log_prob(x), dims, self.n_bits, self.likelihood)}
 
+    def test_scores(self, k: torch.Tensor) -> dict[str, torch.Tensor]:
+        """:meth:`scores` at evaluation plus the per-image columns every OOD score needs."""
+        scores = self.scores(k, noise=self.hparams.eval_noise)
+        for scorer in self.ood_scores:
+            scores.update(scorer.columns(self, k, scores))
+        return scores
+
+    def prepare_ood_scores(self, reference_loader=None, max_batches: int | None = None) -> None:
+        """Let every OOD score fit what it needs (entropy estimate, background model) before scoring."""
+        if reference_loader is None and self._trainer is not None and self.ood_scores:
+            dm = getattr(self.trainer, "datamodule", None)
+            if dm is not None and hasattr(dm, "val_dataloader"):
+                dm.setup("fit")
+                reference_loader = dm.val_dataloader() or dm.train_dataloader()
+        for scorer in self.ood_scores:
+            scorer.prepare(self, reference_loader, max_batches)
+
     def training_step(self, batch, batch_idx):
-        bpd = self.scores(batch[0], noise=True)["bpd"]
+        k = batch[0]
+        if self.hparams.perturb > 0:
+            k = perturb_images(k, self.hparams.perturb, self.n_bits)
+        bpd = self.scores(k, noise=True)["bpd"]
         loss = bpd.mean()
         finite = bool(torch.isfinite(loss))
         if self.trainer.world_size > 1:
@@ -121,8 +156,14 @@ class DensityModule(LightningModule):
         self.val_bpd(self.scores(batch[0], noise=self.hparams.eval_noise)["bpd"])
         self.log("val/bpd", self.val_bpd, prog_bar=True)
 
+    def _draws_samples(self) -> bool:
+        if not hasattr(self.network, "sample") or self.hparams.num_samples <= 0:
+            return False
+        fast = self._trainer is not None and bool(self.trainer.fast_dev_run)
+        return not (fast and getattr(self.network, "sequential_sampling", False))
+
     def on_validation_epoch_end(self):
-        if self.trainer.sanity_checking or not self.trainer.is_global_zero or not hasattr(self.network, "sample"):
+        if self.trainer.sanity_checking or not self.trainer.is_global_zero or not self._draws_samples():
             return
         experiment = getattr(self.logger, "experiment", None)
         if experiment is not None and hasattr(experiment, "add_image"):
@@ -144,9 +185,11 @@ class DensityModule(LightningModule):
     # ----- test: the OOD evaluation -----
     def on_test_epoch_start(self):
         self._test_scores = {}
+        limit = self.trainer.limit_test_batches if isinstance(self.trainer.limit_test_batches, int) else None
+        self.prepare_ood_scores(max_batches=limit)
 
     def test_step(self, batch, batch_idx, dataloader_idx: int = 0):
-        scores = self.scores(batch[0], noise=self.hparams.eval_noise)
+        scores = self.test_scores(batch[0])
         store = self._test_scores.setdefault(dataloader_idx, {})
         for key, value in scores.items():
             store.setdefault(key, []).append(value.detach())
@@ -162,20 +205,28 @@ class DensityModule(LightningModule):
             self.write_report(gathered)
 
     def predict_step(self, batch, batch_idx, dataloader_idx: int = 0) -> dict[str, torch.Tensor]:
-        """Per-image scores (``bpd`` and, for flows, its parts) of every test set."""
-        return {k: v.detach().cpu() for k, v in self.scores(batch[0], noise=self.hparams.eval_noise).items()}
+        """Per-image scores (``bpd``, for flows its parts, and the OOD scores' columns) of every test set."""
+        return {k: v.detach().cpu() for k, v in self.test_scores(batch[0]).items()}
+
+    def on_predict_epoch_start(self):
+        self.prepare_ood_scores()
 
     def _set_name(self, idx: int) -> str:
         names = getattr(self.trainer.datamodule, "test_names", None) if self._trainer is not None else None
         return names[idx] if names and idx < len(names) else f"set{idx}"
 
     @torch.no_grad()
-    def evaluate_ood(self, loaders, names: list[str], max_batches: int | None = None) -> list[dict]:
-        """Score every loader (``names[0]`` is in-distribution) and write the report; outside a Trainer loop."""
+    def evaluate_ood(self, loaders, names: list[str], max_batches: int | None = None, reference_loader=None) -> list[dict]:
+        """Score every loader (``names[0]`` is in-distribution) and write the report; outside a Trainer loop.
+
+        ``reference_loader``: in-distribution data for OOD scores that need it (default: the
+        DataModule's validation split).
+        """
         from rich.progress import track
 
         was_training = self.training
         self.eval()
+        self.prepare_ood_scores(reference_loader, max_batches)
         scores = {}
         for name, loader in zip(names, loaders):
             parts: dict[str, list[torch.Tensor]] = {}
@@ -183,7 +234,7 @@ class DensityModule(LightningModule):
             for i, (k, _) in enumerate(track(loader, total=total, description=f"OOD eval: {name}", transient=True)):
                 if max_batches is not None and i >= max_batches:
                     break
-                for key, value in self.scores(k.to(self.device), noise=self.hparams.eval_noise).items():
+                for key, value in self.test_scores(k.to(self.device)).items():
                     parts.setdefault(key, []).append(value.cpu())
             scores[name] = {k: torch.cat(v) for k, v in parts.items()}
         self.train(was_training)
@@ -198,8 +249,12 @@ class DensityModule(LightningModule):
             "dequantisation_at_eval": "uniform noise" if self.hparams.eval_noise else "cell centre",
             "global_step": self.global_step,
         }
-        rows = write_ood_report(scores, next(iter(scores)), out_dir, self.logger, self.global_step, meta)
-        if hasattr(self.network, "sample"):
+        if getattr(self.network, "importance_samples", None):
+            meta["log_prob"] = f"importance-weighted lower bound, {self.network.importance_samples} samples"
+        for scorer in self.ood_scores:
+            meta.update(scorer.describe())
+        rows = write_ood_report(scores, next(iter(scores)), out_dir, self.logger, self.global_step, meta, scorers=self.ood_scores)
+        if self._draws_samples():
             from torchvision.utils import save_image
 
             save_image(self.sample_grid(), f"{out_dir}/samples.png")
