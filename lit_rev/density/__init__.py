@@ -1,5 +1,6 @@
 """Density models for "Do Deep Generative Models Know What They Don't Know?" (Nalisnick et al. 2019)."""
 
+from lit_rev.density.callbacks import CPUTimeBudget
 from lit_rev.density.flows import (
     ActNorm,
     AdditiveCoupling,
@@ -22,5 +23,5 @@ __all__ = [
     "ActNorm", "AdditiveCoupling", "AffineCoupling", "BitsPerDim", "DensityModule", "FlowLayer",
     "FlowStep", "Glow", "InvConv1x1", "OODEvaluation", "SplitPrior", "Squeeze", "bits_per_dim",
     "ood_rows", "write_ood_report", "PixelCNNPP", "VAE", "OODScore", "Typicality", "InputComplexity",
-    "LikelihoodRatio",
+    "LikelihoodRatio", "CPUTimeBudget",
 ]

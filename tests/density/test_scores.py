@@ -174,3 +174,21 @@ def test_density_module_evaluates_scores_end_to_end(tmp_path, monkeypatch):
     assert rows[1]["auroc_complexity"] == 1.0
     assert {"auroc_bpd", "auroc_typicality", "auroc_typicality_M2", "auroc_complexity"} <= set(rows[1])
     assert module.test_scores(noise)["png_bpd"].shape == (8,)
+
+
+def test_cpu_time_budget_stops_training():
+    from types import SimpleNamespace
+
+    from lit_rev.density import CPUTimeBudget
+
+    trainer = SimpleNamespace(should_stop=False, global_step=3)
+    generous, tight = CPUTimeBudget(seconds=1e6), CPUTimeBudget(seconds=0.01)
+    for cb in (generous, tight):
+        cb.on_train_start(trainer, None)
+    x = torch.randn(200, 200)
+    while trainer.should_stop is False:
+        x = x @ x.T / 200  # burn CPU time
+        generous.on_train_batch_end(trainer, None, None, None, 0)
+        assert trainer.should_stop is False
+        tight.on_train_batch_end(trainer, None, None, None, 0)
+    assert trainer.should_stop is True
