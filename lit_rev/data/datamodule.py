@@ -87,10 +87,7 @@ class ImageDataModule(LightningDataModule):
         return map_images(dataset, lambda x: quantize(convert(x, c, s), self.n_bits))
 
     def _cap(self, dataset: Dataset, cap: int | None, salt: int) -> Dataset:
-        if cap is None or len(dataset) <= cap:
-            return dataset
-        g = torch.Generator().manual_seed(self.seed + salt)
-        return Subset(dataset, torch.randperm(len(dataset), generator=g)[:cap].sort().values.tolist())
+        return seeded_subset(dataset, cap, self.seed + salt)
 
     def setup(self, stage: str | None = None) -> None:
         if stage in (None, "fit", "validate") and self.train_set is None:
@@ -106,15 +103,7 @@ class ImageDataModule(LightningDataModule):
             self.test_sets = [self._cap(self._prepare(ds), self.max_test, 2 + i) for i, ds in enumerate(sets)]
 
     def _loader(self, dataset: Dataset, batch_size: int, shuffle: bool = False) -> DataLoader:
-        return DataLoader(
-            dataset,
-            batch_size=batch_size,
-            shuffle=shuffle,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-            pin_memory=torch.cuda.is_available(),
-            drop_last=shuffle and len(dataset) > batch_size,
-        )
+        return make_loader(dataset, batch_size, shuffle, self.num_workers)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.train_set, self.batch_size, shuffle=True)
@@ -127,6 +116,27 @@ class ImageDataModule(LightningDataModule):
 
     def predict_dataloader(self) -> list[DataLoader]:
         return self.test_dataloader()
+
+
+def seeded_subset(dataset: Dataset, cap: int | None, seed: int) -> Dataset:
+    """At most ``cap`` items of ``dataset``, chosen by a seeded permutation, in their original order."""
+    if cap is None or len(dataset) <= cap:
+        return dataset
+    g = torch.Generator().manual_seed(seed)
+    return Subset(dataset, torch.randperm(len(dataset), generator=g)[:cap].sort().values.tolist())
+
+
+def make_loader(dataset: Dataset, batch_size: int, shuffle: bool, num_workers: int) -> DataLoader:
+    """The project's DataLoader: training loaders shuffle and drop a ragged last batch."""
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        num_workers=num_workers,
+        persistent_workers=num_workers > 0,
+        pin_memory=torch.cuda.is_available(),
+        drop_last=shuffle and len(dataset) > batch_size,
+    )
 
 
 def _unique(names: list[str]) -> list[str]:

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
 from lightning.pytorch import LightningDataModule
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import DataLoader, Dataset
 
+from lit_rev.data.datamodule import make_loader, seeded_subset
 from lit_rev.data.files import DataFileError
 from lit_rev.data.vision import default_root
 
@@ -71,10 +71,7 @@ class ImageNetDataModule(LightningDataModule):
             raise DataFileError(f"ImageNet {split} split not found under {path}: {err}") from err
 
     def _cap(self, dataset: Dataset, cap: int | None, salt: int) -> Dataset:
-        if cap is None or len(dataset) <= cap:
-            return dataset
-        g = torch.Generator().manual_seed(self.seed + salt)
-        return Subset(dataset, torch.randperm(len(dataset), generator=g)[:cap].sort().values.tolist())
+        return seeded_subset(dataset, cap, self.seed + salt)
 
     @property
     def num_classes(self) -> int:
@@ -87,15 +84,7 @@ class ImageNetDataModule(LightningDataModule):
             self.val_set = self._cap(self._folder("val", train=False), self.max_val, 2)
 
     def _loader(self, dataset: Dataset, batch_size: int, shuffle: bool) -> DataLoader:
-        return DataLoader(
-            dataset,
-            batch_size=batch_size,
-            shuffle=shuffle,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-            pin_memory=torch.cuda.is_available(),
-            drop_last=shuffle and len(dataset) > batch_size,
-        )
+        return make_loader(dataset, batch_size, shuffle, self.num_workers)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.train_set, self.batch_size, shuffle=True)

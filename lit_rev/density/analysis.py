@@ -28,9 +28,8 @@ import math
 from pathlib import Path
 
 import torch
-import torch.nn as nn
 
-from lit_rev.report import format_table, overlaid_histograms, save_figure, write_report
+from lit_rev.report import format_table, save_figure, write_report
 
 GRAYING_FACTORS = (1.0, 0.75, 0.5, 0.25, 0.0)
 

@@ -20,7 +20,6 @@ import math
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from lit_rev.density.discretized import discretized_logistic_log_prob, from_unit_range, log_mean_exp, to_unit_range
 

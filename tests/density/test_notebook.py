@@ -1,6 +1,5 @@
 """notebooks/ood_likelihoods.ipynb runs top to bottom (tiny budget) with nbclient."""
 
-import os
 from pathlib import Path
 
 import pytest

@@ -1,13 +1,11 @@
 import gzip
-import shutil
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
 from lit_rev.data import COMPAS, Adult, DataFileError, German
-from lit_rev.data.tabular import ADULT_FILES, COMPAS_FILE, GERMAN_FILE
+from lit_rev.data.tabular import ADULT_FILES, GERMAN_FILE
 from lit_rev.data.tabular_parsing import Encoder, parse_adult, parse_german
 
 ROW = "39, State-gov, 77516, Bachelors, 13, Never-married, Adm-clerical, Not-in-family, White, Male, 2174, 0, 40, United-States, <=50K"
