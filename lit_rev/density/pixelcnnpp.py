@@ -63,34 +63,22 @@ class DownRightShiftedConv2d(nn.Module):
         return self.conv(F.pad(x, self.pad))
 
 
-class DownShiftedDeconv2d(nn.Module):
-    """Stride-2 transposed convolution (x2 upsampling) cropped so it stays down-shifted."""
+class ShiftedDeconv2d(nn.Module):
+    """Stride-2 transposed convolution (x2 upsampling) cropped so it stays down-shifted
+    (``kernel=(2, 3)``, centred columns) or down-right-shifted (``right=True``, ``kernel=(2, 2)``)."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel=(2, 3)):
+    def __init__(self, in_channels: int, out_channels: int, right: bool = False):
         super().__init__()
-        self.kernel = kernel
-        self.deconv = nn.ConvTranspose2d(in_channels, out_channels, kernel, stride=2, output_padding=1)
+        self.kernel = (2, 2) if right else (2, 3)
+        self.right = right
+        self.deconv = nn.ConvTranspose2d(in_channels, out_channels, self.kernel, stride=2, output_padding=1)
 
     def forward(self, x):
         kh, kw = self.kernel
         y = self.deconv(x)
         h, w = y.shape[-2:]
-        return y[:, :, : h - kh + 1, (kw - 1) // 2 : w - (kw - 1) // 2]
-
-
-class DownRightShiftedDeconv2d(nn.Module):
-    """Stride-2 transposed convolution cropped so it stays down-right-shifted."""
-
-    def __init__(self, in_channels: int, out_channels: int, kernel=(2, 2)):
-        super().__init__()
-        self.kernel = kernel
-        self.deconv = nn.ConvTranspose2d(in_channels, out_channels, kernel, stride=2, output_padding=1)
-
-    def forward(self, x):
-        kh, kw = self.kernel
-        y = self.deconv(x)
-        h, w = y.shape[-2:]
-        return y[:, :, : h - kh + 1, : w - kw + 1]
+        left = 0 if self.right else (kw - 1) // 2
+        return y[:, :, : h - kh + 1, left : w - (kw - 1) + left]
 
 
 def concat_elu(x: torch.Tensor) -> torch.Tensor:
@@ -165,8 +153,8 @@ class PixelCNNPP(nn.Module):
             self.down_ul.append(nn.ModuleList(GatedResnet(f, down_right, 2, dropout) for _ in range(n_down)))
         self.downsize_u = nn.ModuleList(DownShiftedConv2d(f, f, (2, 3), stride=2) for _ in range(scales - 1))
         self.downsize_ul = nn.ModuleList(DownRightShiftedConv2d(f, f, (2, 2), stride=2) for _ in range(scales - 1))
-        self.upsize_u = nn.ModuleList(DownShiftedDeconv2d(f, f) for _ in range(scales - 1))
-        self.upsize_ul = nn.ModuleList(DownRightShiftedDeconv2d(f, f) for _ in range(scales - 1))
+        self.upsize_u = nn.ModuleList(ShiftedDeconv2d(f, f) for _ in range(scales - 1))
+        self.upsize_ul = nn.ModuleList(ShiftedDeconv2d(f, f, right=True) for _ in range(scales - 1))
         self.out = nn.Conv2d(f, mixture_param_count(in_channels, num_mixtures), 1)
 
     @property

@@ -6,33 +6,7 @@ import torch.nn as nn
 
 from lit_rev.density import BitsPerDim, DensityModule, Glow, bits_per_dim, ood_rows, write_ood_report
 from lit_rev.density.ood import auroc
-
-
-class UniformDensity(nn.Module):
-    """p(x) = 1 on [-1/2, 1/2)^D: every quantised image has probability 2^(-n_bits D)."""
-
-    likelihood = "density"
-
-    def __init__(self):
-        super().__init__()
-        self.dummy = nn.Parameter(torch.zeros(()))
-
-    def log_prob(self, x):
-        return torch.zeros(x.shape[0]) + 0 * self.dummy
-
-
-class FactorisedCategorical(nn.Module):
-    """A discrete model with a known mass: independent pixels, learned logits over 2^n_bits values."""
-
-    likelihood = "mass"
-
-    def __init__(self, n_bits=2, dims=4):
-        super().__init__()
-        self.logits = nn.Parameter(torch.randn(dims, 2**n_bits))
-
-    def log_prob(self, k):
-        logp = torch.log_softmax(self.logits, -1)
-        return logp.gather(1, k.flatten(1).T).T.sum(1)
+from toy_densities import Categorical, UniformDensity
 
 
 def test_bits_per_dim_of_known_densities():
@@ -45,7 +19,7 @@ def test_bits_per_dim_of_known_densities():
 
 
 def test_mass_model_bits_per_dim_is_exact_and_normalised():
-    model = FactorisedCategorical(n_bits=2, dims=4).double()
+    model = Categorical(torch.randn(4, 4)).double()  # 4 pixels, 2 bits
     module = DensityModule(model, n_bits=2)
     all_images = torch.cartesian_prod(*[torch.arange(4)] * 4).view(-1, 1, 2, 2)
     bpd = module.scores(all_images)["bpd"]

@@ -5,40 +5,14 @@ import math
 
 import pytest
 import torch
-import torch.nn as nn
 from PIL import Image
 from torch.utils.data import DataLoader, TensorDataset
 
 from lit_rev.density import DensityModule, InputComplexity, LikelihoodRatio, Typicality, write_ood_report
 from lit_rev.density.ood import auroc
 from lit_rev.density.scores import perturb_images, png_bits, random_batch_means
-
-
-class Categorical(nn.Module):
-    """Independent pixels with fixed logits over 2**n_bits values: log P(k) known exactly."""
-
-    likelihood = "mass"
-
-    def __init__(self, logits):
-        super().__init__()
-        self.logits = nn.Parameter(logits.clone())
-
-    def log_prob(self, k):
-        logp = torch.log_softmax(self.logits, -1)
-        return logp.gather(1, k.flatten(1).T).T.sum(1)
-
-
-class Uniform(nn.Module):
-    """p(x) = 1 on the unit cube: every image has bits/dim = n_bits."""
-
-    likelihood = "density"
-
-    def __init__(self):
-        super().__init__()
-        self.dummy = nn.Parameter(torch.zeros(()))
-
-    def log_prob(self, x):
-        return torch.zeros(x.shape[0]) + 0 * self.dummy
+from toy_densities import Categorical
+from toy_densities import UniformDensity as Uniform
 
 
 def test_typicality_single_inputs_known_values():
