@@ -91,7 +91,7 @@ class ALFRModule(FairModule):
 
 
 class LFRModule(FairModule):
-    """Learning Fair Representations (Zemel et al. 2013), trained with Adam instead of L-BFGS.
+    """Learning Fair Representations (Zemel et al. 2013), trained with Adam.
 
     ``K`` prototypes ``v_k`` in input space; row ``n`` maps to the soft assignment
 
@@ -104,25 +104,58 @@ class LFRModule(FairModule):
         L_x = mean_n ‖x_n − Σ_k M_nk v_k‖²                     reconstruction (Eq. 6)
         L_y = mean_n CE(y_n, p_n)                              prediction (Eq. 7)
 
-    computed per batch. For a categorical attribute ``L_z`` sums the gaps over all pairs of
-    groups; for several attributes the ``L_z`` add up. One ``α`` for all groups (Zemel et al. fit
-    one per group).
+    ``L_x`` and ``L_y`` are means over rows where the paper sums them, so ``A_z`` here is the
+    paper's ``A_z / N``; AIF360 also averages ``L_z`` over ``k``, so its default ``A_z = 50`` with
+    ``k = 5`` is ``A_z = 10`` here. For a categorical attribute ``L_z`` sums the gaps over all pairs
+    of groups; for several attributes the ``L_z`` add up. One ``α`` for all groups: Zemel et al.
+    fit one per group, which needs ``s`` at prediction time.
+
+    Why the earlier version (``A_z = 50``, batches of 64-256, prototypes ``N(0, 0.5²)``) always
+    collapsed to a constant predictor:
+
+    - ``L_z`` is computed per batch, and a batch's group means are noisy: ``E|gap_k|`` grows like
+      ``1/√batch`` even for a code independent of ``s``, while a constant code scores exactly 0.
+      For a trained, fair Adult code ``L_z`` is 0.011 on the full training set but 0.14 averaged
+      over batches of 256 (0.27 at 64), against a gain in ``L_y`` of ~0.18 over the constant
+      predictor. The configs therefore train full-batch (``batch_size`` ≥ the training set), as
+      Zemel et al. and AIF360 do (with L-BFGS there; Adam full-batch did as well here).
+    - ``A_z = 50`` is far past the useful range in this normalisation: even full-batch, a constant
+      code has a lower loss than the fair non-constant codes found at ``A_z = 1``. Useful values
+      are ~0.1-3 (Adult), ``A_z = 10`` can collapse.
+    - With mini-batches, random prototypes made it worse: the one with the smallest norm takes
+      ~87% of Adult's rows at step 0 and the others get almost no gradient. ``init: kmeans++``
+      (default) seeds the prototypes on training rows and sets each ``w_k`` to the label rate of
+      the rows softly assigned to ``v_k``.
+
+    Data-dependent initialisation happens in ``setup("fit")`` from the DataModule's
+    ``train_set`` (or, without one, from the first training batch), once: a module loaded from a
+    checkpoint keeps its parameters (the ``initialised`` buffer says so).
 
     Args:
         prototypes: ``K``.
-        fairness_weight, recon_weight, label_weight: ``A_z``, ``A_x``, ``A_y`` (AIF360's defaults).
+        fairness_weight, recon_weight, label_weight: ``A_z``, ``A_x``, ``A_y``.
         lr: Adam learning rate.
+        init: ``kmeans++`` (prototypes seeded on training rows, ``w`` from their label rates) or
+            ``normal`` (prototypes ``N(0, 0.5²)``, ``w = 0.5``: the old start, kept for comparison;
+            it collapses with mini-batches, not full-batch).
     """
+
+    INITS = ("kmeans++", "normal")
 
     def __init__(
         self,
         prototypes: int = 10,
-        fairness_weight: float = 50.0,
+        fairness_weight: float = 1.0,
         recon_weight: float = 0.01,
         label_weight: float = 1.0,
-        lr: float = 1e-2,
+        lr: float = 3e-2,
+        init: str = "kmeans++",
         **kwargs,
     ):
+        if init not in self.INITS:
+            raise ValueError(f"init must be one of {self.INITS}, got {init!r}")
+        if prototypes < 1:
+            raise ValueError(f"prototypes must be >= 1, got {prototypes}")
         super().__init__(**kwargs)
         self.save_hyperparameters()
         self.build_if_known()
@@ -132,29 +165,76 @@ class LFRModule(FairModule):
         self.prototypes = nn.Parameter(torch.randn(k, input_dim) * 0.5)
         self.log_alpha = nn.Parameter(torch.zeros(input_dim))  # α_d = exp(log α_d) > 0
         self.w_logit = nn.Parameter(torch.zeros(k))  # w_k = sigmoid(.) ∈ (0, 1)
+        self.register_buffer("initialised", torch.tensor(self.hparams.init == "normal"))
+
+    # --- model --------------------------------------------------------------------------------
+    def distances(self, x: Tensor) -> Tensor:
+        """``(B, K)`` ``Σ_d α_d (x_nd − v_kd)²``, expanded into matrix products (no ``B×K×D`` tensor)."""
+        alpha = self.log_alpha.clamp(-15.0, 15.0).exp()
+        v = self.prototypes
+        sq = (x * x) @ alpha[:, None] - 2.0 * x @ (v * alpha).T + ((v * v) @ alpha)[None]
+        return sq.clamp_min(0.0)
 
     def representation(self, x: Tensor) -> Tensor:
-        sq_dist = ((x[:, None, :] - self.prototypes[None]) ** 2 * self.log_alpha.exp()).sum(-1)
-        return torch.softmax(-sq_dist, dim=1)
+        return torch.softmax(-self.distances(x), dim=1)
 
     def predict_proba(self, x: Tensor) -> Tensor:
         return self.representation(x) @ torch.sigmoid(self.w_logit)
 
+    def losses(self, x: Tensor, y: Tensor, s: Tensor) -> dict[str, Tensor]:
+        """``L_z``, ``L_x``, ``L_y`` (unweighted) and the weighted ``loss`` on one batch."""
+        hp = self.hparams
+        m = self.representation(x)
+        p = (m @ torch.sigmoid(self.w_logit)).clamp(1e-6, 1 - 1e-6)
+        label = F.binary_cross_entropy(p, y.float())
+        reconstruction = ((x - m @ self.prototypes) ** 2).sum(1).mean()
+        parity = torch.zeros((), device=x.device)
+        for a in range(s.shape[1]):
+            means = torch.stack([m[s[:, a] == g].mean(0) for g in s[:, a].unique()])  # (groups present, K)
+            parity = parity + (means[:, None] - means[None]).abs().sum() / 2  # each pair once
+        loss = hp.fairness_weight * parity + hp.recon_weight * reconstruction + hp.label_weight * label
+        return {"loss": loss, "parity": parity, "reconstruction": reconstruction, "label": label}
+
+    # --- data-dependent initialisation --------------------------------------------------------
+    @torch.no_grad()
+    def initialise_from(self, x: Tensor, y: Tensor) -> None:
+        """k-means++ seeding of the prototypes on the rows ``x`` (global torch RNG), then
+        ``w_k`` = label rate of the rows softly assigned to ``v_k``. Rank 0's choice is broadcast."""
+        x, y = x.to(self.prototypes.device, self.prototypes.dtype), y.to(self.prototypes.device, self.prototypes.dtype)
+        k = self.hparams.prototypes
+        chosen = [int(torch.randint(len(x), (1,)))]
+        nearest = ((x - x[chosen[0]]) ** 2).sum(1)
+        for _ in range(1, k):
+            weights = nearest if nearest.sum() > 0 else torch.ones_like(nearest)  # fewer distinct rows than K
+            chosen.append(int(torch.multinomial(weights, 1)))
+            nearest = torch.minimum(nearest, ((x - x[chosen[-1]]) ** 2).sum(1))
+        self.prototypes.copy_(x[chosen])
+        m = self.representation(x)
+        rate = (m * y[:, None]).sum(0) / m.sum(0).clamp_min(1e-8)
+        self.w_logit.copy_(torch.logit(rate.clamp(0.01, 0.99)))
+        trainer = self._trainer
+        if trainer is not None and trainer.world_size > 1:
+            for p in (self.prototypes, self.w_logit):
+                p.copy_(trainer.strategy.broadcast(p.detach().clone(), src=0))
+        self.initialised.fill_(True)
+
+    def setup(self, stage: str) -> None:
+        super().setup(stage)
+        train_set = getattr(getattr(self.trainer, "datamodule", None), "train_set", None)
+        if stage == "fit" and not bool(self.initialised) and train_set is not None:
+            self.initialise_from(train_set.x, train_set.y)
+
+    def on_train_batch_start(self, batch, batch_idx):
+        if not bool(self.initialised):  # no DataModule train_set: seed on the first batch
+            self.initialise_from(batch[0], batch[1])
+
+    # --- training -----------------------------------------------------------------------------
     def configure_optimizers(self):
         return torch.optim.Adam(self.parameters(), lr=self.hparams.lr)
 
     def training_step(self, batch, batch_idx):
         x, y, s = batch
-        hp = self.hparams
-        m = self.representation(x)
-        p = (m @ torch.sigmoid(self.w_logit)).clamp(1e-6, 1 - 1e-6)
-        label = F.binary_cross_entropy(p, y)
-        reconstruction = ((x - m @ self.prototypes) ** 2).sum(1).mean()
-        parity = torch.zeros((), device=x.device)
-        for a in range(s.shape[1]):
-            present = [g for g in s[:, a].unique()]
-            means = torch.stack([m[s[:, a] == g].mean(0) for g in present])  # (groups, K)
-            parity = parity + (means[:, None] - means[None]).abs().sum() / 2  # each pair once
-        loss = hp.fairness_weight * parity + hp.recon_weight * reconstruction + hp.label_weight * label
-        self.log_dict({"train/loss": loss, "train/parity": parity, "train/label_loss": label}, prog_bar=False)
-        return loss
+        out = self.losses(x, y, s)
+        self.log_dict({"train/loss": out["loss"], "train/parity": out["parity"], "train/reconstruction": out["reconstruction"],
+                       "train/label_loss": out["label"]}, prog_bar=False)
+        return out["loss"]
