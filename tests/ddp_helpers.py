@@ -1,9 +1,15 @@
-"""Callbacks the CLI tests load by class path (the tests directory is put on PYTHONPATH)."""
+"""DDP test helpers: a callback the CLI loads by class path (the tests directory is put on
+PYTHONPATH) and a runner that fits a config on two gloo CPU processes."""
 
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import torch
 from lightning.pytorch import Callback
+
+TESTS = Path(__file__).resolve().parent
 
 
 class DumpParameters(Callback):
@@ -12,3 +18,22 @@ class DumpParameters(Callback):
     def on_train_end(self, trainer, pl_module):
         path = os.path.join(os.environ["DUMP_DIR"], f"rank{trainer.global_rank}.pt")
         torch.save({k: v.detach().cpu() for k, v in pl_module.state_dict().items()}, path)
+
+
+def fit_on_two_ranks(cli_args: list[str], workdir: Path) -> tuple[dict, dict]:
+    """``python -m lit_rev fit <cli_args>`` on 2 CPU processes (DDP, gloo) with
+    :class:`DumpParameters` as the only callback; returns both ranks' final state dicts."""
+    dump = workdir / "dump_parameters.yaml"
+    dump.write_text("trainer:\n  callbacks: [{class_path: ddp_helpers.DumpParameters}]\n")
+    env = {**os.environ, "PYTHONPATH": f"{TESTS}{os.pathsep}{os.environ.get('PYTHONPATH', '')}", "DUMP_DIR": str(workdir)}
+    cmd = [sys.executable, "-m", "lit_rev", "fit", *cli_args, "--config", str(dump),
+           "--trainer.accelerator=cpu", "--trainer.devices=2", "--trainer.strategy=ddp"]
+    result = subprocess.run(cmd, cwd=workdir, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return tuple(torch.load(workdir / f"rank{r}.pt") for r in (0, 1))
+
+
+def assert_identical_parameters(rank0: dict, rank1: dict) -> None:
+    assert rank0.keys() == rank1.keys()
+    for key in rank0:
+        assert torch.equal(rank0[key], rank1[key]), key

@@ -1,14 +1,12 @@
 """The command line: errors name the offending key, print_config, resuming, DDP."""
 
-import os
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import pytest
 import torch
 
+from ddp_helpers import assert_identical_parameters, fit_on_two_ranks
 from lit_rev.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
@@ -119,17 +117,7 @@ def test_predict_returns_per_image_scores(tmp_path):
 
 @pytest.mark.slow
 def test_ddp_two_processes_end_with_identical_parameters(tmp_path):
-    config = tiny_config(tmp_path, callbacks="[{class_path: ddp_helpers.DumpParameters}]")
-    env = {**os.environ, "PYTHONPATH": f"{REPO / 'tests'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}", "DUMP_DIR": str(tmp_path)}
-    cmd = [
-        sys.executable, "-m", "lit_rev", "fit", "--config", str(config),
-        "--trainer.accelerator=cpu", "--trainer.devices=2", "--trainer.strategy=ddp",
-    ]
-    result = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
-    rank0, rank1 = (torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1))
-    assert rank0.keys() == rank1.keys()
-    for key in rank0:
-        assert torch.equal(rank0[key], rank1[key]), key
+    rank0, rank1 = fit_on_two_ranks(["--config", str(tiny_config(tmp_path))], tmp_path)
+    assert_identical_parameters(rank0, rank1)
     actnorm_bias = rank0["network.levels.0.0.layers.0.bias"]
     assert bool(rank0["network.levels.0.0.layers.0.initialized"]) and actnorm_bias.abs().sum() > 0
