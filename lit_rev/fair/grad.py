@@ -111,7 +111,9 @@ class GRADModule(FairModule):
         adversary = torch.optim.Adam(self.heads.parameters(), lr=hp.adversary_lr or hp.lr)
         if hp.lr_schedule == "constant":
             return [model, adversary]
-        epochs = max(1, self.trainer.max_epochs or 1)
+        epochs = self.trainer.max_epochs
+        if not epochs or epochs < 1:
+            raise ValueError("lr_schedule: cosine anneals over trainer.max_epochs; set it to a positive number")
         return [model, adversary], [torch.optim.lr_scheduler.CosineAnnealingLR(model, T_max=epochs)]
 
     def on_train_epoch_end(self) -> None:
@@ -124,16 +126,17 @@ class GRADModule(FairModule):
         model_opt, adversary_opt = self.optimizers()
         self.reversal.progress = self.training_progress(batch_idx)
         z = self.encoder(x)
+
+        # extra head-only updates on the (fixed) code: the adversary catches up first
+        for _ in range(self.hparams.adversary_steps - 1):
+            self.step_without_ddp_hooks(adversary_opt, self.heads.losses(z.detach(), s).sum(), self.heads)
+
         if self.hparams.mode == "pred":
             task = F.binary_cross_entropy_with_logits(self.target(z).squeeze(-1), y)
             readout = torch.zeros((), device=x.device)
         else:
             task = F.mse_loss(self.target(z), x)
             readout = F.binary_cross_entropy_with_logits(self.readout(z.detach()).squeeze(-1), y)
-
-        # extra head-only updates on the (fixed) code: the adversary catches up first
-        for _ in range(self.hparams.adversary_steps - 1):
-            self.step_without_ddp_hooks(adversary_opt, self.heads.losses(z.detach(), s).sum(), self.heads)
         attribute_losses = self.heads.losses(self.reversal(z), s)
 
         # one backward: heads descend their loss, the encoder (through R_λ) ascends it

@@ -62,3 +62,12 @@ def test_cosine_schedule_anneals_the_encoder_but_not_the_heads():
 def test_unknown_schedule_is_rejected():
     with pytest.raises(ValueError, match="lr_schedule"):
         GRADModule(lr_schedule="linear")
+
+
+def test_cosine_schedule_needs_a_number_of_epochs():
+    model = GRADModule(input_dim=3, protected_classes=[2], lr_schedule="cosine")
+    trainer = Trainer(max_epochs=-1, max_steps=2, accelerator="cpu", logger=False, enable_checkpointing=False,
+                      enable_progress_bar=False, enable_model_summary=False)
+    x, y, s = proxy_data(40, torch.Generator().manual_seed(0))
+    with pytest.raises(ValueError, match="max_epochs"):
+        trainer.fit(model, DataLoader(TensorDataset(x, y, s), batch_size=20))
