@@ -278,7 +278,8 @@ def load(config: str, ckpt_path: str | None, overrides: list[str] = ()):
     if ckpt_path:
         state = torch.load(ckpt_path, map_location="cpu", weights_only=False)["state_dict"]
         module.load_state_dict(state, strict=False)
-    module._n_bits = module._n_bits or getattr(dm, "n_bits", 8)
+    if module.hparams.get("n_bits") is None:
+        module.n_bits = getattr(dm, "n_bits", 8)
     module.eval()
     return module, dm
 

@@ -90,6 +90,13 @@ class DensityModule(LightningModule):
             return int(getattr(dm, "n_bits", 8))
         return self._n_bits
 
+    @n_bits.setter
+    def n_bits(self, value: int | None) -> None:
+        """Fix the quantisation depth outside a Trainer (e.g. to the DataModule's, when analysing a checkpoint)."""
+        if value is not None and not 1 <= int(value) <= 16:
+            raise ValueError(f"n_bits must be in 1..16, got {value}")
+        self._n_bits = None if value is None else int(value)
+
     @property
     def likelihood(self) -> str:
         return self.network.likelihood
