@@ -1,7 +1,9 @@
 """Results tables and figures shared by every paper slice.
 
 A report is a list of flat dicts (one row each). :func:`write_report` stores it as JSON,
-CSV and Markdown side by side; :func:`format_table` renders it for the terminal;
+CSV and Markdown side by side; the JSON is strict (a NaN or infinity, which standard JSON
+cannot hold, is written as ``null``, see :func:`strict_json`); :func:`format_table` renders
+it for the terminal (``None``, a value that could not be given, shows as ``n/a``);
 :func:`save_figure` writes a matplotlib figure as PNG and, when a TensorBoard logger is
 given, logs it there too.
 """
@@ -11,7 +13,7 @@ from __future__ import annotations
 import csv
 import json
 import math
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any, Iterable, Sequence
 
 import matplotlib
@@ -21,6 +23,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 
 def _fmt(value: Any, digits: int) -> str:
+    if value is None:
+        return "n/a"
     if isinstance(value, float):
         return "nan" if math.isnan(value) else f"{value:.{digits}f}"
     return str(value)
@@ -48,18 +52,49 @@ def format_table(rows: Sequence[dict], digits: int = 3, markdown: bool = False) 
     return "\n".join([line(cols), line(["-" * w for w in widths])] + [line(r) for r in cells])
 
 
+def strict_json(value: Any) -> Any:
+    """``value`` with every non-finite float replaced by ``None``, ready for strict JSON.
+
+    Python's ``json`` writes NaN and infinity as the bare tokens ``NaN``/``Infinity``, which
+    are not JSON: most parsers (``jq``, JavaScript, pandas' strict mode) reject the whole
+    file. Containers are converted recursively (tuples become lists, keys strings); tensors
+    and numpy values become Python numbers or lists; other objects (e.g. paths) their ``str``.
+    """
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {str(k): strict_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [strict_json(v) for v in value]
+    if hasattr(value, "tolist"):  # torch tensors, numpy arrays and numpy scalars
+        return strict_json(value.tolist())
+    if isinstance(value, PurePath):
+        return str(value)
+    try:
+        return strict_json(float(value))
+    except (TypeError, ValueError):
+        return str(value)
+
+
 def write_report(rows: Sequence[dict], directory: str | Path, stem: str, meta: dict | None = None) -> dict[str, Path]:
-    """Write ``rows`` to ``<stem>.json`` (with ``meta``), ``<stem>.csv`` and ``<stem>.md``."""
+    """Write ``rows`` to ``<stem>.json`` (with ``meta``), ``<stem>.csv`` and ``<stem>.md``.
+
+    The JSON is strict (``allow_nan=False``): a non-finite number is ``null`` there and an
+    empty cell in the CSV; the Markdown table shows it as ``nan``/``inf``, or ``n/a`` for ``None``.
+    """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     paths = {ext: directory / f"{stem}.{ext}" for ext in ("json", "csv", "md")}
+    document = strict_json({"meta": meta or {}, "rows": list(rows)})
     with open(paths["json"], "w") as f:
-        json.dump({"meta": meta or {}, "rows": list(rows)}, f, indent=2, default=float)
+        json.dump(document, f, indent=2, allow_nan=False)
     cols = columns_of(rows)
     with open(paths["csv"], "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=cols)
         writer.writeheader()
-        writer.writerows(rows)
+        writer.writerows(document["rows"])
     with open(paths["md"], "w") as f:
         f.write(format_table(rows, digits=4, markdown=True) + "\n")
     return paths
@@ -87,7 +122,10 @@ def log_dir_of(trainer, fallback: str | Path = ".") -> Path:
 
 
 def overlaid_histograms(samples: dict[str, Iterable[float]], xlabel: str, title: str = "", bins: int = 50):
-    """One density-normalised histogram per named sample on shared bins (the paper's Fig. 1 style)."""
+    """One density-normalised histogram per named sample on shared bins (the paper's Fig. 1 style).
+
+    Non-finite values cannot be binned: they are left out, and the legend says how many.
+    """
     import numpy as np
 
     arrays = {k: np.asarray(list(v), dtype=float) for k, v in samples.items()}
@@ -98,7 +136,12 @@ def overlaid_histograms(samples: dict[str, Iterable[float]], xlabel: str, title:
     edges = np.linspace(lo, hi, bins + 1)
     fig, ax = plt.subplots(figsize=(7, 4))
     for name, a in arrays.items():
-        ax.hist(a, bins=edges, density=True, histtype="stepfilled", alpha=0.4, label=name)
+        keep = a[np.isfinite(a)]
+        label = name if len(keep) == len(a) else f"{name} ({len(a) - len(keep)} non-finite not shown)"
+        if len(keep):
+            ax.hist(keep, bins=edges, density=True, histtype="stepfilled", alpha=0.4, label=label)
+        else:
+            ax.plot([], [], label=label)
     ax.set_xlabel(f"{xlabel} (0.5-99.5 percentile range of all sets)")
     ax.set_ylabel("density")
     if title:

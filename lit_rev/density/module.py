@@ -21,7 +21,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 from lightning.pytorch import LightningModule
-from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
 from lit_rev.density.metrics import BitsPerDim, bits_per_dim
 from lit_rev.density.ood import write_ood_report
@@ -38,10 +38,18 @@ class DensityModule(LightningModule):
         network: an ``nn.Module`` with ``log_prob`` and ``likelihood`` (``"density"``/``"mass"``).
         lr, optimizer, weight_decay: optimiser (``adamax`` as openai/glow, ``adam``, ``adamw``).
         warmup_steps: linear learning-rate warm-up (Glow diverges without it).
-        n_bits: quantisation depth; ``None`` takes the DataModule's (or 8).
+        lr_decay: after the warm-up, the learning rate is multiplied by this factor at every
+            optimizer step (``lr * lr_decay**(step + 1 - warmup_steps)``; PixelCNN++'s reference
+            uses 0.999995); 1.0 keeps it constant.
+        n_bits: quantisation depth, 1..8; ``None`` takes the DataModule's (or 8). When a
+            DataModule is attached, ``setup`` checks that it agrees with the DataModule's, and
+            that the network's shape (and its own ``n_bits``, if it has one) fit the data.
         eval_noise: dequantise with noise at evaluation too (default: cell centres).
         nonfinite: ``"raise"`` stops with a clear error on a NaN/inf loss; ``"skip"`` skips the
-            step (on all DDP ranks together) and counts it in ``train/skipped_steps``.
+            step (on all DDP ranks together), warns with its step and loss, and counts it in
+            ``train/skipped_steps``.
+        max_consecutive_skips: under ``nonfinite="skip"``, this many skipped steps in a row
+            stop training with the same error as ``"raise"`` (a diverged model only skips).
         num_samples, temperature: the sample grid logged to TensorBoard every validation epoch
             (``num_samples=0``: none; networks with ``sequential_sampling`` skip it under ``fast_dev_run``).
         ood_scores: OOD scores (:mod:`lit_rev.density.scores`) computed with bits/dim on ``test``
@@ -57,9 +65,11 @@ class DensityModule(LightningModule):
         optimizer: str = "adamax",
         weight_decay: float = 0.0,
         warmup_steps: int = 500,
+        lr_decay: float = 1.0,
         n_bits: int | None = None,
         eval_noise: bool = False,
         nonfinite: str = "raise",
+        max_consecutive_skips: int = 20,
         num_samples: int = 16,
         temperature: float = 0.7,
         ood_scores: list[OODScore] | None = None,
@@ -75,27 +85,86 @@ class DensityModule(LightningModule):
             raise TypeError(f"{type(network).__name__} needs a log_prob method and likelihood = 'density' or 'mass'")
         if not 0.0 <= perturb <= 1.0:
             raise ValueError(f"perturb must be in [0, 1], got {perturb}")
+        if not 0.0 < lr_decay <= 1.0:
+            raise ValueError(f"lr_decay must be in (0, 1] (a per-step factor, e.g. 0.999995), got {lr_decay}")
+        if max_consecutive_skips < 1:
+            raise ValueError(f"max_consecutive_skips must be at least 1, got {max_consecutive_skips}")
         self.save_hyperparameters(ignore=["network", "ood_scores"])
         self.ood_scores: list[OODScore] = list(ood_scores or [])
         self.network = network
-        self._n_bits = n_bits
+        self.n_bits = n_bits
         self.train_bpd, self.val_bpd = BitsPerDim(), BitsPerDim()
         self.register_buffer("skipped_steps", torch.tensor(0))
+        self.consecutive_skips = 0
         self._test_scores: dict[int, dict[str, list[torch.Tensor]]] = {}
 
     @property
     def n_bits(self) -> int:
         if self._n_bits is None:
             dm = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
-            return int(getattr(dm, "n_bits", 8))
+            return int(getattr(dm, "n_bits", None) or getattr(self.network, "n_bits", None) or 8)
         return self._n_bits
 
     @n_bits.setter
     def n_bits(self, value: int | None) -> None:
         """Fix the quantisation depth outside a Trainer (e.g. to the DataModule's, when analysing a checkpoint)."""
-        if value is not None and not 1 <= int(value) <= 16:
-            raise ValueError(f"n_bits must be in 1..16, got {value}")
+        if value is not None and not (float(value) == int(value) and 1 <= int(value) <= 8):
+            raise ValueError(f"n_bits must be an integer in 1..8 (images are uint8) or None, got {value}")
         self._n_bits = None if value is None else int(value)
+
+    def setup(self, stage: str) -> None:
+        """Check the network against the attached DataModule before any step (see :meth:`check_fit`)."""
+        dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        if dm is not None:
+            self.check_fit(dm)
+
+    def check_fit(self, dm) -> None:
+        """Stop with an error naming the config key where the network does not fit ``dm``'s images.
+
+        Checked: the network's ``in_channels`` and ``image_size`` (where it has them) against the
+        DataModule's shape (a Glow built for 4x4 images would otherwise train on 28x28 ones by
+        broadcasting its prior), this module's ``n_bits`` against the DataModule's (5-bit bits/dim
+        of 8-bit images skew the density/volume split), and the network's own ``n_bits`` (VAE,
+        PixelCNN++) against the depth of the images it is given.
+        """
+        net_key, data_key = "model.init_args.network.init_args", "data.init_args"
+        data_bits = getattr(dm, "n_bits", None)
+        if self._n_bits is not None and data_bits is not None and self._n_bits != data_bits:
+            raise ValueError(
+                f"model.init_args.n_bits = {self._n_bits} but the data have {data_key}.n_bits = {data_bits}: "
+                f"set model.init_args.n_bits: {data_bits} (or null, to take the data's), or {data_key}.n_bits: {self._n_bits}"
+            )
+        bits = self._n_bits if self._n_bits is not None else data_bits
+        net_bits = getattr(self.network, "n_bits", None)
+        if net_bits is not None and bits is not None and net_bits != bits:
+            raise ValueError(
+                f"{net_key}.n_bits = {net_bits} but the images have {bits} bits ({data_key}.n_bits = {data_bits}): "
+                f"set {net_key}.n_bits: {bits}, or {data_key}.n_bits: {net_bits}"
+            )
+        given = {"channels": getattr(dm, "channels", None), "image_size": getattr(dm, "image_size", None)}
+        shape = getattr(dm, "shape", None)  # (C, H, W); reads the in-distribution set where not given
+        if shape is None:
+            return
+
+        def source(key: str) -> str:
+            value = given[key]
+            return f"{data_key}.{key} = {value}" if value is not None else f"{data_key}.{key} not set: the data's own"
+
+        channels, height, width = shape
+        net_channels = getattr(self.network, "in_channels", None)
+        if net_channels is not None and net_channels != channels:
+            raise ValueError(
+                f"{net_key}.in_channels = {net_channels} but the images have {channels} channel(s) "
+                f"({source('channels')}): set {net_key}.in_channels: {channels}, "
+                f"or {data_key}.channels: {net_channels} to convert the images"
+            )
+        net_size = getattr(self.network, "image_size", None)
+        if net_size is not None and (net_size, net_size) != (height, width):
+            raise ValueError(
+                f"{net_key}.image_size = {net_size} but the images are {height}x{width} "
+                f"({source('image_size')}): set {net_key}.image_size: {height}, "
+                f"or {data_key}.image_size: {net_size} to resize the images"
+            )
 
     @property
     def likelihood(self) -> str:
@@ -146,18 +215,40 @@ class DensityModule(LightningModule):
         if self.trainer.world_size > 1:
             finite = self.trainer.strategy.reduce_boolean_decision(finite, all=True)
         if not finite:
+            fix = "lower the learning rate, lengthen warmup_steps or set trainer.gradient_clip_val"
             if self.hparams.nonfinite == "raise":
                 raise FloatingPointError(
-                    f"non-finite loss ({loss.item()}) at step {self.global_step}: lower the learning rate, "
-                    "lengthen warmup_steps or set trainer.gradient_clip_val; nonfinite='skip' skips such steps"
+                    f"non-finite loss ({loss.item()}) at step {self.global_step}: {fix}; "
+                    "nonfinite='skip' skips such steps"
                 )
             self.skipped_steps += 1
+            self.consecutive_skips += 1
+            limit = self.hparams.max_consecutive_skips
             self.log("train/skipped_steps", self.skipped_steps.float())
+            if self.consecutive_skips >= limit:
+                raise FloatingPointError(
+                    f"non-finite loss ({loss.item()}) at step {self.global_step}: {self.consecutive_skips} "
+                    f"steps in a row skipped ({int(self.skipped_steps)} in all; "
+                    f"model.init_args.max_consecutive_skips = {limit}), the model has diverged: {fix}"
+                )
+            rank_zero_warn(
+                f"non-finite loss ({loss.item()}) at step {self.global_step}: step skipped "
+                f"({self.consecutive_skips} in a row, {int(self.skipped_steps)} in all; training stops "
+                f"after {limit} in a row, model.init_args.max_consecutive_skips)"
+            )
             return None
+        self.consecutive_skips = 0
         self.train_bpd(bpd)
         self.log("train/bpd", loss, prog_bar=True)
         self.log("train/bpd_epoch", self.train_bpd, on_step=False, on_epoch=True)
         return loss
+
+    def on_train_end(self):
+        if int(self.skipped_steps):
+            rank_zero_warn(
+                f"{int(self.skipped_steps)} of {self.global_step} training steps were skipped for a non-finite loss "
+                "(nonfinite='skip'); the model was trained on the others only"
+            )
 
     def validation_step(self, batch, batch_idx):
         self.val_bpd(self.scores(batch[0], noise=self.hparams.eval_noise)["bpd"])
@@ -255,6 +346,7 @@ class DensityModule(LightningModule):
             "n_bits": self.n_bits,
             "dequantisation_at_eval": "uniform noise" if self.hparams.eval_noise else "cell centre",
             "global_step": self.global_step,
+            "skipped_steps": int(self.skipped_steps),
         }
         if getattr(self.network, "importance_samples", None):
             meta["log_prob"] = f"importance-weighted lower bound, {self.network.importance_samples} samples"
@@ -268,8 +360,15 @@ class DensityModule(LightningModule):
         rank_zero_info(f"{type(self.network).__name__} log_prob is a log-{'probability mass' if self.likelihood == 'mass' else 'density'}; n_bits={self.n_bits}")
         return rows
 
+    def lr_factor(self, step: int) -> float:
+        """The learning rate of optimizer step ``step`` (from 0) over ``lr``: a linear warm-up to 1
+        at step ``warmup_steps - 1``, then ``lr_decay`` per step."""
+        warmup = max(1, self.hparams.warmup_steps)
+        if step + 1 < warmup:
+            return (step + 1) / warmup
+        return self.hparams.lr_decay ** (step + 1 - warmup)
+
     def configure_optimizers(self):
         opt = OPTIMIZERS[self.hparams.optimizer](self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
-        warmup = max(1, self.hparams.warmup_steps)
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: min(1.0, (step + 1) / warmup))
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: self.lr_factor(step))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

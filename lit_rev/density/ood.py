@@ -8,6 +8,13 @@ set more likely than its own test set**: the effect of Nalisnick et al. (2019).
 OOD scores beyond bits/dim (:mod:`lit_rev.density.scores`, higher = more OOD) add one
 ``auroc_<score>`` column each, computed the same way, and a long table
 ``<stem>_scores`` with one row per (score, OOD set).
+
+A non-finite score (a diverged or untrained model) is never turned into a result: an AUROC
+over NaN/inf values would rank them anyway (``torchmetrics`` gave 1.000 "separated" for
+sets whose every bits/dim was NaN). Such an AUROC cell is ``None`` (``null`` in the JSON,
+``n/a`` in the tables), the ``no_auroc`` column says why, the ``reading`` says there is
+none, the report's metadata holds ``status: failed ...`` and the printed summary says the
+run failed.
 """
 
 from __future__ import annotations
@@ -16,7 +23,7 @@ from pathlib import Path
 
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
-from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torchmetrics.classification import BinaryAUROC
 
 from lit_rev.report import format_table, overlaid_histograms, save_figure, write_report
@@ -37,7 +44,27 @@ def auroc(in_scores: torch.Tensor, ood_scores: torch.Tensor) -> float:
     return float(metric(scores, target))
 
 
-def reading(value: float) -> str:
+def nonfinite_count(values: torch.Tensor) -> int:
+    """How many entries of ``values`` are NaN or infinite."""
+    return int((~torch.isfinite(values)).sum()) if len(values) else 0
+
+
+def checked_auroc(in_scores: torch.Tensor, ood_scores: torch.Tensor, in_name: str, name: str) -> tuple[float | None, str | None]:
+    """:func:`auroc`, or ``(None, why)`` where it cannot be given: no scores, or any non-finite one."""
+    if not len(in_scores) or not len(ood_scores):
+        empty = [n for n, v in ((name, ood_scores), (in_name, in_scores)) if not len(v)]
+        return None, f"no scores for {' and '.join(empty)}"
+    bad_ood, bad_in = nonfinite_count(ood_scores), nonfinite_count(in_scores)
+    if bad_ood or bad_in:
+        sets = ((name, ood_scores, bad_ood), (in_name, in_scores, bad_in))
+        return None, "non-finite scores: " + ", ".join(f"{bad} of {len(v)} in {n}" for n, v, bad in sets if bad)
+    return auroc(in_scores, ood_scores), None
+
+
+def reading(value: float | None, why: str | None = None) -> str:
+    """A few words on an AUROC; for a missing one (``None``), the first words of ``why``."""
+    if value is None:
+        return f"no AUROC: {why.split(':')[0]}" if why else "no AUROC"
     if value < 0.5:
         return "OOD looks MORE likely"
     if value < 0.9:
@@ -57,24 +84,47 @@ def derived_scores(scores: dict[str, dict[str, torch.Tensor]], scorers) -> dict[
 
 def ood_rows(scores: dict[str, dict[str, torch.Tensor]], in_name: str, scorers=None) -> list[dict]:
     """One summary row per set: size, mean/std of bits/dim and its parts, AUROC against ``in_name``
-    of bits/dim and of every score of ``scorers``."""
+    of bits/dim and of every score of ``scorers``.
+
+    An AUROC that cannot be given (a non-finite score in either set, or no scores) is ``None``
+    and the row's ``no_auroc`` column says why (``<score>: <reason>``, joined by ``; ``); when
+    any set has a non-finite bits/dim, every row gets its count in ``nonfinite_bpd``.
+    """
     rows = []
     derived = derived_scores(scores, scorers)
     ref = scores[in_name]["bpd"]
+    any_bad = any(nonfinite_count(s["bpd"]) for s in scores.values())
     for name, s in scores.items():
         bpd = s["bpd"].double()
         row = {"set": name, "role": "in-dist" if name == in_name else "OOD", "n": len(bpd), "bpd_mean": bpd.mean().item(), "bpd_std": bpd.std().item() if len(bpd) > 1 else 0.0}
+        if any_bad:
+            row["nonfinite_bpd"] = nonfinite_count(bpd)
         for part in ("prior_bpd", "logdet_bpd"):
             if part in s:
                 row[part] = s[part].double().mean().item()
         if name != in_name:
-            row["auroc_bpd"] = auroc(ref, s["bpd"])
+            why = {}
+            row["auroc_bpd"], why["bpd"] = checked_auroc(ref, s["bpd"], in_name, name)
             for key, values in derived[name].items():
-                ref_values = derived[in_name][key]
-                row[f"auroc_{key}"] = auroc(ref_values, values) if len(values) and len(ref_values) else float("nan")
-            row["reading"] = reading(row["auroc_bpd"])
+                row[f"auroc_{key}"], why[key] = checked_auroc(derived[in_name].get(key, values[:0]), values, in_name, name)
+            row["reading"] = reading(row["auroc_bpd"], why["bpd"])
+            missing = "; ".join(f"{key}: {text}" for key, text in why.items() if text)
+            if missing:
+                row["no_auroc"] = missing
         rows.append(row)
     return rows
+
+
+def failures(scores: dict[str, dict[str, torch.Tensor]], in_name: str, scorers=None) -> list[str]:
+    """What makes the evaluation a failed run: every (score, set) with non-finite values."""
+    out = []
+    derived = derived_scores(scores, scorers)
+    for name, s in scores.items():
+        for key, values in {"bpd": s["bpd"], **derived[name]}.items():
+            bad = nonfinite_count(values)
+            if bad:
+                out.append(f"{bad} of {len(values)} {'bits/dim' if key == 'bpd' else key} scores of {name} are non-finite")
+    return out
 
 
 def write_ood_report(
@@ -89,6 +139,8 @@ def write_ood_report(
 ) -> list[dict]:
     """Write the table (JSON/CSV/Markdown), overlaid histograms (PNG + TensorBoard), print the table."""
     rows = ood_rows(scores, in_name, scorers)
+    failed = failures(scores, in_name, scorers)
+    meta = {**(meta or {}), "status": f"failed: {'; '.join(failed)}" if failed else "ok"}
     out_dir = Path(out_dir)
     write_report(rows, out_dir, stem, meta)
     long_rows = score_rows(rows)
@@ -106,32 +158,48 @@ def write_ood_report(
             fig = overlaid_histograms(present, xlabel=label, title=f"{label} (trained on {in_name})")
             save_figure(fig, out_dir, f"hist_{key}", logger, step)
     table = format_table(rows)
-    fooled = [r["set"] for r in rows if r.get("auroc_bpd", 1.0) < 0.5]
+    fooled = [r["set"] for r in rows if r.get("auroc_bpd") is not None and r["auroc_bpd"] < 0.5]
     summary = (
         f"The model gives {', '.join(fooled)} a higher likelihood than its own test set "
         "(AUROC < 0.5): the effect of Nalisnick et al. 2019."
         if fooled
         else "No OOD set is found more likely than the in-distribution test set."
     )
+    if failed:
+        summary = (
+            "THE RUN FAILED: " + "; ".join(failed) + ". An AUROC over such scores means nothing, so "
+            "none is given for them (n/a) and no conclusion can be drawn. The model diverged or "
+            "is untrained: check the training log for skipped steps (nonfinite='skip'), lower "
+            "the learning rate, lengthen warmup_steps or set trainer.gradient_clip_val."
+            + (f"\nOf the sets with an AUROC: {summary}" if fooled else "")
+        )
+        rank_zero_warn(f"OOD evaluation failed: {'; '.join(failed)}; see {out_dir / (stem + '.md')}")
     if scorers:
         best = []
         for r in rows:
-            aurocs = {k[len("auroc_"):]: v for k, v in r.items() if k.startswith("auroc_") and k != "auroc_bpd" and v == v}
+            aurocs = {k[len("auroc_"):]: v for k, v in r.items() if k.startswith("auroc_") and k != "auroc_bpd" and v is not None}
             if aurocs:
                 key = max(aurocs, key=aurocs.get)
-                best.append(f"{r['set']}: {key} {aurocs[key]:.3f} (bits/dim {r['auroc_bpd']:.3f})")
-        summary += "\nBest OOD score per set: " + "; ".join(best)
+                raw = "n/a" if r["auroc_bpd"] is None else f"{r['auroc_bpd']:.3f}"
+                best.append(f"{r['set']}: {key} {aurocs[key]:.3f} (bits/dim {raw})")
+        summary += "\nBest OOD score per set: " + ("; ".join(best) or "none (no AUROC could be given)")
     rank_zero_info(f"\nOOD evaluation (score = bits/dim, OOD = positive class; lower bits/dim = more likely)\n{table}\n{summary}\nReport: {out_dir / (stem + '.md')}\n")
     return rows
 
 
 def score_rows(rows: list[dict]) -> list[dict]:
-    """The AUROC columns of ``rows`` in long form: one row per (score, OOD set)."""
+    """The AUROC columns of ``rows`` in long form: one row per (score, OOD set); a missing
+    AUROC (``None``) carries its reason from the row's ``no_auroc`` in ``no_auroc``."""
     out = []
     for r in rows:
+        why = dict(item.split(": ", 1) for item in r["no_auroc"].split("; ")) if r.get("no_auroc") else {}
         for key, value in r.items():
             if key.startswith("auroc_"):
-                out.append({"score": key[len("auroc_"):], "set": r["set"], "auroc": value})
+                score = key[len("auroc_"):]
+                row = {"score": score, "set": r["set"], "auroc": value}
+                if value is None:
+                    row["no_auroc"] = why.get(score, "")
+                out.append(row)
     return out
 
 
