@@ -23,6 +23,11 @@ class SavedTensorMeter:
 
     ``exclude`` (a module or tensors) lists storages not to count, by default the parameters
     of the module given. Saved tensors stay untouched; only their storage addresses are read.
+
+    Under ``saved_tensors_hooks`` autograd no longer checks that a saved tensor is unchanged when
+    the backward uses it, so an in-place change in between would give a silently wrong gradient.
+    The hooks therefore keep that check themselves: the pack hook records the tensor's version
+    counter and the unpack hook raises autograd's usual error if it has moved.
     """
 
     def __init__(self, exclude: nn.Module | list[torch.Tensor] | None = None):
@@ -35,16 +40,28 @@ class SavedTensorMeter:
     def bytes(self) -> int:
         return sum(self._seen.values())
 
-    def _pack(self, t: torch.Tensor) -> torch.Tensor:
+    def _pack(self, t: torch.Tensor) -> tuple[torch.Tensor, int]:
         storage = t.untyped_storage()
         ptr = storage.data_ptr()
         if ptr not in self._excluded and ptr not in self._seen:
             self._seen[ptr] = storage.nbytes()
+        return t, t._version
+
+    @staticmethod
+    def _unpack(packed: tuple[torch.Tensor, int]) -> torch.Tensor:
+        t, version = packed
+        if t._version != version:
+            raise RuntimeError(
+                "one of the variables needed for gradient computation has been modified by an "
+                f"inplace operation: [{t.type()} {list(t.shape)}] is at version {t._version}; "
+                f"expected version {version} instead (checked by SavedTensorMeter, whose "
+                "saved_tensors_hooks replace autograd's own check)"
+            )
         return t
 
     def __enter__(self) -> "SavedTensorMeter":
         self._seen.clear()
-        self._hooks = torch.autograd.graph.saved_tensors_hooks(self._pack, lambda t: t)
+        self._hooks = torch.autograd.graph.saved_tensors_hooks(self._pack, self._unpack)
         self._hooks.__enter__()
         return self
 
