@@ -1,8 +1,9 @@
-"""Tiny image sets written in each torchvision set's real on-disk format.
+"""Tiny image sets written in each set's real on-disk format.
 
-``write_all(root)`` creates MNIST, FashionMNIST, CIFAR-10, CIFAR-100, SVHN and CelebA under
-``root`` (a few images each); ``patch_md5(monkeypatch, root)`` points torchvision's MD5
-tables at the fake files, so the real loading code (integrity check included) runs on them.
+``write_all(root)`` creates MNIST, FashionMNIST, CIFAR-10, CIFAR-100, SVHN, CelebA, the
+ImageNet folder tree and downsampled ImageNet 32x32 under ``root`` (a few images each);
+``patch_md5(monkeypatch, root)`` points torchvision's MD5 tables at the fake files, so the
+real loading code (integrity check included) runs on them.
 """
 
 from __future__ import annotations
@@ -95,6 +96,41 @@ def write_imagenet(root: Path) -> None:
     module.write_fake_imagenet(root)
 
 
+# Planted in the first validation image of the fake ImageNet32 (zero elsewhere):
+# (channel, row, column) -> value, at index c * 1024 + row * 32 + column of its 3072-byte row.
+IMAGENET32_MARKERS = {(0, 1, 2): 201, (1, 3, 4): 202, (2, 5, 6): 203}
+
+
+def write_imagenet32(root: Path) -> Path:
+    """Downsampled ImageNet's published npz layout under ``root/imagenet32``: ten
+    ``train_data_batch_<i>.npz`` (``data``, ``labels``, ``mean``) and ``val_data.npz`` (``data``,
+    ``labels``). Rows are R, G, B planes; labels count from 1 (1 and 1000 both occur)."""
+    base = Path(root) / "imagenet32"
+    base.mkdir(parents=True, exist_ok=True)
+    rng = _rng(5)
+    per_file = N_TRAIN // 10
+    for i in range(1, 11):
+        data = rng.integers(0, 256, (per_file, 3072)).astype(np.uint8)
+        labels = rng.integers(1, 1001, per_file)
+        labels[0] = 1 if i == 1 else labels[0]
+        labels[-1] = 1000 if i == 10 else labels[-1]
+        np.savez(base / f"train_data_batch_{i}.npz", data=data, labels=labels, mean=data.mean(axis=0))
+    data = rng.integers(0, 256, (N_TEST, 3072)).astype(np.uint8)
+    data[0] = 0
+    for (c, h, w), value in IMAGENET32_MARKERS.items():
+        data[0, c * 1024 + h * 32 + w] = value
+    labels = rng.integers(1, 1001, N_TEST)
+    labels[:2] = [1, 1000]
+    np.savez(base / "val_data.npz", data=data, labels=labels)
+    return base
+
+
+def zero_out(path: Path) -> None:
+    """Overwrite ``path`` with zeros of the same length (a failed copy or a bad disk block)."""
+    path = Path(path)
+    path.write_bytes(bytes(path.stat().st_size))
+
+
 def write_all(root: Path) -> Path:
     root = Path(root)
     write_imagenet(root)
@@ -104,6 +140,7 @@ def write_all(root: Path) -> Path:
     write_cifar(root, 100)
     write_svhn(root)
     write_celeba(root)
+    write_imagenet32(root)
     return root
 
 

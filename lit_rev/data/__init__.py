@@ -3,6 +3,7 @@
 from lit_rev.data.datamodule import ImageDataModule
 from lit_rev.data.files import DataFileError, shipped_file, verified_path
 from lit_rev.data.imagenet import ImageNetDataModule  # noqa: F401
+from lit_rev.data.imagenet32 import ImageNet32
 from lit_rev.data.images import (
     ConstantImages,
     Digits,
@@ -20,7 +21,7 @@ from lit_rev.data.vision import CIFAR10, CIFAR100, MNIST, SVHN, CelebA, FashionM
 
 __all__ = [
     "CIFAR10", "CIFAR100", "CelebA", "ConstantImages", "DataFileError", "Digits", "FashionMNIST",
-    "Grayed", "ImageDataModule", "ImageSource", "ImageTensors", "InMemorySource", "LFWCrops",
+    "Grayed", "ImageDataModule", "ImageNet32", "ImageSource", "ImageTensors", "InMemorySource", "LFWCrops",
     "MNIST", "MNIST5k", "NaturalPatches", "SVHN", "UniformNoise", "convert", "quantize",
     "shipped_file", "verified_path",
     "Adult", "German", "COMPAS", "TabularDataModule",

@@ -8,6 +8,7 @@ import torch
 from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from lit_rev.data.files import DataFileError
 from lit_rev.data.images import ImageSource
 from lit_rev.data.transforms import Grayed, MappedDataset, augment, convert, map_images, quantize
 
@@ -27,6 +28,12 @@ class ImageDataModule(LightningDataModule):
         max_train, max_test: optional caps (seeded subsets) for quick runs.
         ood_split: which split of the OOD sources to test on (``test`` or ``all``).
         augment: ``none``, ``flip`` or ``crop_flip``; only ever applied to the training split.
+
+    Every split a stage reads is opened (and checksummed, where the set has checksums) in
+    :meth:`prepare_data` and again, from the sources' caches, in :meth:`setup`: for ``fit``
+    that is the training split *and* every test and OOD set, so a missing or corrupt OOD file
+    stops the run before its first training step, not after training when the OOD evaluation
+    reads it.
     """
 
     def __init__(
@@ -82,6 +89,26 @@ class ImageDataModule(LightningDataModule):
             raise AttributeError(f"{self.source.name} does not expose labels")
         return int(labels.max()) + 1
 
+    def channel_stats(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """Per-channel ``(mean, std)`` on the ``[0, 1]`` scale of the in-distribution set, for a
+        classifier's input normalisation: the set's published values, never another set's.
+
+        Raises ValueError, naming the set, where it has none or where this DataModule converts
+        its channels (the statistics would then not apply): give the model's ``mean``/``std``.
+        """
+        stats = self.source.channel_stats
+        if stats is None:
+            raise ValueError(
+                f"the in-distribution set {self.source.name!r} has no published channel statistics; "
+                "set the model's mean and std (e.g. model.init_args.mean/std in the config)"
+            )
+        if self.channels is not None and self.channels != len(stats[0]):
+            raise ValueError(
+                f"the statistics of {self.source.name!r} are for {len(stats[0])} channel(s), but "
+                f"channels={self.channels}; set the model's mean and std for the converted images"
+            )
+        return stats
+
     def _prepare(self, dataset: Dataset) -> Dataset:
         c, s, _ = self.shape
         return map_images(dataset, lambda x: quantize(convert(x, c, s), self.n_bits))
@@ -89,7 +116,41 @@ class ImageDataModule(LightningDataModule):
     def _cap(self, dataset: Dataset, cap: int | None, salt: int) -> Dataset:
         return seeded_subset(dataset, cap, self.seed + salt)
 
+    def _sources_of(self, stage: str | None) -> list[tuple[ImageSource, str]]:
+        """``(source, split)`` of every set ``stage`` reads; ``fit`` ends with the OOD evaluation,
+        so it reads the test and OOD sets too."""
+        read = []
+        if stage in (None, "fit", "validate"):
+            read.append((self.source, "train"))
+        if stage in (None, "fit", "test", "predict"):
+            read.append((self.source, "test"))
+            read.extend(zip(self.ood_sources, self._ood_splits))
+        return read
+
+    def verify(self, stage: str | None = None) -> None:
+        """Open every split ``stage`` reads (all of them for ``fit`` or None); raises one
+        :class:`~lit_rev.data.files.DataFileError` naming every set and file found at fault."""
+        problems = []
+        for source, split in self._sources_of(stage):
+            try:
+                source.verify(split)
+            except DataFileError as err:
+                role = "in-distribution set" if source is self.source else "OOD set"
+                problems.append(f"{role} {source.name!r}, {split} split: {err}")
+        if len(problems) == 1:
+            raise DataFileError(problems[0])
+        if problems:
+            raise DataFileError(f"{len(problems)} data sets cannot be read:\n" + "\n".join(problems))
+
+    def prepare_data(self) -> None:
+        """Download (where a source may) and verify what the trainer's coming stage reads; runs
+        on one process per node before :meth:`setup`, so processes do not race to download."""
+        trainer = getattr(self, "trainer", None)
+        stage = trainer.state.fn.value if trainer is not None and trainer.state.fn is not None else None
+        self.verify(stage)
+
     def setup(self, stage: str | None = None) -> None:
+        self.verify(stage)  # every process; the sources' caches make a second call cheap
         if stage in (None, "fit", "validate") and self.train_set is None:
             full = self._prepare(self.source.dataset("train"))
             g = torch.Generator().manual_seed(self.seed)

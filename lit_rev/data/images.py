@@ -41,7 +41,14 @@ class ImageTensors(Dataset):
 
 
 class ImageSource:
-    """Base class of every image set. Subclasses implement :meth:`dataset`."""
+    """Base class of every image set. Subclasses implement :meth:`dataset`.
+
+    ``channel_stats`` holds a set's published per-channel pixel ``(mean, std)`` on the
+    ``[0, 1]`` scale (``None`` where the project has none), for a classifier's input
+    normalisation; see :meth:`~lit_rev.data.datamodule.ImageDataModule.channel_stats`.
+    """
+
+    channel_stats: tuple[tuple[float, ...], tuple[float, ...]] | None = None
 
     def __init__(self, name: str | None = None):
         self._name = name
@@ -52,6 +59,12 @@ class ImageSource:
 
     def dataset(self, split: str) -> Dataset:
         raise NotImplementedError
+
+    def verify(self, split: str) -> None:
+        """Open ``split`` now, reading (and checksumming, where the set has checksums) its files,
+        so that a missing or corrupt file fails before training rather than after it. Sources
+        that cache what they read (all of the project's) keep it for :meth:`dataset`."""
+        self.dataset(split)
 
     @staticmethod
     def _check_split(split: str, allowed: Sequence[str] = SPLITS) -> None:
@@ -102,9 +115,13 @@ def _to_uint8(array: np.ndarray, scale: float) -> torch.Tensor:
 class MNIST5k(InMemorySource):
     """5,000 real MNIST digits (500 per class) shipped with the package, checksum verified on load.
 
+    ``channel_stats`` are full MNIST's published values, which the quick configs use.
+
     The file is sorted by label, so the test split is a fixed stratified choice: 100 digits of
     each class picked by a seeded permutation (1,000 in all); the other 4,000 are for training.
     """
+
+    channel_stats = ((0.1307,), (0.3081,))
 
     def load_all(self):
         path = shipped_file("mnist_5k.csv.gz")

@@ -90,9 +90,16 @@ class Grayed(ImageSource):
         base = self.source.name if self.source is not None else "in-distribution"
         return f"{base}-gray{self.factor:g}"
 
-    def dataset(self, split: str) -> Dataset:
+    def verify(self, split: str) -> None:
+        self._require_source()
+        self.source.verify(split)
+
+    def _require_source(self) -> None:
         if self.source is None:
             raise ValueError("Grayed has no source; give one or use it inside an ImageDataModule's `ood`")
+
+    def dataset(self, split: str) -> Dataset:
+        self._require_source()
         base = self.source.dataset(split)
         mean = channel_mean(base)
         return map_images(base, lambda x: gray_images(x, self.factor, mean))

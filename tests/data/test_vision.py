@@ -1,8 +1,24 @@
+from pathlib import Path
+
 import pytest
 import torch
+from lightning.pytorch import LightningModule, Trainer
 
-from lit_rev.data import CIFAR10, CIFAR100, MNIST, SVHN, CelebA, DataFileError, FashionMNIST, ImageDataModule
+import fakedata
 from fakedata import N_TEST, N_TRAIN
+from lit_rev.data import (
+    CIFAR10,
+    CIFAR100,
+    MNIST,
+    SVHN,
+    CelebA,
+    DataFileError,
+    Digits,
+    FashionMNIST,
+    Grayed,
+    ImageDataModule,
+    LFWCrops,
+)
 
 
 @pytest.mark.parametrize(
@@ -62,3 +78,102 @@ def test_corrupt_file_is_refused(fake_vision_root, tmp_path, monkeypatch):
         f.write(b"garbage")
     with pytest.raises(DataFileError, match="corrupt"):
         CIFAR10(root=str(tmp_path), download=False).dataset("test")
+
+
+# --- damaged files name themselves; every set is read before training ---------------------------
+
+# (source class, file relative to the data root, split that reads it)
+DAMAGED = [
+    (MNIST, "MNIST/raw/t10k-images-idx3-ubyte", "test"),
+    (MNIST, "MNIST/raw/t10k-labels-idx1-ubyte", "test"),
+    (FashionMNIST, "FashionMNIST/raw/train-images-idx3-ubyte", "train"),
+    (CIFAR10, "cifar-10-batches-py/test_batch", "test"),
+    (CIFAR10, "cifar-10-batches-py/data_batch_3", "train"),
+    (CIFAR100, "cifar-100-python/train", "train"),
+    (SVHN, "test_32x32.mat", "test"),
+    (CelebA, "celeba/list_eval_partition.txt", "test"),
+    (CelebA, "celeba/img_align_celeba/000045.jpg", "test"),
+]
+
+
+@pytest.fixture
+def damaged_root(fake_vision, tmp_path):
+    """A private copy of the fake sets (torchvision's MD5 tables still name the intact files)."""
+    import shutil
+
+    return Path(shutil.copytree(fake_vision, tmp_path / "data"))
+
+
+@pytest.mark.parametrize("cls, relative, split", DAMAGED, ids=lambda v: v if isinstance(v, str) else None)
+def test_zeroed_file_is_named_with_the_fix(damaged_root, cls, relative, split):
+    fakedata.zero_out(damaged_root / relative)
+    with pytest.raises(DataFileError) as info:
+        cls(root=str(damaged_root), download=False).dataset(split)
+    message = str(info.value)
+    assert str(damaged_root / relative) in message
+    assert "corrupt" in message and ("delete" in message or "extract" in message)
+
+
+def test_truncated_mnist_file_is_named(damaged_root):
+    path = damaged_root / "MNIST/raw/t10k-images-idx3-ubyte"
+    path.write_bytes(path.read_bytes()[:-100])
+    with pytest.raises(DataFileError, match="t10k-images-idx3-ubyte is corrupt or truncated"):
+        MNIST(root=str(damaged_root), download=False).dataset("test")
+
+
+def test_missing_file_is_named(damaged_root):
+    (damaged_root / "cifar-10-batches-py" / "data_batch_2").unlink()
+    with pytest.raises(DataFileError, match=r"data_batch_2 is missing. Set download=True"):
+        CIFAR10(root=str(damaged_root), download=False).dataset("train")
+
+
+class _StepCounter(LightningModule):
+    def __init__(self):
+        super().__init__()
+        self.layer = torch.nn.Linear(1, 1)
+        self.steps = 0
+
+    def training_step(self, batch, batch_idx):
+        self.steps += 1
+        return self.layer(batch[0].float().mean().view(1, 1)).sum()
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+def test_corrupt_ood_file_stops_fit_before_the_first_step(damaged_root, tmp_path):
+    fakedata.zero_out(damaged_root / "test_32x32.mat")
+    dm = ImageDataModule(Digits(), ood=[LFWCrops(), SVHN(root=str(damaged_root), download=False)], batch_size=8)
+    model = _StepCounter()
+    trainer = Trainer(max_steps=2, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
+                      enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path)
+    with pytest.raises(DataFileError, match=r"OOD set 'svhn'.*test_32x32\.mat is corrupt"):
+        trainer.fit(model, datamodule=dm)
+    assert model.steps == 0
+
+
+def test_setup_fit_reads_every_set_and_names_every_bad_file(damaged_root):
+    fakedata.zero_out(damaged_root / "test_32x32.mat")
+    fakedata.zero_out(damaged_root / "MNIST/raw/t10k-labels-idx1-ubyte")
+    ood = [SVHN(root=str(damaged_root), download=False), Grayed(MNIST(root=str(damaged_root), download=False))]
+    dm = ImageDataModule(CIFAR10(root=str(damaged_root), download=False), ood=ood, batch_size=8)
+    with pytest.raises(DataFileError) as info:
+        dm.setup("fit")
+    message = str(info.value)
+    assert message.startswith("2 data sets cannot be read")
+    assert "test_32x32.mat is corrupt" in message and "t10k-labels-idx1-ubyte is corrupt" in message
+    with pytest.raises(DataFileError, match="test_32x32.mat"):
+        dm.prepare_data()  # without a trainer: every split
+
+
+def test_sets_read_before_training_are_not_read_again(fake_vision, monkeypatch):
+    opened = []
+    for cls in (CIFAR10, SVHN):
+        original = cls._open
+        monkeypatch.setattr(cls, "_open", lambda self, split, _o=original: opened.append((type(self).__name__, split)) or _o(self, split))
+    dm = ImageDataModule(CIFAR10(download=False), ood=[SVHN(download=False), Grayed(factor=0.5)], batch_size=8)
+    dm.prepare_data()
+    assert sorted(opened) == [("CIFAR10", "test"), ("CIFAR10", "train"), ("SVHN", "test")]
+    dm.setup("fit")
+    dm.setup("test")
+    assert len(opened) == 3 and len(dm.test_sets) == 3
