@@ -138,7 +138,7 @@ def overlaid_histograms(samples: dict[str, Iterable[float]], xlabel: str, title:
     for name, a in arrays.items():
         keep = a[np.isfinite(a)]
         label = name if len(keep) == len(a) else f"{name} ({len(a) - len(keep)} non-finite not shown)"
-        if len(keep):
+        if ((keep >= lo) & (keep <= hi)).any():  # density=True divides by the count in range
             ax.hist(keep, bins=edges, density=True, histtype="stepfilled", alpha=0.4, label=label)
         else:
             ax.plot([], [], label=label)

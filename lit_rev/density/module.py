@@ -141,14 +141,12 @@ class DensityModule(LightningModule):
                 f"{net_key}.n_bits = {net_bits} but the images have {bits} bits ({data_key}.n_bits = {data_bits}): "
                 f"set {net_key}.n_bits: {bits}, or {data_key}.n_bits: {net_bits}"
             )
-        given = {"channels": getattr(dm, "channels", None), "image_size": getattr(dm, "image_size", None)}
-        shape = getattr(dm, "shape", None)  # (C, H, W); reads the in-distribution set where not given
+        shape = getattr(dm, "shape", None)  # (C, H, W); the in-distribution set's own where not given
         if shape is None:
             return
 
         def source(key: str) -> str:
-            value = given[key]
-            return f"{data_key}.{key} = {value}" if value is not None else f"{data_key}.{key} not set: the data's own"
+            return f"{data_key}.{key}, or the in-distribution set's own where unset"
 
         channels, height, width = shape
         net_channels = getattr(self.network, "in_channels", None)

@@ -1,0 +1,66 @@
+"""Reports are strict JSON: NaN and infinity (which JSON cannot hold) are written as null."""
+
+import csv
+import json
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from lit_rev.report import format_table, overlaid_histograms, strict_json, write_report
+
+
+def strict_load(path):
+    """``json.load`` that rejects the non-standard tokens NaN, Infinity and -Infinity."""
+
+    def reject(token):
+        raise ValueError(f"non-standard JSON token {token}")
+
+    with open(path) as f:
+        return json.load(f, parse_constant=reject)
+
+
+def test_report_with_nonfinite_values_is_strict_json(tmp_path):
+    rows = [
+        {"name": "a", "x": float("nan"), "y": float("inf"), "z": 1.5},
+        {"name": "b", "x": np.float32("nan"), "y": -float("inf"), "z": np.float64(2.0), "t": torch.tensor(3.0)},
+    ]
+    meta = {"h": torch.tensor(float("nan")), "nested": {"v": [1.0, float("nan"), (2, float("-inf"))]}, "path": tmp_path}
+    paths = write_report(rows, tmp_path, "r", meta)
+    report = strict_load(paths["json"])
+    assert report["rows"] == [
+        {"name": "a", "x": None, "y": None, "z": 1.5},
+        {"name": "b", "x": None, "y": None, "z": 2.0, "t": 3.0},
+    ]
+    assert report["meta"] == {"h": None, "nested": {"v": [1.0, None, [2, None]]}, "path": str(tmp_path)}
+    with open(paths["csv"]) as f:
+        table = list(csv.DictReader(f))
+    assert table[0] == {"name": "a", "x": "", "y": "", "z": "1.5", "t": ""}
+    assert table[1]["t"] == "3.0"
+
+
+def test_strict_json_keeps_finite_values_and_types():
+    value = {"i": 3, "b": True, "s": "nan", "n": None, "f": 0.25, "a": np.arange(3), "k": {1: 2.0}}
+    assert strict_json(value) == {"i": 3, "b": True, "s": "nan", "n": None, "f": 0.25, "a": [0, 1, 2], "k": {"1": 2.0}}
+    assert json.dumps(strict_json([float("nan")]), allow_nan=False) == "[null]"
+
+
+def test_missing_values_print_as_n_a():
+    table = format_table([{"set": "x", "auroc": None, "mean": float("nan"), "v": 0.5}])
+    assert table.splitlines()[-1].split() == ["x", "n/a", "nan", "0.500"]
+
+
+def test_histograms_leave_out_nonfinite_values():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # numpy warned "invalid value encountered in divide"
+        fig = overlaid_histograms({"ok": [1.0, 2.0, 3.0], "diverged": [float("nan")] * 3, "some": [2.0, float("inf")]}, "x")
+    labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert labels == ["ok", "diverged (3 non-finite not shown)", "some (1 non-finite not shown)"]
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_standard_parsers_accept_the_report(tmp_path, bad):
+    path = write_report([{"v": bad}], tmp_path, "r")["json"]
+    assert "NaN" not in path.read_text() and "Infinity" not in path.read_text()
+    assert strict_load(path)["rows"] == [{"v": None}]
