@@ -24,11 +24,14 @@ the checkpoint's run directory).
 from __future__ import annotations
 
 import argparse
+import copy
 import math
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
+from lit_rev.density.scores import read_state_dict, state_dict_mismatch
 from lit_rev.report import format_table, save_figure, write_report
 
 GRAYING_FACTORS = (1.0, 0.75, 0.5, 0.25, 0.0)
@@ -144,6 +147,27 @@ def hessian_vector_products(log_density, x0: torch.Tensor, directions: torch.Ten
     return hv
 
 
+def hessian_quadratic_forms(log_density, x0: torch.Tensor, d: torch.Tensor, chunk: int = 64) -> torch.Tensor:
+    """``d_n^T H(x0) d_n`` for every row ``d_n`` of ``d (N, *x0.shape)``: one Hessian-vector product each.
+
+    Their mean over centred images is ``Tr(H(x0) Sigma)`` with ``Sigma`` the (1/N) covariance,
+    without forming a D x D matrix.
+    """
+    forms = []
+    for start in range(0, len(d), chunk):
+        v = d[start : start + chunk].to(x0.device, x0.dtype)
+        forms.append((hessian_vector_products(log_density, x0, v) * v).flatten(1).sum(1).cpu())
+    return torch.cat(forms)
+
+
+def log_density_gradient(log_density, x0: torch.Tensor) -> torch.Tensor:
+    """``grad log p(x0)``, shape of ``x0``."""
+    x = x0.detach().unsqueeze(0).requires_grad_(True)
+    with torch.enable_grad():
+        (grad,) = torch.autograd.grad(log_density(x).sum(), x)
+    return grad[0]
+
+
 def hessian_trace(
     log_density, x0: torch.Tensor, delta: torch.Tensor, method: str = "exact", chunk: int = 64,
     probes: int = 64, seed: int = 0,
@@ -182,6 +206,33 @@ def hessian_trace(
     raise ValueError(f"method must be 'exact' or 'hutchinson', got {method!r}")
 
 
+def covariance_difference_trace(
+    log_density, x0: torch.Tensor, d_p: torch.Tensor, d_q: torch.Tensor, method: str = "exact",
+    chunk: int = 64, probes: int = 64, seed: int = 0,
+) -> float:
+    """``Tr(H(x0) (Sigma_q - Sigma_p))`` from the centred images ``d_p``, ``d_q`` (``(N, *x0.shape)``).
+
+    ``Sigma = (1/N) sum_n d_n d_n^T``, never formed. ``"exact"``: ``mean_q d^T H d - mean_p d^T H d``,
+    one Hessian-vector product per image; ``"hutchinson"``: ``E_v[(H v) . ((Sigma_q - Sigma_p) v)]``
+    over ``probes`` Rademacher ``v``, ``Sigma v = D^T (D v) / N`` from the data matrix ``D``.
+    """
+    if method == "exact":
+        return (hessian_quadratic_forms(log_density, x0, d_q, chunk).mean()
+                - hessian_quadratic_forms(log_density, x0, d_p, chunk).mean()).item()
+    if method == "hutchinson":
+        dim = x0.numel()
+        dp, dq = d_p.reshape(len(d_p), dim).to(x0.dtype).cpu(), d_q.reshape(len(d_q), dim).to(x0.dtype).cpu()
+        g = torch.Generator().manual_seed(seed)
+        estimates = []
+        for start in range(0, probes, chunk):
+            v = (torch.randint(0, 2, (min(chunk, probes - start), dim), generator=g) * 2 - 1).to(x0.dtype)
+            hv = hessian_vector_products(log_density, x0, v.view(-1, *x0.shape).to(x0.device)).reshape(len(v), dim).cpu()
+            sigma_v = (v @ dq.T) @ dq / len(dq) - (v @ dp.T) @ dp / len(dp)
+            estimates.append((hv * sigma_v).sum(1))
+        return torch.cat(estimates).mean().item()
+    raise ValueError(f"method must be 'exact' or 'hutchinson', got {method!r}")
+
+
 def squeezed_channel_sums(per_pixel: torch.Tensor) -> torch.Tensor:
     """Sum over positions of a ``(C, H, W)`` map after Glow's squeeze: ``(4C,)``, the channels the first 1x1 convolutions see."""
     c, h, w = per_pixel.shape
@@ -194,33 +245,89 @@ def first_level_convs(glow) -> list[torch.Tensor]:
     return [step.layers[1].weight_matrix().detach().double() for step in glow.levels[0]]
 
 
-def cv_glow_closed_form(glow, var_p: torch.Tensor, var_q: torch.Tensor, sigma: float | None = None) -> dict[str, float]:
-    """The paper's closed form of ``E_q[log p] - E_p[log p]`` for a constant-volume Glow (nats per image).
+def linearised_latents(glow, x: torch.Tensor, affine: bool = True) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """``(residual, log_std)`` of every latent group of the linearised CV-Glow, first level first.
 
-    With the coupling networks' curvature neglected, the first level is linear,
-    ``z = M squeeze(x)`` with ``M = u_K ... u_1`` (ActNorm scales folded in), and a
-    ``N(0, sigma^2)`` latent gives ``H = -M^T M / sigma^2`` per position, so
-
-        linear:  -1/(2 sigma^2) sum_c (M^T M)_{cc} sum_{h,w} (sigma^2_{q,h,w,c} - sigma^2_{p,h,w,c})
-        paper:   -1/(2 sigma^2) sum_c (prod_k sum_j u_{k,c,j})^2 sum_{h,w} (sigma^2_q - sigma^2_p)
-
-    (the second as printed in Nalisnick et al. 2019, Sec. 5; ``c`` runs over the squeezed
-    channels). Both squared factors are ``>= 0``: a set with lower variance gets the higher
-    likelihood. ``var_p``, ``var_q``: per-pixel variances ``(C, H, W)`` of the continuous input;
-    ``sigma`` defaults to the top prior's mean standard deviation.
+    Linearised: every coupling is the identity (its network dropped), so each level is
+    ActNorm and 1x1 convolutions only. A split's latents ``z`` are scored by the split prior,
+    ``N(mean(h), exp(log_std(h))^2)`` with ``(mean, log_std)`` a 3x3 convolution of the kept half
+    ``h``: the residual is ``z - mean(h)``; the last level's output has the top prior.
+    ``affine=False`` drops every bias (ActNorm's, the split prior's, the top mean): the
+    residuals are then the linear map ``L x`` alone, what a centred image ``d`` contributes.
     """
+    h = x.double()
+    groups = []
+    for i, steps in enumerate(glow.levels):
+        h, _ = glow.squeeze(h)
+        for step in steps:
+            actnorm, conv = step.layers[0], step.layers[1]
+            h = (h + actnorm.bias.double()) if affine else h
+            h = h * torch.exp(actnorm.log_scale.double())
+            w = conv.weight_matrix().double()
+            h = F.conv2d(h, w.view(*w.shape, 1, 1))
+        if i < len(glow.splits):
+            split = glow.splits[i]
+            kept, z = h[:, : split.keep], h[:, split.keep :]
+            prior = copy.deepcopy(split).double()  # mean and log_std are affine in the kept half
+            mean, log_std = prior._params(kept)
+            if not affine:
+                mean = mean - prior._params(torch.zeros_like(kept))[0]
+            groups.append((z - mean, log_std))
+            h = kept
+    top_mean = glow.top_mean.double() if affine else torch.zeros_like(glow.top_mean, dtype=torch.float64)
+    groups.append((h - top_mean, glow.top_log_std.double().expand_as(h)))
+    return groups
+
+
+@torch.no_grad()
+def cv_glow_closed_form(
+    glow, x_p: torch.Tensor, x_q: torch.Tensor, x0: torch.Tensor | None = None, sigma: float | None = None,
+) -> dict[str, float]:
+    """Closed forms of the second-order term ``1/2 Tr(H (Sigma_q - Sigma_p))`` for a CV-Glow (nats per image).
+
+    ``x_p``, ``x_q``: continuous images ``(N, C, H, W)`` of the two sets.
+
+    * ``closed_form_linear``: the coupling networks dropped (:func:`linearised_latents`), each
+      latent ``j`` is a linear function ``r_j = (L x)_j`` (minus its prior mean) with prior
+      std ``s_j``, so ``H = -L^T diag(1/s^2) L`` and
+
+          1/2 Tr(H (Sigma_q - Sigma_p)) = -1/2 sum_j (Var_q[r_j] - Var_p[r_j]) / s_j^2,
+
+      the latent variances taken with the full covariance of the images (``Var[r_j] =
+      (L Sigma L^T)_jj``, from the centred images). For one level this is
+      ``-1/2 sum_{h,w} Tr(M^T Lambda_{h,w} M DeltaSigma_{h,w})``: ``M`` the first level's 1x1
+      convolutions with ActNorm folded in, ``DeltaSigma_{h,w}`` the full covariance difference
+      inside one squeezed 2x2 block, ``Lambda_{h,w}`` the top prior's precisions there. With more
+      levels, half of the first level's latents are scored by the split prior, whose mean is a
+      linear function of the kept half; its ``log_std(h)`` is taken at ``x0`` (default: the mid
+      point of the two means). Exact when the coupling networks output zero and the split
+      priors' log-std does not depend on ``h``.
+    * ``closed_form_paper``: the form printed in Nalisnick et al. 2019, Sec. 5, an
+      approximation: one level, per-pixel variances only (the diagonal of the covariances), one
+      ``N(0, sigma^2)`` prior for every latent (``sigma``: default, the top prior's mean std),
+      ActNorm left out: ``-1/(2 sigma^2) sum_c (prod_k sum_j u_{k,c,j})^2 sum_{h,w} (var_q - var_p)``
+      with ``c`` the squeezed channels and ``u_k`` the 1x1 convolutions.
+    """
+    device = glow.top_mean.device
+    x_p, x_q = x_p.to(device, torch.float64), x_q.to(device, torch.float64)
+    mu_p, mu_q = x_p.mean(0), x_q.mean(0)
+    x0 = 0.5 * (mu_p + mu_q) if x0 is None else x0.to(device, torch.float64)
+    linear = 0.0
+    at_x0 = linearised_latents(glow, x0[None])
+    lin_q = linearised_latents(glow, x_q - mu_q, affine=False)
+    lin_p = linearised_latents(glow, x_p - mu_p, affine=False)
+    for (_, log_std), (r_q, _), (r_p, _) in zip(at_x0, lin_q, lin_p):
+        variance_change = r_q.pow(2).mean(0) - r_p.pow(2).mean(0)
+        linear += (-0.5 * variance_change * torch.exp(-2 * log_std[0])).sum().item()
+
     if sigma is None:
         sigma = float(torch.exp(glow.top_log_std.detach().double()).mean())
-    delta = squeezed_channel_sums((var_q - var_p).double().cpu())
-    m = torch.eye(len(delta), dtype=torch.float64)
+    delta = squeezed_channel_sums((x_q.var(0, unbiased=False) - x_p.var(0, unbiased=False)).cpu())
     paper_factor = torch.ones(len(delta), dtype=torch.float64)
-    for step, u in zip(glow.levels[0], first_level_convs(glow)):
-        actnorm = torch.diag(torch.exp(step.layers[0].log_scale.detach().double().flatten()))
-        m = u.cpu() @ actnorm @ m
+    for u in first_level_convs(glow):
         paper_factor = paper_factor * u.cpu().sum(1)
-    linear = -(m.T @ m).diagonal() @ delta / (2 * sigma**2)
     paper = -(paper_factor**2) @ delta / (2 * sigma**2)
-    return {"closed_form_linear": float(linear), "closed_form_paper": float(paper), "sigma": sigma}
+    return {"closed_form_linear": linear, "closed_form_paper": float(paper), "sigma": sigma}
 
 
 def continuous(module, k: torch.Tensor) -> torch.Tensor:
@@ -230,54 +337,127 @@ def continuous(module, k: torch.Tensor) -> torch.Tensor:
 
 def second_order(
     module, k_p: torch.Tensor, k_q: torch.Tensor, method: str = "exact", probes: int = 64, dtype=torch.float64,
-    curvature_points: int = 0,
+    curvature_points: int = 0, chunk: int = 64, diagonal_only: bool = True,
 ) -> dict:
-    """Predicted (second-order, closed form) and measured ``E_q[log p(x)] - E_p[log p(x)]`` in nats per image.
+    """Taylor prediction of ``E_q[log p(x)] - E_p[log p(x)]`` around ``x0`` against the measured gap (nats per image).
 
-    ``x0`` is the average of the two sets' means; the covariances are diagonal (per-pixel
-    variances), the paper's setting. ``curvature_points > 0`` adds
-    ``predicted_avg_curvature``: the same trace with the Hessian averaged over that many
-    images of ``p`` instead of taken at ``x0`` (a check of how local the expansion is).
+    ``x0`` is the mid point of the two sets' means ``mu_p``, ``mu_q``; ``Sigma_p``, ``Sigma_q``
+    their full (1/N) covariances. Expanding ``log p`` to second order around ``x0``,
+
+        predicted = grad log p(x0) . (mu_q - mu_p) + 1/2 Tr(H(x0) (Sigma_q - Sigma_p))
+                    ^ predicted_first_order          ^ predicted_second_order
+
+    (the terms in ``(mu - x0)^T H (mu - x0)`` cancel because ``x0`` is the mid point). It is
+    exact when ``log p`` is quadratic; the paper's Sec. 5 keeps the second term only (equal
+    means). The trace is ``mean_q d^T H d - mean_p d^T H d`` over the centred images ``d``,
+    one Hessian-vector product each (``method="hutchinson"``: ``probes`` random probes).
+
+    Also returned: ``measured_gap``; ``taylor_error_p``/``_q``, the mean of ``log p`` minus its
+    quadratic model over each set (``measured_gap - predicted = taylor_error_q - taylor_error_p``);
+    ``predicted_diagonal_only`` (``diagonal_only=True``, one product per input dimension):
+    ``1/2 sum_i H_ii (var_q,i - var_p,i)``, what the per-pixel variances alone give;
+    ``predicted_avg_curvature`` (``curvature_points > 0``): the second-order term with ``H``
+    averaged over that many images of ``p`` (how local the expansion is); and for a CV-Glow
+    :func:`cv_glow_closed_form`.
     """
     network = module.network
     if module.likelihood != "density":
         raise TypeError("the second-order analysis needs a flow (log-density of continuous x)")
     x_p, x_q = continuous(module, k_p).double(), continuous(module, k_q).double()
-    x0 = 0.5 * (x_p.mean(0) + x_q.mean(0))
-    var_p, var_q = x_p.var(0), x_q.var(0)
+    mu_p, mu_q = x_p.mean(0), x_q.mean(0)
+    x0 = 0.5 * (mu_p + mu_q)
+    d_p, d_q = x_p - mu_p, x_q - mu_q
     original = next(network.parameters()).dtype
     was_training = network.training
     network.eval().to(dtype)
+    device = next(network.parameters()).device
     try:
         log_density = lambda x: network.log_prob(x)  # noqa: E731
-        trace = hessian_trace(log_density, x0.to(dtype), (var_q - var_p).to(dtype), method=method, probes=probes)
+        x0_ = x0.to(device, dtype)
+        first = (log_density_gradient(log_density, x0_).double().cpu() * (mu_q - mu_p)).sum().item()
+        if method == "exact":  # Tr(H Sigma) per set, for the trace and the quadratic model of each set
+            tr_q = hessian_quadratic_forms(log_density, x0_, d_q.to(dtype), chunk).mean().item()
+            tr_p = hessian_quadratic_forms(log_density, x0_, d_p.to(dtype), chunk).mean().item()
+            trace = tr_q - tr_p
+        else:
+            trace = covariance_difference_trace(log_density, x0_, d_p.to(dtype), d_q.to(dtype), method, chunk, probes)
+            tr_q = tr_p = float("nan")
+        # the quadratic model's own curvature term at the means: (mu - x0)^T H (mu - x0), the same for both sets
+        half_diff = (0.5 * (mu_q - mu_p))[None].to(device, dtype)
+        mean_term = hessian_quadratic_forms(log_density, x0_, half_diff).item()
         with torch.no_grad():
-            measured = (network.log_prob(x_q.to(dtype)).mean() - network.log_prob(x_p.to(dtype)).mean()).item()
-            mean_gap = (network.log_prob(x_q.mean(0, keepdim=True).to(dtype)) - network.log_prob(x_p.mean(0, keepdim=True).to(dtype))).item()
-        result = {"predicted_second_order": 0.5 * trace, "measured_gap": measured, "log_p_mean_q_minus_mean_p": mean_gap,
-                  "method": method, "mean_abs_difference_of_means": (x_q.mean(0) - x_p.mean(0)).abs().mean().item(),
-                  "sum_variance_difference": (var_q - var_p).sum().item()}
+            log_p_q = torch.cat([network.log_prob(b.to(device, dtype)).double().cpu() for b in x_q.split(chunk)])
+            log_p_p = torch.cat([network.log_prob(b.to(device, dtype)).double().cpu() for b in x_p.split(chunk)])
+            log_p_x0 = network.log_prob(x0_[None]).item()
+            mean_gap = (network.log_prob(mu_q[None].to(device, dtype)) - network.log_prob(mu_p[None].to(device, dtype))).item()
+        measured = (log_p_q.mean() - log_p_p.mean()).item()
+        # the quadratic model of log p around x0, averaged over each set
+        model_q = log_p_x0 + 0.5 * first + 0.5 * (tr_q + mean_term)
+        model_p = log_p_x0 - 0.5 * first + 0.5 * (tr_p + mean_term)
+        result = {
+            "predicted": first + 0.5 * trace, "predicted_first_order": first, "predicted_second_order": 0.5 * trace,
+            "measured_gap": measured, "taylor_error_p": log_p_p.mean().item() - model_p,
+            "taylor_error_q": log_p_q.mean().item() - model_q, "log_p_mean_q_minus_mean_p": mean_gap, "method": method,
+            "mean_abs_difference_of_means": (mu_q - mu_p).abs().mean().item(),
+            "sum_variance_difference": (d_q.pow(2).mean(0) - d_p.pow(2).mean(0)).sum().item(),
+        }
+        if diagonal_only:
+            var_diff = (d_q.pow(2).mean(0) - d_p.pow(2).mean(0)).to(device, dtype)
+            result["predicted_diagonal_only"] = 0.5 * hessian_trace(log_density, x0_, var_diff, method, chunk, probes)
         if curvature_points > 0:
-            points = x_p[torch.linspace(0, len(x_p) - 1, curvature_points).long()].to(dtype)
-            traces = [hessian_trace(log_density, x, (var_q - var_p).to(dtype), method=method, probes=probes) for x in points]
+            points = x_p[torch.linspace(0, len(x_p) - 1, curvature_points).long()].to(device, dtype)
+            traces = [covariance_difference_trace(log_density, x, d_p.to(dtype), d_q.to(dtype), method, chunk, probes)
+                      for x in points]
             result["predicted_avg_curvature"] = 0.5 * sum(traces) / len(traces)
         if getattr(network, "coupling", None) == "additive":
-            result.update(cv_glow_closed_form(network, var_p, var_q))
+            result.update(cv_glow_closed_form(network, x_p, x_q, x0))
     finally:
         network.to(original).train(was_training)
     return result
 
 
 # ----------------------------------------------------------------------------- command line
+SECOND_ORDER_QUANTITIES = (
+    ("measured_gap", "measured: E_q[log p] - E_p[log p]"),
+    ("predicted", "Taylor prediction around x0 (first + second order)"),
+    ("predicted_first_order", "first order: grad log p(x0) . (mu_q - mu_p)"),
+    ("predicted_second_order", "second order: 1/2 Tr(H(x0) (Sigma_q - Sigma_p)), full covariances"),
+    ("taylor_error_p", "E_p[log p - its quadratic model]"),
+    ("taylor_error_q", "E_q[log p - its quadratic model]"),
+    ("predicted_diagonal_only", "1/2 sum_i H_ii (var_q,i - var_p,i): per-pixel variances only"),
+    ("predicted_avg_curvature", "second order with H averaged over images of p"),
+    ("closed_form_linear", "second order of the linearised CV-Glow (couplings dropped)"),
+    ("closed_form_paper", "the paper's closed form (diagonal approximation)"),
+)
+
+
+def second_order_rows(result: dict, dims: int) -> list[dict]:
+    """One row per quantity of :func:`second_order`: nats per image and the same as bits/dim
+    (``-nats / (D ln 2)``: a gain in log p is a drop in bits/dim)."""
+    return [{"quantity": key, "nats": result[key], "bpd": -result[key] / (dims * math.log(2)), "what": what}
+            for key, what in SECOND_ORDER_QUANTITIES if key in result]
+
+
 def load(config: str, ckpt_path: str | None, overrides: list[str] = ()):
-    """Model and DataModule from a ``fit`` YAML (plus overrides), with the checkpoint's weights."""
+    """Model and DataModule from a ``fit`` YAML (plus overrides), with the checkpoint's weights.
+
+    The checkpoint is read with ``torch.load(weights_only=True)`` (no code in it runs) and
+    loaded strictly: a checkpoint of another architecture or config is an error naming both
+    files and the keys that disagree, never a partly initialised model.
+    """
     from lit_rev.cli import LitRevCLI
 
     cli = LitRevCLI(args=["--config", config, "--trainer.logger=false", *overrides], run=False)
     module, dm = cli.model, cli.datamodule
     if ckpt_path:
-        state = torch.load(ckpt_path, map_location="cpu", weights_only=False)["state_dict"]
-        module.load_state_dict(state, strict=False)
+        state = read_state_dict(ckpt_path, "analysis")
+        mismatch = state_dict_mismatch(module, state)
+        if mismatch:
+            given = f" with overrides {' '.join(overrides)}" if overrides else ""
+            raise ValueError(f"the checkpoint {ckpt_path} does not fit the model of the config {config}{given}: "
+                             f"{mismatch}. Pass the config (and overrides) the checkpoint was trained with, "
+                             "e.g. the config.yaml in its run directory")
+        module.load_state_dict(state, strict=True)
     if module.hparams.get("n_bits") is None:
         module.n_bits = getattr(dm, "n_bits", 8)
     module.eval()
@@ -293,7 +473,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--max_images", type=int, default=1000, help="images per set")
     parser.add_argument("--ood_set", default=None, help="second_order: the set q (default: a grayed set if any, else the first OOD set)")
     parser.add_argument("--method", default="exact", choices=["exact", "hutchinson"])
-    parser.add_argument("--curvature_points", type=int, default=4, help="second_order: also average the Hessian over this many in-distribution images")
+    parser.add_argument("--probes", type=int, default=64, help="second_order --method hutchinson: random probes")
+    parser.add_argument("--curvature_points", type=int, default=0,
+                        help="second_order: also average the Hessian over this many in-distribution images "
+                             "(2 x max_images Hessian-vector products each)")
     parser.add_argument("--torch_threads", type=int, default=None)
     args, overrides = parser.parse_known_args(argv)
     overrides = [o for o in overrides if o != "--"]
@@ -313,15 +496,18 @@ def main(argv: list[str] | None = None) -> list[dict]:
         rows = graying_curve(module, sets[in_name])
         save_figure(graying_figure(rows, in_name), out_dir, "graying")
     else:
+        if len(dm.test_names) < 2:
+            raise ValueError(f"second_order needs an OOD set q; the config {args.config} has only {dm.test_names}")
         q = args.ood_set or next((n for n in dm.test_names[1:] if "gray" in n), dm.test_names[1])
-        result = second_order(module, sets[in_name], sets[q], method=args.method, curvature_points=args.curvature_points)
-        dims = sets[in_name][0].numel()
-        rows = [{"p": in_name, "q": q, **result}]
-        for key in ("predicted_second_order", "predicted_avg_curvature", "measured_gap", "closed_form_linear", "closed_form_paper"):
-            if key in result:
-                rows[0][f"{key}_bpd"] = -result[key] / (dims * math.log(2))
+        if q not in sets:
+            raise ValueError(f"--ood_set {q!r} is not a test set of {args.config}; choose one of {dm.test_names[1:]}")
+        result = second_order(module, sets[in_name], sets[q], method=args.method, probes=args.probes,
+                              curvature_points=args.curvature_points)
+        rows = second_order_rows(result, sets[in_name][0].numel())
+        meta.update({"p": in_name, "q": q, **{k: v for k, v in result.items() if k not in dict(SECOND_ORDER_QUANTITIES)}})
     write_report(rows, out_dir, args.analysis, meta)
-    print(f"\n{args.analysis} ({type(module.network).__name__}, trained on {in_name})\n{format_table(rows)}\nReport: {out_dir / (args.analysis + '.md')}")
+    title = f"p = {in_name}, q = {meta['q']}; nats per image and bits/dim" if args.analysis == "second_order" else ""
+    print(f"\n{args.analysis} ({type(module.network).__name__}, trained on {in_name}) {title}\n{format_table(rows)}\nReport: {out_dir / (args.analysis + '.md')}")
     return rows
 
 

@@ -1,18 +1,23 @@
-"""The paper's analyses: second-order formula against brute force, closed form, graying, decomposition."""
+"""The paper's analyses: second-order formula against brute force, closed form, graying, decomposition;
+safe and strict checkpoint loading."""
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
 
-from lit_rev.density import DensityModule, Glow
+from lit_rev.density import DensityModule, Glow, LikelihoodRatio
 from lit_rev.density.analysis import (
+    covariance_difference_trace,
     cv_glow_closed_form,
     decomposition,
     gray,
     graying_curve,
     hessian_trace,
+    load,
     main,
+    second_order,
     squeezed_channel_sums,
 )
 
@@ -72,23 +77,138 @@ def test_second_order_trace_matches_brute_force_expansion_on_tiny_cv_glow():
     assert measured == pytest.approx(predicted, rel=0.1)
 
 
-def test_closed_form_is_exact_for_a_linear_cv_glow():
-    """Couplings at their identity initialisation and a N(0, sigma^2) top prior make one level of
-    CV-Glow linear, z = M squeeze(x): then 1/2 Tr(H Delta) equals the closed form exactly."""
-    glow = tiny_cv_glow(levels=1, steps=3, randomise_couplings=False)
-    sigma = 0.7
+def quadratic_cv_glow(levels=2, steps=2, size=8, seed=0):
+    """A CV-Glow whose log-density is exactly quadratic in x: the coupling networks output zero
+    (their last layer is the zero-initialised ZeroConv2d), ActNorm, the 1x1 convolutions and the
+    top prior are random, and each split prior is a non-trivial linear-Gaussian: a random linear
+    mean of the kept half, a constant log-std (its convolution weights stay zero, its bias not)."""
+    torch.manual_seed(seed)
+    glow = Glow(in_channels=1, image_size=size, levels=levels, steps=steps, hidden_channels=4, coupling="additive")
+    g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
-        glow.top_mean.zero_()
-        glow.top_log_std.fill_(math.log(sigma))
-    g = torch.Generator().manual_seed(3)
-    var_p = torch.rand(1, 4, 4, generator=g, dtype=torch.float64)
-    var_q = 0.5 * var_p
-    x0 = torch.randn(1, 4, 4, dtype=torch.float64)
-    predicted = 0.5 * hessian_trace(glow.log_prob, x0, var_q - var_p)
-    closed = cv_glow_closed_form(glow, var_p, var_q)
-    assert closed["sigma"] == pytest.approx(sigma)
-    assert closed["closed_form_linear"] == pytest.approx(predicted, rel=1e-9)
-    assert closed["closed_form_linear"] > 0  # the lower-variance set gets the higher likelihood
+        for step in [step for level in glow.levels for step in level]:
+            actnorm, conv = step.layers[0], step.layers[1]
+            for p in (actnorm.bias, actnorm.log_scale, conv.lower, conv.upper, conv.log_s):
+                p.add_(0.3 * torch.randn(p.shape, generator=g))
+            actnorm.initialized.fill_(True)
+        for split in glow.splits:
+            conv = split.prior.conv
+            conv.bias.copy_(torch.arange(len(conv.bias), dtype=conv.bias.dtype))  # label the output channels
+            mean_channels = split._params(torch.zeros(1, split.keep, 2, 2))[0][0, :, 0, 0].long()
+            conv.weight[mean_channels] = 0.2 * torch.randn(conv.weight[mean_channels].shape, generator=g)
+            conv.bias.copy_(0.3 * torch.randn(conv.bias.shape, generator=g))
+            split.prior.log_scale.copy_(0.1 * torch.randn(split.prior.log_scale.shape, generator=g))
+        for p in (glow.top_mean, glow.top_log_std):
+            p.add_(0.3 * torch.randn(p.shape, generator=g))
+    return glow.double().eval()
+
+
+def two_sets(size=8, n=300, seed=5):
+    """Integer images of two sets with different means and different full covariances: ``p``
+    independent pixels, ``q`` smooth images (strongly correlated neighbours)."""
+    g = torch.Generator().manual_seed(seed)
+    k_p = (120 + 30 * torch.randn(n, 1, size, size, generator=g, dtype=torch.float64)).round().clamp(0, 255).long()
+    low = torch.randn(n, 1, 2, 2, generator=g, dtype=torch.float64)
+    smooth = torch.nn.functional.interpolate(low, size=(size, size), mode="bilinear", align_corners=True)
+    noise = torch.randn(n, 1, size, size, generator=g, dtype=torch.float64)
+    k_q = (135 + 30 * smooth + 3 * noise).round().clamp(0, 255).long()
+    return k_p, k_q
+
+
+def test_quadratic_cv_glow_is_quadratic_with_a_non_trivial_split_prior():
+    glow = quadratic_cv_glow()
+    g = torch.Generator().manual_seed(1)
+    x, v = 0.3 * torch.randn(2, 1, 8, 8, generator=g, dtype=torch.float64)
+    with torch.no_grad():
+        values = glow.log_prob(torch.stack([x + t * v for t in (-2.0, -1.0, 0.0, 1.0, 2.0)]))
+        third = values[3] - 3 * values[2] + 3 * values[1] - values[0]
+        fourth = values[4] - 4 * values[3] + 6 * values[2] - 4 * values[1] + values[0]
+        second = values[3] - 2 * values[2] + values[1]
+        assert abs(third) < 1e-9 * abs(second) and abs(fourth) < 1e-9 * abs(second)
+        before = glow.log_prob(x[None])
+        glow.splits[0].prior.conv.weight.zero_()  # the split prior's mean depended on the kept half
+        assert (glow.log_prob(x[None]) - before).abs().item() > 1e-3
+
+
+def test_second_order_prediction_is_exact_for_a_quadratic_log_density():
+    """Different means and full covariances: the prediction needs its first-order term, the 1/2,
+    and the off-diagonal covariances; with all of them it is the measured gap."""
+    glow = quadratic_cv_glow()
+    k_p, k_q = two_sets()
+    result = second_order(DensityModule(glow, n_bits=8), k_p, k_q, chunk=50)
+    measured = result["measured_gap"]
+    assert result["predicted"] == pytest.approx(measured, rel=1e-6)
+    assert result["predicted_first_order"] + result["predicted_second_order"] == pytest.approx(result["predicted"])
+    assert abs(result["taylor_error_p"]) < 1e-9 * abs(measured) and abs(result["taylor_error_q"]) < 1e-9 * abs(measured)
+    # each part matters here, so dropping any of them misses by far more than the tolerance
+    assert abs(result["predicted_first_order"]) > 0.1 * abs(measured)
+    assert abs(result["predicted_second_order"]) > 0.1 * abs(measured)
+    assert abs(result["predicted_diagonal_only"] - result["predicted_second_order"]) > 0.1 * abs(measured)
+    # the linearised closed form is exact here: split prior for half of the first level's latents
+    assert result["closed_form_linear"] == pytest.approx(result["predicted_second_order"], rel=1e-9)
+
+
+def test_second_order_matches_a_brute_force_taylor_expansion_on_a_nonlinear_glow():
+    """Random couplings (log p not quadratic): every term against an explicit D x D Hessian from
+    finite differences, a finite-difference gradient and explicit covariance matrices."""
+    glow = tiny_cv_glow(levels=2, steps=2)
+    g = torch.Generator().manual_seed(4)
+    k_p = torch.randint(60, 200, (40, 1, 4, 4), generator=g)
+    k_q = (140 + 0.5 * (torch.randint(0, 80, (40, 1, 1, 1), generator=g) + torch.randint(0, 40, (40, 1, 4, 4), generator=g))).long()
+    result = second_order(DensityModule(glow, n_bits=8), k_p, k_q, chunk=16)
+    x_p, x_q = ((k.double() + 0.5) / 256 - 0.5 for k in (k_p, k_q))
+    mu_p, mu_q = x_p.mean(0), x_q.mean(0)
+    x0 = 0.5 * (mu_p + mu_q)
+    hess = brute_force_hessian(glow.log_prob, x0, h=1e-4)  # the ReLUs have kinks: small steps
+    h = 1e-5
+    eye = torch.eye(16, dtype=torch.float64).view(16, 1, 4, 4) * h
+    with torch.no_grad():
+        grad = (glow.log_prob(x0 + eye) - glow.log_prob(x0 - eye)) / (2 * h)
+        measured = (glow.log_prob(x_q).mean() - glow.log_prob(x_p).mean()).item()
+    d_p, d_q = (x_p - mu_p).flatten(1), (x_q - mu_q).flatten(1)
+    delta_sigma = d_q.T @ d_q / len(d_q) - d_p.T @ d_p / len(d_p)
+    first = (grad @ (mu_q - mu_p).flatten()).item()
+    second = 0.5 * (hess * delta_sigma).sum().item()
+    assert result["predicted_first_order"] == pytest.approx(first, rel=1e-6)
+    assert result["predicted_second_order"] == pytest.approx(second, rel=1e-4)
+    assert result["predicted"] == pytest.approx(first + second, rel=1e-4)
+    assert result["predicted_diagonal_only"] == pytest.approx(0.5 * (hess.diagonal() * delta_sigma.diagonal()).sum().item(), rel=1e-4)
+    assert result["measured_gap"] == pytest.approx(measured, rel=1e-12)
+    assert result["predicted"] - result["measured_gap"] == pytest.approx(result["taylor_error_p"] - result["taylor_error_q"], rel=1e-6)
+
+
+def test_hutchinson_estimate_of_the_covariance_trace():
+    glow = tiny_cv_glow(levels=2, steps=2)
+    g = torch.Generator().manual_seed(6)
+    d_p, d_q = 0.1 * torch.randn(30, 1, 4, 4, generator=g, dtype=torch.float64), torch.randn(20, 1, 4, 4, generator=g, dtype=torch.float64)
+    d_q = 0.05 * (d_q + d_q.roll(1, dims=3))
+    x0 = 0.2 * torch.randn(1, 4, 4, generator=g, dtype=torch.float64)
+    exact = covariance_difference_trace(glow.log_prob, x0, d_p, d_q)
+    estimate = covariance_difference_trace(glow.log_prob, x0, d_p, d_q, method="hutchinson", probes=4000, chunk=500)
+    assert estimate == pytest.approx(exact, rel=0.1)
+
+
+def test_linear_closed_form_uses_the_full_covariance_of_each_squeezed_block():
+    """One level, couplings at zero: 1/2 Tr(H DeltaSigma) = -1/2 sum_{h,w} Tr(M^T Lambda_{h,w} M DeltaSigma_{h,w}),
+    written out here with M from the weights and the block covariances from the images."""
+    glow = quadratic_cv_glow(levels=1, steps=3, size=4)
+    k_p, k_q = two_sets(size=4, n=200)
+    x_p, x_q = ((k.double() + 0.5) / 256 - 0.5 for k in (k_p, k_q))
+    m = torch.eye(4, dtype=torch.float64)
+    for step in glow.levels[0]:
+        actnorm = torch.diag(torch.exp(step.layers[0].log_scale.detach().flatten()))
+        m = step.layers[1].weight_matrix().detach() @ actnorm @ m
+    blocks = lambda x: glow.squeeze(x)[0].permute(0, 2, 3, 1).reshape(len(x), 4, 4)  # noqa: E731 (N, position, channel)
+    b_p, b_q = blocks(x_p - x_p.mean(0)), blocks(x_q - x_q.mean(0))
+    expected = 0.0
+    for pos in range(4):
+        delta = b_q[:, pos].T @ b_q[:, pos] / len(b_q) - b_p[:, pos].T @ b_p[:, pos] / len(b_p)
+        precision = torch.diag(torch.exp(-2 * glow.top_log_std.detach()[0, :, pos // 2, pos % 2]))
+        expected += -0.5 * torch.trace(m.T @ precision @ m @ delta).item()
+    closed = cv_glow_closed_form(glow, x_p, x_q)
+    assert closed["closed_form_linear"] == pytest.approx(expected, rel=1e-10)
+    result = second_order(DensityModule(glow, n_bits=8), k_p, k_q)
+    assert result["predicted_second_order"] == pytest.approx(expected, rel=1e-8)
 
 
 def test_paper_closed_form_equals_linear_form_for_diagonal_convolutions():
@@ -96,9 +216,11 @@ def test_paper_closed_form_equals_linear_form_for_diagonal_convolutions():
     with torch.no_grad():
         for step in glow.levels[0]:
             step.layers[1].weight.copy_(torch.diag(torch.tensor([0.5, -1.5, 2.0, 1.0], dtype=torch.float64)))
-    var_p = torch.rand(1, 4, 4, dtype=torch.float64)
-    closed = cv_glow_closed_form(glow, var_p, 0.3 * var_p, sigma=1.0)
+    x_p = torch.rand(50, 1, 4, 4, dtype=torch.float64)
+    closed = cv_glow_closed_form(glow, x_p, 0.3 * x_p)
+    assert closed["sigma"] == 1.0
     assert closed["closed_form_paper"] == pytest.approx(closed["closed_form_linear"], rel=1e-12)
+    assert closed["closed_form_linear"] > 0  # the lower-variance set gets the higher likelihood
 
 
 def test_squeezed_channel_sums():
