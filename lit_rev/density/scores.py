@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import copy
 import io
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -166,6 +167,47 @@ class InputComplexity(OODScore):
         return {"complexity": columns["bpd"].double() - columns["png_bpd"].double()}
 
 
+def read_state_dict(path: str | Path, what: str) -> dict[str, torch.Tensor]:
+    """The ``state_dict`` of a Lightning checkpoint (or a bare state dict) at ``path``.
+
+    Read with ``torch.load(weights_only=True)``: tensors and plain containers only, so a
+    crafted checkpoint cannot run code when it is loaded (a full unpickle would run any
+    ``__reduce__`` it holds). ``what`` names the caller in errors.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what}: no checkpoint at {path}")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ValueError(f"{what}: {path} holds more than tensors and plain containers, so it is not loaded "
+                         f"(torch.load(weights_only=True) refused it: {reason}). Load only checkpoints you "
+                         "wrote with this code; re-save a trusted one as {'state_dict': model.state_dict()}") from None
+    state = checkpoint.get("state_dict", checkpoint) if isinstance(checkpoint, dict) else None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        keys = sorted(checkpoint)[:10] if isinstance(checkpoint, dict) else type(checkpoint).__name__
+        raise ValueError(f"{what}: {path} has no 'state_dict' of tensors (found {keys})")
+    return state
+
+
+def state_dict_mismatch(target: nn.Module, state: dict[str, torch.Tensor], limit: int = 10) -> str:
+    """What keeps ``target.load_state_dict(state, strict=True)`` from working, or ``""``:
+    missing and unexpected keys and shape mismatches, ``limit`` of each."""
+    own = target.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    shapes = [f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(v.shape)}"
+              for k, v in own.items() if k in state and state[k].shape != v.shape]
+    parts = []
+    for label, items in (("missing in the checkpoint", missing), ("unexpected in the checkpoint", unexpected),
+                         ("different shapes", shapes)):
+        if items:
+            more = f" ... and {len(items) - limit} more" if len(items) > limit else ""
+            parts.append(f"{len(items)} {label}: {', '.join(items[:limit])}{more}")
+    return "; ".join(parts)
+
+
 class LikelihoodRatio(OODScore):
     """Likelihood ratio (Ren et al. 2019): ``bpd(x) - bpd_background(x)`` (``= -LLR / (D ln 2)``).
 
@@ -192,9 +234,15 @@ class LikelihoodRatio(OODScore):
         if not path.is_file():
             raise FileNotFoundError(f"LikelihoodRatio: no background checkpoint at {path}; train one with "
                                     "DensityModule(perturb=...) first (see docs/density.md)")
-        state = torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
+        state = read_state_dict(path, "LikelihoodRatio background model")
         network = self.network if self.network is not None else copy.deepcopy(module.network)
-        network.load_state_dict({k[len("network."):]: v for k, v in state.items() if k.startswith("network.")})
+        state = {k[len("network."):]: v for k, v in state.items() if k.startswith("network.")}
+        mismatch = state_dict_mismatch(network, state)
+        if mismatch:
+            raise ValueError(f"LikelihoodRatio: the background checkpoint {path} does not fit the background "
+                             f"network {type(network).__name__} (the main model's architecture unless given): "
+                             f"{mismatch}. Train the background model with the same network settings")
+        network.load_state_dict(state)
         self.set_background(network.to(module.device))
 
     def set_background(self, network: nn.Module) -> None:
