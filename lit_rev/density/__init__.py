@@ -1,6 +1,6 @@
 """Density models for "Do Deep Generative Models Know What They Don't Know?" (Nalisnick et al. 2019)."""
 
-from lit_rev.density.callbacks import CPUTimeBudget
+from lit_rev.density.callbacks import CPUTimeBudget, PolyakAveraging
 from lit_rev.density.flows import (
     ActNorm,
     AdditiveCoupling,
@@ -15,7 +15,7 @@ from lit_rev.density.glow import Glow
 from lit_rev.density.metrics import BitsPerDim, bits_per_dim
 from lit_rev.density.module import DensityModule
 from lit_rev.density.ood import OODEvaluation, ood_rows, write_ood_report
-from lit_rev.density.pixelcnnpp import PixelCNNPP
+from lit_rev.density.pixelcnnpp import PixelCNNPP, WeightNorm
 from lit_rev.density.scores import InputComplexity, LikelihoodRatio, OODScore, Typicality
 from lit_rev.density.vae import VAE
 
@@ -23,5 +23,5 @@ __all__ = [
     "ActNorm", "AdditiveCoupling", "AffineCoupling", "BitsPerDim", "DensityModule", "FlowLayer",
     "FlowStep", "Glow", "InvConv1x1", "OODEvaluation", "SplitPrior", "Squeeze", "bits_per_dim",
     "ood_rows", "write_ood_report", "PixelCNNPP", "VAE", "OODScore", "Typicality", "InputComplexity",
-    "LikelihoodRatio", "CPUTimeBudget",
+    "LikelihoodRatio", "CPUTimeBudget", "PolyakAveraging", "WeightNorm",
 ]

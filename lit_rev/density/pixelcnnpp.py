@@ -9,15 +9,23 @@ parameters a convolutional network computes from the pixels above and to the lef
 Two streams keep it causal without blind spots: ``u`` sees every row above (down-shifted
 convolutions), ``ul`` also the pixels to the left in the current row (down-right-shifted
 convolutions). Gated ResNet blocks, a U-Net of ``scales`` resolutions with short-cuts from
-the up pass into the down pass, and dropout follow the paper; weight normalisation is left
-out (plain convolutions train fine with Adam at the paper's learning rate).
+the up pass into the down pass, and dropout follow the paper.
+
+With ``weight_norm=True`` every convolution is weight-normalised with data-dependent
+initialisation, as in openai/pixel-cnn (Salimans & Kingma 2016): ``w = g v / ||v||`` and, on
+the first training batch, ``g`` and the bias are set so that each layer's output has zero
+mean and standard deviation ``init_scale`` per channel (0.1 for the gated ResNet's last
+convolution, so every block starts close to the identity). Off by default (plain
+convolutions), so models and numbers from before the option are unchanged.
 """
 
 from __future__ import annotations
 
 import torch
+import torch.distributed as dist
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.func import functional_call
 
 from lit_rev.density.discretized import (
     discretized_mixture_log_prob,
@@ -37,14 +45,87 @@ def right_shift(x: torch.Tensor) -> torch.Tensor:
     return F.pad(x, (1, 0))[:, :, :, :-1]
 
 
+class WeightNorm(nn.Module):
+    """``w = g v / ||v||`` (Salimans & Kingma 2016) around a ``Conv2d``, ``ConvTranspose2d`` or
+    ``Linear`` ``layer``, with data-dependent initialisation of ``g`` and the bias.
+
+    ``v`` is ``layer.weight`` (drawn from ``N(0, 0.05^2)`` as openai/pixel-cnn, which sets how
+    fast Adam turns its direction), ``||v||`` its norm over everything but the output channel,
+    ``g`` one gain per output channel. On the first forward in training mode, :meth:`initialize`
+    sets ``g = init_scale / std`` and ``bias = -mean * g`` from the per-channel moments of
+    ``conv(x, v / ||v||)`` on that batch, so the layer's output has zero mean and standard
+    deviation ``init_scale`` per channel there. Like :class:`~lit_rev.density.ActNorm`, the
+    moments are averaged over all ``torch.distributed`` ranks first (every rank ends with the
+    same parameters), and the ``initialized`` buffer travels in checkpoints, so a loaded model
+    is never re-initialised. Before initialisation ``g = ||v||``: the layer computes ``layer(x)``.
+    """
+
+    def __init__(self, layer: nn.Module, init_scale: float = 1.0, eps: float = 1e-8):
+        super().__init__()
+        if not isinstance(layer, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)) or layer.bias is None:
+            raise TypeError(f"WeightNorm wraps a Conv2d, ConvTranspose2d or Linear with a bias, "
+                            f"got {layer!r}")
+        if init_scale <= 0:
+            raise ValueError(f"init_scale must be positive, got {init_scale}")
+        self.layer, self.init_scale, self.eps = layer, float(init_scale), eps
+        self.out_dim = 1 if isinstance(layer, nn.ConvTranspose2d) else 0  # weight (in, out, kh, kw)
+        with torch.no_grad():
+            nn.init.normal_(layer.weight, 0.0, 0.05)
+            self.g = nn.Parameter(self._direction_norm())
+        self.register_buffer("initialized", torch.tensor(False))
+
+    def _direction_norm(self) -> torch.Tensor:
+        v = self.layer.weight
+        return torch.linalg.vector_norm(v, dim=[d for d in range(v.dim()) if d != self.out_dim])
+
+    def _per_output(self, t: torch.Tensor) -> torch.Tensor:
+        shape = [1] * self.layer.weight.dim()
+        shape[self.out_dim] = -1
+        return t.view(shape)
+
+    def weight(self) -> torch.Tensor:
+        """The effective weight ``g v / ||v||`` (differentiable in ``g`` and ``v``)."""
+        return self.layer.weight * self._per_output(self.g / self._direction_norm())
+
+    def _layer_call(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor):
+        return functional_call(self.layer, {"weight": weight, "bias": bias}, (x,))
+
+    @torch.no_grad()
+    def initialize(self, x: torch.Tensor) -> None:
+        """Set ``g`` and the bias from the batch ``x`` (output channels are dim 1 of the output)."""
+        direction = self.layer.weight / self._per_output(self._direction_norm())
+        y = self._layer_call(x, direction, torch.zeros_like(self.layer.bias))
+        dims = [d for d in range(y.dim()) if d != 1]
+        moments = torch.stack([y.mean(dims), (y * y).mean(dims)]).double()
+        if dist.is_available() and dist.is_initialized():
+            dist.all_reduce(moments)
+            moments /= dist.get_world_size()
+        mean, var = moments[0], (moments[1] - moments[0] ** 2).clamp_min(0)
+        scale = self.init_scale / torch.sqrt(var + self.eps)
+        self.g.copy_(scale)
+        self.layer.bias.copy_(-mean * scale)
+        self.initialized.fill_(True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training and not self.initialized:
+            self.initialize(x)
+        return self._layer_call(x, self.weight(), self.layer.bias)
+
+
+def _maybe_weight_norm(layer: nn.Module, weight_norm: bool, init_scale: float = 1.0) -> nn.Module:
+    return WeightNorm(layer, init_scale) if weight_norm else layer
+
+
 class DownShiftedConv2d(nn.Module):
     """Convolution whose output at ``(i, j)`` sees rows ``<= i`` only (a ``kh x kw`` window ending at row ``i``, centred on ``j``)."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel=(2, 3), stride: int = 1):
+    def __init__(self, in_channels: int, out_channels: int, kernel=(2, 3), stride: int = 1,
+                 weight_norm: bool = False, init_scale: float = 1.0):
         super().__init__()
         kh, kw = kernel
         self.pad = ((kw - 1) // 2, (kw - 1) // 2, kh - 1, 0)  # left, right, top, bottom
-        self.conv = nn.Conv2d(in_channels, out_channels, kernel, stride)
+        conv = nn.Conv2d(in_channels, out_channels, kernel, stride)
+        self.conv = _maybe_weight_norm(conv, weight_norm, init_scale)
 
     def forward(self, x):
         return self.conv(F.pad(x, self.pad))
@@ -53,11 +134,13 @@ class DownShiftedConv2d(nn.Module):
 class DownRightShiftedConv2d(nn.Module):
     """Convolution whose output at ``(i, j)`` sees rows ``<= i`` and columns ``<= j`` only."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel=(2, 2), stride: int = 1):
+    def __init__(self, in_channels: int, out_channels: int, kernel=(2, 2), stride: int = 1,
+                 weight_norm: bool = False, init_scale: float = 1.0):
         super().__init__()
         kh, kw = kernel
         self.pad = (kw - 1, 0, kh - 1, 0)
-        self.conv = nn.Conv2d(in_channels, out_channels, kernel, stride)
+        conv = nn.Conv2d(in_channels, out_channels, kernel, stride)
+        self.conv = _maybe_weight_norm(conv, weight_norm, init_scale)
 
     def forward(self, x):
         return self.conv(F.pad(x, self.pad))
@@ -67,11 +150,13 @@ class ShiftedDeconv2d(nn.Module):
     """Stride-2 transposed convolution (x2 upsampling) cropped so it stays down-shifted
     (``kernel=(2, 3)``, centred columns) or down-right-shifted (``right=True``, ``kernel=(2, 2)``)."""
 
-    def __init__(self, in_channels: int, out_channels: int, right: bool = False):
+    def __init__(self, in_channels: int, out_channels: int, right: bool = False,
+                 weight_norm: bool = False):
         super().__init__()
         self.kernel = (2, 2) if right else (2, 3)
         self.right = right
-        self.deconv = nn.ConvTranspose2d(in_channels, out_channels, self.kernel, stride=2, output_padding=1)
+        deconv = nn.ConvTranspose2d(in_channels, out_channels, self.kernel, 2, output_padding=1)
+        self.deconv = _maybe_weight_norm(deconv, weight_norm)
 
     def forward(self, x):
         kh, kw = self.kernel
@@ -87,14 +172,24 @@ def concat_elu(x: torch.Tensor) -> torch.Tensor:
 
 
 class GatedResnet(nn.Module):
-    """``x + a * sigmoid(b)``, ``(a, b) = conv(concat_elu(conv(concat_elu(x)) + nin(concat_elu(skip))))``."""
+    """``x + a * sigmoid(b)``,
+    ``(a, b) = conv(concat_elu(conv(concat_elu(x)) + nin(concat_elu(skip))))``.
 
-    def __init__(self, channels: int, conv: type, skip_inputs: int = 0, dropout: float = 0.5):
+    ``conv(in, out, init_scale)`` builds the shifted convolutions; with ``weight_norm`` the
+    last one (the gate) is initialised to output scale ``GATE_INIT_SCALE`` (openai/pixel-cnn).
+    """
+
+    #: data-dependent output scale of the gate convolution (openai/pixel-cnn's ``init_scale=0.1``)
+    GATE_INIT_SCALE = 0.1
+
+    def __init__(self, channels: int, conv, skip_inputs: int = 0, dropout: float = 0.5,
+                 weight_norm: bool = False):
         super().__init__()
-        self.conv_in = conv(2 * channels, channels)
-        self.skip = nn.Conv2d(2 * skip_inputs * channels, channels, 1) if skip_inputs else None
+        self.conv_in = conv(2 * channels, channels, 1.0)
+        nin = nn.Conv2d(2 * skip_inputs * channels, channels, 1) if skip_inputs else None
+        self.skip = _maybe_weight_norm(nin, weight_norm) if nin is not None else None
         self.dropout = nn.Dropout(dropout)
-        self.conv_out = conv(2 * channels, 2 * channels)
+        self.conv_out = conv(2 * channels, 2 * channels, self.GATE_INIT_SCALE)
 
     def forward(self, x, skip=None):
         h = self.conv_in(concat_elu(x))
@@ -109,8 +204,13 @@ class PixelCNNPP(nn.Module):
     """PixelCNN++ over ``in_channels x image_size x image_size`` images of ``n_bits`` bits.
 
     Paper size (CIFAR-10): ``resnets_per_scale=5, filters=160, num_mixtures=10, scales=3,
-    dropout=0.5``. ``log_prob(k)`` takes integer images ``k`` in ``[0, 2**n_bits)`` and returns
-    the exact log-probability mass ``log P(k)`` (natural log, ``(N,)``).
+    dropout=0.5, weight_norm=True``. ``log_prob(k)`` takes integer images ``k`` in
+    ``[0, 2**n_bits)`` and returns the exact log-probability mass ``log P(k)``
+    (natural log, ``(N,)``).
+
+    ``weight_norm``: weight-normalise every convolution with data-dependent init on the first
+    training batch (:class:`WeightNorm`), as the reference implementation; ``False`` keeps
+    plain convolutions.
     """
 
     #: ``log_prob`` is a log-probability *mass* of integer images (see :class:`~lit_rev.density.DensityModule`).
@@ -128,38 +228,54 @@ class PixelCNNPP(nn.Module):
         num_mixtures: int = 10,
         scales: int = 3,
         dropout: float = 0.5,
+        weight_norm: bool = False,
     ):
         super().__init__()
         if image_size % 2 ** (scales - 1):
             raise ValueError(f"image_size {image_size} must be divisible by 2**(scales-1) = {2 ** (scales - 1)}")
         self.in_channels, self.image_size, self.n_bits = in_channels, image_size, n_bits
-        self.num_mixtures, self.scales = num_mixtures, scales
+        self.num_mixtures, self.scales, self.weight_norm = num_mixtures, scales, weight_norm
         f, c = filters, in_channels + 1  # + a channel of ones, so zero padding is distinguishable from data
-        down = lambda i, o: DownShiftedConv2d(i, o, (2, 3))  # noqa: E731
-        down_right = lambda i, o: DownRightShiftedConv2d(i, o, (2, 2))  # noqa: E731
+        wn = weight_norm
 
-        self.u_init = DownShiftedConv2d(c, f, (2, 3))
-        self.ul_init_up = DownShiftedConv2d(c, f, (1, 3))
-        self.ul_init_left = DownRightShiftedConv2d(c, f, (2, 1))
+        def down(i, o, s=1.0):
+            return DownShiftedConv2d(i, o, (2, 3), weight_norm=wn, init_scale=s)
+
+        def down_right(i, o, s=1.0):
+            return DownRightShiftedConv2d(i, o, (2, 2), weight_norm=wn, init_scale=s)
+
+        def blocks(conv, skip_inputs, n):
+            return nn.ModuleList(GatedResnet(f, conv, skip_inputs, dropout, wn) for _ in range(n))
+
+        self.u_init = DownShiftedConv2d(c, f, (2, 3), weight_norm=wn)
+        self.ul_init_up = DownShiftedConv2d(c, f, (1, 3), weight_norm=wn)
+        self.ul_init_left = DownRightShiftedConv2d(c, f, (2, 1), weight_norm=wn)
         self.up_u = nn.ModuleList()
         self.up_ul = nn.ModuleList()
         self.down_u = nn.ModuleList()
         self.down_ul = nn.ModuleList()
         for scale in range(scales):
-            self.up_u.append(nn.ModuleList(GatedResnet(f, down, 0, dropout) for _ in range(resnets_per_scale)))
-            self.up_ul.append(nn.ModuleList(GatedResnet(f, down_right, 1, dropout) for _ in range(resnets_per_scale)))
+            self.up_u.append(blocks(down, 0, resnets_per_scale))
+            self.up_ul.append(blocks(down_right, 1, resnets_per_scale))
             n_down = resnets_per_scale if scale == 0 else resnets_per_scale + 1
-            self.down_u.append(nn.ModuleList(GatedResnet(f, down, 1, dropout) for _ in range(n_down)))
-            self.down_ul.append(nn.ModuleList(GatedResnet(f, down_right, 2, dropout) for _ in range(n_down)))
-        self.downsize_u = nn.ModuleList(DownShiftedConv2d(f, f, (2, 3), stride=2) for _ in range(scales - 1))
-        self.downsize_ul = nn.ModuleList(DownRightShiftedConv2d(f, f, (2, 2), stride=2) for _ in range(scales - 1))
-        self.upsize_u = nn.ModuleList(ShiftedDeconv2d(f, f) for _ in range(scales - 1))
-        self.upsize_ul = nn.ModuleList(ShiftedDeconv2d(f, f, right=True) for _ in range(scales - 1))
-        self.out = nn.Conv2d(f, mixture_param_count(in_channels, num_mixtures), 1)
+            self.down_u.append(blocks(down, 1, n_down))
+            self.down_ul.append(blocks(down_right, 2, n_down))
+        n = scales - 1
+        self.downsize_u = nn.ModuleList(DownShiftedConv2d(f, f, (2, 3), 2, wn) for _ in range(n))
+        self.downsize_ul = nn.ModuleList(
+            DownRightShiftedConv2d(f, f, (2, 2), 2, wn) for _ in range(n)
+        )
+        self.upsize_u = nn.ModuleList(ShiftedDeconv2d(f, f, weight_norm=wn) for _ in range(n))
+        self.upsize_ul = nn.ModuleList(ShiftedDeconv2d(f, f, True, wn) for _ in range(n))
+        out = nn.Conv2d(f, mixture_param_count(in_channels, num_mixtures), 1)
+        self.out = _maybe_weight_norm(out, wn)
 
     @property
     def num_dims(self) -> int:
         return self.in_channels * self.image_size**2
+
+    def _dtype(self) -> torch.dtype:
+        return next(self.parameters()).dtype
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Mixture parameters ``(N, P, H, W)`` from pixels in ``[-1, 1]``; position ``i`` depends on positions ``< i`` only."""
@@ -184,7 +300,7 @@ class PixelCNNPP(nn.Module):
 
     def log_prob(self, k: torch.Tensor) -> torch.Tensor:
         """``log P(k) = sum_i log P(k_i | k_<i)`` of integer images ``(N, C, H, W)``, shape ``(N,)``."""
-        params = self(to_unit_range(k, self.n_bits, self.out.weight.dtype))
+        params = self(to_unit_range(k, self.n_bits, self._dtype()))
         return discretized_mixture_log_prob(k, params, self.num_mixtures, self.n_bits)
 
     @torch.no_grad()
@@ -193,10 +309,10 @@ class PixelCNNPP(nn.Module):
 
         ``temperature`` is accepted for a common interface and ignored (ancestral sampling).
         """
-        device = self.out.weight.device
+        device, dtype = next(self.parameters()).device, self._dtype()
         k = torch.zeros(n, self.in_channels, self.image_size, self.image_size, dtype=torch.long, device=device)
         for i in range(self.image_size):
             for j in range(self.image_size):
-                params = self(to_unit_range(k, self.n_bits, self.out.weight.dtype))[:, :, i : i + 1, j : j + 1]
+                params = self(to_unit_range(k, self.n_bits, dtype))[:, :, i : i + 1, j : j + 1]
                 k[:, :, i : i + 1, j : j + 1] = sample_discretized_mixture(params, self.in_channels, self.num_mixtures, self.n_bits)
         return k

@@ -12,10 +12,16 @@ and evaluation reports the importance-weighted bound (Burda et al. 2016, eq. 8)
     log P(k) >= L_S = E[ log (1/S) sum_s p(k, z_s) / q(z_s | k) ],   z_s ~ q(z | k),
 
 which rises with ``S`` toward ``log P(k)``, so test bits/dim are as tight as the paper's.
+
+The bound is random (it depends on the draws ``z_s``). At evaluation the draws for an image
+come from a generator seeded by ``eval_seed`` and the image's own pixels, so an image gets the
+same score in every run, batch, batch position, DDP layout and device (up to float rounding);
+``eval_seed=None`` draws from the global random stream instead.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 
 import torch
@@ -42,6 +48,9 @@ class VAE(nn.Module):
         importance_samples: ``S`` of the importance-weighted bound ``log_prob`` returns in
             eval mode (training mode returns the one-sample ELBO).
         chunk_size: importance samples evaluated per decoder pass (memory).
+        eval_seed: seed of the importance samples in eval mode: image ``k`` draws its ``z_s``
+            from a generator seeded by ``(eval_seed, k)`` (:meth:`seeded_noise`), so its score
+            does not depend on the run, the batch or the device; ``None``: the global stream.
     """
 
     #: ``log_prob`` is (a lower bound on) a log-probability *mass* of integer images.
@@ -56,8 +65,12 @@ class VAE(nn.Module):
         hidden_channels: int = 64,
         importance_samples: int = 100,
         chunk_size: int = 16,
+        eval_seed: int | None = 0,
     ):
         super().__init__()
+        if eval_seed is not None and not 0 <= int(eval_seed) < 2**63:
+            raise ValueError(f"eval_seed must be None or an integer in [0, 2**63), got {eval_seed}")
+        self.eval_seed = None if eval_seed is None else int(eval_seed)
         self.in_channels, self.image_size, self.n_bits = in_channels, image_size, n_bits
         self.latent_dim, self.importance_samples, self.chunk_size = latent_dim, importance_samples, chunk_size
         halvings = _halvings(image_size)
@@ -102,13 +115,35 @@ class VAE(nn.Module):
         mean, log_scale = self.decode(z)
         return discretized_logistic_log_prob(k, mean, log_scale, self.n_bits).flatten(1).sum(1)
 
-    def log_weights(self, k: torch.Tensor, samples: int) -> torch.Tensor:
-        """``log p(k, z_s) - log q(z_s | k)`` for ``samples`` draws ``z_s ~ q(z | k)``: ``(samples, N)``."""
+    def seeded_noise(self, k: torch.Tensor, samples: int, seed: int) -> torch.Tensor:
+        """Standard normal draws ``(samples, N, latent_dim)``; image ``n`` draws its own from a CPU
+        generator seeded by a hash of ``seed``, its shape and its pixel values, so its draws
+        do not depend on the other images of the batch, on its position, or on the device."""
+        images = k.detach().to("cpu", torch.int64).contiguous()
+        header = seed.to_bytes(8, "little") + str(tuple(images.shape[1:])).encode()
+        draws = []
+        for image in images:
+            digest = hashlib.blake2b(header + image.numpy().tobytes(), digest_size=8).digest()
+            g = torch.Generator().manual_seed(int.from_bytes(digest, "little") >> 1)
+            draws.append(torch.randn(samples, self.latent_dim, generator=g))
+        return torch.stack(draws, 1)
+
+    def log_weights(self, k: torch.Tensor, samples: int, seed: int | None = None) -> torch.Tensor:
+        """``log p(k, z_s) - log q(z_s | k)`` for ``samples`` draws ``z_s ~ q(z | k)``:
+        ``(samples, N)``. ``seed``: draw with :meth:`seeded_noise` (reproducible per image);
+        ``None``: from the global random stream.
+        """
         mean, log_std = self.posterior(k)
+        noise = None
+        if seed is not None:
+            noise = self.seeded_noise(k, samples, seed).to(mean.device, mean.dtype)
         out = []
         for start in range(0, samples, self.chunk_size):
             s = min(self.chunk_size, samples - start)
-            eps = torch.randn(s, *mean.shape, dtype=mean.dtype, device=mean.device)
+            if noise is None:
+                eps = torch.randn(s, *mean.shape, dtype=mean.dtype, device=mean.device)
+            else:
+                eps = noise[start : start + s]
             z = mean + torch.exp(log_std) * eps  # (s, N, latent)
             log_q = (-0.5 * eps**2 - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
             log_prior = (-0.5 * z**2 - 0.5 * math.log(2 * math.pi)).sum(-1)
@@ -124,13 +159,18 @@ class VAE(nn.Module):
         kl = 0.5 * (mean**2 + torch.exp(2 * log_std) - 1 - 2 * log_std).sum(1)
         return self.log_likelihood(k, z) - kl
 
-    def iwae_bound(self, k: torch.Tensor, samples: int | None = None) -> torch.Tensor:
-        """Importance-weighted bound ``L_S`` with ``S = samples`` (default ``importance_samples``), ``(N,)``."""
-        return log_mean_exp(self.log_weights(k, samples or self.importance_samples), 0)
+    def iwae_bound(self, k: torch.Tensor, samples: int | None = None,
+                   seed: int | None = None) -> torch.Tensor:
+        """Importance-weighted bound ``L_S``, ``(N,)``, with ``S = samples`` (default
+        ``importance_samples``). ``seed``: per-image seeded draws (:meth:`seeded_noise`);
+        ``None``: from the global random stream.
+        """
+        return log_mean_exp(self.log_weights(k, samples or self.importance_samples, seed), 0)
 
     def log_prob(self, k: torch.Tensor) -> torch.Tensor:
-        """Lower bound on ``log P(k)`` (natural log, ``(N,)``): the ELBO in training, ``L_S`` in eval mode."""
-        return self.elbo(k) if self.training else self.iwae_bound(k)
+        """Lower bound on ``log P(k)`` (natural log, ``(N,)``): the ELBO in training, ``L_S`` in
+        eval mode, its draws seeded per image by ``eval_seed``."""
+        return self.elbo(k) if self.training else self.iwae_bound(k, seed=self.eval_seed)
 
     @torch.no_grad()
     def sample(self, n: int, temperature: float = 1.0) -> torch.Tensor:
