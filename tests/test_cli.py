@@ -43,6 +43,7 @@ def tiny_config(root: Path, callbacks: str = "[]", **replace) -> Path:
     text = TINY.format(root=root, callbacks=callbacks)
     for old, new in replace.items():
         text = text.replace(old, new)
+    root.mkdir(parents=True, exist_ok=True)
     path = root / "tiny.yaml"
     path.write_text(textwrap.dedent(text))
     return path
@@ -102,13 +103,38 @@ def test_fit_then_ood_evaluation_in_one_command(tmp_path):
 
 def test_test_subcommand_runs_named_ood_loaders(tmp_path):
     config = tiny_config(tmp_path)
-    cli = main(["test", "--config", str(config)])
+    cli = main(["test", "--config", str(config), "--allow_untrained=true"])
     metrics = cli.trainer.callback_metrics
     assert "test/bpd/digits" in metrics and "test/bpd/lfwcrops" in metrics
 
 
+@pytest.mark.parametrize("subcommand, ckpt", [("test", None), ("test", "last"), ("predict", None)])
+def test_scoring_an_untrained_model_is_refused_naming_the_fix(tmp_path, capsys, subcommand, ckpt):
+    args = [subcommand, "--config", str(tiny_config(tmp_path))] + ([f"--ckpt_path={ckpt}"] if ckpt else [])
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    assert exit_info.value.code != 0
+    err = capsys.readouterr().err
+    assert "untrained" in err and "--ckpt_path=" in err and "--allow_untrained=true" in err
+    assert not (tmp_path / "logs").exists()  # refused before anything was built or written
+
+
+def test_without_a_logger_the_config_never_overwrites_a_file(tmp_path, monkeypatch):
+    """``--trainer.logger=false`` used to write ``config.yaml`` into the working directory,
+    over the user's own file."""
+    monkeypatch.chdir(tmp_path)
+    mine = tmp_path / "config.yaml"
+    mine.write_text("my own notes\n")
+    config = tiny_config(tmp_path / "cfg", **{"max_steps: 3": "max_steps: 1"})
+    main(["fit", "--config", str(config), "--trainer.logger=false"])
+    assert mine.read_text() == "my own notes\n"
+    saved = tmp_path / "config_1.yaml"
+    assert "DensityModule" in saved.read_text() and "max_steps: 1" in saved.read_text()
+
+
 def test_predict_returns_per_image_scores(tmp_path):
-    cli = main(["predict", "--config", str(tiny_config(tmp_path)), "--trainer.limit_predict_batches=1"])
+    cli = main(["predict", "--config", str(tiny_config(tmp_path)), "--trainer.limit_predict_batches=1",
+                "--allow_untrained=true"])
     outputs = cli.trainer.predict_loop.predictions
     assert len(outputs) == 2  # in-distribution and one OOD set
     first = outputs[0][0]
