@@ -114,7 +114,8 @@ def write_imagenet32(root: Path) -> Path:
         labels = rng.integers(1, 1001, per_file)
         labels[0] = 1 if i == 1 else labels[0]
         labels[-1] = 1000 if i == 10 else labels[-1]
-        np.savez(base / f"train_data_batch_{i}.npz", data=data, labels=labels, mean=data.mean(axis=0))
+        path = base / f"train_data_batch_{i}.npz"
+        np.savez(path, data=data, labels=labels, mean=data.mean(axis=0))
     data = rng.integers(0, 256, (N_TEST, 3072)).astype(np.uint8)
     data[0] = 0
     for (c, h, w), value in IMAGENET32_MARKERS.items():

@@ -21,7 +21,8 @@ from lit_rev.data.vision import CIFAR10, CIFAR100, MNIST, SVHN, CelebA, FashionM
 
 __all__ = [
     "CIFAR10", "CIFAR100", "CelebA", "ConstantImages", "DataFileError", "Digits", "FashionMNIST",
-    "Grayed", "ImageDataModule", "ImageNet32", "ImageSource", "ImageTensors", "InMemorySource", "LFWCrops",
+    "Grayed", "ImageDataModule", "ImageNet32",
+    "ImageSource", "ImageTensors", "InMemorySource", "LFWCrops",
     "MNIST", "MNIST5k", "NaturalPatches", "SVHN", "UniformNoise", "convert", "quantize",
     "shipped_file", "verified_path",
     "Adult", "German", "COMPAS", "TabularDataModule",

@@ -99,8 +99,8 @@ class ImageDataModule(LightningDataModule):
         stats = self.source.channel_stats
         if stats is None:
             raise ValueError(
-                f"the in-distribution set {self.source.name!r} has no published channel statistics; "
-                "set the model's mean and std (e.g. model.init_args.mean/std in the config)"
+                f"the in-distribution set {self.source.name!r} has no published channel "
+                "statistics; set the model's mean and std (model.init_args.mean/std in the config)"
             )
         if self.channels is not None and self.channels != len(stats[0]):
             raise ValueError(
@@ -140,13 +140,15 @@ class ImageDataModule(LightningDataModule):
         if len(problems) == 1:
             raise DataFileError(problems[0])
         if problems:
-            raise DataFileError(f"{len(problems)} data sets cannot be read:\n" + "\n".join(problems))
+            lines = "\n".join(problems)
+            raise DataFileError(f"{len(problems)} data sets cannot be read:\n{lines}")
 
     def prepare_data(self) -> None:
         """Download (where a source may) and verify what the trainer's coming stage reads; runs
         on one process per node before :meth:`setup`, so processes do not race to download."""
         trainer = getattr(self, "trainer", None)
-        stage = trainer.state.fn.value if trainer is not None and trainer.state.fn is not None else None
+        fn = trainer.state.fn if trainer is not None else None
+        stage = fn.value if fn is not None else None
         self.verify(stage)
 
     def setup(self, stage: str | None = None) -> None:

@@ -35,7 +35,7 @@ NUM_CLASSES = 1000
 
 
 class ImageNet32(ImageSource):
-    """ImageNet downsampled to 32x32 (the ``Imagenet32_*_npz`` files): ``train`` and ``test`` splits.
+    """ImageNet downsampled to 32x32 (the ``Imagenet32_*_npz`` files), ``train`` and ``test``.
 
     Yields uint8 ``(3, 32, 32)`` images and labels 0..999 (the files' 1-based labels minus one).
     Named ``ImageNet32`` to keep it apart from :class:`~lit_rev.data.imagenet.ImageNetDataModule`,
@@ -58,7 +58,7 @@ class ImageNet32(ImageSource):
         return Path(self.root if self.root is not None else default_root()) / self.folder
 
     def files(self, split: str) -> list[Path]:
-        """The files ``split`` reads, found directly in ``imagenet32/`` or in the archive's folder."""
+        """The files ``split`` reads, found in ``imagenet32/`` or in the archive's folder there."""
         self._check_split(split, ("train", "test"))
         names = TRAIN_FILES if split == "train" else (VAL_FILE,)
         found, missing = [], []
@@ -68,13 +68,15 @@ class ImageNet32(ImageSource):
             (found if path is not None else missing).append(path or candidates[0])
         if missing:
             listed = ", ".join(names) if len(names) == 1 else f"{names[0]} .. {names[-1]}"
-            what = (f"{missing[0]} is missing" if len(missing) == 1
-                    else f"{len(missing)} of its {len(names)} files are missing, the first {missing[0]}")
+            what = f"{missing[0]} is missing"
+            if len(missing) > 1:
+                what = (f"{len(missing)} of its {len(names)} files are missing, "
+                        f"the first {missing[0]}")
             raise DataFileError(
-                f"ImageNet32 {split} split: {what}. The set cannot be downloaded automatically (image-net.org "
-                f"needs a login): download {self.archives[split]}.zip (Downsampled ImageNet 32x32) "
-                f"from https://image-net.org/download-images and extract {listed} into "
-                f"{self.directory} (set $LIT_REV_DATA to move that directory)."
+                f"ImageNet32 {split} split: {what}. The set cannot be downloaded automatically "
+                f"(image-net.org needs a login): download {self.archives[split]}.zip (Downsampled "
+                f"ImageNet 32x32) from https://image-net.org/download-images and extract {listed} "
+                f"into {self.directory} (set $LIT_REV_DATA to move that directory)."
             )
         return found
 
@@ -87,21 +89,23 @@ class ImageNet32(ImageSource):
     def _load(self, paths: list[Path]) -> ImageTensors:
         # Labels first (small), so the images go straight into one preallocated tensor: the
         # training split is 3.9 GB, and concatenating per-file arrays would need twice that.
-        labels = [_read(path, "labels", lambda a: a.ndim == 1, "a 1-D array") for path in paths]
-        images = torch.empty((sum(len(y) for y in labels), 3, SIZE, SIZE), dtype=torch.uint8)
-        start = 0
-        for path, y in zip(paths, labels):
-            rows = _read(path, "data", lambda a: a.shape == (len(y), 3 * SIZE * SIZE) and a.dtype == np.uint8,
-                         f"uint8 of shape ({len(y)}, {3 * SIZE * SIZE}), one row per label")
-            # A row is the red plane, then the green plane, then the blue plane: channels first.
-            images[start:start + len(y)] = torch.from_numpy(rows.reshape(len(y), 3, SIZE, SIZE))
-            start += len(y)
+        integers = lambda a: a.ndim == 1 and np.issubdtype(a.dtype, np.integer)  # noqa: E731
+        labels = [_read(path, "labels", integers, "1-D integers") for path in paths]
         for path, y in zip(paths, labels):
             if len(y) and (y.min() < 1 or y.max() > NUM_CLASSES):
                 raise DataFileError(
                     f"{path}: labels must be 1..{NUM_CLASSES} (the published files count from 1), "
                     f"found {int(y.min())}..{int(y.max())}; the file is not the published version"
                 )
+        images = torch.empty((sum(len(y) for y in labels), 3, SIZE, SIZE), dtype=torch.uint8)
+        start = 0
+        for path, y in zip(paths, labels):
+            shape = (len(y), 3 * SIZE * SIZE)
+            rows = _read(path, "data", lambda a: a.shape == shape and a.dtype == np.uint8,
+                         f"uint8 of shape {shape}, one row per label")
+            # A row is the red plane, then the green plane, then the blue plane: channels first.
+            images[start:start + len(y)] = torch.from_numpy(rows.reshape(len(y), 3, SIZE, SIZE))
+            start += len(y)
         targets = torch.from_numpy(np.concatenate(labels).astype(np.int64)) - 1
         return ImageTensors(images, targets)
 
@@ -112,12 +116,14 @@ def _read(path: Path, key: str, ok, expected: str) -> np.ndarray:
     try:
         with np.load(path, allow_pickle=False) as npz:
             if key not in npz.files:
-                raise DataFileError(f"{path} has no array {key!r} (it has {sorted(npz.files)}); {fix}")
+                raise DataFileError(
+                    f"{path} has no array {key!r} (it has {sorted(npz.files)}); {fix}")
             array = npz[key]
     except DataFileError:
         raise
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as err:
-        raise DataFileError(f"cannot read {key!r} from {path} ({type(err).__name__}: {err}); {fix}") from err
+        raise DataFileError(
+            f"cannot read {key!r} from {path} ({type(err).__name__}: {err}); {fix}") from err
     if not ok(array):
         raise DataFileError(f"{path}: {key!r} has dtype {array.dtype} and shape {array.shape}, "
                             f"expected {expected}; {fix}")

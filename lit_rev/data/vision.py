@@ -66,8 +66,8 @@ class TorchvisionSource(ImageSource):
                 raise
             # torchvision's readers fail with bare asserts (MNIST's idx magic number), pickle and
             # type errors on damaged files, besides its own "not found or corrupted" RuntimeError.
-            except (RuntimeError, OSError, ValueError, AssertionError, TypeError, KeyError, EOFError,
-                    pickle.UnpicklingError) as err:
+            except (RuntimeError, OSError, ValueError, AssertionError, TypeError, KeyError,
+                    EOFError, pickle.UnpicklingError) as err:
                 raise self._error(split, err) from err
         return self._cache[split]
 
@@ -85,11 +85,12 @@ class TorchvisionSource(ImageSource):
                 problems.append(f"{path} {problem}")
         if not problems:
             return DataFileError(
-                f"{type(self).__name__} {split} split not found or corrupt under {self.resolved_root}{hint}: {cause}"
+                f"{type(self).__name__} {split} split not found or corrupt under "
+                f"{self.resolved_root}{hint}: {cause}"
             )
         if all(p.endswith("is missing") for p in problems):
-            fix = ("Set download=True to fetch the set" if not self.download
-                   else "The download did not complete: check the network, or fetch the files by hand")
+            fix = ("Set download=True to fetch the set" if not self.download else
+                   "The download did not complete: check the network, or fetch the files by hand")
         else:
             fix = ("The file is corrupt or not the published version: delete it and fetch it again "
                    "(download=True re-downloads a deleted file)")
@@ -144,10 +145,11 @@ class MNIST(TorchvisionSource):
     def _files(self, split):
         prefix = "train" if split == "train" else "t10k"
         raw = self.resolved_root / self._cls / "raw"
-        return [(raw / f"{prefix}-images-idx3-ubyte", None), (raw / f"{prefix}-labels-idx1-ubyte", None)]
+        return [(raw / f"{prefix}-{kind}-ubyte", None) for kind in ("images-idx3", "labels-idx1")]
 
     def _file_problem(self, path, md5):
-        return super()._file_problem(path, md5) or idx_problem(path, 3 if "images" in path.name else 1)
+        ndim = 3 if "images" in path.name else 1
+        return super()._file_problem(path, md5) or idx_problem(path, ndim)
 
 
 class FashionMNIST(MNIST):
@@ -175,7 +177,8 @@ class CIFAR10(TorchvisionSource):
         cls = getattr(tvd, self._cls)
         base = self.resolved_root / cls.base_folder
         entries = cls.train_list if split == "train" else cls.test_list
-        return [(base / f, md5) for f, md5 in entries] + [(base / cls.meta["filename"], cls.meta["md5"])]
+        meta = (base / cls.meta["filename"], cls.meta["md5"])
+        return [(base / f, md5) for f, md5 in entries] + [meta]
 
 
 class CIFAR100(CIFAR10):
@@ -222,7 +225,7 @@ class _CelebAImages(Dataset):
 
         try:
             img, _ = self.ds[i]
-        except (OSError, ValueError, SyntaxError) as err:  # PIL's UnidentifiedImageError is an OSError
+        except (OSError, ValueError, SyntaxError) as err:  # UnidentifiedImageError is an OSError
             raise DataFileError(
                 f"CelebA image {self.path(i)} cannot be decoded ({err}); the file is corrupt: "
                 "delete img_align_celeba and extract img_align_celeba.zip again"
@@ -276,6 +279,6 @@ def check_jpegs(paths: list[Path]) -> None:
             ) from err
         if start != b"\xff\xd8":
             raise DataFileError(
-                f"CelebA image {path} is not a JPEG (it starts with {start!r}): the file is corrupt; "
-                "delete img_align_celeba and extract img_align_celeba.zip again"
+                f"CelebA image {path} is not a JPEG (it starts with {start!r}): the file is "
+                "corrupt; delete img_align_celeba and extract img_align_celeba.zip again"
             )

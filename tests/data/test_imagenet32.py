@@ -58,7 +58,8 @@ def test_short_name_resolves_in_yaml(fake_vision):
 
 def test_archive_folders_are_found(fake_vision, tmp_path):
     base = tmp_path / "imagenet32"
-    for folder, names in (("Imagenet32_train_npz", TRAIN_FILES), ("Imagenet32_val_npz", ["val_data.npz"])):
+    archives = (("Imagenet32_train_npz", TRAIN_FILES), ("Imagenet32_val_npz", ["val_data.npz"]))
+    for folder, names in archives:
         (base / folder).mkdir(parents=True)
         for name in names:
             shutil.copy(fake_vision / "imagenet32" / name, base / folder / name)
@@ -78,7 +79,8 @@ def test_missing_file_says_what_to_put_where(tmp_path, monkeypatch):
 def test_one_missing_training_file_is_named(fake_vision, tmp_path):
     shutil.copytree(fake_vision / "imagenet32", tmp_path / "imagenet32")
     (tmp_path / "imagenet32" / "train_data_batch_7.npz").unlink()
-    with pytest.raises(DataFileError, match=r"train_data_batch_7\.npz is missing.*Imagenet32_train_npz\.zip"):
+    message = r"train_data_batch_7\.npz is missing.*Imagenet32_train_npz\.zip"
+    with pytest.raises(DataFileError, match=message):
         ImageNet32(root=str(tmp_path)).dataset("train")
 
 
@@ -98,15 +100,19 @@ def test_damaged_file_is_named(fake_vision, tmp_path, damage):
 
 def test_zero_based_labels_are_refused(fake_vision, tmp_path):
     (tmp_path / "imagenet32").mkdir()
-    np.savez(tmp_path / "imagenet32" / "val_data.npz", data=np.zeros((3, 3072), np.uint8), labels=np.array([0, 5, 999]))
-    with pytest.raises(DataFileError, match=r"val_data\.npz: labels must be 1\.\.1000.*found 0\.\.999"):
+    path = tmp_path / "imagenet32" / "val_data.npz"
+    np.savez(path, data=np.zeros((3, 3072), np.uint8), labels=np.array([0, 5, 999]))
+    message = r"val_data\.npz: labels must be 1\.\.1000.*found 0\.\.999"
+    with pytest.raises(DataFileError, match=message):
         ImageNet32(root=str(tmp_path)).dataset("test")
 
 
 def test_wrong_row_length_is_refused(tmp_path):
     (tmp_path / "imagenet32").mkdir()
-    np.savez(tmp_path / "imagenet32" / "val_data.npz", data=np.zeros((3, 64 * 64 * 3), np.uint8), labels=np.ones(3))
-    with pytest.raises(DataFileError, match=r"val_data\.npz: 'data' has dtype uint8 and shape \(3, 12288\)"):
+    path = tmp_path / "imagenet32" / "val_data.npz"
+    np.savez(path, data=np.zeros((3, 64 * 64 * 3), np.uint8), labels=np.ones(3, np.int64))  # 64x64
+    message = r"val_data\.npz: 'data' has dtype uint8 and shape \(3, 12288\)"
+    with pytest.raises(DataFileError, match=message):
         ImageNet32(root=str(tmp_path)).dataset("test")
 
 
@@ -115,5 +121,6 @@ def test_as_an_ood_set_it_is_read_before_training(fake_vision, tmp_path):
 
     (tmp_path / "imagenet32").mkdir()
     dm = ImageDataModule(Digits(), ood=[ImageNet32(root=str(tmp_path))], batch_size=8)
-    with pytest.raises(DataFileError, match="OOD set 'imagenet32', test split: .*val_data.npz is missing"):
+    message = "OOD set 'imagenet32', test split: .*val_data.npz is missing"
+    with pytest.raises(DataFileError, match=message):
         dm.setup("fit")

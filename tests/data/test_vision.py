@@ -104,7 +104,7 @@ def damaged_root(fake_vision, tmp_path):
     return Path(shutil.copytree(fake_vision, tmp_path / "data"))
 
 
-@pytest.mark.parametrize("cls, relative, split", DAMAGED, ids=lambda v: v if isinstance(v, str) else None)
+@pytest.mark.parametrize("cls, relative, split", DAMAGED, ids=[d[1] for d in DAMAGED])
 def test_zeroed_file_is_named_with_the_fix(damaged_root, cls, relative, split):
     fakedata.zero_out(damaged_root / relative)
     with pytest.raises(DataFileError) as info:
@@ -143,10 +143,12 @@ class _StepCounter(LightningModule):
 
 def test_corrupt_ood_file_stops_fit_before_the_first_step(damaged_root, tmp_path):
     fakedata.zero_out(damaged_root / "test_32x32.mat")
-    dm = ImageDataModule(Digits(), ood=[LFWCrops(), SVHN(root=str(damaged_root), download=False)], batch_size=8)
+    ood = [LFWCrops(), SVHN(root=str(damaged_root), download=False)]
+    dm = ImageDataModule(Digits(), ood=ood, batch_size=8)
     model = _StepCounter()
-    trainer = Trainer(max_steps=2, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
-                      enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path)
+    trainer = Trainer(max_steps=2, accelerator="cpu", devices=1, logger=False,
+                      enable_checkpointing=False, enable_progress_bar=False,
+                      enable_model_summary=False, default_root_dir=tmp_path)
     with pytest.raises(DataFileError, match=r"OOD set 'svhn'.*test_32x32\.mat is corrupt"):
         trainer.fit(model, datamodule=dm)
     assert model.steps == 0
@@ -155,7 +157,8 @@ def test_corrupt_ood_file_stops_fit_before_the_first_step(damaged_root, tmp_path
 def test_setup_fit_reads_every_set_and_names_every_bad_file(damaged_root):
     fakedata.zero_out(damaged_root / "test_32x32.mat")
     fakedata.zero_out(damaged_root / "MNIST/raw/t10k-labels-idx1-ubyte")
-    ood = [SVHN(root=str(damaged_root), download=False), Grayed(MNIST(root=str(damaged_root), download=False))]
+    root = str(damaged_root)
+    ood = [SVHN(root=root, download=False), Grayed(MNIST(root=root, download=False))]
     dm = ImageDataModule(CIFAR10(root=str(damaged_root), download=False), ood=ood, batch_size=8)
     with pytest.raises(DataFileError) as info:
         dm.setup("fit")
@@ -170,8 +173,13 @@ def test_sets_read_before_training_are_not_read_again(fake_vision, monkeypatch):
     opened = []
     for cls in (CIFAR10, SVHN):
         original = cls._open
-        monkeypatch.setattr(cls, "_open", lambda self, split, _o=original: opened.append((type(self).__name__, split)) or _o(self, split))
-    dm = ImageDataModule(CIFAR10(download=False), ood=[SVHN(download=False), Grayed(factor=0.5)], batch_size=8)
+        def counted(self, split, _original=original):
+            opened.append((type(self).__name__, split))
+            return _original(self, split)
+
+        monkeypatch.setattr(cls, "_open", counted)
+    ood = [SVHN(download=False), Grayed(factor=0.5)]
+    dm = ImageDataModule(CIFAR10(download=False), ood=ood, batch_size=8)
     dm.prepare_data()
     assert sorted(opened) == [("CIFAR10", "test"), ("CIFAR10", "train"), ("SVHN", "test")]
     dm.setup("fit")
