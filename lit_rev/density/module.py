@@ -24,7 +24,7 @@ from lightning.pytorch import LightningModule
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
 from lit_rev.density.metrics import BitsPerDim, bits_per_dim
-from lit_rev.density.ood import write_ood_report
+from lit_rev.density.ood import failures, write_ood_report
 from lit_rev.density.scores import OODScore, perturb_images
 from lit_rev.report import log_dir_of
 
@@ -97,6 +97,7 @@ class DensityModule(LightningModule):
         self.register_buffer("skipped_steps", torch.tensor(0))
         self.consecutive_skips = 0
         self._test_scores: dict[int, dict[str, list[torch.Tensor]]] = {}
+        self.ood_failures: list[str] = []  # set by write_report
 
     @property
     def n_bits(self) -> int:
@@ -337,6 +338,11 @@ class DensityModule(LightningModule):
         return self.write_report(scores)
 
     def write_report(self, scores: dict[str, dict[str, torch.Tensor]]) -> list[dict]:
+        """Write the OOD report of ``scores`` (``{set: {column: (N,)}}``, the first set in-distribution).
+
+        Sets ``ood_failures``: what makes the evaluation a failed run (non-finite scores), empty
+        when every score is finite, for a caller that should exit non-zero.
+        """
         out_dir = log_dir_of(self.trainer) if self._trainer is not None else "."
         meta = {
             "network": type(self.network).__name__,
@@ -350,7 +356,9 @@ class DensityModule(LightningModule):
             meta["log_prob"] = f"importance-weighted lower bound, {self.network.importance_samples} samples"
         for scorer in self.ood_scores:
             meta.update(scorer.describe())
-        rows = write_ood_report(scores, next(iter(scores)), out_dir, self.logger, self.global_step, meta, scorers=self.ood_scores)
+        in_name = next(iter(scores))
+        rows = write_ood_report(scores, in_name, out_dir, self.logger, self.global_step, meta, scorers=self.ood_scores)
+        self.ood_failures = failures(scores, in_name, self.ood_scores)
         if self._draws_samples():
             from torchvision.utils import save_image
 

@@ -227,3 +227,20 @@ def test_fit_counts_scattered_skips_and_says_so_at_the_end(tmp_path):
     assert sum("step skipped" in t for t in texts) == 3
     assert "3 of 6 training steps were skipped for a non-finite loss" in " ".join(texts)
     assert int(module.skipped_steps) == 3
+
+
+def test_evaluation_of_a_diverged_model_fails(tmp_path, caplog, monkeypatch):
+    """The module end to end: NaN log-densities give a failed report and ``ood_failures``."""
+    from torch.utils.data import DataLoader, TensorDataset
+
+    monkeypatch.chdir(tmp_path)  # outside a Trainer the report goes to the working directory
+    module = DensityModule(NaNAt(range(10**6)), num_samples=0)
+    k = torch.randint(0, 256, (6, 1, 2, 2), dtype=torch.uint8)
+    loaders = [DataLoader(TensorDataset(k, torch.zeros(6)), batch_size=3) for _ in range(2)]
+    with caplog.at_level(logging.INFO), pytest.warns(UserWarning, match="OOD evaluation failed"):
+        rows = module.evaluate_ood(loaders, ["in", "ood"])
+    assert rows[1]["auroc_bpd"] is None and "THE RUN FAILED" in caplog.text
+    assert module.ood_failures == ["6 of 6 bits/dim scores of in are non-finite", "6 of 6 bits/dim scores of ood are non-finite"]
+    report = strict_load(tmp_path / "ood_report.json")
+    assert report["meta"]["status"].startswith("failed: 6 of 6 bits/dim scores of in")
+    assert report["rows"][0]["bpd_mean"] is None and report["meta"]["skipped_steps"] == 0
