@@ -25,6 +25,7 @@ from __future__ import annotations
 import copy
 import io
 import pickle
+import re
 from pathlib import Path
 
 import numpy as np
@@ -180,7 +181,8 @@ def read_state_dict(path: str | Path, what: str) -> dict[str, torch.Tensor]:
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        found = re.search(r"WeightsUnpickler error: ([^.\n]*)", str(error))  # e.g. "Unsupported global: GLOBAL os.system ..."
+        reason = found.group(1) if found else type(error).__name__
         raise ValueError(f"{what}: {path} holds more than tensors and plain containers, so it is not loaded "
                          f"(torch.load(weights_only=True) refused it: {reason}). Load only checkpoints you "
                          "wrote with this code; re-save a trusted one as {'state_dict': model.state_dict()}") from None

@@ -244,6 +244,103 @@ def test_graying_and_decomposition():
         assert row["bpd"] == pytest.approx(-row["log_px"] / (64 * math.log(2)) + 8, abs=1e-4)
 
 
+# ----------------------------------------------------------------------------- loading checkpoints
+TINY_FIT = """
+seed_everything: 0
+trainer:
+  accelerator: cpu
+  max_steps: 2
+  limit_val_batches: 1
+  enable_progress_bar: false
+  enable_model_summary: false
+  logger:
+    class_path: lightning.pytorch.loggers.TensorBoardLogger
+    init_args: {{save_dir: {root}/logs, name: tiny}}
+model:
+  class_path: DensityModule
+  init_args:
+    warmup_steps: 2
+    network:
+      class_path: Glow
+      init_args: {{in_channels: 1, image_size: 8, levels: 2, steps: {steps}, hidden_channels: 8, coupling: additive}}
+data:
+  class_path: ImageDataModule
+  init_args:
+    dataset: Digits
+    ood: [LFWCrops]
+    batch_size: 16
+    max_test: 32
+"""
+
+
+def tiny_fit_config(root: Path, steps: int = 2) -> str:
+    path = root / f"tiny_steps{steps}.yaml"
+    path.write_text(TINY_FIT.format(root=root, steps=steps))
+    return str(path)
+
+
+class Payload:
+    """Unpickling this object runs code: it writes a marker file."""
+
+    def __init__(self, marker: str):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.write_text, (Path(self.marker), "the checkpoint's code ran"))
+
+
+def test_a_crafted_checkpoint_runs_no_code_when_loaded(tmp_path):
+    config = tiny_fit_config(tmp_path)
+    module, _ = load(config, None)
+    marker = tmp_path / "marker.txt"
+    crafted = tmp_path / "crafted.ckpt"
+    torch.save({"state_dict": module.state_dict(), "hyper_parameters": {"x": Payload(str(marker))}}, crafted)
+    with pytest.raises(ValueError, match="crafted.ckpt.*not loaded"):
+        load(config, str(crafted))
+    with pytest.raises(ValueError, match="crafted.ckpt.*not loaded"):
+        LikelihoodRatio(str(crafted)).prepare(module)
+    assert not marker.exists()
+    torch.load(crafted, weights_only=False)  # what the old loader did: the payload runs
+    assert marker.exists()
+
+
+def test_a_checkpoint_of_another_config_is_a_clear_error(tmp_path):
+    config, other = tiny_fit_config(tmp_path, steps=2), tiny_fit_config(tmp_path, steps=1)
+    module, _ = load(other, None)
+    ckpt = tmp_path / "other.ckpt"
+    torch.save({"state_dict": module.state_dict()}, ckpt)
+    with pytest.raises(ValueError) as error:
+        load(config, str(ckpt))
+    message = str(error.value)
+    assert "other.ckpt" in message and "tiny_steps2.yaml" in message and "missing in the checkpoint" in message
+    assert "network.levels.0.1.layers.0.bias" in message
+    # the same architecture with a different width: the shapes are named
+    with pytest.raises(ValueError, match="different shapes.*checkpoint .* vs model"):
+        load(config, str(ckpt), ["--model.init_args.network.init_args.steps=1",
+                                 "--model.init_args.network.init_args.hidden_channels=4"])
+    assert load(other, str(ckpt))[0].state_dict().keys() == module.state_dict().keys()
+
+
+def test_a_checkpoint_written_by_fit_loads_weights_only_and_strictly(tmp_path, monkeypatch):
+    """Everything ``fit`` writes into a checkpoint (hyper-parameters, loops, callbacks' states,
+    optimiser) passes ``torch.load(weights_only=True)``; the analysis and the likelihood ratio load it."""
+    from lit_rev.cli import main as cli_main
+
+    monkeypatch.chdir(tmp_path)
+    config = tiny_fit_config(tmp_path)
+    cli = cli_main(["fit", "--config", config])
+    last = Path(cli.trainer.logger.log_dir) / "checkpoints" / "last.ckpt"
+    saved = torch.load(last, map_location="cpu", weights_only=True)
+    assert saved["global_step"] == 2
+    module, _ = load(config, str(last))
+    for key, value in saved["state_dict"].items():
+        assert torch.equal(module.state_dict()[key], value), key
+    score = LikelihoodRatio(str(last))
+    score.prepare(module)
+    for key, value in score.background.state_dict().items():
+        assert torch.equal(value, saved["state_dict"][f"network.{key}"]), key
+
+
 @pytest.mark.slow
 def test_analysis_commands_end_to_end(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
@@ -253,5 +350,9 @@ def test_analysis_commands_end_to_end(tmp_path, monkeypatch):
     for analysis in ("decomposition", "graying", "second_order"):
         rows = main([analysis, "--config", config, "--out_dir", str(tmp_path), "--max_images", "16", "--curvature_points", "1", *small])
         assert (tmp_path / f"{analysis}.md").exists() and rows
-    assert {"predicted_second_order", "predicted_avg_curvature", "measured_gap", "closed_form_linear", "closed_form_paper"} <= set(rows[0])
+    quantities = {row["quantity"] for row in rows}
+    assert {"predicted", "predicted_first_order", "predicted_second_order", "predicted_diagonal_only",
+            "predicted_avg_curvature", "measured_gap", "closed_form_linear", "closed_form_paper"} <= quantities
+    for row in rows:
+        assert row["bpd"] == pytest.approx(-row["nats"] / (784 * math.log(2)))
     assert (tmp_path / "graying.png").exists() and (tmp_path / "decomposition.png").exists()
