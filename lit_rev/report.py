@@ -137,7 +137,8 @@ def overlaid_histograms(samples: dict[str, Iterable[float]], xlabel: str, title:
     fig, ax = plt.subplots(figsize=(7, 4))
     for name, a in arrays.items():
         keep = a[np.isfinite(a)]
-        label = name if len(keep) == len(a) else f"{name} ({len(a) - len(keep)} non-finite not shown)"
+        dropped = len(a) - len(keep)
+        label = f"{name} ({dropped} non-finite not shown)" if dropped else name
         if ((keep >= lo) & (keep <= hi)).any():  # density=True divides by the count in range
             ax.hist(keep, bins=edges, density=True, histtype="stepfilled", alpha=0.4, label=label)
         else:

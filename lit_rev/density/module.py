@@ -86,9 +86,13 @@ class DensityModule(LightningModule):
         if not 0.0 <= perturb <= 1.0:
             raise ValueError(f"perturb must be in [0, 1], got {perturb}")
         if not 0.0 < lr_decay <= 1.0:
-            raise ValueError(f"lr_decay must be in (0, 1] (a per-step factor, e.g. 0.999995), got {lr_decay}")
+            raise ValueError(
+                f"lr_decay must be in (0, 1] (a per-step factor, e.g. 0.999995), got {lr_decay}"
+            )
         if max_consecutive_skips < 1:
-            raise ValueError(f"max_consecutive_skips must be at least 1, got {max_consecutive_skips}")
+            raise ValueError(
+                f"max_consecutive_skips must be at least 1, got {max_consecutive_skips}"
+            )
         self.save_hyperparameters(ignore=["network", "ood_scores"])
         self.ood_scores: list[OODScore] = list(ood_scores or [])
         self.network = network
@@ -110,11 +114,13 @@ class DensityModule(LightningModule):
     def n_bits(self, value: int | None) -> None:
         """Fix the quantisation depth outside a Trainer (e.g. to the DataModule's, when analysing a checkpoint)."""
         if value is not None and not (float(value) == int(value) and 1 <= int(value) <= 8):
-            raise ValueError(f"n_bits must be an integer in 1..8 (images are uint8) or None, got {value}")
+            raise ValueError(
+                f"n_bits must be an integer in 1..8 (images are uint8) or None, got {value}"
+            )
         self._n_bits = None if value is None else int(value)
 
     def setup(self, stage: str) -> None:
-        """Check the network against the attached DataModule before any step (see :meth:`check_fit`)."""
+        """Check the network against the attached DataModule before any step (:meth:`check_fit`)."""
         dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
         if dm is not None:
             self.check_fit(dm)
@@ -132,17 +138,19 @@ class DensityModule(LightningModule):
         data_bits = getattr(dm, "n_bits", None)
         if self._n_bits is not None and data_bits is not None and self._n_bits != data_bits:
             raise ValueError(
-                f"model.init_args.n_bits = {self._n_bits} but the data have {data_key}.n_bits = {data_bits}: "
-                f"set model.init_args.n_bits: {data_bits} (or null, to take the data's), or {data_key}.n_bits: {self._n_bits}"
+                f"model.init_args.n_bits = {self._n_bits} but the data have {data_key}.n_bits = "
+                f"{data_bits}: set model.init_args.n_bits: {data_bits} (or null, to take the "
+                f"data's), or {data_key}.n_bits: {self._n_bits}"
             )
         bits = self._n_bits if self._n_bits is not None else data_bits
         net_bits = getattr(self.network, "n_bits", None)
         if net_bits is not None and bits is not None and net_bits != bits:
             raise ValueError(
-                f"{net_key}.n_bits = {net_bits} but the images have {bits} bits ({data_key}.n_bits = {data_bits}): "
-                f"set {net_key}.n_bits: {bits}, or {data_key}.n_bits: {net_bits}"
+                f"{net_key}.n_bits = {net_bits} but the images have {bits} bits "
+                f"({data_key}.n_bits = {data_bits}): set {net_key}.n_bits: {bits}, "
+                f"or {data_key}.n_bits: {net_bits}"
             )
-        shape = getattr(dm, "shape", None)  # (C, H, W); the in-distribution set's own where not given
+        shape = getattr(dm, "shape", None)  # (C, H, W); the in-distribution set's where not given
         if shape is None:
             return
 
@@ -226,14 +234,15 @@ class DensityModule(LightningModule):
             self.log("train/skipped_steps", self.skipped_steps.float())
             if self.consecutive_skips >= limit:
                 raise FloatingPointError(
-                    f"non-finite loss ({loss.item()}) at step {self.global_step}: {self.consecutive_skips} "
-                    f"steps in a row skipped ({int(self.skipped_steps)} in all; "
-                    f"model.init_args.max_consecutive_skips = {limit}), the model has diverged: {fix}"
+                    f"non-finite loss ({loss.item()}) at step {self.global_step}: "
+                    f"{self.consecutive_skips} steps in a row skipped "
+                    f"({int(self.skipped_steps)} in all; model.init_args.max_consecutive_skips = "
+                    f"{limit}), the model has diverged: {fix}"
                 )
             rank_zero_warn(
                 f"non-finite loss ({loss.item()}) at step {self.global_step}: step skipped "
-                f"({self.consecutive_skips} in a row, {int(self.skipped_steps)} in all; training stops "
-                f"after {limit} in a row, model.init_args.max_consecutive_skips)"
+                f"({self.consecutive_skips} in a row, {int(self.skipped_steps)} in all; training "
+                f"stops after {limit} in a row, model.init_args.max_consecutive_skips)"
             )
             return None
         self.consecutive_skips = 0
@@ -245,8 +254,8 @@ class DensityModule(LightningModule):
     def on_train_end(self):
         if int(self.skipped_steps):
             rank_zero_warn(
-                f"{int(self.skipped_steps)} of {self.global_step} training steps were skipped for a non-finite loss "
-                "(nonfinite='skip'); the model was trained on the others only"
+                f"{int(self.skipped_steps)} of {self.global_step} training steps were skipped "
+                "for a non-finite loss (nonfinite='skip'); the model was trained on the others only"
             )
 
     def validation_step(self, batch, batch_idx):
@@ -338,7 +347,7 @@ class DensityModule(LightningModule):
         return self.write_report(scores)
 
     def write_report(self, scores: dict[str, dict[str, torch.Tensor]]) -> list[dict]:
-        """Write the OOD report of ``scores`` (``{set: {column: (N,)}}``, the first set in-distribution).
+        """Write the OOD report of ``scores``: ``{set: {column: (N,)}}``, in-distribution first.
 
         Sets ``ood_failures``: what makes the evaluation a failed run (non-finite scores), empty
         when every score is finite, for a caller that should exit non-zero.
@@ -357,7 +366,9 @@ class DensityModule(LightningModule):
         for scorer in self.ood_scores:
             meta.update(scorer.describe())
         in_name = next(iter(scores))
-        rows = write_ood_report(scores, in_name, out_dir, self.logger, self.global_step, meta, scorers=self.ood_scores)
+        rows = write_ood_report(
+            scores, in_name, out_dir, self.logger, self.global_step, meta, scorers=self.ood_scores
+        )
         self.ood_failures = failures(scores, in_name, self.ood_scores)
         if self._draws_samples():
             from torchvision.utils import save_image

@@ -49,15 +49,18 @@ def nonfinite_count(values: torch.Tensor) -> int:
     return int((~torch.isfinite(values)).sum()) if len(values) else 0
 
 
-def checked_auroc(in_scores: torch.Tensor, ood_scores: torch.Tensor, in_name: str, name: str) -> tuple[float | None, str | None]:
-    """:func:`auroc`, or ``(None, why)`` where it cannot be given: no scores, or any non-finite one."""
+def checked_auroc(
+    in_scores: torch.Tensor, ood_scores: torch.Tensor, in_name: str, name: str
+) -> tuple[float | None, str | None]:
+    """:func:`auroc`, or ``(None, why)`` where there is none: no scores, or a non-finite one."""
     if not len(in_scores) or not len(ood_scores):
         empty = [n for n, v in ((name, ood_scores), (in_name, in_scores)) if not len(v)]
         return None, f"no scores for {' and '.join(empty)}"
     bad_ood, bad_in = nonfinite_count(ood_scores), nonfinite_count(in_scores)
     if bad_ood or bad_in:
         sets = ((name, ood_scores, bad_ood), (in_name, in_scores, bad_in))
-        return None, "non-finite scores: " + ", ".join(f"{bad} of {len(v)} in {n}" for n, v, bad in sets if bad)
+        counts = ", ".join(f"{bad} of {len(v)} in {n}" for n, v, bad in sets if bad)
+        return None, f"non-finite scores: {counts}"
     return auroc(in_scores, ood_scores), None
 
 
@@ -106,7 +109,8 @@ def ood_rows(scores: dict[str, dict[str, torch.Tensor]], in_name: str, scorers=N
             why = {}
             row["auroc_bpd"], why["bpd"] = checked_auroc(ref, s["bpd"], in_name, name)
             for key, values in derived[name].items():
-                row[f"auroc_{key}"], why[key] = checked_auroc(derived[in_name].get(key, values[:0]), values, in_name, name)
+                ref_values = derived[in_name].get(key, values[:0])
+                row[f"auroc_{key}"], why[key] = checked_auroc(ref_values, values, in_name, name)
             row["reading"] = reading(row["auroc_bpd"], why["bpd"])
             missing = "; ".join(f"{key}: {text}" for key, text in why.items() if text)
             if missing:
@@ -123,7 +127,8 @@ def failures(scores: dict[str, dict[str, torch.Tensor]], in_name: str, scorers=N
         for key, values in {"bpd": s["bpd"], **derived[name]}.items():
             bad = nonfinite_count(values)
             if bad:
-                out.append(f"{bad} of {len(values)} {'bits/dim' if key == 'bpd' else key} scores of {name} are non-finite")
+                label = "bits/dim" if key == "bpd" else key
+                out.append(f"{bad} of {len(values)} {label} scores of {name} are non-finite")
     return out
 
 
@@ -167,22 +172,28 @@ def write_ood_report(
     )
     if failed:
         summary = (
-            "THE RUN FAILED: " + "; ".join(failed) + ". An AUROC over such scores means nothing, so "
-            "none is given for them (n/a) and no conclusion can be drawn. The model diverged or "
-            "is untrained: check the training log for skipped steps (nonfinite='skip'), lower "
+            "THE RUN FAILED: " + "; ".join(failed) + ". An AUROC over such scores means nothing, "
+            "so none is given for them (n/a) and no conclusion can be drawn. The model diverged "
+            "or is untrained: check the training log for skipped steps (nonfinite='skip'), lower "
             "the learning rate, lengthen warmup_steps or set trainer.gradient_clip_val."
             + (f"\nOf the sets with an AUROC: {summary}" if fooled else "")
         )
-        rank_zero_warn(f"OOD evaluation failed: {'; '.join(failed)}; see {out_dir / (stem + '.md')}")
+        report = out_dir / f"{stem}.md"
+        rank_zero_warn(f"OOD evaluation failed: {'; '.join(failed)}; see {report}")
     if scorers:
         best = []
         for r in rows:
-            aurocs = {k[len("auroc_"):]: v for k, v in r.items() if k.startswith("auroc_") and k != "auroc_bpd" and v is not None}
+            aurocs = {
+                k[len("auroc_"):]: v
+                for k, v in r.items()
+                if k.startswith("auroc_") and k != "auroc_bpd" and v is not None
+            }
             if aurocs:
                 key = max(aurocs, key=aurocs.get)
                 raw = "n/a" if r["auroc_bpd"] is None else f"{r['auroc_bpd']:.3f}"
                 best.append(f"{r['set']}: {key} {aurocs[key]:.3f} (bits/dim {raw})")
-        summary += "\nBest OOD score per set: " + ("; ".join(best) or "none (no AUROC could be given)")
+        best_text = "; ".join(best) or "none (no AUROC could be given)"
+        summary += f"\nBest OOD score per set: {best_text}"
     rank_zero_info(f"\nOOD evaluation (score = bits/dim, OOD = positive class; lower bits/dim = more likely)\n{table}\n{summary}\nReport: {out_dir / (stem + '.md')}\n")
     return rows
 
@@ -192,7 +203,8 @@ def score_rows(rows: list[dict]) -> list[dict]:
     AUROC (``None``) carries its reason from the row's ``no_auroc`` in ``no_auroc``."""
     out = []
     for r in rows:
-        why = dict(item.split(": ", 1) for item in r["no_auroc"].split("; ")) if r.get("no_auroc") else {}
+        notes = r["no_auroc"].split("; ") if r.get("no_auroc") else []
+        why = dict(item.split(": ", 1) for item in notes)
         for key, value in r.items():
             if key.startswith("auroc_"):
                 score = key[len("auroc_"):]

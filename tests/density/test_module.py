@@ -90,13 +90,16 @@ def lr_schedule(module, steps):
 
 
 def test_lr_decays_per_step_after_warmup():
-    """``lr * lr_decay**(step + 1 - warmup_steps)`` after the linear warm-up (PixelCNN++: 0.999995)."""
+    """``lr * lr_decay**(step + 1 - warmup_steps)`` after the linear warm-up (PixelCNN++'s
+    reference: 0.999995 per step)."""
     module = DensityModule(UniformDensity(), lr=1.0, warmup_steps=3, lr_decay=0.5, optimizer="adam")
-    assert lr_schedule(module, 7) == pytest.approx([1 / 3, 2 / 3, 1.0, 0.5, 0.25, 0.125, 0.0625], rel=1e-12)
+    expected = [1 / 3, 2 / 3, 1.0, 0.5, 0.25, 0.125, 0.0625]
+    assert lr_schedule(module, 7) == pytest.approx(expected, rel=1e-12)
     # no warm-up: the reference's schedule, lr * lr_decay**step
-    module = DensityModule(UniformDensity(), lr=2e-4, warmup_steps=0, lr_decay=0.999995, optimizer="adam")
-    assert lr_schedule(module, 4) == pytest.approx([2e-4 * 0.999995**s for s in range(4)], rel=1e-12)
-    assert module.lr_factor(10**6) == pytest.approx(0.999995**10**6, rel=1e-9)  # 0.0067 after 1M steps
+    module = DensityModule(UniformDensity(), lr=2e-4, warmup_steps=0, lr_decay=0.999995)
+    expected = [2e-4 * 0.999995**s for s in range(4)]
+    assert lr_schedule(module, 4) == pytest.approx(expected, rel=1e-12)
+    assert module.lr_factor(10**6) == pytest.approx(0.999995**10**6, rel=1e-9)  # 0.0067
     for bad in (0.0, -0.5, 1.5):
         with pytest.raises(ValueError, match=f"lr_decay must be in \\(0, 1\\].*got {bad}"):
             DensityModule(UniformDensity(), lr_decay=bad)
@@ -109,12 +112,15 @@ def test_lr_decay_steps_with_the_trainer(tmp_path):
 
     k = torch.randint(0, 256, (8, 1, 2, 2), dtype=torch.uint8)
     loader = DataLoader(TensorDataset(k, torch.zeros(8)), batch_size=2)
-    module = DensityModule(UniformDensity(), lr=0.1, warmup_steps=2, lr_decay=0.5, optimizer="adam", num_samples=0)
-    trainer = Trainer(max_steps=5, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                      enable_model_summary=False, default_root_dir=tmp_path, accelerator="cpu")
+    module = DensityModule(UniformDensity(), lr=0.1, warmup_steps=2, lr_decay=0.5, num_samples=0)
+    trainer = Trainer(
+        max_steps=5, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        enable_model_summary=False, default_root_dir=tmp_path, accelerator="cpu",
+    )
     trainer.fit(module, loader)
     assert trainer.global_step == 5
-    assert trainer.optimizers[0].param_groups[0]["lr"] == pytest.approx(0.1 * 0.5**4)  # the 6th step's
+    # the learning rate of the next (6th) step: 0.1 * 0.5**(5 + 1 - 2)
+    assert trainer.optimizers[0].param_groups[0]["lr"] == pytest.approx(0.1 * 0.5**4)
 
 
 def test_bad_module_arguments():

@@ -105,12 +105,15 @@ def test_nonfinite_derived_scores_get_no_auroc(tmp_path, caplog):
     long = strict_load(tmp_path / "ood_report_scores.json")["rows"]
     assert long == [
         {"score": "bpd", "set": "ood", "auroc": 1.0},
-        {"score": "column", "set": "ood", "auroc": None, "no_auroc": "non-finite scores: 1 of 2 in ood"},
+        {
+            "score": "column", "set": "ood", "auroc": None,
+            "no_auroc": "non-finite scores: 1 of 2 in ood",
+        },
     ]
 
 
 def test_typicality_without_batches_gets_no_auroc_and_no_nan():
-    """A set smaller than the batch size M has no batch scores: no AUROC (was NaN), not a failure."""
+    """A set smaller than the batch size M has no batch scores: no AUROC (was NaN), no failure."""
     scores = {"in": {"bpd": torch.tensor([3.0, 4.0, 3.5])}, "ood": {"bpd": torch.tensor([9.0])}}
     rows = ood_rows(scores, "in", [Typicality(batch_sizes=[2], entropy=3.5)])
     assert rows[1]["auroc_typicality"] == 1.0
@@ -162,7 +165,8 @@ def steps(module, n):
 
 
 def test_skip_warns_at_every_step_and_stops_after_a_run_of_skips():
-    module = DensityModule(NaNAt([1, 3, 4, 6, 7, 8]), n_bits=8, nonfinite="skip", max_consecutive_skips=3)
+    network = NaNAt([1, 3, 4, 6, 7, 8])
+    module = DensityModule(network, n_bits=8, nonfinite="skip", max_consecutive_skips=3)
     module._trainer = FakeTrainer()
     with pytest.warns(UserWarning) as record:
         out = steps(module, 8)
@@ -174,8 +178,11 @@ def test_skip_warns_at_every_step_and_stops_after_a_run_of_skips():
         for step, row, total in ((1, 1, 1), (3, 1, 2), (4, 2, 3), (6, 1, 4), (7, 2, 5))
     ]
     assert int(module.skipped_steps) == 5
-    with pytest.raises(FloatingPointError, match=r"at step 8: 3 steps in a row skipped \(6 in all; "
-                       r"model.init_args.max_consecutive_skips = 3\), the model has diverged: lower the learning rate"):
+    message = (
+        r"at step 8: 3 steps in a row skipped \(6 in all; "
+        r"model.init_args.max_consecutive_skips = 3\), the model has diverged: lower the"
+    )
+    with pytest.raises(FloatingPointError, match=message):
         steps_from(module, 8)
 
 
@@ -197,19 +204,23 @@ def test_skip_follows_the_decision_of_all_ranks():
 
 
 def digits(batch_size=16, **kwargs):
-    return ImageDataModule(Digits(), batch_size=batch_size, max_train=64, max_test=16, val_fraction=0.0, **kwargs)
+    return ImageDataModule(
+        Digits(), batch_size=batch_size, max_train=64, max_test=16, val_fraction=0.0, **kwargs
+    )
 
 
 def quiet_trainer(tmp_path, **kwargs):
     return Trainer(
-        logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-        default_root_dir=tmp_path, accelerator="cpu", devices=1, **kwargs,
+        logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        enable_model_summary=False, default_root_dir=tmp_path, accelerator="cpu", devices=1,
+        **kwargs,
     )
 
 
 def test_fit_stops_when_every_step_is_skipped(tmp_path):
     """End to end: a model whose every loss is NaN no longer trains 'successfully' under skip."""
-    module = DensityModule(NaNAt(range(10**6)), nonfinite="skip", max_consecutive_skips=4, num_samples=0)
+    network = NaNAt(range(10**6))
+    module = DensityModule(network, nonfinite="skip", max_consecutive_skips=4, num_samples=0)
     with warnings.catch_warnings(record=True) as record:
         warnings.simplefilter("always")
         with pytest.raises(FloatingPointError, match="4 steps in a row skipped"):
@@ -219,7 +230,8 @@ def test_fit_stops_when_every_step_is_skipped(tmp_path):
 
 
 def test_fit_counts_scattered_skips_and_says_so_at_the_end(tmp_path):
-    module = DensityModule(NaNAt([0, 2, 4]), nonfinite="skip", max_consecutive_skips=2, num_samples=0)
+    network = NaNAt([0, 2, 4])
+    module = DensityModule(network, nonfinite="skip", max_consecutive_skips=2, num_samples=0)
     with warnings.catch_warnings(record=True) as record:
         warnings.simplefilter("always")
         quiet_trainer(tmp_path, max_steps=6, limit_val_batches=0).fit(module, digits())
@@ -240,7 +252,10 @@ def test_evaluation_of_a_diverged_model_fails(tmp_path, caplog, monkeypatch):
     with caplog.at_level(logging.INFO), pytest.warns(UserWarning, match="OOD evaluation failed"):
         rows = module.evaluate_ood(loaders, ["in", "ood"])
     assert rows[1]["auroc_bpd"] is None and "THE RUN FAILED" in caplog.text
-    assert module.ood_failures == ["6 of 6 bits/dim scores of in are non-finite", "6 of 6 bits/dim scores of ood are non-finite"]
+    assert module.ood_failures == [
+        "6 of 6 bits/dim scores of in are non-finite",
+        "6 of 6 bits/dim scores of ood are non-finite",
+    ]
     report = strict_load(tmp_path / "ood_report.json")
     assert report["meta"]["status"].startswith("failed: 6 of 6 bits/dim scores of in")
     assert report["rows"][0]["bpd_mean"] is None and report["meta"]["skipped_steps"] == 0
