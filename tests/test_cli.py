@@ -147,3 +147,55 @@ def test_ddp_two_processes_end_with_identical_parameters(tmp_path):
     assert_identical_parameters(rank0, rank1)
     actnorm_bias = rank0["network.levels.0.0.layers.0.bias"]
     assert bool(rank0["network.levels.0.0.layers.0.initialized"]) and actnorm_bias.abs().sum() > 0
+
+
+@pytest.fixture(scope="module")
+def fit_output(tmp_path_factory):
+    """Terminal output, log records and warnings of one tiny ``fit`` with the rich bar and the
+    model summary on, as a user sees them."""
+    import contextlib
+    import io
+    import logging
+    import warnings
+
+    root = tmp_path_factory.mktemp("noise")
+    config = tiny_config(root, **{"enable_progress_bar: false": "enable_progress_bar: true"})
+    records: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: records.append(record.getMessage())
+    loggers = [logging.getLogger(name) for name in ("lightning.pytorch", "lightning.fabric")]
+    out = io.StringIO()
+    for logger in loggers:
+        logger.addHandler(handler)
+    try:
+        with contextlib.redirect_stdout(out), warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            main(["fit", "--config", str(config)])
+    finally:
+        for logger in loggers:
+            logger.removeHandler(handler)
+    return {"stdout": out.getvalue(), "log": "\n".join(records), "warnings": [str(w.message) for w in caught]}
+
+
+def test_progress_bar_shows_the_step_bound_not_a_negative_epoch(fit_output):
+    assert "Epoch 0 (max_steps 3)" in fit_output["stdout"]
+    assert "/-2" not in fit_output["stdout"]
+
+
+def test_epoch_bound_still_reads_epoch_of_last(tmp_path):
+    from lit_rev.cli import LitRevCLI
+
+    cli = LitRevCLI(args=["--config", str(tiny_config(tmp_path)), "--trainer.enable_progress_bar=true",
+                          "--trainer.max_epochs=10"], run=False)
+    bar = cli.trainer.progress_bar_callback
+    bar.setup(cli.trainer, cli.model, "fit")
+    assert bar._get_train_description(4).strip() == "Epoch 4/9"
+
+
+def test_no_third_party_noise_but_real_messages_stay(fit_output):
+    assert "litlogger" not in fit_output["log"] and "litmodels" not in fit_output["log"]
+    assert "GPU available" in fit_output["log"]  # Lightning's own information still shows
+    assert not any("LeafSpec" in w for w in fit_output["warnings"])
+    summary = fit_output["stdout"]
+    assert "Params" in summary and "Total params" in summary
+    assert "FLOPs" not in summary  # nothing was measured: no column of zeros

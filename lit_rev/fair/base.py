@@ -160,6 +160,19 @@ class FairModule(LightningModule):
             metrics["dp_diff"].update(p, s[:, a])
             metrics["eo_diff"].update(p, y, s[:, a])
 
+    # --- predict: one row per person --------------------------------------------------------
+    def predict_step(self, batch, batch_idx, dataloader_idx: int = 0) -> dict[str, Tensor]:
+        """Per row: the predicted label (probability > 0.5, the threshold of the accuracy
+        metric), the true label, both class probabilities (``prob`` is ``(B, 2)``: negative,
+        positive) and each protected attribute's group, so fairness metrics can be recomputed
+        from the written predictions."""
+        x, y, s = batch
+        p = self.predict_proba(x).float()
+        out = {"predicted": (p > 0.5).long(), "label": y.long(), "prob": torch.stack([1 - p, p], dim=-1)}
+        for a, name in enumerate(self.attribute_names):
+            out[f"protected_{name}"] = s[:, a].long()
+        return out
+
     def on_test_epoch_end(self) -> None:
         results: dict[str, float] = {}
         for name, metric in self.test_metrics.items():

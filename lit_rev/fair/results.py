@@ -3,14 +3,21 @@
     python -m lit_rev.fair.results --config configs/fair/grad_pred_adult.yaml --seeds 5
     python -m lit_rev.fair.results --config configs/fair/vanilla_adult.yaml configs/fair/grad_pred_adult.yaml \
         --seeds 5 --out results/fair/adult
-    python -m lit_rev.fair.results --config configs/fair/grad_auto_adult.yaml+configs/fair/grad_auto_adult_stage2.yaml
+    python -m lit_rev.fair.results --config configs/fair/grad_auto_adult.yaml+configs/fair/grad_auto_adult_classifier.yaml
 
 ``A.yaml+B.yaml`` chains two stages: ``A`` is fitted, then ``B`` is fitted and tested with
 ``--model.init_args.encoder_ckpt`` set to ``A``'s final checkpoint (GRAD-auto). Seed ``i``
 (0..seeds-1) sets both ``seed_everything`` and the DataModule's ``seed`` (validation split,
 and the train/test split of German and COMPAS). Any further ``--a.b=c`` arguments go to every
 run's CLI. Writes ``<out>/<name>.{md,csv,json}`` (one row per config, ``mean ± std`` cells,
-plus ``_mean``/``_std`` numeric columns in the CSV/JSON) and ``<out>/<name>_seeds.*`` (every run).
+plus ``_mean``/``_std`` numeric columns in the CSV/JSON) and ``<out>/<name>_seeds.*`` (every run,
+rewritten after each run so a stopped command keeps what it finished). The std is the sample
+std over seeds (``n/a`` for one seed); a seed whose value is not finite is left out of its
+cell, which then says how many seeds it holds.
+
+Every config (each stage of a chain, with the extra arguments) is parsed and instantiated
+before the first run: a typo in the last config stops the command at once, not after the
+others have trained.
 """
 
 from __future__ import annotations
@@ -23,9 +30,39 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from lit_rev.callbacks import sigterm_exits_nonzero
 from lit_rev.report import format_table, write_report
 
 HEADLINE = ("accuracy", "discrimination", "consistency", "delta")
+
+
+def stage_args(config: str, seed: int, log_root: Path) -> list[str]:
+    """The CLI arguments of one stage of one run."""
+    return [
+        "--config", config, f"--seed_everything={seed}", f"--data.init_args.seed={seed}",
+        f"--trainer.logger.init_args.save_dir={log_root}", f"--trainer.logger.init_args.name={Path(config).stem}",
+        f"--trainer.logger.init_args.version=seed_{seed}", "--trainer.enable_progress_bar=false",
+        "--trainer.enable_model_summary=false",
+    ]
+
+
+def check_configs(entries: list[str], extra: list[str], log_root: Path) -> None:
+    """Parse and instantiate every config of ``entries`` (each stage of an ``A+B`` chain) with
+    the ``extra`` arguments; exit naming the first bad one before anything is trained."""
+    from lit_rev.cli import LitRevCLI
+
+    for entry in entries:
+        for config in entry.split("+"):
+            if not Path(config).is_file():
+                raise SystemExit(f"--config {entry}: {config} does not exist; nothing was run")
+            try:
+                LitRevCLI(args=stage_args(config, 0, log_root) + extra, run=False)
+            except SystemExit as error:  # the parser has printed the offending key and value
+                raise SystemExit(f"--config {entry}: {config} does not parse (the error is above); "
+                                 "nothing was run") from error
+            except Exception as error:
+                raise SystemExit(f"--config {entry}: {config} does not instantiate: {type(error).__name__}: "
+                                 f"{error}; nothing was run") from error
 
 
 def run_once(configs: list[str], seed: int, extra: list[str], log_root: Path) -> dict[str, float]:
@@ -35,22 +72,18 @@ def run_once(configs: list[str], seed: int, extra: list[str], log_root: Path) ->
     checkpoint = None
     results: dict[str, float] = {}
     for stage, config in enumerate(configs):
-        args = [
-            "--config", config, f"--seed_everything={seed}", f"--data.init_args.seed={seed}",
-            f"--trainer.logger.init_args.save_dir={log_root}", f"--trainer.logger.init_args.name={Path(config).stem}",
-            f"--trainer.logger.init_args.version=seed_{seed}", "--trainer.enable_progress_bar=false",
-            "--trainer.enable_model_summary=false",
-        ]
+        args = stage_args(config, seed, log_root)
         if checkpoint is not None:
             args.append(f"--model.init_args.encoder_ckpt={checkpoint}")
         cli = LitRevCLI(args=args + extra, run=False)
-        cli.trainer.fit(cli.model, datamodule=cli.datamodule)
-        if stage < len(configs) - 1:
-            checkpoint = str(log_root / Path(config).stem / f"seed_{seed}" / "final.ckpt")
-            cli.trainer.save_checkpoint(checkpoint)
-        else:
-            cli.trainer.test(cli.model, datamodule=cli.datamodule, verbose=False)
-            results = dict(cli.model.test_results)
+        with sigterm_exits_nonzero():  # a preempted job must not exit 0
+            cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+            if stage < len(configs) - 1:
+                checkpoint = str(log_root / Path(config).stem / f"seed_{seed}" / "final.ckpt")
+                cli.trainer.save_checkpoint(checkpoint)
+            else:
+                cli.trainer.test(cli.model, datamodule=cli.datamodule, verbose=False)
+                results = dict(cli.model.test_results)
     return results
 
 
@@ -67,14 +100,26 @@ def headline(results: dict[str, float]) -> dict[str, float]:
     return out
 
 
+def mean_std(values: list[float]) -> tuple[str, float, float]:
+    """``("mean ± std", mean, std)`` over the finite ``values``: the sample std (ddof=1) needs
+    two of them, else it is ``n/a`` (NaN in the numeric columns), never a made-up 0."""
+    values = np.asarray(values, dtype=float)
+    finite = values[np.isfinite(values)]
+    mean = float(finite.mean()) if finite.size else math.nan
+    std = float(finite.std(ddof=1)) if finite.size > 1 else math.nan
+    if not finite.size:
+        return "n/a", mean, std
+    cell = f"{mean:.3f} ± " + ("n/a" if math.isnan(std) else f"{std:.3f}")
+    if finite.size < values.size:
+        cell += f" ({finite.size} of {values.size} seeds)"
+    return cell, mean, std
+
+
 def summarise(name: str, runs: list[dict[str, float]]) -> tuple[dict, dict]:
     row: dict = {"config": name, "seeds": len(runs)}
     numeric: dict = {}
     for key in runs[0]:
-        values = np.array([r.get(key, math.nan) for r in runs], dtype=float)
-        mean, std = float(np.nanmean(values)) if not np.isnan(values).all() else math.nan, float(np.nanstd(values, ddof=1)) if len(values) > 1 else 0.0
-        row[key] = f"{mean:.3f} ± {std:.3f}"
-        numeric[f"{key}_mean"], numeric[f"{key}_std"] = mean, std
+        row[key], numeric[f"{key}_mean"], numeric[f"{key}_std"] = mean_std([r.get(key, math.nan) for r in runs])
     return row, numeric
 
 
@@ -89,6 +134,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     name = args.name or Path(args.config[0].split("+")[-1]).stem
+    meta = {"seeds": args.seeds, "threads": args.threads, "configs": args.config, "extra_args": extra}
+    check_configs(args.config, extra, out / "logs")
     summary, numeric_rows, every_run = [], [], []
     for entry in args.config:
         chain = entry.split("+")
@@ -101,10 +148,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
             runs.append(results)
             every_run.append({"config": label, "seed": seed, **results})
             print(f"[{label} seed {seed}] " + ", ".join(f"{k}={results[k]:.4f}" for k in list(HEADLINE) + ["positive_rate"] if k in results), flush=True)
+            write_report(every_run, out, f"{name}_seeds", meta=meta)
         row, numeric = summarise(label, runs)
         summary.append(row)
         numeric_rows.append({"config": label, **numeric})
-    meta = {"seeds": args.seeds, "threads": args.threads, "configs": args.config, "extra_args": extra}
     write_report(summary, out, name, meta=meta)
     write_report(numeric_rows, out, f"{name}_numeric", meta=meta)
     write_report(every_run, out, f"{name}_seeds", meta=meta)

@@ -101,6 +101,13 @@ class ImageClassifier(LightningModule):
         if dataloader_idx == 0:  # later loaders of an ImageDataModule are out-of-distribution sets
             self._step(batch, "test")
 
+    def predict_step(self, batch, batch_idx: int, dataloader_idx: int = 0) -> dict[str, torch.Tensor]:
+        """Per image: the predicted class, the label the data carries and every class probability
+        (``prob`` is ``(B, num_classes)``; the CSV writer makes it ``prob_0`` ... columns)."""
+        x, y = batch
+        prob = self(x).float().softmax(dim=-1)
+        return {"predicted": prob.argmax(dim=-1), "label": y, "prob": prob}
+
     def configure_optimizers(self):
         hp = self.hparams
         decayed = [p for p in self.parameters() if hp.decay_all or p.dim() > 1]
