@@ -122,3 +122,10 @@ def test_n_bits_range(bad):
         module.n_bits = bad
     module.n_bits = 3
     assert module.n_bits == 3
+
+
+def test_n_bits_outside_a_trainer_falls_back_to_the_network_s():
+    """Without a DataModule or an explicit n_bits, a discrete model's own depth (was 8)."""
+    assert DensityModule(vae(n_bits=5)).n_bits == 5
+    assert DensityModule(vae(n_bits=5), n_bits=5).n_bits == 5
+    assert DensityModule(glow()).n_bits == 8
