@@ -142,7 +142,12 @@ def write_ood_report(
     stem: str = "ood_report",
     scorers=None,
 ) -> list[dict]:
-    """Write the table (JSON/CSV/Markdown), overlaid histograms (PNG + TensorBoard), print the table."""
+    """Write the table (JSON/CSV/Markdown), overlaid histograms (PNG + TensorBoard), print the table.
+
+    ``meta["status"]`` in the JSON is ``"ok"``, or ``"failed: ..."`` listing every non-finite
+    score (see :func:`failures`); then the printed summary says the run failed and a warning
+    is raised.
+    """
     rows = ood_rows(scores, in_name, scorers)
     failed = failures(scores, in_name, scorers)
     meta = {**(meta or {}), "status": f"failed: {'; '.join(failed)}" if failed else "ok"}
