@@ -13,12 +13,13 @@ the checkpoint's run directory).
   histogram of each term, to see which one makes an OOD set look likely.
 * **Graying**: bits/dim of the in-distribution test set as its pixels are shrunk toward the
   per-channel mean, ``mean + f (k - mean)``, for ``f`` in 1, 0.75, 0.5, 0.25, 0.
-* **Second order** (Sec. 5 of the paper): for two sets ``p`` and ``q`` with about the same mean
-  ``x0``, ``E_q[log p(x)] - E_p[log p(x)] ~= 1/2 Tr(H(x0) (Sigma_q - Sigma_p))`` with
-  ``H(x0) = d^2 log p / dx^2`` at ``x0``. :func:`hessian_trace` computes the trace exactly with
-  Hessian-vector products (one per basis direction, batched) or by Hutchinson's estimator;
-  :func:`cv_glow_closed_form` is the paper's closed form for a constant-volume Glow from the
-  1x1-convolution weights and per-channel variances.
+* **Second order** (Sec. 5 of the paper): for two sets ``p`` and ``q``, the Taylor expansion of
+  ``log p`` around the mid point ``x0`` of their means predicts
+  ``E_q[log p] - E_p[log p] ~= grad log p(x0) . (mu_q - mu_p) + 1/2 Tr(H(x0) (Sigma_q - Sigma_p))``
+  with the full covariances and ``H(x0) = d^2 log p / dx^2``; :func:`second_order` computes it
+  exactly with one Hessian-vector product per image (no D x D matrix) next to the measured gap;
+  :func:`cv_glow_closed_form` gives the second-order term of a linearised constant-volume Glow
+  and the paper's printed (diagonal) approximation.
 """
 
 from __future__ import annotations
@@ -147,8 +148,11 @@ def hessian_vector_products(log_density, x0: torch.Tensor, directions: torch.Ten
     return hv
 
 
-def hessian_quadratic_forms(log_density, x0: torch.Tensor, d: torch.Tensor, chunk: int = 64) -> torch.Tensor:
-    """``d_n^T H(x0) d_n`` for every row ``d_n`` of ``d (N, *x0.shape)``: one Hessian-vector product each.
+def hessian_quadratic_forms(
+    log_density, x0: torch.Tensor, d: torch.Tensor, chunk: int = 64
+) -> torch.Tensor:
+    """``d_n^T H(x0) d_n`` for every row ``d_n`` of ``d (N, *x0.shape)``, one Hessian-vector
+    product each (``chunk`` per double backward).
 
     Their mean over centred images is ``Tr(H(x0) Sigma)`` with ``Sigma`` the (1/N) covariance,
     without forming a D x D matrix.
@@ -210,23 +214,26 @@ def covariance_difference_trace(
     log_density, x0: torch.Tensor, d_p: torch.Tensor, d_q: torch.Tensor, method: str = "exact",
     chunk: int = 64, probes: int = 64, seed: int = 0,
 ) -> float:
-    """``Tr(H(x0) (Sigma_q - Sigma_p))`` from the centred images ``d_p``, ``d_q`` (``(N, *x0.shape)``).
+    """``Tr(H(x0) (Sigma_q - Sigma_p))`` from centred images ``d_p``, ``d_q`` ``(N, *x0.shape)``.
 
-    ``Sigma = (1/N) sum_n d_n d_n^T``, never formed. ``"exact"``: ``mean_q d^T H d - mean_p d^T H d``,
-    one Hessian-vector product per image; ``"hutchinson"``: ``E_v[(H v) . ((Sigma_q - Sigma_p) v)]``
-    over ``probes`` Rademacher ``v``, ``Sigma v = D^T (D v) / N`` from the data matrix ``D``.
+    ``Sigma = (1/N) sum_n d_n d_n^T`` is never formed. ``"exact"``: ``mean_q d^T H d -
+    mean_p d^T H d``, one Hessian-vector product per image; ``"hutchinson"``:
+    ``E_v[(H v) . ((Sigma_q - Sigma_p) v)]`` over ``probes`` Rademacher ``v``, with
+    ``Sigma v = D^T (D v) / N`` from the data matrix ``D``.
     """
     if method == "exact":
         return (hessian_quadratic_forms(log_density, x0, d_q, chunk).mean()
                 - hessian_quadratic_forms(log_density, x0, d_p, chunk).mean()).item()
     if method == "hutchinson":
         dim = x0.numel()
-        dp, dq = d_p.reshape(len(d_p), dim).to(x0.dtype).cpu(), d_q.reshape(len(d_q), dim).to(x0.dtype).cpu()
+        dp, dq = (d.reshape(len(d), dim).to(x0.dtype).cpu() for d in (d_p, d_q))
         g = torch.Generator().manual_seed(seed)
         estimates = []
         for start in range(0, probes, chunk):
-            v = (torch.randint(0, 2, (min(chunk, probes - start), dim), generator=g) * 2 - 1).to(x0.dtype)
-            hv = hessian_vector_products(log_density, x0, v.view(-1, *x0.shape).to(x0.device)).reshape(len(v), dim).cpu()
+            size = (min(chunk, probes - start), dim)
+            v = (torch.randint(0, 2, size, generator=g) * 2 - 1).to(x0.dtype)
+            hv = hessian_vector_products(log_density, x0, v.view(-1, *x0.shape).to(x0.device))
+            hv = hv.reshape(len(v), dim).cpu()
             sigma_v = (v @ dq.T) @ dq / len(dq) - (v @ dp.T) @ dp / len(dp)
             estimates.append((hv * sigma_v).sum(1))
         return torch.cat(estimates).mean().item()
@@ -245,7 +252,9 @@ def first_level_convs(glow) -> list[torch.Tensor]:
     return [step.layers[1].weight_matrix().detach().double() for step in glow.levels[0]]
 
 
-def linearised_latents(glow, x: torch.Tensor, affine: bool = True) -> list[tuple[torch.Tensor, torch.Tensor]]:
+def linearised_latents(
+    glow, x: torch.Tensor, affine: bool = True
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """``(residual, log_std)`` of every latent group of the linearised CV-Glow, first level first.
 
     Linearised: every coupling is the identity (its network dropped), so each level is
@@ -274,16 +283,18 @@ def linearised_latents(glow, x: torch.Tensor, affine: bool = True) -> list[tuple
                 mean = mean - prior._params(torch.zeros_like(kept))[0]
             groups.append((z - mean, log_std))
             h = kept
-    top_mean = glow.top_mean.double() if affine else torch.zeros_like(glow.top_mean, dtype=torch.float64)
+    top_mean = glow.top_mean.double() if affine else 0.0
     groups.append((h - top_mean, glow.top_log_std.double().expand_as(h)))
     return groups
 
 
 @torch.no_grad()
 def cv_glow_closed_form(
-    glow, x_p: torch.Tensor, x_q: torch.Tensor, x0: torch.Tensor | None = None, sigma: float | None = None,
+    glow, x_p: torch.Tensor, x_q: torch.Tensor, x0: torch.Tensor | None = None,
+    sigma: float | None = None,
 ) -> dict[str, float]:
-    """Closed forms of the second-order term ``1/2 Tr(H (Sigma_q - Sigma_p))`` for a CV-Glow (nats per image).
+    """Closed forms of the second-order term ``1/2 Tr(H (Sigma_q - Sigma_p))`` of a CV-Glow
+    (nats per image).
 
     ``x_p``, ``x_q``: continuous images ``(N, C, H, W)`` of the two sets.
 
@@ -305,8 +316,9 @@ def cv_glow_closed_form(
     * ``closed_form_paper``: the form printed in Nalisnick et al. 2019, Sec. 5, an
       approximation: one level, per-pixel variances only (the diagonal of the covariances), one
       ``N(0, sigma^2)`` prior for every latent (``sigma``: default, the top prior's mean std),
-      ActNorm left out: ``-1/(2 sigma^2) sum_c (prod_k sum_j u_{k,c,j})^2 sum_{h,w} (var_q - var_p)``
-      with ``c`` the squeezed channels and ``u_k`` the 1x1 convolutions.
+      ActNorm left out:
+      ``-1/(2 sigma^2) sum_c (prod_k sum_j u_{k,c,j})^2 sum_{h,w} (var_q - var_p)``,
+      ``c`` the squeezed channels and ``u_k`` the 1x1 convolutions.
     """
     device = glow.top_mean.device
     x_p, x_q = x_p.to(device, torch.float64), x_q.to(device, torch.float64)
@@ -339,7 +351,8 @@ def second_order(
     module, k_p: torch.Tensor, k_q: torch.Tensor, method: str = "exact", probes: int = 64, dtype=torch.float64,
     curvature_points: int = 0, chunk: int = 64, diagonal_only: bool = True,
 ) -> dict:
-    """Taylor prediction of ``E_q[log p(x)] - E_p[log p(x)]`` around ``x0`` against the measured gap (nats per image).
+    """Taylor prediction of ``E_q[log p(x)] - E_p[log p(x)]`` around ``x0``, and the measured
+    gap (nats per image).
 
     ``x0`` is the mid point of the two sets' means ``mu_p``, ``mu_q``; ``Sigma_p``, ``Sigma_q``
     their full (1/N) covariances. Expanding ``log p`` to second order around ``x0``,
@@ -375,39 +388,57 @@ def second_order(
         log_density = lambda x: network.log_prob(x)  # noqa: E731
         x0_ = x0.to(device, dtype)
         first = (log_density_gradient(log_density, x0_).double().cpu() * (mu_q - mu_p)).sum().item()
-        if method == "exact":  # Tr(H Sigma) per set, for the trace and the quadratic model of each set
+        if method == "exact":  # Tr(H Sigma) of each set: the trace and each set's quadratic model
             tr_q = hessian_quadratic_forms(log_density, x0_, d_q.to(dtype), chunk).mean().item()
             tr_p = hessian_quadratic_forms(log_density, x0_, d_p.to(dtype), chunk).mean().item()
             trace = tr_q - tr_p
         else:
-            trace = covariance_difference_trace(log_density, x0_, d_p.to(dtype), d_q.to(dtype), method, chunk, probes)
+            trace = covariance_difference_trace(
+                log_density, x0_, d_p.to(dtype), d_q.to(dtype), method, chunk, probes
+            )
             tr_q = tr_p = float("nan")
-        # the quadratic model's own curvature term at the means: (mu - x0)^T H (mu - x0), the same for both sets
+        # the quadratic model's curvature at the means, (mu - x0)^T H (mu - x0): equal for p and q
         half_diff = (0.5 * (mu_q - mu_p))[None].to(device, dtype)
         mean_term = hessian_quadratic_forms(log_density, x0_, half_diff).item()
-        with torch.no_grad():
-            log_p_q = torch.cat([network.log_prob(b.to(device, dtype)).double().cpu() for b in x_q.split(chunk)])
-            log_p_p = torch.cat([network.log_prob(b.to(device, dtype)).double().cpu() for b in x_p.split(chunk)])
-            log_p_x0 = network.log_prob(x0_[None]).item()
-            mean_gap = (network.log_prob(mu_q[None].to(device, dtype)) - network.log_prob(mu_p[None].to(device, dtype))).item()
+
+        def log_p(x: torch.Tensor) -> torch.Tensor:
+            with torch.no_grad():
+                values = [network.log_prob(b.to(device, dtype)) for b in x.split(chunk)]
+            return torch.cat(values).double().cpu()
+
+        log_p_q, log_p_p = log_p(x_q), log_p(x_p)
+        log_p_x0 = log_p(x0[None]).item()
+        mean_gap = (log_p(mu_q[None]) - log_p(mu_p[None])).item()
         measured = (log_p_q.mean() - log_p_p.mean()).item()
         # the quadratic model of log p around x0, averaged over each set
         model_q = log_p_x0 + 0.5 * first + 0.5 * (tr_q + mean_term)
         model_p = log_p_x0 - 0.5 * first + 0.5 * (tr_p + mean_term)
+        var_diff = d_q.pow(2).mean(0) - d_p.pow(2).mean(0)
         result = {
-            "predicted": first + 0.5 * trace, "predicted_first_order": first, "predicted_second_order": 0.5 * trace,
-            "measured_gap": measured, "taylor_error_p": log_p_p.mean().item() - model_p,
-            "taylor_error_q": log_p_q.mean().item() - model_q, "log_p_mean_q_minus_mean_p": mean_gap, "method": method,
+            "predicted": first + 0.5 * trace,
+            "predicted_first_order": first,
+            "predicted_second_order": 0.5 * trace,
+            "measured_gap": measured,
+            "taylor_error_p": log_p_p.mean().item() - model_p,
+            "taylor_error_q": log_p_q.mean().item() - model_q,
+            "log_p_mean_q_minus_mean_p": mean_gap,
+            "method": method,
             "mean_abs_difference_of_means": (mu_q - mu_p).abs().mean().item(),
-            "sum_variance_difference": (d_q.pow(2).mean(0) - d_p.pow(2).mean(0)).sum().item(),
+            "sum_variance_difference": var_diff.sum().item(),
         }
         if diagonal_only:
-            var_diff = (d_q.pow(2).mean(0) - d_p.pow(2).mean(0)).to(device, dtype)
-            result["predicted_diagonal_only"] = 0.5 * hessian_trace(log_density, x0_, var_diff, method, chunk, probes)
+            diagonal = var_diff.to(device, dtype)
+            result["predicted_diagonal_only"] = 0.5 * hessian_trace(
+                log_density, x0_, diagonal, method, chunk, probes
+            )
         if curvature_points > 0:
             points = x_p[torch.linspace(0, len(x_p) - 1, curvature_points).long()].to(device, dtype)
-            traces = [covariance_difference_trace(log_density, x, d_p.to(dtype), d_q.to(dtype), method, chunk, probes)
-                      for x in points]
+            traces = [
+                covariance_difference_trace(
+                    log_density, x, d_p.to(dtype), d_q.to(dtype), method, chunk, probes
+                )
+                for x in points
+            ]
             result["predicted_avg_curvature"] = 0.5 * sum(traces) / len(traces)
         if getattr(network, "coupling", None) == "additive":
             result.update(cv_glow_closed_form(network, x_p, x_q, x0))
@@ -434,7 +465,8 @@ SECOND_ORDER_QUANTITIES = (
 def second_order_rows(result: dict, dims: int) -> list[dict]:
     """One row per quantity of :func:`second_order`: nats per image and the same as bits/dim
     (``-nats / (D ln 2)``: a gain in log p is a drop in bits/dim)."""
-    return [{"quantity": key, "nats": result[key], "bpd": -result[key] / (dims * math.log(2)), "what": what}
+    to_bpd = -1 / (dims * math.log(2))
+    return [{"quantity": key, "nats": result[key], "bpd": result[key] * to_bpd, "what": what}
             for key, what in SECOND_ORDER_QUANTITIES if key in result]
 
 
@@ -454,9 +486,11 @@ def load(config: str, ckpt_path: str | None, overrides: list[str] = ()):
         mismatch = state_dict_mismatch(module, state)
         if mismatch:
             given = f" with overrides {' '.join(overrides)}" if overrides else ""
-            raise ValueError(f"the checkpoint {ckpt_path} does not fit the model of the config {config}{given}: "
-                             f"{mismatch}. Pass the config (and overrides) the checkpoint was trained with, "
-                             "e.g. the config.yaml in its run directory")
+            raise ValueError(
+                f"the checkpoint {ckpt_path} does not fit the model of the config {config}{given}: "
+                f"{mismatch}. Pass the config (and overrides) the checkpoint was trained with, "
+                "e.g. the config.yaml in its run directory"
+            )
         module.load_state_dict(state, strict=True)
     if module.hparams.get("n_bits") is None:
         module.n_bits = getattr(dm, "n_bits", 8)
@@ -473,10 +507,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--max_images", type=int, default=1000, help="images per set")
     parser.add_argument("--ood_set", default=None, help="second_order: the set q (default: a grayed set if any, else the first OOD set)")
     parser.add_argument("--method", default="exact", choices=["exact", "hutchinson"])
-    parser.add_argument("--probes", type=int, default=64, help="second_order --method hutchinson: random probes")
+    parser.add_argument("--probes", type=int, default=64,
+                        help="second_order --method hutchinson: random probes")
     parser.add_argument("--curvature_points", type=int, default=0,
-                        help="second_order: also average the Hessian over this many in-distribution images "
-                             "(2 x max_images Hessian-vector products each)")
+                        help="second_order: also average the Hessian over this many "
+                             "in-distribution images (2 x max_images Hessian-vector products each)")
     parser.add_argument("--torch_threads", type=int, default=None)
     args, overrides = parser.parse_known_args(argv)
     overrides = [o for o in overrides if o != "--"]
@@ -497,17 +532,24 @@ def main(argv: list[str] | None = None) -> list[dict]:
         save_figure(graying_figure(rows, in_name), out_dir, "graying")
     else:
         if len(dm.test_names) < 2:
-            raise ValueError(f"second_order needs an OOD set q; the config {args.config} has only {dm.test_names}")
+            raise ValueError(f"second_order needs an OOD set q; the config {args.config} "
+                             f"has only {dm.test_names}")
         q = args.ood_set or next((n for n in dm.test_names[1:] if "gray" in n), dm.test_names[1])
         if q not in sets:
-            raise ValueError(f"--ood_set {q!r} is not a test set of {args.config}; choose one of {dm.test_names[1:]}")
-        result = second_order(module, sets[in_name], sets[q], method=args.method, probes=args.probes,
-                              curvature_points=args.curvature_points)
+            raise ValueError(f"--ood_set {q!r} is not a test set of {args.config}; "
+                             f"choose one of {dm.test_names[1:]}")
+        result = second_order(module, sets[in_name], sets[q], method=args.method,
+                              probes=args.probes, curvature_points=args.curvature_points)
         rows = second_order_rows(result, sets[in_name][0].numel())
-        meta.update({"p": in_name, "q": q, **{k: v for k, v in result.items() if k not in dict(SECOND_ORDER_QUANTITIES)}})
+        quantities = dict(SECOND_ORDER_QUANTITIES)
+        meta.update({"p": in_name, "q": q})
+        meta.update({k: v for k, v in result.items() if k not in quantities})
     write_report(rows, out_dir, args.analysis, meta)
-    title = f"p = {in_name}, q = {meta['q']}; nats per image and bits/dim" if args.analysis == "second_order" else ""
-    print(f"\n{args.analysis} ({type(module.network).__name__}, trained on {in_name}) {title}\n{format_table(rows)}\nReport: {out_dir / (args.analysis + '.md')}")
+    title = ""
+    if args.analysis == "second_order":
+        title = f"p = {in_name}, q = {meta['q']}; nats per image and bits/dim"
+    print(f"\n{args.analysis} ({type(module.network).__name__}, trained on {in_name}) {title}\n"
+          f"{format_table(rows)}\nReport: {out_dir / (args.analysis + '.md')}")
     return rows
 
 

@@ -181,15 +181,21 @@ def read_state_dict(path: str | Path, what: str) -> dict[str, torch.Tensor]:
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
-        found = re.search(r"WeightsUnpickler error: ([^.\n]*)", str(error))  # e.g. "Unsupported global: GLOBAL os.system ..."
-        reason = found.group(1) if found else type(error).__name__
-        raise ValueError(f"{what}: {path} holds more than tensors and plain containers, so it is not loaded "
-                         f"(torch.load(weights_only=True) refused it: {reason}). Load only checkpoints you "
-                         "wrote with this code; re-save a trusted one as {'state_dict': model.state_dict()}") from None
+        # torch's message names what it refused, e.g. "Unsupported global: GLOBAL os.system ..."
+        refused = re.search(r"WeightsUnpickler error:\s*([^.\n]+)", str(error))
+        reason = refused.group(1).strip() if refused else str(error).strip()[:200]
+        raise ValueError(
+            f"{what}: {path} is not loaded: torch.load(weights_only=True) refused it ({reason}). "
+            "It holds something other than tensors and plain containers (which could run code when "
+            "unpickled), or is not a torch checkpoint. Load only checkpoints you wrote with this "
+            "code; re-save a trusted one as {'state_dict': model.state_dict()}"
+        ) from None
+    except (RuntimeError, EOFError) as error:  # truncated or not a torch file
+        raise ValueError(f"{what}: cannot read {path} as a torch checkpoint ({error})") from error
     state = checkpoint.get("state_dict", checkpoint) if isinstance(checkpoint, dict) else None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        keys = sorted(checkpoint)[:10] if isinstance(checkpoint, dict) else type(checkpoint).__name__
-        raise ValueError(f"{what}: {path} has no 'state_dict' of tensors (found {keys})")
+        seen = sorted(map(str, checkpoint)) if isinstance(checkpoint, dict) else type(checkpoint)
+        raise ValueError(f"{what}: {path} has no 'state_dict' of tensors (found {seen})")
     return state
 
 
@@ -202,8 +208,9 @@ def state_dict_mismatch(target: nn.Module, state: dict[str, torch.Tensor], limit
     shapes = [f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(v.shape)}"
               for k, v in own.items() if k in state and state[k].shape != v.shape]
     parts = []
-    for label, items in (("missing in the checkpoint", missing), ("unexpected in the checkpoint", unexpected),
-                         ("different shapes", shapes)):
+    labelled = (("missing in the checkpoint", missing), ("different shapes", shapes),
+                ("unexpected in the checkpoint", unexpected))
+    for label, items in labelled:
         if items:
             more = f" ... and {len(items) - limit} more" if len(items) > limit else ""
             parts.append(f"{len(items)} {label}: {', '.join(items[:limit])}{more}")
@@ -241,9 +248,11 @@ class LikelihoodRatio(OODScore):
         state = {k[len("network."):]: v for k, v in state.items() if k.startswith("network.")}
         mismatch = state_dict_mismatch(network, state)
         if mismatch:
-            raise ValueError(f"LikelihoodRatio: the background checkpoint {path} does not fit the background "
-                             f"network {type(network).__name__} (the main model's architecture unless given): "
-                             f"{mismatch}. Train the background model with the same network settings")
+            raise ValueError(
+                f"LikelihoodRatio: the background checkpoint {path} does not fit the background "
+                f"network {type(network).__name__} (the main model's architecture unless given): "
+                f"{mismatch}. Train the background model with the same network settings"
+            )
         network.load_state_dict(state)
         self.set_background(network.to(module.device))
 
