@@ -1,5 +1,5 @@
-"""The paper's analyses: second-order formula against brute force, closed form, graying, decomposition;
-safe and strict checkpoint loading."""
+"""The paper's analyses: second-order formula against brute force, closed form, graying,
+decomposition; safe and strict checkpoint loading."""
 
 import math
 from pathlib import Path
@@ -83,7 +83,8 @@ def quadratic_cv_glow(levels=2, steps=2, size=8, seed=0):
     top prior are random, and each split prior is a non-trivial linear-Gaussian: a random linear
     mean of the kept half, a constant log-std (its convolution weights stay zero, its bias not)."""
     torch.manual_seed(seed)
-    glow = Glow(in_channels=1, image_size=size, levels=levels, steps=steps, hidden_channels=4, coupling="additive")
+    glow = Glow(in_channels=1, image_size=size, levels=levels, steps=steps, hidden_channels=4,
+                coupling="additive")
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for step in [step for level in glow.levels for step in level]:
@@ -93,9 +94,10 @@ def quadratic_cv_glow(levels=2, steps=2, size=8, seed=0):
             actnorm.initialized.fill_(True)
         for split in glow.splits:
             conv = split.prior.conv
-            conv.bias.copy_(torch.arange(len(conv.bias), dtype=conv.bias.dtype))  # label the output channels
+            conv.bias.copy_(torch.arange(len(conv.bias), dtype=conv.bias.dtype))  # label channels
             mean_channels = split._params(torch.zeros(1, split.keep, 2, 2))[0][0, :, 0, 0].long()
-            conv.weight[mean_channels] = 0.2 * torch.randn(conv.weight[mean_channels].shape, generator=g)
+            shape = conv.weight[mean_channels].shape
+            conv.weight[mean_channels] = 0.2 * torch.randn(shape, generator=g)
             conv.bias.copy_(0.3 * torch.randn(conv.bias.shape, generator=g))
             split.prior.log_scale.copy_(0.1 * torch.randn(split.prior.log_scale.shape, generator=g))
         for p in (glow.top_mean, glow.top_log_std):
@@ -107,12 +109,12 @@ def two_sets(size=8, n=300, seed=5):
     """Integer images of two sets with different means and different full covariances: ``p``
     independent pixels, ``q`` smooth images (strongly correlated neighbours)."""
     g = torch.Generator().manual_seed(seed)
-    k_p = (120 + 30 * torch.randn(n, 1, size, size, generator=g, dtype=torch.float64)).round().clamp(0, 255).long()
-    low = torch.randn(n, 1, 2, 2, generator=g, dtype=torch.float64)
-    smooth = torch.nn.functional.interpolate(low, size=(size, size), mode="bilinear", align_corners=True)
-    noise = torch.randn(n, 1, size, size, generator=g, dtype=torch.float64)
-    k_q = (135 + 30 * smooth + 3 * noise).round().clamp(0, 255).long()
-    return k_p, k_q
+    randn = lambda *shape: torch.randn(*shape, generator=g, dtype=torch.float64)  # noqa: E731
+    k_p = 120 + 30 * randn(n, 1, size, size)
+    smooth = torch.nn.functional.interpolate(randn(n, 1, 2, 2), size=(size, size), mode="bilinear",
+                                             align_corners=True)
+    k_q = 135 + 30 * smooth + 3 * randn(n, 1, size, size)
+    return k_p.round().clamp(0, 255).long(), k_q.round().clamp(0, 255).long()
 
 
 def test_quadratic_cv_glow_is_quadratic_with_a_non_trivial_split_prior():
@@ -138,12 +140,13 @@ def test_second_order_prediction_is_exact_for_a_quadratic_log_density():
     result = second_order(DensityModule(glow, n_bits=8), k_p, k_q, chunk=50)
     measured = result["measured_gap"]
     assert result["predicted"] == pytest.approx(measured, rel=1e-6)
-    assert result["predicted_first_order"] + result["predicted_second_order"] == pytest.approx(result["predicted"])
-    assert abs(result["taylor_error_p"]) < 1e-9 * abs(measured) and abs(result["taylor_error_q"]) < 1e-9 * abs(measured)
+    first, second = result["predicted_first_order"], result["predicted_second_order"]
+    assert first + second == pytest.approx(result["predicted"])
+    assert abs(result["taylor_error_p"]) < 1e-9 * abs(measured)
+    assert abs(result["taylor_error_q"]) < 1e-9 * abs(measured)
     # each part matters here, so dropping any of them misses by far more than the tolerance
-    assert abs(result["predicted_first_order"]) > 0.1 * abs(measured)
-    assert abs(result["predicted_second_order"]) > 0.1 * abs(measured)
-    assert abs(result["predicted_diagonal_only"] - result["predicted_second_order"]) > 0.1 * abs(measured)
+    assert abs(first) > 0.1 * abs(measured) and abs(second) > 0.1 * abs(measured)
+    assert abs(result["predicted_diagonal_only"] - second) > 0.1 * abs(measured)
     # the linearised closed form is exact here: split prior for half of the first level's latents
     assert result["closed_form_linear"] == pytest.approx(result["predicted_second_order"], rel=1e-9)
 
@@ -154,7 +157,8 @@ def test_second_order_matches_a_brute_force_taylor_expansion_on_a_nonlinear_glow
     glow = tiny_cv_glow(levels=2, steps=2)
     g = torch.Generator().manual_seed(4)
     k_p = torch.randint(60, 200, (40, 1, 4, 4), generator=g)
-    k_q = (140 + 0.5 * (torch.randint(0, 80, (40, 1, 1, 1), generator=g) + torch.randint(0, 40, (40, 1, 4, 4), generator=g))).long()
+    shared = torch.randint(0, 80, (40, 1, 1, 1), generator=g)  # correlated pixels
+    k_q = (140 + 0.5 * (shared + torch.randint(0, 40, (40, 1, 4, 4), generator=g))).long()
     result = second_order(DensityModule(glow, n_bits=8), k_p, k_q, chunk=16)
     x_p, x_q = ((k.double() + 0.5) / 256 - 0.5 for k in (k_p, k_q))
     mu_p, mu_q = x_p.mean(0), x_q.mean(0)
@@ -172,25 +176,30 @@ def test_second_order_matches_a_brute_force_taylor_expansion_on_a_nonlinear_glow
     assert result["predicted_first_order"] == pytest.approx(first, rel=1e-6)
     assert result["predicted_second_order"] == pytest.approx(second, rel=1e-4)
     assert result["predicted"] == pytest.approx(first + second, rel=1e-4)
-    assert result["predicted_diagonal_only"] == pytest.approx(0.5 * (hess.diagonal() * delta_sigma.diagonal()).sum().item(), rel=1e-4)
+    diagonal = 0.5 * (hess.diagonal() * delta_sigma.diagonal()).sum().item()
+    assert result["predicted_diagonal_only"] == pytest.approx(diagonal, rel=1e-4)
     assert result["measured_gap"] == pytest.approx(measured, rel=1e-12)
-    assert result["predicted"] - result["measured_gap"] == pytest.approx(result["taylor_error_p"] - result["taylor_error_q"], rel=1e-6)
+    taylor_errors = result["taylor_error_p"] - result["taylor_error_q"]
+    assert result["predicted"] - result["measured_gap"] == pytest.approx(taylor_errors, rel=1e-6)
 
 
 def test_hutchinson_estimate_of_the_covariance_trace():
     glow = tiny_cv_glow(levels=2, steps=2)
     g = torch.Generator().manual_seed(6)
-    d_p, d_q = 0.1 * torch.randn(30, 1, 4, 4, generator=g, dtype=torch.float64), torch.randn(20, 1, 4, 4, generator=g, dtype=torch.float64)
+    randn = lambda *shape: torch.randn(*shape, generator=g, dtype=torch.float64)  # noqa: E731
+    d_p, d_q = 0.1 * randn(30, 1, 4, 4), randn(20, 1, 4, 4)
     d_q = 0.05 * (d_q + d_q.roll(1, dims=3))
-    x0 = 0.2 * torch.randn(1, 4, 4, generator=g, dtype=torch.float64)
+    x0 = 0.2 * randn(1, 4, 4)
     exact = covariance_difference_trace(glow.log_prob, x0, d_p, d_q)
-    estimate = covariance_difference_trace(glow.log_prob, x0, d_p, d_q, method="hutchinson", probes=4000, chunk=500)
+    estimate = covariance_difference_trace(glow.log_prob, x0, d_p, d_q, method="hutchinson",
+                                           probes=4000, chunk=500)
     assert estimate == pytest.approx(exact, rel=0.1)
 
 
 def test_linear_closed_form_uses_the_full_covariance_of_each_squeezed_block():
-    """One level, couplings at zero: 1/2 Tr(H DeltaSigma) = -1/2 sum_{h,w} Tr(M^T Lambda_{h,w} M DeltaSigma_{h,w}),
-    written out here with M from the weights and the block covariances from the images."""
+    """One level, couplings at zero: 1/2 Tr(H DeltaSigma) =
+    -1/2 sum_{h,w} Tr(M^T Lambda_{h,w} M DeltaSigma_{h,w}), written out here with M from the
+    weights and the full covariances of each squeezed block from the images."""
     glow = quadratic_cv_glow(levels=1, steps=3, size=4)
     k_p, k_q = two_sets(size=4, n=200)
     x_p, x_q = ((k.double() + 0.5) / 256 - 0.5 for k in (k_p, k_q))
@@ -198,7 +207,8 @@ def test_linear_closed_form_uses_the_full_covariance_of_each_squeezed_block():
     for step in glow.levels[0]:
         actnorm = torch.diag(torch.exp(step.layers[0].log_scale.detach().flatten()))
         m = step.layers[1].weight_matrix().detach() @ actnorm @ m
-    blocks = lambda x: glow.squeeze(x)[0].permute(0, 2, 3, 1).reshape(len(x), 4, 4)  # noqa: E731 (N, position, channel)
+    # (N, position, channel): the 4 squeezed channels of each of the 2x2 positions
+    blocks = lambda x: glow.squeeze(x)[0].permute(0, 2, 3, 1).reshape(len(x), 4, 4)  # noqa: E731
     b_p, b_q = blocks(x_p - x_p.mean(0)), blocks(x_q - x_q.mean(0))
     expected = 0.0
     for pos in range(4):
@@ -262,7 +272,8 @@ model:
     warmup_steps: 2
     network:
       class_path: Glow
-      init_args: {{in_channels: 1, image_size: 8, levels: 2, steps: {steps}, hidden_channels: 8, coupling: additive}}
+      init_args: {{in_channels: 1, image_size: 8, levels: 2, steps: {steps}, hidden_channels: 8,
+                  coupling: additive}}
 data:
   class_path: ImageDataModule
   init_args:
@@ -294,7 +305,8 @@ def test_a_crafted_checkpoint_runs_no_code_when_loaded(tmp_path):
     module, _ = load(config, None)
     marker = tmp_path / "marker.txt"
     crafted = tmp_path / "crafted.ckpt"
-    torch.save({"state_dict": module.state_dict(), "hyper_parameters": {"x": Payload(str(marker))}}, crafted)
+    payload = {"x": Payload(str(marker))}
+    torch.save({"state_dict": module.state_dict(), "hyper_parameters": payload}, crafted)
     with pytest.raises(ValueError, match="crafted.ckpt.*not loaded"):
         load(config, str(crafted))
     with pytest.raises(ValueError, match="crafted.ckpt.*not loaded"):
@@ -312,7 +324,8 @@ def test_a_checkpoint_of_another_config_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError) as error:
         load(config, str(ckpt))
     message = str(error.value)
-    assert "other.ckpt" in message and "tiny_steps2.yaml" in message and "missing in the checkpoint" in message
+    assert "other.ckpt" in message and "tiny_steps2.yaml" in message
+    assert "missing in the checkpoint" in message
     assert "network.levels.0.1.layers.0.bias" in message
     # the same architecture with a different width: the shapes are named
     with pytest.raises(ValueError, match="different shapes.*checkpoint .* vs model"):
@@ -323,7 +336,8 @@ def test_a_checkpoint_of_another_config_is_a_clear_error(tmp_path):
 
 def test_a_checkpoint_written_by_fit_loads_weights_only_and_strictly(tmp_path, monkeypatch):
     """Everything ``fit`` writes into a checkpoint (hyper-parameters, loops, callbacks' states,
-    optimiser) passes ``torch.load(weights_only=True)``; the analysis and the likelihood ratio load it."""
+    optimiser) passes ``torch.load(weights_only=True)``; the analysis and the likelihood ratio
+    load it."""
     from lit_rev.cli import main as cli_main
 
     monkeypatch.chdir(tmp_path)
@@ -351,8 +365,9 @@ def test_analysis_commands_end_to_end(tmp_path, monkeypatch):
         rows = main([analysis, "--config", config, "--out_dir", str(tmp_path), "--max_images", "16", "--curvature_points", "1", *small])
         assert (tmp_path / f"{analysis}.md").exists() and rows
     quantities = {row["quantity"] for row in rows}
-    assert {"predicted", "predicted_first_order", "predicted_second_order", "predicted_diagonal_only",
-            "predicted_avg_curvature", "measured_gap", "closed_form_linear", "closed_form_paper"} <= quantities
+    assert {"predicted", "predicted_first_order", "predicted_second_order",
+            "predicted_diagonal_only", "predicted_avg_curvature", "measured_gap",
+            "closed_form_linear", "closed_form_paper"} <= quantities
     for row in rows:
         assert row["bpd"] == pytest.approx(-row["nats"] / (784 * math.log(2)))
     assert (tmp_path / "graying.png").exists() and (tmp_path / "decomposition.png").exists()
