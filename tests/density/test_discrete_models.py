@@ -89,7 +89,13 @@ def test_pixelcnnpp_samples_are_valid_images():
 
 def test_vae_decoder_and_marginal_normalise():
     """p(k | z) sums to 1 over all 256 2-bit 1x2x2 images for every z, so the marginal
-    E_{p(z)} p(k | z) does too; the importance-weighted bounds of all images sum to <= 1."""
+    E_{p(z)} p(k | z) does too.
+
+    The importance-weighted bound's exp(L_S) = (1/S) sum_s p(k, z_s) / q(z_s | k) is an unbiased
+    estimate of P(k), so sum_k exp(L_S(k)) is 1 in expectation, not <= 1 draw by draw (about a
+    quarter to a half of single draws exceed 1). Averaged over 100 draws it is 1 within five
+    standard errors. (tests/density/test_vae_bounds.py checks each P(k) against quadrature.)
+    """
     torch.manual_seed(0)
     vae = _randomise(VAE(1, 2, n_bits=2, latent_dim=2, hidden_channels=8, importance_samples=8)).double().eval()
     k = all_images(1, 2, 2)
@@ -99,7 +105,18 @@ def test_vae_decoder_and_marginal_normalise():
         assert torch.allclose(torch.exp(lik).sum(1), torch.ones(5, dtype=torch.float64), atol=1e-12)
         marginal = torch.exp(lik).mean(0)
         assert marginal.sum().item() == pytest.approx(1.0, abs=1e-12)
-        assert torch.exp(vae.log_prob(k)).sum().item() <= 1.0 + 1e-9
+
+        # q wider than the prior: the weights p(k, z) / q(z | k) are bounded, so the standard
+        # error below is trustworthy (with a narrow q their heavy tail makes the mean run low)
+        vae.to_posterior.weight.mul_(0.1)
+        vae.to_posterior.bias[2:] = 0.3
+        torch.manual_seed(1)
+        totals = torch.stack([torch.exp(vae.iwae_bound(k)).sum() for _ in range(100)])
+    se = totals.std().item() / math.sqrt(len(totals))
+    above = int((totals > 1).sum())
+    print(f"sum_k exp(L_8): mean {totals.mean():.4f} +- {se:.4f}, above 1 in {above} of 100")
+    assert se < 0.01
+    assert totals.mean().item() == pytest.approx(1.0, abs=5 * se)
 
 
 def test_vae_importance_weighted_bound_is_above_elbo_and_rises_with_k():

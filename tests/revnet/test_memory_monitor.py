@@ -1,4 +1,5 @@
-"""The activation-memory meter keeps autograd's in-place check and measures what plain hooks measure."""
+"""The activation-memory meter keeps autograd's in-place check, and measures what plain
+pass-through hooks measure."""
 
 import math
 
@@ -8,20 +9,27 @@ import torch.nn.functional as F
 from lightning.pytorch import LightningModule, Trainer
 from torch.utils.data import DataLoader, TensorDataset
 
-from lit_rev.revnet import ActivationMemoryMonitor, ImageClassifier, ResNet, RevNet, SavedTensorMeter
+from lit_rev.revnet import (
+    ActivationMemoryMonitor,
+    ImageClassifier,
+    ResNet,
+    RevNet,
+    SavedTensorMeter,
+)
 
 INPLACE_ERROR = "modified by an inplace operation"
 
 
 def _trainer(tmp_path, callbacks, max_steps=1):
-    return Trainer(max_steps=max_steps, callbacks=callbacks, logger=False, enable_checkpointing=False,
-                   enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path)
+    return Trainer(max_steps=max_steps, callbacks=callbacks, logger=False,
+                   enable_checkpointing=False, enable_progress_bar=False,
+                   enable_model_summary=False, default_root_dir=tmp_path)
 
 
 def _exp_then_inplace_mul(x: torch.Tensor) -> torch.Tensor:
     """``exp`` saves its output for backward; scaling that output in place afterwards corrupts it.
 
-    Without a check the gradient of ``x`` would come out 4x too large (``4 exp(x)``, not ``exp(x)``).
+    Without a check the gradient of ``x`` comes out 4x too large (``4 exp(x)``, not ``exp(x)``).
     """
     y = x.exp()
     loss = (y * 1).sum()
@@ -45,7 +53,8 @@ def test_meter_keeps_autograd_inplace_check():
 def test_meter_allows_legitimate_inplace_ops_and_gives_plain_gradients():
     """In-place ops that autograd accepts (an in-place ReLU whose output is saved) still work."""
     torch.manual_seed(0)
-    net = RevNet("revnet38", units=[1, 1], channels=[8, 8, 16], num_classes=4, in_channels=1).double()
+    net = RevNet("revnet38", units=[1, 1], channels=[8, 8, 16], num_classes=4, in_channels=1)
+    net = net.double()
     x = torch.randn(4, 1, 8, 8, dtype=torch.float64, requires_grad=True)
     y = torch.tensor([0, 1, 2, 3])
     grads = {}
@@ -82,7 +91,8 @@ class _InplaceAfterSave(LightningModule):
 
 @pytest.mark.parametrize("monitored", [False, True])
 def test_monitor_does_not_hide_inplace_corruption(tmp_path, monitored):
-    """Under the monitor the corrupted step fails as it does without it (it trained silently before)."""
+    """Under the monitor the corrupted step fails as it does without it (before the fix it
+    trained on silently)."""
     loader = DataLoader(TensorDataset(torch.zeros(2, 1)), batch_size=2)
     callbacks = [ActivationMemoryMonitor()] if monitored else []
     with pytest.raises(RuntimeError, match=INPLACE_ERROR):
@@ -90,7 +100,8 @@ def test_monitor_does_not_hide_inplace_corruption(tmp_path, monitored):
 
 
 def _pass_through_bytes(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> int:
-    """Reference: distinct storages saved for backward, counted by hooks that return the tensor as is."""
+    """Reference: distinct storages saved for backward, counted by hooks that return the tensor
+    as is (the meter's implementation before it kept the version check)."""
     params = {p.untyped_storage().data_ptr() for p in model.parameters()}
     seen = {}
 
@@ -106,7 +117,9 @@ def _pass_through_bytes(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor
     return sum(seen.values())
 
 
-@pytest.mark.parametrize("arch,saving", [("revnet38", True), ("revnet38", False), ("resnet32", None)])
+@pytest.mark.parametrize(
+    "arch,saving", [("revnet38", True), ("revnet38", False), ("resnet32", None)]
+)
 def test_monitor_measures_what_pass_through_hooks_measure(tmp_path, arch, saving):
     torch.manual_seed(0)
     cls = RevNet if arch.startswith("rev") else ResNet
