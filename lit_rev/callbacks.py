@@ -46,7 +46,7 @@ SIGTERM_EXIT_CODE = 128 + int(signal.SIGTERM)
 
 @contextlib.contextmanager
 def sigterm_exits_nonzero() -> Iterator[None]:
-    """Turn Lightning's SIGTERM stop (``SystemExit`` with code ``None``, i.e. exit 0) into exit 143."""
+    """Turn Lightning's SIGTERM stop (``SystemExit`` with code ``None``: exit 0) into exit 143."""
     try:
         yield
     except SIGTERMException as stop:
@@ -63,7 +63,7 @@ def run_dir(trainer: Trainer) -> Path | None:
 
 
 def free_path(directory: str | Path, name: str) -> Path:
-    """``directory/name``, or ``stem_1.ext``, ``stem_2.ext``, ... : the first that does not exist."""
+    """``directory/name``, else ``stem_1.ext``, ``stem_2.ext``, ...: the first free name."""
     directory, stem, suffix = Path(directory), Path(name).stem, Path(name).suffix
     path, n = directory / name, 0
     while path.exists():
@@ -93,7 +93,9 @@ class LastCheckpoint(ModelCheckpoint):
 
     def __init__(self, every_n_steps: int = 500, **kwargs: Any):
         if every_n_steps < 0:
-            raise ValueError(f"every_n_steps must be >= 0 (0: epoch ends only), got {every_n_steps}")
+            raise ValueError(
+                f"every_n_steps must be >= 0 (0: epoch ends only), got {every_n_steps}"
+            )
         kwargs.setdefault("save_last", True)
         super().__init__(**kwargs)
         self.every_n_steps = every_n_steps
@@ -108,7 +110,9 @@ class LastCheckpoint(ModelCheckpoint):
         super().on_train_start(trainer, pl_module)
         self._step_saved = trainer.global_step  # a resumed run counts from its checkpoint
 
-    def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, *args: Any, **kwargs: Any) -> None:
+    def on_train_batch_end(
+        self, trainer: Trainer, pl_module: LightningModule, *args: Any, **kwargs: Any
+    ) -> None:
         super().on_train_batch_end(trainer, pl_module, *args, **kwargs)
         step = trainer.global_step
         # ">=" rather than "%": with several optimisers per batch the step can jump past N.
@@ -156,14 +160,23 @@ class FaultCheckpoint(Callback):
         own = run_dir(trainer)
         if directory is None:
             directory = (own if own is not None else Path(trainer.default_root_dir)) / "checkpoints"
-        return Path(directory) / self.filename if own is not None else free_path(directory, self.filename)
+        if own is None:
+            return free_path(directory, self.filename)
+        return Path(directory) / self.filename
 
-    def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
-        if trainer.state.fn != TrainerFn.FITTING or trainer.fast_dev_run or trainer.global_step == 0:
+    def on_exception(
+        self, trainer: Trainer, pl_module: LightningModule, exception: BaseException
+    ) -> None:
+        if trainer.state.fn != TrainerFn.FITTING or trainer.fast_dev_run:
             return
-        if trainer.world_size > 1 and not isinstance(exception, (SIGTERMException, KeyboardInterrupt)):
-            rank_zero_warn(f"{type(exception).__name__} in a {trainer.world_size}-process run: no fault checkpoint "
-                           "(saving would wait on the other processes); resume from last.ckpt")
+        if trainer.global_step == 0:  # nothing trained yet, nothing to lose
+            return
+        signalled = isinstance(exception, (SIGTERMException, KeyboardInterrupt))
+        if trainer.world_size > 1 and not signalled:
+            rank_zero_warn(
+                f"{type(exception).__name__} in a {trainer.world_size}-process run: no fault "
+                "checkpoint (saving would wait on the other processes); resume from last.ckpt"
+            )
             return
         what = "SIGTERM" if isinstance(exception, SIGTERMException) else type(exception).__name__
         try:
@@ -186,8 +199,10 @@ def per_image_columns(prediction: Any, module: LightningModule) -> dict[str, lis
     if isinstance(prediction, torch.Tensor):
         prediction = {"prediction": prediction}
     if not isinstance(prediction, dict) or not prediction:
-        raise TypeError(f"{type(module).__name__}.predict_step returned {type(prediction).__name__}; the prediction "
-                        "writer needs a dict of per-image tensors (first dimension = batch size)")
+        raise TypeError(
+            f"{type(module).__name__}.predict_step returned {type(prediction).__name__}; the "
+            "prediction writer needs a dict of per-image tensors (first dimension = batch size)"
+        )
     columns: dict[str, list] = {}
     sizes = set()
     for key, value in prediction.items():
@@ -197,12 +212,16 @@ def per_image_columns(prediction: Any, module: LightningModule) -> dict[str, lis
         elif value.dim() == 2:
             columns.update({f"{key}_{k}": value[:, k].tolist() for k in range(value.shape[1])})
         else:
-            raise ValueError(f"{type(module).__name__}.predict_step: {key!r} has shape {tuple(value.shape)}; "
-                             "the prediction writer takes (N,) or (N, K) per-image tensors")
+            raise ValueError(
+                f"{type(module).__name__}.predict_step: {key!r} has shape {tuple(value.shape)}; "
+                "the prediction writer takes (N,) or (N, K) per-image tensors"
+            )
         sizes.add(value.shape[0])
     if len(sizes) != 1:
-        raise ValueError(f"{type(module).__name__}.predict_step: columns of different lengths {sorted(sizes)} "
-                         f"in one batch ({list(prediction)})")
+        raise ValueError(
+            f"{type(module).__name__}.predict_step: columns of different lengths "
+            f"{sorted(sizes)} in one batch ({list(prediction)})"
+        )
     return columns
 
 
@@ -224,20 +243,27 @@ class PredictionWriter(BasePredictionWriter):
         self._seen: dict[int, int] = {}
 
     def on_predict_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        name = self.filename if trainer.global_rank == 0 else f"{Path(self.filename).stem}_rank{trainer.global_rank}.csv"
-        self.path, self.rows, self._file, self._writer, self._seen = output_path(trainer, name), 0, None, None, {}
+        name = self.filename
+        if trainer.global_rank > 0:
+            name = f"{Path(name).stem}_rank{trainer.global_rank}{Path(name).suffix}"
+        self.path, self.rows, self._seen = output_path(trainer, name), 0, {}
+        self._file, self._writer = None, None
 
     @staticmethod
     def _set_name(trainer: Trainer, dataloader_idx: int) -> str:
         names = getattr(trainer.datamodule, "test_names", None)
-        return str(names[dataloader_idx]) if names and dataloader_idx < len(names) else str(dataloader_idx)
+        if names and dataloader_idx < len(names):
+            return str(names[dataloader_idx])
+        return str(dataloader_idx)
 
-    def write_on_batch_end(self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx):
+    def write_on_batch_end(
+        self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx
+    ):
         if prediction is None:
             return
         columns = per_image_columns(prediction, pl_module)
         n = len(next(iter(columns.values())))
-        if batch_indices is None or len(batch_indices) != n:  # e.g. an iterable dataset: count instead
+        if batch_indices is None or len(batch_indices) != n:  # e.g. an iterable dataset: count
             start = self._seen.get(dataloader_idx, 0)
             batch_indices = range(start, start + n)
         self._seen[dataloader_idx] = self._seen.get(dataloader_idx, 0) + n
@@ -247,11 +273,14 @@ class PredictionWriter(BasePredictionWriter):
             self._writer = csv.DictWriter(self._file, fieldnames=["set", "index", *columns])
             self._writer.writeheader()
         elif set(columns) != set(self._writer.fieldnames[2:]):
-            raise ValueError(f"{type(pl_module).__name__}.predict_step changed its columns between batches: "
-                             f"{self._writer.fieldnames[2:]} then {list(columns)}")
+            raise ValueError(
+                f"{type(pl_module).__name__}.predict_step changed its columns between batches: "
+                f"{self._writer.fieldnames[2:]} then {list(columns)}"
+            )
         set_name = self._set_name(trainer, dataloader_idx)
         for i, index in enumerate(batch_indices):
-            self._writer.writerow({"set": set_name, "index": int(index), **{k: v[i] for k, v in columns.items()}})
+            row = {k: v[i] for k, v in columns.items()}
+            self._writer.writerow({"set": set_name, "index": int(index), **row})
         self.rows += n
 
     def _close(self) -> None:
@@ -264,7 +293,9 @@ class PredictionWriter(BasePredictionWriter):
         if self.rows:
             print(f"predictions: {self.rows} rows written to {self.path}", flush=True)
 
-    def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
+    def on_exception(
+        self, trainer: Trainer, pl_module: LightningModule, exception: BaseException
+    ) -> None:
         self._close()
 
 
@@ -285,7 +316,9 @@ class RunConfigSaver(SaveConfigCallback):
         path = trainer.strategy.broadcast(free_path(trainer.default_root_dir, self.config_filename))
         if trainer.is_global_zero:
             path.parent.mkdir(parents=True, exist_ok=True)
-            self.parser.save(self.config, str(path), skip_none=False, overwrite=False, multifile=self.multifile)
+            self.parser.save(
+                self.config, str(path), skip_none=False, overwrite=False, multifile=self.multifile
+            )
             rank_zero_info(f"no logger: the run's config is saved to {path}")
             self.save_config(trainer, pl_module, stage)
             self.already_saved = True
@@ -306,7 +339,8 @@ class StepBoundProgressBar(RichProgressBar):
         elif trainer.max_steps is not None and trainer.max_steps > 0:
             description += f" (max_steps {trainer.max_steps})"
         if len(self.validation_description) > len(description):
-            description = f"{description:{len(self.validation_description)}}"  # no flicker against "Validation"
+            # padded: no flicker against the "Validation" label
+            description = f"{description:{len(self.validation_description)}}"
         return description
 
 
@@ -318,11 +352,20 @@ class SummaryWithoutUnmeasuredFlops(RichModelSummary):
     """
 
     @staticmethod
-    def summarize(summary_data, total_parameters, trainable_parameters, model_size, total_training_modes,
-                  total_flops, **summarize_kwargs) -> None:
+    def summarize(
+        summary_data,
+        total_parameters,
+        trainable_parameters,
+        model_size,
+        total_training_modes,
+        total_flops,
+        **summarize_kwargs,
+    ) -> None:
         if total_flops:
-            return RichModelSummary.summarize(summary_data, total_parameters, trainable_parameters, model_size,
-                                              total_training_modes, total_flops, **summarize_kwargs)
+            return RichModelSummary.summarize(
+                summary_data, total_parameters, trainable_parameters, model_size,
+                total_training_modes, total_flops, **summarize_kwargs,
+            )
         from lightning.pytorch.utilities.model_summary.model_summary import (
             get_formatted_model_size,
             get_human_readable_count,
@@ -333,17 +376,19 @@ class SummaryWithoutUnmeasuredFlops(RichModelSummary):
         kept = [(name, values) for name, values in summary_data if name != "FLOPs"]
         table = Table(header_style=summarize_kwargs.get("header_style", "bold magenta"))
         for name, _ in kept:
+            left = name in (" ", "Name", "Type", "Mode")
             table.add_column(name, style="dim" if name == " " else None,
-                             justify="right" if name not in (" ", "Name", "Type", "Mode") else "left")
+                             justify="left" if left else "right")
         for row in zip(*(values for _, values in kept)):
             table.add_row(*row)
         console = get_console()
         console.print(table)
         grid = Table.grid(expand=True)
         grid.add_column()
+        frozen = int(total_parameters - trainable_parameters)
         for label, value in (
             ("Trainable params", get_human_readable_count(int(trainable_parameters))),
-            ("Non-trainable params", get_human_readable_count(int(total_parameters - trainable_parameters))),
+            ("Non-trainable params", get_human_readable_count(frozen)),
             ("Total params", get_human_readable_count(int(total_parameters))),
             ("Total estimated model params size (MB)", get_formatted_model_size(model_size)),
             ("Modules in train mode", total_training_modes["train"]),

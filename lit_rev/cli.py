@@ -70,13 +70,13 @@ class LitRevCLI(LightningCLI):
         )
         parser.add_argument(
             "--checkpoint_every_n_steps", type=int, default=DEFAULT_CHECKPOINT_EVERY_N_STEPS,
-            help="fit: rewrite checkpoints/last.ckpt every N optimiser steps, besides epoch ends (0: epoch "
-                 "ends only). Ignored when the config lists its own ModelCheckpoint.",
+            help="fit: rewrite checkpoints/last.ckpt every N optimiser steps, besides epoch ends "
+                 "(0: epoch ends only). Ignored when the config lists its own ModelCheckpoint.",
         )
         parser.add_argument(
             "--allow_untrained", type=bool, default=False,
-            help="validate/test/predict: score the freshly initialised model when no --ckpt_path is given "
-                 "(refused otherwise: its numbers would mean nothing)",
+            help="validate/test/predict: score the freshly initialised model when no --ckpt_path "
+                 "is given (refused otherwise: its numbers would mean nothing)",
         )
 
     def _subcommand_config(self):
@@ -87,7 +87,8 @@ class LitRevCLI(LightningCLI):
         threads = config.get("torch_threads")
         if threads:
             torch.set_num_threads(int(threads))
-        if self.subcommand in EVALUATING and str(config.get("ckpt_path") or "") in ("", "last", "best"):
+        no_file = str(config.get("ckpt_path") or "") in ("", "last", "best")
+        if self.subcommand in EVALUATING and no_file:
             self._refuse_untrained(config)
 
     def _refuse_untrained(self, config) -> None:
@@ -97,7 +98,9 @@ class LitRevCLI(LightningCLI):
         ``--ckpt_path last`` is refused too: in a new process Lightning looks for ``last.ckpt`` in
         this run's own, new checkpoint directory, finds none, warns and scores random weights."""
         given = config.get("ckpt_path")
-        how = "without --ckpt_path" if not given else f"with --ckpt_path={given} (no previous fit in this process)"
+        how = "without --ckpt_path"
+        if given:
+            how = f"with --ckpt_path={given} (no previous fit in this process)"
         what = (f"`{self.subcommand}` {how} scores the untrained model that the config builds "
                 "(random weights): its numbers mean nothing")
         if config.get("allow_untrained"):
@@ -105,8 +108,9 @@ class LitRevCLI(LightningCLI):
         elif (config.get("trainer") or {}).get("fast_dev_run"):
             rank_zero_warn(f"{what}; going ahead for this fast_dev_run smoke test")
         else:
-            print(f"error: {what}. Pass the file: --ckpt_path=<run dir>/checkpoints/last.ckpt (written by `fit`), "
-                  "or --allow_untrained=true to score random weights on purpose.", file=sys.stderr, flush=True)
+            print(f"error: {what}. Pass the file: --ckpt_path=<run dir>/checkpoints/last.ckpt "
+                  "(written by `fit`), or --allow_untrained=true to score random weights "
+                  "on purpose.", file=sys.stderr, flush=True)
             raise SystemExit(2)
 
     def _instantiate_trainer(self, config: dict, callbacks: list[Callback]) -> Trainer:
@@ -119,10 +123,13 @@ class LitRevCLI(LightningCLI):
             callbacks.append(StepBoundProgressBar())
         if config.get("enable_model_summary") is not False and not has(ModelSummary):
             callbacks.append(SummaryWithoutUnmeasuredFlops())
-            config["enable_model_summary"] = False  # else Lightning logs that it skips its own default
+            # else Lightning logs that it skips its own default summary
+            config["enable_model_summary"] = False
         if config.get("enable_checkpointing") is not False:
             if not has(ModelCheckpoint):
-                every = self._subcommand_config().get("checkpoint_every_n_steps", DEFAULT_CHECKPOINT_EVERY_N_STEPS)
+                every = self._subcommand_config().get(
+                    "checkpoint_every_n_steps", DEFAULT_CHECKPOINT_EVERY_N_STEPS
+                )
                 callbacks.append(LastCheckpoint(every_n_steps=int(every)))
             if not has(FaultCheckpoint):
                 callbacks.append(FaultCheckpoint())

@@ -110,7 +110,8 @@ def test_test_subcommand_runs_named_ood_loaders(tmp_path):
 
 @pytest.mark.parametrize("subcommand, ckpt", [("test", None), ("test", "last"), ("predict", None)])
 def test_scoring_an_untrained_model_is_refused_naming_the_fix(tmp_path, capsys, subcommand, ckpt):
-    args = [subcommand, "--config", str(tiny_config(tmp_path))] + ([f"--ckpt_path={ckpt}"] if ckpt else [])
+    args = [subcommand, "--config", str(tiny_config(tmp_path))]
+    args += [f"--ckpt_path={ckpt}"] if ckpt else []
     with pytest.raises(SystemExit) as exit_info:
         main(args)
     assert exit_info.value.code != 0
@@ -133,8 +134,8 @@ def test_without_a_logger_the_config_never_overwrites_a_file(tmp_path, monkeypat
 
 
 def test_predict_returns_per_image_scores(tmp_path):
-    cli = main(["predict", "--config", str(tiny_config(tmp_path)), "--trainer.limit_predict_batches=1",
-                "--allow_untrained=true"])
+    cli = main(["predict", "--config", str(tiny_config(tmp_path)),
+                "--trainer.limit_predict_batches=1", "--allow_untrained=true"])
     outputs = cli.trainer.predict_loop.predictions
     assert len(outputs) == 2  # in-distribution and one OOD set
     first = outputs[0][0]
@@ -174,7 +175,8 @@ def fit_output(tmp_path_factory):
     finally:
         for logger in loggers:
             logger.removeHandler(handler)
-    return {"stdout": out.getvalue(), "log": "\n".join(records), "warnings": [str(w.message) for w in caught]}
+    warned = [str(w.message) for w in caught]
+    return {"stdout": out.getvalue(), "log": "\n".join(records), "warnings": warned}
 
 
 def test_progress_bar_shows_the_step_bound_not_a_negative_epoch(fit_output):
@@ -185,8 +187,9 @@ def test_progress_bar_shows_the_step_bound_not_a_negative_epoch(fit_output):
 def test_epoch_bound_still_reads_epoch_of_last(tmp_path):
     from lit_rev.cli import LitRevCLI
 
-    cli = LitRevCLI(args=["--config", str(tiny_config(tmp_path)), "--trainer.enable_progress_bar=true",
-                          "--trainer.max_epochs=10"], run=False)
+    args = ["--config", str(tiny_config(tmp_path)), "--trainer.enable_progress_bar=true",
+            "--trainer.max_epochs=10"]
+    cli = LitRevCLI(args=args, run=False)
     bar = cli.trainer.progress_bar_callback
     bar.setup(cli.trainer, cli.model, "fit")
     assert bar._get_train_description(4).strip() == "Epoch 4/9"

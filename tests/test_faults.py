@@ -58,21 +58,24 @@ def restore_sigint():
     ("sigint", SystemExit, 1),
     ("error", RuntimeError, None),
 ])
-def test_a_stopped_fit_leaves_a_checkpoint_that_resumes_it(tmp_path, restore_sigint, how, raised, code):
-    stopping = tiny_config(tmp_path / "stop", callbacks=f"[{{class_path: test_faults.StopAt, init_args: {{how: {how}}}}}]",
+def test_a_stopped_fit_leaves_a_checkpoint_that_resumes_it(tmp_path, restore_sigint, how, raised,
+                                                           code):
+    stop_at = f"[{{class_path: test_faults.StopAt, init_args: {{how: {how}}}}}]"
+    stopping = tiny_config(tmp_path / "stop", callbacks=stop_at,
                            **{"max_steps: 3": "max_steps: 50"})
     with pytest.raises(raised) as stopped:
         main(["fit", "--config", str(stopping), "--checkpoint_every_n_steps=2"])
     if code is not None:
-        assert stopped.value.code == code  # SIGTERM: 143, never 0 (a scheduler must see the job did not finish)
+        # SIGTERM: 143, never 0 (a scheduler must see that the job did not finish)
+        assert stopped.value.code == code
     checkpoints = tmp_path / "stop" / "logs" / "tiny" / "version_0" / "checkpoints"
     # the epoch (about 100 batches) never ended: last.ckpt comes from the every-2-steps save
     assert load(checkpoints / "last.ckpt")["global_step"] == 2
     fault = checkpoints / "on_exception.ckpt"
     assert load(fault)["global_step"] == 3
 
-    resumed = main(["fit", "--config", str(tiny_config(tmp_path / "resume")), "--trainer.max_steps=5",
-                    f"--ckpt_path={fault}"])
+    resumed = main(["fit", "--config", str(tiny_config(tmp_path / "resume")),
+                    "--trainer.max_steps=5", f"--ckpt_path={fault}"])
     assert resumed.trainer.global_step == 5
     assert adamax_steps(resumed.trainer.optimizers[0]) == {5}  # moments continued, not restarted
 
@@ -107,7 +110,7 @@ def test_sigterm_to_a_cli_process_exits_nonzero_and_its_checkpoint_resumes(tmp_p
     step = stopped["global_step"]
     assert step >= load(checkpoints / "last.ckpt")["global_step"] >= 2
 
-    resumed = main(["fit", "--config", str(tiny_config(tmp_path / "resume")), f"--trainer.max_steps={step + 2}",
-                    f"--ckpt_path={fault}"])
+    resumed = main(["fit", "--config", str(tiny_config(tmp_path / "resume")),
+                    f"--trainer.max_steps={step + 2}", f"--ckpt_path={fault}"])
     assert resumed.trainer.global_step == step + 2
     assert adamax_steps(resumed.trainer.optimizers[0]) == {step + 2}

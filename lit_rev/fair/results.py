@@ -3,7 +3,8 @@
     python -m lit_rev.fair.results --config configs/fair/grad_pred_adult.yaml --seeds 5
     python -m lit_rev.fair.results --config configs/fair/vanilla_adult.yaml configs/fair/grad_pred_adult.yaml \
         --seeds 5 --out results/fair/adult
-    python -m lit_rev.fair.results --config configs/fair/grad_auto_adult.yaml+configs/fair/grad_auto_adult_classifier.yaml
+    python -m lit_rev.fair.results \
+        --config configs/fair/grad_auto_adult.yaml+configs/fair/grad_auto_adult_classifier.yaml
 
 ``A.yaml+B.yaml`` chains two stages: ``A`` is fitted, then ``B`` is fitted and tested with
 ``--model.init_args.encoder_ckpt`` set to ``A``'s final checkpoint (GRAD-auto). Seed ``i``
@@ -40,7 +41,8 @@ def stage_args(config: str, seed: int, log_root: Path) -> list[str]:
     """The CLI arguments of one stage of one run."""
     return [
         "--config", config, f"--seed_everything={seed}", f"--data.init_args.seed={seed}",
-        f"--trainer.logger.init_args.save_dir={log_root}", f"--trainer.logger.init_args.name={Path(config).stem}",
+        f"--trainer.logger.init_args.save_dir={log_root}",
+        f"--trainer.logger.init_args.name={Path(config).stem}",
         f"--trainer.logger.init_args.version=seed_{seed}", "--trainer.enable_progress_bar=false",
         "--trainer.enable_model_summary=false",
     ]
@@ -61,8 +63,8 @@ def check_configs(entries: list[str], extra: list[str], log_root: Path) -> None:
                 raise SystemExit(f"--config {entry}: {config} does not parse (the error is above); "
                                  "nothing was run") from error
             except Exception as error:
-                raise SystemExit(f"--config {entry}: {config} does not instantiate: {type(error).__name__}: "
-                                 f"{error}; nothing was run") from error
+                raise SystemExit(f"--config {entry}: {config} does not instantiate: "
+                                 f"{type(error).__name__}: {error}; nothing was run") from error
 
 
 def run_once(configs: list[str], seed: int, extra: list[str], log_root: Path) -> dict[str, float]:
@@ -119,7 +121,8 @@ def summarise(name: str, runs: list[dict[str, float]]) -> tuple[dict, dict]:
     row: dict = {"config": name, "seeds": len(runs)}
     numeric: dict = {}
     for key in runs[0]:
-        row[key], numeric[f"{key}_mean"], numeric[f"{key}_std"] = mean_std([r.get(key, math.nan) for r in runs])
+        values = [r.get(key, math.nan) for r in runs]
+        row[key], numeric[f"{key}_mean"], numeric[f"{key}_std"] = mean_std(values)
     return row, numeric
 
 
@@ -134,7 +137,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     name = args.name or Path(args.config[0].split("+")[-1]).stem
-    meta = {"seeds": args.seeds, "threads": args.threads, "configs": args.config, "extra_args": extra}
+    meta = {"seeds": args.seeds, "threads": args.threads, "configs": args.config,
+            "extra_args": extra}
     check_configs(args.config, extra, out / "logs")
     summary, numeric_rows, every_run = [], [], []
     for entry in args.config:

@@ -66,17 +66,19 @@ def test_a_bad_config_stops_the_command_before_any_run(tmp_path, monkeypatch, ca
     bad.write_text((CONFIGS / "vanilla_german.yaml").read_text().replace("lambda_:", "lambda:"))
     chain = f"{CONFIGS / 'grad_auto_german.yaml'}+{CONFIGS / 'grad_auto_german_classifier.yaml'}"
     with pytest.raises(SystemExit) as stop:
-        results.main(["--config", str(CONFIGS / "vanilla_german.yaml"), chain, str(bad), "--seeds", "1",
-                      "--out", str(tmp_path / "out")])
+        results.main(["--config", str(CONFIGS / "vanilla_german.yaml"), chain, str(bad),
+                      "--seeds", "1", "--out", str(tmp_path / "out")])
     assert "typo.yaml" in str(stop.value.code) and "nothing was run" in str(stop.value.code)
     assert "lambda" in capsys.readouterr().err  # the parser named the key
     assert ran == [] and not (tmp_path / "out" / "vanilla_german.md").exists()
 
     missing = str(tmp_path / "grad_auto_german_stage2.yaml")
     with pytest.raises(SystemExit, match="grad_auto_german_stage2.yaml does not exist"):
-        results.main(["--config", f"{CONFIGS / 'grad_auto_german.yaml'}+{missing}", "--out", str(tmp_path / "out")])
+        results.main(["--config", f"{CONFIGS / 'grad_auto_german.yaml'}+{missing}",
+                      "--out", str(tmp_path / "out")])
     assert ran == []
 
     # the good ones pass the check (a chain's second stage without its encoder checkpoint yet)
-    results.main(["--config", str(CONFIGS / "vanilla_german.yaml"), chain, "--seeds", "1", "--out", str(tmp_path / "out")])
+    results.main(["--config", str(CONFIGS / "vanilla_german.yaml"), chain, "--seeds", "1",
+                  "--out", str(tmp_path / "out")])
     assert len(ran) == 2 and (tmp_path / "out" / "vanilla_german.md").exists()
