@@ -140,6 +140,12 @@ class LitRevCLI(LightningCLI):
     def _run_subcommand(self, subcommand: str) -> None:
         with sigterm_exits_nonzero():  # Lightning's SIGTERM stop would otherwise exit 0
             super()._run_subcommand(subcommand)
+        # A density evaluation with non-finite scores printed "THE RUN FAILED"; a script or a
+        # scheduler that reads only the exit code must see it too.
+        failed = getattr(self.model, "ood_failures", None)
+        if failed:
+            print(f"error: the OOD evaluation failed: {'; '.join(failed)}", file=sys.stderr, flush=True)
+            raise SystemExit(1)
 
 
 def trainer_defaults() -> dict:

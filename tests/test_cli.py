@@ -202,3 +202,17 @@ def test_no_third_party_noise_but_real_messages_stay(fit_output):
     summary = fit_output["stdout"]
     assert "Params" in summary and "Total params" in summary
     assert "FLOPs" not in summary  # nothing was measured: no column of zeros
+
+
+def test_evaluating_a_diverged_checkpoint_exits_nonzero(tmp_path, capsys):
+    """Non-finite scores make the report say the run failed, and the exit code says so too."""
+    config = tiny_config(tmp_path)
+    cli = main(["fit", "--config", str(config)])
+    ckpt = Path(cli.trainer.logger.log_dir) / "checkpoints" / "last.ckpt"
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)
+    state["state_dict"]["network.top_mean"].fill_(float("nan"))  # a diverged model
+    torch.save(state, ckpt)
+    with pytest.raises(SystemExit) as stop:
+        main(["test", "--config", str(config), f"--ckpt_path={ckpt}"])
+    assert stop.value.code == 1
+    assert "the OOD evaluation failed" in capsys.readouterr().err
