@@ -43,6 +43,9 @@ def test_imagenet_config_smoke_runs_on_fake_imagenet(tmp_path, monkeypatch):
     cli = main(["fit", *args])
     assert cli.trainer.state.finished
     assert "memory/saved_activations_mib" in cli.trainer.logged_metrics
+    main(["predict", *args])
+    rows = list(tmp_path.glob("predictions*.csv"))[0].read_text().splitlines()
+    assert rows[0].startswith("set,index,predicted,label,prob_0") and len(rows) == 1 + 2
 
 
 TINY = """
