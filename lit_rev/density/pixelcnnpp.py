@@ -57,7 +57,9 @@ class WeightNorm(nn.Module):
     deviation ``init_scale`` per channel there. Like :class:`~lit_rev.density.ActNorm`, the
     moments are averaged over all ``torch.distributed`` ranks first (every rank ends with the
     same parameters), and the ``initialized`` buffer travels in checkpoints, so a loaded model
-    is never re-initialised. Before initialisation ``g = ||v||``: the layer computes ``layer(x)``.
+    is never re-initialised. Before initialisation ``g`` is the norm of PyTorch's default init of
+    ``layer``, so an untrained model (evaluated without a checkpoint) keeps the scale of plain
+    convolutions instead of growing ``0.05 sqrt(fan_in)``-fold per layer to inf.
     """
 
     def __init__(self, layer: nn.Module, init_scale: float = 1.0, eps: float = 1e-8):
@@ -70,8 +72,8 @@ class WeightNorm(nn.Module):
         self.layer, self.init_scale, self.eps = layer, float(init_scale), eps
         self.out_dim = 1 if isinstance(layer, nn.ConvTranspose2d) else 0  # weight (in, out, kh, kw)
         with torch.no_grad():
+            self.g = nn.Parameter(self._direction_norm())  # of PyTorch's default init
             nn.init.normal_(layer.weight, 0.0, 0.05)
-            self.g = nn.Parameter(self._direction_norm())
         self.register_buffer("initialized", torch.tensor(False))
 
     def _direction_norm(self) -> torch.Tensor:

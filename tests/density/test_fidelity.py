@@ -61,24 +61,31 @@ def test_weight_norm_init_gives_each_layer_zero_mean_and_its_init_scale():
         assert torch.allclose(std, torch.full_like(std, scale), rtol=1e-4), (name, std)
 
 
-def test_weight_norm_layer_is_g_v_over_norm_v_and_plain_before_init():
-    """Before init the layer computes ``layer(x)``; after it, ``conv(x, g v / ||v||) + b`` with the
-    norm over everything but the output channel (dim 1 of a transposed convolution's weight)."""
+def _norms(weight, out_dim):
+    """Per-output-channel norms of a weight, by reshaping (independent of WeightNorm's code)."""
+    return weight.transpose(0, out_dim).reshape(weight.shape[out_dim], -1).norm(dim=1)
+
+
+def test_weight_norm_layer_is_g_v_over_norm_v():
+    """The layer computes ``conv(x, g v / ||v||) + b`` with the norm over everything but the
+    output channel (dim 1 of a transposed convolution's weight). Before init ``g`` is the norm of
+    PyTorch's default weights (a plain layer's scale), ``v ~ N(0, 0.05^2)`` as openai/pixel-cnn."""
     torch.manual_seed(0)
-    for layer in (torch.nn.Conv2d(3, 5, 3), torch.nn.ConvTranspose2d(3, 5, (2, 3), 2), torch.nn.Linear(4, 5)):
-        wn = WeightNorm(layer.double(), init_scale=0.5)
-        x = torch.randn(7, 4, dtype=torch.float64) if isinstance(layer, torch.nn.Linear) else \
-            torch.randn(7, 3, 6, 6, dtype=torch.float64)
-        assert torch.allclose(wn.eval()(x), layer(x), atol=1e-12)
-        y = wn.train()(x)
-        v = layer.weight.detach()
+    for layer in (torch.nn.Conv2d(3, 5, 3), torch.nn.ConvTranspose2d(3, 5, (2, 3), 2), torch.nn.Linear(40, 5)):
         out_dim = 1 if isinstance(layer, torch.nn.ConvTranspose2d) else 0
-        norm = v.transpose(0, out_dim).reshape(v.shape[out_dim], -1).norm(dim=1)
+        default_norms = _norms(layer.weight.detach().double(), out_dim)
+        wn = WeightNorm(layer.double(), init_scale=0.5)
+        v = layer.weight.detach()
+        assert torch.allclose(wn.g.detach(), default_norms) and abs(v.std().item() - 0.05) < 0.015
+        x = torch.randn(7, 40, dtype=torch.float64) if isinstance(layer, torch.nn.Linear) else \
+            torch.randn(7, 3, 6, 6, dtype=torch.float64)
         shape = [1] * v.dim()
         shape[out_dim] = -1
-        w = v * (wn.g.detach() / norm).view(shape)
-        expected = torch.func.functional_call(layer, {"weight": w, "bias": layer.bias.detach()}, (x,))
-        assert torch.allclose(y, expected, atol=1e-12)
+        for mode in ("eval", "train"):  # before init, then the init pass
+            y = getattr(wn, mode)()(x)
+            w = v * (wn.g.detach() / _norms(v, out_dim)).view(shape)
+            expected = torch.func.functional_call(layer, {"weight": w, "bias": layer.bias.detach()}, (x,))
+            assert torch.allclose(y, expected, atol=1e-12), mode
         dims = [d for d in range(y.dim()) if d != 1]
         assert torch.allclose(y.var(dims, unbiased=False).sqrt(), torch.full((5,), 0.5, dtype=torch.float64), rtol=1e-4)
     with pytest.raises(ValueError, match="init_scale must be positive, got 0"):
@@ -116,6 +123,16 @@ def test_weight_norm_keeps_pixelcnn_causal():
         (grad,) = torch.autograd.grad(out[0, :, i // 4, i % 4].sum(), x, retain_graph=True)
         assert grad.flatten()[i:].abs().max().item() == 0.0
         assert i == 0 or grad.flatten()[:i].abs().max().item() > 0.0
+
+
+def test_untrained_weight_normalised_pixelcnn_scores_finitely():
+    """Evaluated before any training batch (``test`` without a checkpoint), the paper-size
+    network's log-probabilities stay finite (with ``g = ||v||`` they were -inf)."""
+    torch.manual_seed(0)
+    model = PixelCNNPP(3, 16, 8, resnets_per_scale=5, filters=160, num_mixtures=10, scales=3,
+                       weight_norm=True).eval()
+    with torch.no_grad():
+        assert torch.isfinite(model.log_prob(torch.randint(0, 256, (1, 3, 16, 16)))).all()
 
 
 def test_pixelcnn_without_weight_norm_is_unchanged():
@@ -428,13 +445,16 @@ def test_paper_configs_average_weights_and_evaluate_ood(name, decay):
     callbacks = _callbacks(_config(name))
     assert callbacks["PolyakAveraging"] == {"decay": decay}
     assert "OODEvaluation" in callbacks
-    if name.startswith("pixelcnnpp"):
-        assert _config(name)["model"]["init_args"]["network"]["init_args"]["weight_norm"] is True
+    if name.startswith("pixelcnnpp"):  # openai/pixel-cnn: weight norm, lr decay 0.999995 per step
+        model = _config(name)["model"]["init_args"]
+        assert model["network"]["init_args"]["weight_norm"] is True
+        assert model["lr_decay"] == 0.999995
 
 
 def test_quick_configs_keep_their_documented_setup():
     for path in sorted((REPO / "configs" / "density").glob("quick_*.yaml")):
         config = yaml.safe_load(path.read_text())
         assert "PolyakAveraging" not in _callbacks(config), path.name
-        network = config["model"]["init_args"]["network"]
-        assert not (network.get("init_args") or {}).get("weight_norm"), path.name
+        model = config["model"]["init_args"]
+        assert not (model["network"].get("init_args") or {}).get("weight_norm"), path.name
+        assert model.get("lr_decay", 1.0) == 1.0, path.name
