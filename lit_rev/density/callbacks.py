@@ -43,7 +43,8 @@ class PolyakAveraging(WeightAveraging):
     After every optimizer step ``theta_avg <- decay * theta_avg + (1 - decay) * theta`` (the
     first step copies ``theta``). The averaged weights are the ones evaluated:
 
-    * validation: swapped in for each validation epoch of ``fit`` and swapped back after;
+    * validation: swapped in for each validation run of ``fit`` (its bits/dim and the sample
+      grid the module logs) and swapped back after;
     * after training: swapped in at ``on_train_end``, so :class:`~lit_rev.density.OODEvaluation`
       (``on_fit_end``) and a ``trainer.test`` after ``fit`` score them;
     * checkpoints: ``state_dict`` holds the averaged weights (what ``test --ckpt_path``,
@@ -105,6 +106,9 @@ class PolyakAveraging(WeightAveraging):
             self._swapped_for_validation = True
 
     def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        pass  # the module's own hook (the sample grid) runs after the callbacks': swap back later
+
+    def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if self._swapped_for_validation:
             self._swap_models(pl_module)
             self._swapped_for_validation = False

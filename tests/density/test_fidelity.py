@@ -223,7 +223,7 @@ class Recorder(Callback):
     exception there would)."""
 
     def __init__(self, ckpt_dir=None):
-        self.steps, self.validation, self.after_validation = [], [], []
+        self.steps, self.validation, self.after_validation, self.validation_end = [], [], [], []
         self.fit_end = self.test = self.buffers_at_fit_end = None
         self.ckpt_dir, self._after_val = ckpt_dir, False
 
@@ -242,6 +242,9 @@ class Recorder(Callback):
             if self.ckpt_dir and len(self.validation) == 1:
                 trainer.save_checkpoint(Path(self.ckpt_dir) / "in_validation.ckpt")
 
+    def on_validation_epoch_end(self, trainer, pl_module):
+        self.validation_end.append(_params(pl_module))
+
     def on_fit_end(self, trainer, pl_module):
         self.fit_end = _params(pl_module)
         self.buffers_at_fit_end = {k: b.clone() for k, b in pl_module.named_buffers()}
@@ -258,9 +261,10 @@ def test_polyak_evaluation_after_fit_uses_the_averaged_weights(tmp_path):
     from the training weights after each validation; ActNorm's flags stay set."""
     decay = 0.6
     record = Recorder(ckpt_dir=tmp_path)  # before the averaging callback: the order must not matter
+    later = Recorder()  # after it, as the module's own hooks (the sample grid at validation end)
     ckpt = ModelCheckpoint(dirpath=tmp_path, save_last=True)
-    trainer = _trainer(tmp_path, [record, PolyakAveraging(decay), ckpt], max_epochs=2, val_check_interval=3,
-                       limit_val_batches=1)
+    trainer = _trainer(tmp_path, [record, PolyakAveraging(decay), later, ckpt], max_epochs=2,
+                       val_check_interval=3, limit_val_batches=1)
     module = _glow_module()
     trainer.fit(module, _images(12), _images(4, seed=1))
     steps = record.steps
@@ -269,8 +273,10 @@ def test_polyak_evaluation_after_fit_uses_the_averaged_weights(tmp_path):
     assert max((average[k] - steps[-1][k]).abs().max().item() for k in average) > 1e-3  # not vacuous
 
     _assert_params(record.fit_end, average)  # what OODEvaluation scores
-    for n_steps, seen in record.validation:  # validation after steps 3, 6, 9, 12
+    assert [n for n, _ in record.validation] == [3, 6, 9, 12]
+    for (n_steps, seen), seen_at_end in zip(record.validation, later.validation_end):
         _assert_params(seen, _ema(steps[:n_steps], decay))
+        _assert_params(seen_at_end, _ema(steps[:n_steps], decay))
     for (n_steps, _), resumed in zip(record.validation, record.after_validation):
         _assert_params(resumed, steps[n_steps - 1], atol=0)  # training resumes from its own weights
     actnorms = [k for k in record.buffers_at_fit_end if k.endswith("initialized")]
