@@ -27,11 +27,17 @@ def written_path(out: str) -> Path:
 
 def test_density_predict_writes_bpd_its_parts_and_ood_columns_per_image(tmp_path, capsys):
     cli = main(["predict", "--config", str(tiny_config(tmp_path)), "--allow_untrained=true",
-                "--model.init_args.ood_scores=[InputComplexity]"])
+                "--model.init_args.ood_scores=[InputComplexity, Typicality]"])
     path = written_path(capsys.readouterr().out)
     assert path == Path(cli.trainer.logger.log_dir) / "predictions.csv"
     rows = read_rows(path)
-    assert list(rows[0]) == ["set", "index", "bpd", "prior_bpd", "logdet_bpd", "png_bpd"]
+    columns = ["bpd", "prior_bpd", "logdet_bpd", "png_bpd", "complexity", "typicality"]
+    assert list(rows[0]) == ["set", "index", *columns]
+    entropy = cli.model.ood_scores[1].entropy
+    for r in rows:  # the OOD scores themselves, per image, by their definitions
+        bpd = float(r["bpd"])
+        assert float(r["complexity"]) == pytest.approx(bpd - float(r["png_bpd"]), abs=1e-5)
+        assert float(r["typicality"]) == pytest.approx(abs(bpd - entropy), abs=1e-5)
     # max_test: 32 images of each set, every one once, under its set's name
     for name in ("digits", "lfwcrops"):
         assert sorted(int(r["index"]) for r in rows if r["set"] == name) == list(range(32))
@@ -39,7 +45,7 @@ def test_density_predict_writes_bpd_its_parts_and_ood_columns_per_image(tmp_path
     returned = cli.trainer.predict_loop.predictions  # [set][batch] dicts of (N,) tensors
     for s, name in enumerate(("digits", "lfwcrops")):
         mine = [r for r in rows if r["set"] == name]
-        for key in ("bpd", "prior_bpd", "logdet_bpd", "png_bpd"):
+        for key in columns:
             expected = torch.cat([batch[key] for batch in returned[s]]).double()
             written = torch.tensor([float(r[key]) for r in mine], dtype=torch.float64)
             assert torch.allclose(written, expected, rtol=1e-6), key

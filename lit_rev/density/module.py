@@ -311,8 +311,12 @@ class DensityModule(LightningModule):
             self.write_report(gathered)
 
     def predict_step(self, batch, batch_idx, dataloader_idx: int = 0) -> dict[str, torch.Tensor]:
-        """Per-image scores (``bpd``, for flows its parts, and the OOD scores' columns) of every test set."""
-        return {k: v.detach().cpu() for k, v in self.test_scores(batch[0]).items()}
+        """Per-image scores of every test set: ``bpd``, for flows its parts, the columns the OOD
+        scores read and every per-image OOD score (``complexity``, ``typicality``, ...)."""
+        scores = self.test_scores(batch[0])
+        for scorer in self.ood_scores:
+            scores.update(scorer.per_image(scores))
+        return {k: v.detach().cpu() for k, v in scores.items()}
 
     def on_predict_epoch_start(self):
         self.prepare_ood_scores()

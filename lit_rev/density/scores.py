@@ -49,6 +49,11 @@ class OODScore:
         """Named OOD scores of one set (higher = more OOD) from its gathered columns."""
         raise NotImplementedError
 
+    def per_image(self, columns: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The scores of :meth:`compute` that belong to single images (one value per row of
+        ``columns``), written per image by ``predict``; scores of batches of images are left out."""
+        return self.compute(columns)
+
     def describe(self) -> dict:
         """Values worth printing in the report's metadata (e.g. the entropy estimate)."""
         return {}
@@ -124,6 +129,9 @@ class Typicality(OODScore):
                 means = random_batch_means(bpd, m, self.num_batches, self.seed + m)
                 out[f"typicality_M{m}"] = (means - self.entropy).abs()
         return out
+
+    def per_image(self, columns):
+        return {"typicality": self.compute(columns)["typicality"]}
 
     def describe(self):
         return {"typicality_entropy_bpd": self.entropy}
