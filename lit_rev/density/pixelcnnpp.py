@@ -75,6 +75,11 @@ class WeightNorm(nn.Module):
             self.g = nn.Parameter(self._direction_norm())  # of PyTorch's default init
             nn.init.normal_(layer.weight, 0.0, 0.05)
         self.register_buffer("initialized", torch.tensor(False))
+        self._known_initialized = False  # the buffer's value once read: no GPU sync per forward
+
+    def _load_from_state_dict(self, *args, **kwargs):
+        self._known_initialized = False  # the loaded flag is read again on the next forward
+        super()._load_from_state_dict(*args, **kwargs)
 
     def _direction_norm(self) -> torch.Tensor:
         v = self.layer.weight
@@ -96,9 +101,9 @@ class WeightNorm(nn.Module):
     def initialize(self, x: torch.Tensor) -> None:
         """Set ``g`` and the bias from the batch ``x`` (output channels are dim 1 of the output)."""
         direction = self.layer.weight / self._per_output(self._direction_norm())
-        y = self._layer_call(x, direction, torch.zeros_like(self.layer.bias))
+        y = self._layer_call(x, direction, torch.zeros_like(self.layer.bias)).double()
         dims = [d for d in range(y.dim()) if d != 1]
-        moments = torch.stack([y.mean(dims), (y * y).mean(dims)]).double()
+        moments = torch.stack([y.mean(dims), (y * y).mean(dims)])
         if dist.is_available() and dist.is_initialized():
             dist.all_reduce(moments)
             moments /= dist.get_world_size()
@@ -107,10 +112,14 @@ class WeightNorm(nn.Module):
         self.g.copy_(scale)
         self.layer.bias.copy_(-mean * scale)
         self.initialized.fill_(True)
+        self._known_initialized = True
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.training and not self.initialized:
-            self.initialize(x)
+        if self.training and not self._known_initialized:
+            if bool(self.initialized):
+                self._known_initialized = True
+            else:
+                self.initialize(x)
         return self._layer_call(x, self.weight(), self.layer.bias)
 
 

@@ -112,6 +112,15 @@ def test_weight_norm_initialises_once_and_not_again_after_loading():
     model.eval(), fresh.eval()
     assert torch.equal(model.log_prob(k2), fresh.log_prob(k2))
 
+    # and the other way: an uninitialised state loaded into an initialised model is initialised
+    # by its next training batch (the flag is read from the loaded buffer, not remembered)
+    blank = _wn_pixelcnn(seed=2)
+    model.load_state_dict(blank.state_dict())
+    outputs = _weight_norm_outputs(model, k2)
+    assert all(bool(m.initialized) for m in model.modules() if isinstance(m, WeightNorm))
+    y = outputs["out"]
+    assert y.mean((0, 2, 3)).abs().max().item() < 1e-9  # initialised on k2
+
 
 def test_weight_norm_keeps_pixelcnn_causal():
     torch.manual_seed(0)
