@@ -481,6 +481,7 @@ def _callbacks(config):
 
 @pytest.mark.parametrize("name,decay", [
     ("glow_cifar10.yaml", 0.999), ("glow_fashionmnist.yaml", 0.999), ("glow_celeba.yaml", 0.999),
+    ("glow_imagenet32.yaml", 0.999),
     ("cvglow_cifar10.yaml", 0.999), ("cvglow_fashionmnist.yaml", 0.999),
     ("pixelcnnpp_cifar10.yaml", 0.9995), ("pixelcnnpp_fashionmnist.yaml", 0.9995),
 ])
