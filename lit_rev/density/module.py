@@ -23,6 +23,7 @@ import torch.nn as nn
 from lightning.pytorch import LightningModule
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
+from lit_rev.density.callbacks import PolyakAveraging
 from lit_rev.density.metrics import BitsPerDim, bits_per_dim
 from lit_rev.density.ood import failures, write_ood_report
 from lit_rev.density.scores import OODScore, perturb_images
@@ -366,7 +367,15 @@ class DensityModule(LightningModule):
             "skipped_steps": int(self.skipped_steps),
         }
         if getattr(self.network, "importance_samples", None):
-            meta["log_prob"] = f"importance-weighted lower bound, {self.network.importance_samples} samples"
+            samples = self.network.importance_samples
+            meta["log_prob"] = f"importance-weighted lower bound, {samples} samples"
+            seed = getattr(self.network, "eval_seed", None)
+            meta["log_prob"] += (
+                f"; draws seeded per image by eval_seed={seed}" if seed is not None
+                else "; draws from the global random stream (eval_seed=None): scores vary by run"
+            )
+        averaging = [c for c in self._trainer.callbacks if isinstance(c, PolyakAveraging)] if self._trainer else []
+        meta["weights"] = f"Polyak average, decay {averaging[0].decay}" if averaging else "as trained"
         for scorer in self.ood_scores:
             meta.update(scorer.describe())
         in_name = next(iter(scores))

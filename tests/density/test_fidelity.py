@@ -2,6 +2,7 @@
 data-dependent init, Polyak averaging of the weights used at evaluation, the VAE's seeded
 evaluation draws, and the paper configs that switch them on."""
 
+import json
 import os
 import socket
 from pathlib import Path
@@ -327,6 +328,8 @@ def test_polyak_evaluation_after_fit_uses_the_averaged_weights(tmp_path):
         _trainer(tmp_path, [tester, PolyakAveraging(decay)]).test(
             _glow_module(seed=5), _images(4, seed=1), ckpt_path=tmp_path / "last.ckpt")
     _assert_params(tester.test, average)
+    meta = json.loads((tmp_path / "ood_report.json").read_text())["meta"]
+    assert meta["weights"] == f"Polyak average, decay {decay}"  # the report says which weights
 
 
 class _no_warning_about:
@@ -502,3 +505,16 @@ def test_quick_configs_keep_their_documented_setup():
         model = config["model"]["init_args"]
         assert not (model["network"].get("init_args") or {}).get("weight_norm"), path.name
         assert model.get("lr_decay", 1.0) == 1.0, path.name
+
+
+@pytest.mark.parametrize("seed, says", [(3, "seeded per image by eval_seed=3"),
+                                        (None, "global random stream")])
+def test_vae_report_says_how_its_draws_were_seeded(tmp_path, monkeypatch, seed, says):
+    monkeypatch.chdir(tmp_path)  # outside a Trainer the report goes to the working directory
+    module = DensityModule(_vae(eval_seed=seed).float(), n_bits=3, num_samples=0)
+    k = torch.randint(0, 8, (6, 1, 4, 4), generator=torch.Generator().manual_seed(1))
+    loaders = [DataLoader(TensorDataset(k, torch.zeros(6)), batch_size=3) for _ in range(2)]
+    module.evaluate_ood(loaders, ["in", "ood"])
+    meta = json.loads((tmp_path / "ood_report.json").read_text())["meta"]
+    assert "importance-weighted lower bound, 12 samples" in meta["log_prob"]
+    assert says in meta["log_prob"] and meta["weights"] == "as trained"
