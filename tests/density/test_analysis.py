@@ -20,6 +20,7 @@ from lit_rev.density.analysis import (
     second_order,
     squeezed_channel_sums,
 )
+from test_cli import tiny_config
 
 REPO = __import__("pathlib").Path(__file__).resolve().parents[2]
 
@@ -255,39 +256,12 @@ def test_graying_and_decomposition():
 
 
 # ----------------------------------------------------------------------------- loading checkpoints
-TINY_FIT = """
-seed_everything: 0
-trainer:
-  accelerator: cpu
-  max_steps: 2
-  limit_val_batches: 1
-  enable_progress_bar: false
-  enable_model_summary: false
-  logger:
-    class_path: lightning.pytorch.loggers.TensorBoardLogger
-    init_args: {{save_dir: {root}/logs, name: tiny}}
-model:
-  class_path: DensityModule
-  init_args:
-    warmup_steps: 2
-    network:
-      class_path: Glow
-      init_args: {{in_channels: 1, image_size: 8, levels: 2, steps: {steps}, hidden_channels: 8,
-                  coupling: additive}}
-data:
-  class_path: ImageDataModule
-  init_args:
-    dataset: Digits
-    ood: [LFWCrops]
-    batch_size: 16
-    max_test: 32
-"""
-
-
 def tiny_fit_config(root: Path, steps: int = 2) -> str:
-    path = root / f"tiny_steps{steps}.yaml"
-    path.write_text(TINY_FIT.format(root=root, steps=steps))
-    return str(path)
+    """test_cli's tiny Glow config, made constant-volume, with ``steps`` flow steps per level."""
+    return str(tiny_config(root / f"steps{steps}", **{
+        "max_steps: 3": "max_steps: 2",
+        "steps: 2, hidden_channels: 8}": f"steps: {steps}, hidden_channels: 8, coupling: additive}}",
+    }))
 
 
 class Payload:
@@ -324,7 +298,7 @@ def test_a_checkpoint_of_another_config_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError) as error:
         load(config, str(ckpt))
     message = str(error.value)
-    assert "other.ckpt" in message and "tiny_steps2.yaml" in message
+    assert "other.ckpt" in message and "steps2/tiny.yaml" in message
     assert "missing in the checkpoint" in message
     assert "network.levels.0.1.layers.0.bias" in message
     # the same architecture with a different width: the shapes are named

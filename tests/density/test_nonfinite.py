@@ -6,7 +6,6 @@ failed. Training with ``nonfinite='skip'`` warns at every skipped step and stops
 ``max_consecutive_skips`` in a row.
 """
 
-import json
 import logging
 import warnings
 
@@ -18,19 +17,10 @@ from lit_rev.data.datamodule import ImageDataModule
 from lit_rev.data.images import Digits
 from lit_rev.density import DensityModule, ood_rows, write_ood_report
 from lit_rev.density.scores import OODScore, Typicality
+from test_report import strict_load
 from toy_densities import UniformDensity
 
 NAN, INF = float("nan"), float("inf")
-
-
-def strict_load(path):
-    """``json.load`` that rejects the non-standard tokens NaN, Infinity and -Infinity."""
-
-    def reject(token):
-        raise ValueError(f"non-standard JSON token {token}")
-
-    with open(path) as f:
-        return json.load(f, parse_constant=reject)
 
 
 class Column(OODScore):
