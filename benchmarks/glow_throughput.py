@@ -29,11 +29,20 @@ def normflows_glow(channels: int, size: int, levels: int, steps: int, hidden: in
 
     q0, merges, flows = [], [], []
     for i in range(levels):
-        level = [nf.flows.GlowBlock(channels * 2 ** (levels + 1 - i), hidden, split_mode="channel", scale=True) for _ in range(steps)]
+        level = [
+            nf.flows.GlowBlock(
+                channels * 2 ** (levels + 1 - i), hidden, split_mode="channel", scale=True
+            )
+            for _ in range(steps)
+        ]
         flows.append(level + [nf.flows.Squeeze()])
         if i > 0:
             merges.append(nf.flows.Merge())
-            shape = (channels * 2 ** (levels - i), size // 2 ** (levels - i), size // 2 ** (levels - i))
+            shape = (
+                channels * 2 ** (levels - i),
+                size // 2 ** (levels - i),
+                size // 2 ** (levels - i),
+            )
         else:
             shape = (channels * 2 ** (levels + 1), size // 2**levels, size // 2**levels)
         q0.append(nf.distributions.GlowBase(shape))
@@ -42,7 +51,11 @@ def normflows_glow(channels: int, size: int, levels: int, steps: int, hidden: in
 
 
 def continuous(k: torch.Tensor, noise: bool) -> torch.Tensor:
-    u = torch.rand_like(k, dtype=torch.float32) if noise else torch.full_like(k, 0.5, dtype=torch.float32)
+    u = (
+        torch.rand_like(k, dtype=torch.float32)
+        if noise
+        else torch.full_like(k, 0.5, dtype=torch.float32)
+    )
     return (k.float() + u) / 256 - 0.5
 
 
@@ -69,13 +82,25 @@ def run(name, log_prob, params, loader, test_batch, steps, warmup, lr):
             timed += time.perf_counter() - start
             seen += len(k)
     with torch.no_grad():
-        bpd = (-log_prob(continuous(test_batch, noise=False)) / (dims * math.log(2)) + 8).mean().item()
+        bpd = (
+            (-log_prob(continuous(test_batch, noise=False)) / (dims * math.log(2)) + 8)
+            .mean()
+            .item()
+        )
     n_params = sum(p.numel() for p in params)
-    return {"model": name, "params": n_params, "images_per_s": seen / timed, "heldout_bpd": bpd, "steps": steps}
+    return {
+        "model": name,
+        "params": n_params,
+        "images_per_s": seen / timed,
+        "heldout_bpd": bpd,
+        "steps": steps,
+    }
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--levels", type=int, default=2)
@@ -87,7 +112,9 @@ def main():
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    dm = ImageDataModule(NaturalPatches(patch_size=28, stride=7), batch_size=args.batch_size, max_test=512)
+    dm = ImageDataModule(
+        NaturalPatches(patch_size=28, stride=7), batch_size=args.batch_size, max_test=512
+    )
     dm.setup("fit")
     dm.setup("test")
     test_batch = torch.stack([dm.test_sets[0][i][0] for i in range(len(dm.test_sets[0]))])
@@ -95,21 +122,59 @@ def main():
     rows = []
     torch.manual_seed(0)
     ours = Glow(1, 28, levels=args.levels, steps=args.depth, hidden_channels=args.width)
-    loader = torch.utils.data.DataLoader(dm.train_set, batch_size=args.batch_size, shuffle=True, drop_last=True, generator=torch.Generator().manual_seed(0))
-    rows.append(run("lit_rev Glow", ours.log_prob, list(ours.parameters()), loader, test_batch, args.steps, args.warmup, args.lr))
+    loader = torch.utils.data.DataLoader(
+        dm.train_set,
+        batch_size=args.batch_size,
+        shuffle=True,
+        drop_last=True,
+        generator=torch.Generator().manual_seed(0),
+    )
+    rows.append(
+        run(
+            "lit_rev Glow",
+            ours.log_prob,
+            list(ours.parameters()),
+            loader,
+            test_batch,
+            args.steps,
+            args.warmup,
+            args.lr,
+        )
+    )
     try:
         torch.manual_seed(0)
         ref, ref_log_prob = normflows_glow(1, 28, args.levels, args.depth, args.width)
-        loader = torch.utils.data.DataLoader(dm.train_set, batch_size=args.batch_size, shuffle=True, drop_last=True, generator=torch.Generator().manual_seed(0))
-        rows.append(run("normflows Glow", ref_log_prob, list(ref.parameters()), loader, test_batch, args.steps, args.warmup, args.lr))
+        loader = torch.utils.data.DataLoader(
+            dm.train_set,
+            batch_size=args.batch_size,
+            shuffle=True,
+            drop_last=True,
+            generator=torch.Generator().manual_seed(0),
+        )
+        rows.append(
+            run(
+                "normflows Glow",
+                ref_log_prob,
+                list(ref.parameters()),
+                loader,
+                test_batch,
+                args.steps,
+                args.warmup,
+                args.lr,
+            )
+        )
     except ImportError:
         print("normflows is not installed (pip install normflows): measuring lit_rev only")
-    print(f"Glow {args.levels} levels x {args.depth} steps, width {args.width}, batch {args.batch_size}, "
-          f"{args.steps} steps, {args.threads} torch thread(s), 28x28 gray natural patches")
+    print(
+        f"Glow {args.levels} levels x {args.depth} steps, width {args.width}, batch {args.batch_size}, "
+        f"{args.steps} steps, {args.threads} torch thread(s), 28x28 gray natural patches"
+    )
     print(format_table(rows))
     if len(rows) == 2:
-        print(f"throughput ratio lit_rev / normflows: {rows[0]['images_per_s'] / rows[1]['images_per_s']:.2f}x; "
-              f"held-out bits/dim {rows[0]['heldout_bpd']:.3f} vs {rows[1]['heldout_bpd']:.3f}")
+        print(
+            f"throughput ratio lit_rev / normflows: {rows[0]['images_per_s'] / rows[1]['images_per_s']:.2f}x; "
+            f"held-out bits/dim {rows[0]['heldout_bpd']:.3f} vs {rows[1]['heldout_bpd']:.3f}"
+        )
 
 
 if __name__ == "__main__":

@@ -22,8 +22,9 @@ import logging
 import signal
 import sys
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 from lightning.pytorch import LightningModule, Trainer
@@ -74,7 +75,8 @@ def free_path(directory: str | Path, name: str) -> Path:
 
 def output_path(trainer: Trainer, name: str) -> Path:
     """Where a run writes ``name``: its own directory (overwriting there is fine), else a free
-    name under ``trainer.default_root_dir`` (a shared directory: never overwrite there)."""
+    name under ``trainer.default_root_dir`` (a shared directory: never overwrite there).
+    """
     own = run_dir(trainer)
     if own is not None:
         return own / name
@@ -182,20 +184,29 @@ class FaultCheckpoint(Callback):
         try:
             path = trainer.strategy.broadcast(self._resolve_path(trainer))
             trainer.save_checkpoint(path, weights_only=False)
-        except Exception as error:  # noqa: BLE001 - the original exception must surface
-            print(f"{what} at step {trainer.global_step}: could not save a fault checkpoint "
-                  f"({type(error).__name__}: {error})", file=sys.stderr, flush=True)
+        except Exception as error:
+            print(
+                f"{what} at step {trainer.global_step}: could not save a fault checkpoint "
+                f"({type(error).__name__}: {error})",
+                file=sys.stderr,
+                flush=True,
+            )
             return
         self.saved_path = path
         if trainer.is_global_zero:
-            print(f"{what} at step {trainer.global_step}: training state saved to {path}\n"
-                  f"  resume with: --ckpt_path {path}", file=sys.stderr, flush=True)
+            print(
+                f"{what} at step {trainer.global_step}: training state saved to {path}\n"
+                f"  resume with: --ckpt_path {path}",
+                file=sys.stderr,
+                flush=True,
+            )
 
 
 # --- predict --------------------------------------------------------------------------------
 def per_image_columns(prediction: Any, module: LightningModule) -> dict[str, list]:
     """Columns of one ``predict_step`` output: ``(N,)`` tensors as they are, ``(N, K)`` tensors
-    as ``key_0`` ... ``key_{K-1}``; a bare tensor is called ``prediction``."""
+    as ``key_0`` ... ``key_{K-1}``; a bare tensor is called ``prediction``.
+    """
     if isinstance(prediction, torch.Tensor):
         prediction = {"prediction": prediction}
     if not isinstance(prediction, dict) or not prediction:
@@ -305,7 +316,8 @@ class RunConfigSaver(SaveConfigCallback):
     own, overwritten there as Lightning does). With no logger (``--trainer.logger=false``)
     Lightning would write ``config.yaml`` into ``trainer.default_root_dir`` (the working
     directory), over whatever is there; here it takes the first free name instead
-    (``config_1.yaml`` ...) and says so."""
+    (``config_1.yaml`` ...) and says so.
+    """
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         if self.already_saved:
@@ -329,7 +341,8 @@ class RunConfigSaver(SaveConfigCallback):
 class StepBoundProgressBar(RichProgressBar):
     """Rich progress bar whose epoch label reads ``Epoch 4/9`` when the run is bounded by
     ``max_epochs`` and ``Epoch 4 (max_steps 800)`` when it is bounded by steps only (Lightning
-    prints ``Epoch 4/-2`` there: ``max_epochs - 1`` with ``max_epochs=-1``)."""
+    prints ``Epoch 4/-2`` there: ``max_epochs - 1`` with ``max_epochs=-1``).
+    """
 
     def _get_train_description(self, current_epoch: int) -> str:
         trainer = self.trainer
@@ -363,8 +376,13 @@ class SummaryWithoutUnmeasuredFlops(RichModelSummary):
     ) -> None:
         if total_flops:
             return RichModelSummary.summarize(
-                summary_data, total_parameters, trainable_parameters, model_size,
-                total_training_modes, total_flops, **summarize_kwargs,
+                summary_data,
+                total_parameters,
+                trainable_parameters,
+                model_size,
+                total_training_modes,
+                total_flops,
+                **summarize_kwargs,
             )
         from lightning.pytorch.utilities.model_summary.model_summary import (
             get_formatted_model_size,
@@ -377,8 +395,9 @@ class SummaryWithoutUnmeasuredFlops(RichModelSummary):
         table = Table(header_style=summarize_kwargs.get("header_style", "bold magenta"))
         for name, _ in kept:
             left = name in (" ", "Name", "Type", "Mode")
-            table.add_column(name, style="dim" if name == " " else None,
-                             justify="left" if left else "right")
+            table.add_column(
+                name, style="dim" if name == " " else None, justify="left" if left else "right"
+            )
         for row in zip(*(values for _, values in kept)):
             table.add_row(*row)
         console = get_console()
@@ -424,5 +443,8 @@ def quiet_third_party_noise() -> None:
         logger = logging.getLogger(name)
         if _ADVERTS not in logger.filters:
             logger.addFilter(_ADVERTS)
-    warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated",
-                            category=FutureWarning)
+    warnings.filterwarnings(
+        "ignore",
+        message=r"`isinstance\(treespec, LeafSpec\)` is deprecated",
+        category=FutureWarning,
+    )

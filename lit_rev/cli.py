@@ -32,9 +32,9 @@ from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 
 # Imported for their side effect: the classes become resolvable by short name.
-import lit_rev.data  # noqa: F401
-import lit_rev.density  # noqa: F401
-import lit_rev.fair  # noqa: F401
+import lit_rev.data
+import lit_rev.density
+import lit_rev.fair
 import lit_rev.revnet  # noqa: F401
 from lit_rev.callbacks import (
     FaultCheckpoint,
@@ -65,18 +65,24 @@ class LitRevCLI(LightningCLI):
 
     def add_arguments_to_parser(self, parser) -> None:
         parser.add_argument(
-            "--torch_threads", type=Optional[int], default=None,
+            "--torch_threads",
+            type=Optional[int],
+            default=None,
             help="torch.set_num_threads for this run (small models on few cores are often fastest with 1)",
         )
         parser.add_argument(
-            "--checkpoint_every_n_steps", type=int, default=DEFAULT_CHECKPOINT_EVERY_N_STEPS,
+            "--checkpoint_every_n_steps",
+            type=int,
+            default=DEFAULT_CHECKPOINT_EVERY_N_STEPS,
             help="fit: rewrite checkpoints/last.ckpt every N optimiser steps, besides epoch ends "
-                 "(0: epoch ends only). Ignored when the config lists its own ModelCheckpoint.",
+            "(0: epoch ends only). Ignored when the config lists its own ModelCheckpoint.",
         )
         parser.add_argument(
-            "--allow_untrained", type=bool, default=False,
+            "--allow_untrained",
+            type=bool,
+            default=False,
             help="validate/test/predict: score the freshly initialised model when no --ckpt_path "
-                 "is given (refused otherwise: its numbers would mean nothing)",
+            "is given (refused otherwise: its numbers would mean nothing)",
         )
 
     def _subcommand_config(self):
@@ -96,21 +102,28 @@ class LitRevCLI(LightningCLI):
         if it were a result: refused unless asked for (or a ``fast_dev_run`` smoke test).
 
         ``--ckpt_path last`` is refused too: in a new process Lightning looks for ``last.ckpt`` in
-        this run's own, new checkpoint directory, finds none, warns and scores random weights."""
+        this run's own, new checkpoint directory, finds none, warns and scores random weights.
+        """
         given = config.get("ckpt_path")
         how = "without --ckpt_path"
         if given:
             how = f"with --ckpt_path={given} (no previous fit in this process)"
-        what = (f"`{self.subcommand}` {how} scores the untrained model that the config builds "
-                "(random weights): its numbers mean nothing")
+        what = (
+            f"`{self.subcommand}` {how} scores the untrained model that the config builds "
+            "(random weights): its numbers mean nothing"
+        )
         if config.get("allow_untrained"):
             rank_zero_warn(f"{what}; going ahead because --allow_untrained is set")
         elif (config.get("trainer") or {}).get("fast_dev_run"):
             rank_zero_warn(f"{what}; going ahead for this fast_dev_run smoke test")
         else:
-            print(f"error: {what}. Pass the file: --ckpt_path=<run dir>/checkpoints/last.ckpt "
-                  "(written by `fit`), or --allow_untrained=true to score random weights "
-                  "on purpose.", file=sys.stderr, flush=True)
+            print(
+                f"error: {what}. Pass the file: --ckpt_path=<run dir>/checkpoints/last.ckpt "
+                "(written by `fit`), or --allow_untrained=true to score random weights "
+                "on purpose.",
+                file=sys.stderr,
+                flush=True,
+            )
             raise SystemExit(2)
 
     def _instantiate_trainer(self, config: dict, callbacks: list[Callback]) -> Trainer:
@@ -144,7 +157,11 @@ class LitRevCLI(LightningCLI):
         # scheduler that reads only the exit code must see it too.
         failed = getattr(self.model, "ood_failures", None)
         if failed:
-            print(f"error: the OOD evaluation failed: {'; '.join(failed)}", file=sys.stderr, flush=True)
+            print(
+                f"error: the OOD evaluation failed: {'; '.join(failed)}",
+                file=sys.stderr,
+                flush=True,
+            )
             raise SystemExit(1)
 
 

@@ -13,13 +13,14 @@ from __future__ import annotations
 import csv
 import json
 import math
+from collections.abc import Iterable, Sequence
 from pathlib import Path, PurePath
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
 
 def _fmt(value: Any, digits: int) -> str:
@@ -48,7 +49,9 @@ def format_table(rows: Sequence[dict], digits: int = 3, markdown: bool = False) 
         lines += ["| " + " | ".join(r) + " |" for r in cells]
         return "\n".join(lines)
     widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(cols)]
-    line = lambda values: "  ".join(v.rjust(w) if i else v.ljust(w) for i, (v, w) in enumerate(zip(values, widths)))  # noqa: E731
+    line = lambda values: "  ".join(
+        v.rjust(w) if i else v.ljust(w) for i, (v, w) in enumerate(zip(values, widths))
+    )
     return "\n".join([line(cols), line(["-" * w for w in widths])] + [line(r) for r in cells])
 
 
@@ -78,7 +81,9 @@ def strict_json(value: Any) -> Any:
         return str(value)
 
 
-def write_report(rows: Sequence[dict], directory: str | Path, stem: str, meta: dict | None = None) -> dict[str, Path]:
+def write_report(
+    rows: Sequence[dict], directory: str | Path, stem: str, meta: dict | None = None
+) -> dict[str, Path]:
     """Write ``rows`` to ``<stem>.json`` (with ``meta``), ``<stem>.csv`` and ``<stem>.md``.
 
     The JSON is strict (``allow_nan=False``): a non-finite number is ``null`` there and an
@@ -121,7 +126,9 @@ def log_dir_of(trainer, fallback: str | Path = ".") -> Path:
     return Path(trainer.default_root_dir or fallback)
 
 
-def overlaid_histograms(samples: dict[str, Iterable[float]], xlabel: str, title: str = "", bins: int = 50):
+def overlaid_histograms(
+    samples: dict[str, Iterable[float]], xlabel: str, title: str = "", bins: int = 50
+):
     """One density-normalised histogram per named sample on shared bins (the paper's Fig. 1 style).
 
     Non-finite values cannot be binned: they are left out, and the legend says how many.

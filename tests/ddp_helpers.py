@@ -25,9 +25,23 @@ def fit_on_two_ranks(cli_args: list[str], workdir: Path) -> tuple[dict, dict]:
     :class:`DumpParameters` as the only callback; returns both ranks' final state dicts."""
     dump = workdir / "dump_parameters.yaml"
     dump.write_text("trainer:\n  callbacks: [{class_path: ddp_helpers.DumpParameters}]\n")
-    env = {**os.environ, "PYTHONPATH": f"{TESTS}{os.pathsep}{os.environ.get('PYTHONPATH', '')}", "DUMP_DIR": str(workdir)}
-    cmd = [sys.executable, "-m", "lit_rev", "fit", *cli_args, "--config", str(dump),
-           "--trainer.accelerator=cpu", "--trainer.devices=2", "--trainer.strategy=ddp"]
+    env = {
+        **os.environ,
+        "PYTHONPATH": f"{TESTS}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+        "DUMP_DIR": str(workdir),
+    }
+    cmd = [
+        sys.executable,
+        "-m",
+        "lit_rev",
+        "fit",
+        *cli_args,
+        "--config",
+        str(dump),
+        "--trainer.accelerator=cpu",
+        "--trainer.devices=2",
+        "--trainer.strategy=ddp",
+    ]
     result = subprocess.run(cmd, cwd=workdir, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     return tuple(torch.load(workdir / f"rank{r}.pt") for r in (0, 1))

@@ -50,7 +50,10 @@ def write_cifar(root: Path, classes: int = 10) -> None:
         label_key, meta = "fine_labels", ("meta", "fine_label_names")
     base.mkdir(parents=True, exist_ok=True)
     for name, n in files.items():
-        entry = {"data": rng.integers(0, 256, (n, 3072)).astype(np.uint8), label_key: rng.integers(0, classes, n).tolist()}
+        entry = {
+            "data": rng.integers(0, 256, (n, 3072)).astype(np.uint8),
+            label_key: rng.integers(0, classes, n).tolist(),
+        }
         with open(base / name, "wb") as f:
             pickle.dump(entry, f)
     with open(base / meta[0], "wb") as f:
@@ -63,7 +66,13 @@ def write_svhn(root: Path) -> None:
     rng = _rng(3)
     Path(root).mkdir(parents=True, exist_ok=True)
     for split, n in (("train", N_TRAIN), ("test", N_TEST)):
-        savemat(Path(root) / f"{split}_32x32.mat", {"X": rng.integers(0, 256, (32, 32, 3, n)).astype(np.uint8), "y": rng.integers(1, 11, (n, 1))})
+        savemat(
+            Path(root) / f"{split}_32x32.mat",
+            {
+                "X": rng.integers(0, 256, (32, 32, 3, n)).astype(np.uint8),
+                "y": rng.integers(1, 11, (n, 1)),
+            },
+        )
 
 
 def write_celeba(root: Path) -> None:
@@ -75,12 +84,22 @@ def write_celeba(root: Path) -> None:
     n = N_TRAIN + N_TEST
     names = [f"{i + 1:06d}.jpg" for i in range(n)]
     for name in names:
-        Image.fromarray(rng.integers(0, 256, (218, 178, 3)).astype(np.uint8)).save(base / "img_align_celeba" / name)
+        Image.fromarray(rng.integers(0, 256, (218, 178, 3)).astype(np.uint8)).save(
+            base / "img_align_celeba" / name
+        )
     partition = [0] * N_TRAIN + [2] * N_TEST
-    (base / "list_eval_partition.txt").write_text("".join(f"{a} {p}\n" for a, p in zip(names, partition)))
-    (base / "identity_CelebA.txt").write_text("".join(f"{a} {i % 7}\n" for i, a in enumerate(names)))
-    (base / "list_attr_celeba.txt").write_text(f"{n}\nSmiling Young\n" + "".join(f"{a} 1 -1\n" for a in names))
-    (base / "list_bbox_celeba.txt").write_text(f"{n}\nimage_id x_1 y_1 width height\n" + "".join(f"{a} 1 2 3 4\n" for a in names))
+    (base / "list_eval_partition.txt").write_text(
+        "".join(f"{a} {p}\n" for a, p in zip(names, partition))
+    )
+    (base / "identity_CelebA.txt").write_text(
+        "".join(f"{a} {i % 7}\n" for i, a in enumerate(names))
+    )
+    (base / "list_attr_celeba.txt").write_text(
+        f"{n}\nSmiling Young\n" + "".join(f"{a} 1 -1\n" for a in names)
+    )
+    (base / "list_bbox_celeba.txt").write_text(
+        f"{n}\nimage_id x_1 y_1 width height\n" + "".join(f"{a} 1 2 3 4\n" for a in names)
+    )
     (base / "list_landmarks_align_celeba.txt").write_text(
         f"{n}\nlefteye_x lefteye_y\n" + "".join(f"{a} 69 109\n" for a in names)
     )
@@ -90,7 +109,9 @@ def write_imagenet(root: Path) -> None:
     """ImageFolder layout ``root/imagenet/{train,val}/<wnid>/*.JPEG`` (the RevNet slice's writer)."""
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("fake_imagenet", Path(__file__).parent / "revnet" / "fake_imagenet.py")
+    spec = importlib.util.spec_from_file_location(
+        "fake_imagenet", Path(__file__).parent / "revnet" / "fake_imagenet.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     module.write_fake_imagenet(root)
@@ -160,9 +181,16 @@ def patch_md5(monkeypatch, root: Path) -> None:
         monkeypatch.setattr(cls, "test_list", [[f, _md5(base / f)] for f, _ in cls.test_list])
         monkeypatch.setattr(cls, "meta", {**cls.meta, "md5": _md5(base / cls.meta["filename"])})
     monkeypatch.setattr(
-        tvd.SVHN, "split_list", {k: [u, f, _md5(root / f) if (root / f).exists() else m] for k, (u, f, m) in tvd.SVHN.split_list.items()}
+        tvd.SVHN,
+        "split_list",
+        {
+            k: [u, f, _md5(root / f) if (root / f).exists() else m]
+            for k, (u, f, m) in tvd.SVHN.split_list.items()
+        },
     )
     base = root / tvd.CelebA.base_folder
     monkeypatch.setattr(
-        tvd.CelebA, "file_list", [(i, _md5(base / f) if (base / f).exists() else m, f) for i, m, f in tvd.CelebA.file_list]
+        tvd.CelebA,
+        "file_list",
+        [(i, _md5(base / f) if (base / f).exists() else m, f) for i, m, f in tvd.CelebA.file_list],
     )

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from ddp_helpers import assert_identical_parameters, fit_on_two_ranks
+
 from lit_rev.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
@@ -134,12 +134,21 @@ def test_without_a_logger_the_config_never_overwrites_a_file(tmp_path, monkeypat
 
 
 def test_predict_returns_per_image_scores(tmp_path):
-    cli = main(["predict", "--config", str(tiny_config(tmp_path)),
-                "--trainer.limit_predict_batches=1", "--allow_untrained=true"])
+    cli = main(
+        [
+            "predict",
+            "--config",
+            str(tiny_config(tmp_path)),
+            "--trainer.limit_predict_batches=1",
+            "--allow_untrained=true",
+        ]
+    )
     outputs = cli.trainer.predict_loop.predictions
     assert len(outputs) == 2  # in-distribution and one OOD set
     first = outputs[0][0]
-    assert first["bpd"].shape == (16,) and torch.allclose(first["bpd"], first["prior_bpd"] + first["logdet_bpd"])
+    assert first["bpd"].shape == (16,) and torch.allclose(
+        first["bpd"], first["prior_bpd"] + first["logdet_bpd"]
+    )
 
 
 @pytest.mark.slow
@@ -187,8 +196,12 @@ def test_progress_bar_shows_the_step_bound_not_a_negative_epoch(fit_output):
 def test_epoch_bound_still_reads_epoch_of_last(tmp_path):
     from lit_rev.cli import LitRevCLI
 
-    args = ["--config", str(tiny_config(tmp_path)), "--trainer.enable_progress_bar=true",
-            "--trainer.max_epochs=10"]
+    args = [
+        "--config",
+        str(tiny_config(tmp_path)),
+        "--trainer.enable_progress_bar=true",
+        "--trainer.max_epochs=10",
+    ]
     cli = LitRevCLI(args=args, run=False)
     bar = cli.trainer.progress_bar_callback
     bar.setup(cli.trainer, cli.model, "fit")

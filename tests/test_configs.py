@@ -15,8 +15,15 @@ CONFIGS = sorted((REPO / "configs").rglob("*.yaml"))
 
 
 def smoke_args(config: Path, root: Path) -> list[str]:
-    args = ["--config", str(config), "--trainer.fast_dev_run=2", "--trainer.accelerator=cpu", "--trainer.devices=1",
-            f"--trainer.default_root_dir={root}", "--trainer.enable_progress_bar=false"]
+    args = [
+        "--config",
+        str(config),
+        "--trainer.fast_dev_run=2",
+        "--trainer.accelerator=cpu",
+        "--trainer.devices=1",
+        f"--trainer.default_root_dir={root}",
+        "--trainer.enable_progress_bar=false",
+    ]
     data_args = (yaml.safe_load(config.read_text()).get("data") or {}).get("init_args") or {}
     for key, small in (("batch_size", 4), ("test_batch_size", 4), ("num_workers", 0)):
         if key in data_args:

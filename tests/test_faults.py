@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 import torch
 from lightning.pytorch import Callback
+from test_cli import tiny_config
 
 from lit_rev.callbacks import SIGTERM_EXIT_CODE
 from lit_rev.cli import main
-from test_cli import tiny_config
 
 TESTS = Path(__file__).resolve().parent
 
@@ -53,16 +53,21 @@ def restore_sigint():
     signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
-@pytest.mark.parametrize("how, raised, code", [
-    ("sigterm", SystemExit, SIGTERM_EXIT_CODE),
-    ("sigint", SystemExit, 1),
-    ("error", RuntimeError, None),
-])
-def test_a_stopped_fit_leaves_a_checkpoint_that_resumes_it(tmp_path, restore_sigint, how, raised,
-                                                           code):
+@pytest.mark.parametrize(
+    "how, raised, code",
+    [
+        ("sigterm", SystemExit, SIGTERM_EXIT_CODE),
+        ("sigint", SystemExit, 1),
+        ("error", RuntimeError, None),
+    ],
+)
+def test_a_stopped_fit_leaves_a_checkpoint_that_resumes_it(
+    tmp_path, restore_sigint, how, raised, code
+):
     stop_at = f"[{{class_path: test_faults.StopAt, init_args: {{how: {how}}}}}]"
-    stopping = tiny_config(tmp_path / "stop", callbacks=stop_at,
-                           **{"max_steps: 3": "max_steps: 50"})
+    stopping = tiny_config(
+        tmp_path / "stop", callbacks=stop_at, **{"max_steps: 3": "max_steps: 50"}
+    )
     with pytest.raises(raised) as stopped:
         main(["fit", "--config", str(stopping), "--checkpoint_every_n_steps=2"])
     if code is not None:
@@ -74,8 +79,15 @@ def test_a_stopped_fit_leaves_a_checkpoint_that_resumes_it(tmp_path, restore_sig
     fault = checkpoints / "on_exception.ckpt"
     assert load(fault)["global_step"] == 3
 
-    resumed = main(["fit", "--config", str(tiny_config(tmp_path / "resume")),
-                    "--trainer.max_steps=5", f"--ckpt_path={fault}"])
+    resumed = main(
+        [
+            "fit",
+            "--config",
+            str(tiny_config(tmp_path / "resume")),
+            "--trainer.max_steps=5",
+            f"--ckpt_path={fault}",
+        ]
+    )
     assert resumed.trainer.global_step == 5
     assert adamax_steps(resumed.trainer.optimizers[0]) == {5}  # moments continued, not restarted
 
@@ -87,9 +99,20 @@ def test_sigterm_to_a_cli_process_exits_nonzero_and_its_checkpoint_resumes(tmp_p
     config = tiny_config(tmp_path / "run", **{"max_steps: 3": "max_steps: 100000"})
     checkpoints = tmp_path / "run" / "logs" / "tiny" / "version_0" / "checkpoints"
     process = subprocess.Popen(
-        [sys.executable, "-m", "lit_rev", "fit", "--config", str(config), "--torch_threads=1",
-         "--checkpoint_every_n_steps=2"],
-        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "lit_rev",
+            "fit",
+            "--config",
+            str(config),
+            "--torch_threads=1",
+            "--checkpoint_every_n_steps=2",
+        ],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         deadline = time.time() + 180
@@ -110,7 +133,14 @@ def test_sigterm_to_a_cli_process_exits_nonzero_and_its_checkpoint_resumes(tmp_p
     step = stopped["global_step"]
     assert step >= load(checkpoints / "last.ckpt")["global_step"] >= 2
 
-    resumed = main(["fit", "--config", str(tiny_config(tmp_path / "resume")),
-                    f"--trainer.max_steps={step + 2}", f"--ckpt_path={fault}"])
+    resumed = main(
+        [
+            "fit",
+            "--config",
+            str(tiny_config(tmp_path / "resume")),
+            f"--trainer.max_steps={step + 2}",
+            f"--ckpt_path={fault}",
+        ]
+    )
     assert resumed.trainer.global_step == step + 2
     assert adamax_steps(resumed.trainer.optimizers[0]) == {step + 2}

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from test_cli import tiny_config
 
 from lit_rev.callbacks import per_image_columns
 from lit_rev.cli import main
-from test_cli import tiny_config
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
@@ -26,8 +26,15 @@ def written_path(out: str) -> Path:
 
 
 def test_density_predict_writes_bpd_its_parts_and_ood_columns_per_image(tmp_path, capsys):
-    cli = main(["predict", "--config", str(tiny_config(tmp_path)), "--allow_untrained=true",
-                "--model.init_args.ood_scores=[InputComplexity, Typicality]"])
+    cli = main(
+        [
+            "predict",
+            "--config",
+            str(tiny_config(tmp_path)),
+            "--allow_untrained=true",
+            "--model.init_args.ood_scores=[InputComplexity, Typicality]",
+        ]
+    )
     path = written_path(capsys.readouterr().out)
     assert path == Path(cli.trainer.logger.log_dir) / "predictions.csv"
     rows = read_rows(path)
@@ -53,9 +60,17 @@ def test_density_predict_writes_bpd_its_parts_and_ood_columns_per_image(tmp_path
 
 def test_revnet_classifier_predict_writes_classes_and_probabilities(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    cli = main(["predict", "--config", str(CONFIGS / "revnet" / "quick_resnet32_mnist5k.yaml"),
-                "--allow_untrained=true", "--data.init_args.max_test=12",
-                "--data.init_args.batch_size=5", "--trainer.enable_progress_bar=false"])
+    cli = main(
+        [
+            "predict",
+            "--config",
+            str(CONFIGS / "revnet" / "quick_resnet32_mnist5k.yaml"),
+            "--allow_untrained=true",
+            "--data.init_args.max_test=12",
+            "--data.init_args.batch_size=5",
+            "--trainer.enable_progress_bar=false",
+        ]
+    )
     rows = read_rows(written_path(capsys.readouterr().out))
     probs = [f"prob_{c}" for c in range(10)]
     assert list(rows[0]) == ["set", "index", "predicted", "label"] + probs
@@ -70,8 +85,14 @@ def test_revnet_classifier_predict_writes_classes_and_probabilities(tmp_path, ca
 
 def test_fair_model_predict_writes_decision_probability_and_groups(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    cli = main(["predict", "--config", str(CONFIGS / "fair" / "vanilla_german.yaml"),
-                "--allow_untrained=true"])
+    cli = main(
+        [
+            "predict",
+            "--config",
+            str(CONFIGS / "fair" / "vanilla_german.yaml"),
+            "--allow_untrained=true",
+        ]
+    )
     rows = read_rows(written_path(capsys.readouterr().out))
     columns = ["set", "index", "predicted", "label", "prob_0", "prob_1", "protected_age"]
     assert list(rows[0]) == columns
@@ -89,11 +110,14 @@ def test_fair_model_predict_writes_decision_probability_and_groups(tmp_path, cap
     assert [int(r["protected_age"]) for r in rows] == s[:, 0].long().tolist()
 
 
-@pytest.mark.parametrize("prediction, error", [
-    ({"bpd": torch.zeros(4), "x": torch.zeros(3)}, "different lengths"),
-    ({"image": torch.zeros(4, 1, 2, 2)}, "(N,) or (N, K)"),
-    ([torch.zeros(4)], "dict of per-image tensors"),
-])
+@pytest.mark.parametrize(
+    "prediction, error",
+    [
+        ({"bpd": torch.zeros(4), "x": torch.zeros(3)}, "different lengths"),
+        ({"image": torch.zeros(4, 1, 2, 2)}, "(N,) or (N, K)"),
+        ([torch.zeros(4)], "dict of per-image tensors"),
+    ],
+)
 def test_a_prediction_that_is_not_per_image_is_refused(prediction, error):
     import re
 

@@ -25,7 +25,10 @@ def test_report_with_nonfinite_values_is_strict_json(tmp_path):
     rows = [
         {"name": "a", "x": float("nan"), "y": float("inf"), "z": 1.5},
         {
-            "name": "b", "x": np.float32("nan"), "y": -float("inf"), "z": np.float64(2.0),
+            "name": "b",
+            "x": np.float32("nan"),
+            "y": -float("inf"),
+            "z": np.float64(2.0),
             "t": torch.tensor(3.0),
         },
     ]

@@ -63,12 +63,22 @@ class ImageDataModule(LightningDataModule):
         quantize(torch.zeros(1, dtype=torch.uint8), n_bits)  # validates n_bits
         self.source = dataset
         # A Grayed without a source grays the in-distribution *test* split.
-        self._ood_splits = ["test" if isinstance(s, Grayed) and s.source is None else ood_split for s in ood or []]
-        self.ood_sources = [Grayed(dataset, s.factor, s._name) if isinstance(s, Grayed) and s.source is None else s for s in ood or []]
+        self._ood_splits = [
+            "test" if isinstance(s, Grayed) and s.source is None else ood_split for s in ood or []
+        ]
+        self.ood_sources = [
+            Grayed(dataset, s.factor, s._name) if isinstance(s, Grayed) and s.source is None else s
+            for s in ood or []
+        ]
         self.channels, self.image_size, self.n_bits = channels, image_size, n_bits
         self.batch_size, self.test_batch_size = batch_size, test_batch_size or batch_size
         self.val_fraction, self.max_train, self.max_test = val_fraction, max_train, max_test
-        self.ood_split, self.augment, self.num_workers, self.seed = ood_split, augment, num_workers, seed
+        self.ood_split, self.augment, self.num_workers, self.seed = (
+            ood_split,
+            augment,
+            num_workers,
+            seed,
+        )
         self.test_names = _unique([self.source.name] + [s.name for s in self.ood_sources])
         self.train_set = self.val_set = None
         self.test_sets: list[Dataset] = []
@@ -118,7 +128,8 @@ class ImageDataModule(LightningDataModule):
 
     def _sources_of(self, stage: str | None) -> list[tuple[ImageSource, str]]:
         """``(source, split)`` of every set ``stage`` reads; ``fit`` ends with the OOD evaluation,
-        so it reads the test and OOD sets too."""
+        so it reads the test and OOD sets too.
+        """
         read = []
         if stage in (None, "fit", "validate"):
             read.append((self.source, "train"))
@@ -129,7 +140,8 @@ class ImageDataModule(LightningDataModule):
 
     def verify(self, stage: str | None = None) -> None:
         """Open every split ``stage`` reads (all of them for ``fit`` or None); raises one
-        :class:`~lit_rev.data.files.DataFileError` naming every set and file found at fault."""
+        :class:`~lit_rev.data.files.DataFileError` naming every set and file found at fault.
+        """
         problems = []
         for source, split in self._sources_of(stage):
             try:
@@ -145,7 +157,8 @@ class ImageDataModule(LightningDataModule):
 
     def prepare_data(self) -> None:
         """Download (where a source may) and verify what the trainer's coming stage reads; runs
-        on one process per node before :meth:`setup`, so processes do not race to download."""
+        on one process per node before :meth:`setup`, so processes do not race to download.
+        """
         trainer = getattr(self, "trainer", None)
         fn = trainer.state.fn if trainer is not None else None
         stage = fn.value if fn is not None else None
@@ -159,11 +172,19 @@ class ImageDataModule(LightningDataModule):
             order = torch.randperm(len(full), generator=g).tolist()
             n_val = int(round(len(full) * self.val_fraction))
             train = self._cap(Subset(full, order[n_val:]), self.max_train, 1)
-            self.train_set = MappedDataset(train, partial(augment, kind=self.augment)) if self.augment != "none" else train
+            self.train_set = (
+                MappedDataset(train, partial(augment, kind=self.augment))
+                if self.augment != "none"
+                else train
+            )
             self.val_set = Subset(full, order[:n_val]) if n_val else None
         if stage in (None, "test", "predict") and not self.test_sets:
-            sets = [self.source.dataset("test")] + [s.dataset(sp) for s, sp in zip(self.ood_sources, self._ood_splits)]
-            self.test_sets = [self._cap(self._prepare(ds), self.max_test, 2 + i) for i, ds in enumerate(sets)]
+            sets = [self.source.dataset("test")] + [
+                s.dataset(sp) for s, sp in zip(self.ood_sources, self._ood_splits)
+            ]
+            self.test_sets = [
+                self._cap(self._prepare(ds), self.max_test, 2 + i) for i, ds in enumerate(sets)
+            ]
 
     def _loader(self, dataset: Dataset, batch_size: int, shuffle: bool = False) -> DataLoader:
         return make_loader(dataset, batch_size, shuffle, self.num_workers)

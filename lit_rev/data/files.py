@@ -56,7 +56,8 @@ def shipped_file(name: str) -> Path:
 
 def shipped_gzip(name: str, content_sha256: str) -> bytes:
     """Decompressed bytes of the shipped gzip file ``name``, checked twice: the ``.gz`` against
-    :data:`SHIPPED`, and the decompressed bytes against ``content_sha256`` (the public source's hash)."""
+    :data:`SHIPPED`, and the decompressed bytes against ``content_sha256`` (the public source's hash).
+    """
     import gzip
 
     path = shipped_file(name)
@@ -66,5 +67,7 @@ def shipped_gzip(name: str, content_sha256: str) -> bytes:
         raise DataFileError(f"cannot decompress {path}: {err}") from err
     actual = hashlib.sha256(data).hexdigest()
     if actual != content_sha256:
-        raise DataFileError(f"checksum mismatch for the contents of {path}: expected SHA-256 {content_sha256}, got {actual}")
+        raise DataFileError(
+            f"checksum mismatch for the contents of {path}: expected SHA-256 {content_sha256}, got {actual}"
+        )
     return data

@@ -51,9 +51,18 @@ class ImageNetDataModule(LightningDataModule):
         seed: int = 0,
     ):
         super().__init__()
-        self.root, self.batch_size, self.test_batch_size = root, batch_size, test_batch_size or batch_size
+        self.root, self.batch_size, self.test_batch_size = (
+            root,
+            batch_size,
+            test_batch_size or batch_size,
+        )
         self.image_size, self.resize = image_size, resize
-        self.max_train, self.max_val, self.num_workers, self.seed = max_train, max_val, num_workers, seed
+        self.max_train, self.max_val, self.num_workers, self.seed = (
+            max_train,
+            max_val,
+            num_workers,
+            seed,
+        )
         self.train_set: Dataset | None = None
         self.val_set: Dataset | None = None
 
@@ -66,7 +75,9 @@ class ImageNetDataModule(LightningDataModule):
 
         path = self.directory / split
         try:
-            return ImageFolder(str(path), transform=_transforms(train, self.image_size, self.resize))
+            return ImageFolder(
+                str(path), transform=_transforms(train, self.image_size, self.resize)
+            )
         except (FileNotFoundError, RuntimeError) as err:
             raise DataFileError(f"ImageNet {split} split not found under {path}: {err}") from err
 

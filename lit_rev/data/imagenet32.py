@@ -70,8 +70,9 @@ class ImageNet32(ImageSource):
             listed = ", ".join(names) if len(names) == 1 else f"{names[0]} .. {names[-1]}"
             what = f"{missing[0]} is missing"
             if len(missing) > 1:
-                what = (f"{len(missing)} of its {len(names)} files are missing, "
-                        f"the first {missing[0]}")
+                what = (
+                    f"{len(missing)} of its {len(names)} files are missing, the first {missing[0]}"
+                )
             raise DataFileError(
                 f"ImageNet32 {split} split: {what}. The set cannot be downloaded automatically "
                 f"(image-net.org needs a login): download {self.archives[split]}.zip (Downsampled "
@@ -101,10 +102,14 @@ class ImageNet32(ImageSource):
         start = 0
         for path, y in zip(paths, labels):
             shape = (len(y), 3 * SIZE * SIZE)
-            rows = _read(path, "data", lambda a: a.shape == shape and a.dtype == np.uint8,
-                         f"uint8 of shape {shape}, one row per label")
+            rows = _read(
+                path,
+                "data",
+                lambda a: a.shape == shape and a.dtype == np.uint8,
+                f"uint8 of shape {shape}, one row per label",
+            )
             # A row is the red plane, then the green plane, then the blue plane: channels first.
-            images[start:start + len(y)] = torch.from_numpy(rows.reshape(len(y), 3, SIZE, SIZE))
+            images[start : start + len(y)] = torch.from_numpy(rows.reshape(len(y), 3, SIZE, SIZE))
             start += len(y)
         targets = torch.from_numpy(np.concatenate(labels).astype(np.int64)) - 1
         return ImageTensors(images, targets)
@@ -117,14 +122,18 @@ def _read(path: Path, key: str, ok, expected: str) -> np.ndarray:
         with np.load(path, allow_pickle=False) as npz:
             if key not in npz.files:
                 raise DataFileError(
-                    f"{path} has no array {key!r} (it has {sorted(npz.files)}); {fix}")
+                    f"{path} has no array {key!r} (it has {sorted(npz.files)}); {fix}"
+                )
             array = npz[key]
     except DataFileError:
         raise
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as err:
         raise DataFileError(
-            f"cannot read {key!r} from {path} ({type(err).__name__}: {err}); {fix}") from err
+            f"cannot read {key!r} from {path} ({type(err).__name__}: {err}); {fix}"
+        ) from err
     if not ok(array):
-        raise DataFileError(f"{path}: {key!r} has dtype {array.dtype} and shape {array.shape}, "
-                            f"expected {expected}; {fix}")
+        raise DataFileError(
+            f"{path}: {key!r} has dtype {array.dtype} and shape {array.shape}, "
+            f"expected {expected}; {fix}"
+        )
     return array

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import gzip
 import io
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -29,9 +29,13 @@ class ImageTensors(Dataset):
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor | None = None):
         if images.dtype != torch.uint8 or images.dim() != 4:
-            raise ValueError(f"images must be uint8 (N, C, H, W), got {images.dtype} {tuple(images.shape)}")
+            raise ValueError(
+                f"images must be uint8 (N, C, H, W), got {images.dtype} {tuple(images.shape)}"
+            )
         self.images = images
-        self.labels = labels if labels is not None else torch.full((len(images),), -1, dtype=torch.long)
+        self.labels = (
+            labels if labels is not None else torch.full((len(images),), -1, dtype=torch.long)
+        )
 
     def __len__(self) -> int:
         return len(self.images)
@@ -63,7 +67,8 @@ class ImageSource:
     def verify(self, split: str) -> None:
         """Open ``split`` now, reading (and checksumming, where the set has checksums) its files,
         so that a missing or corrupt file fails before training rather than after it. Sources
-        that cache what they read (all of the project's) keep it for :meth:`dataset`."""
+        that cache what they read (all of the project's) keep it for :meth:`dataset`.
+        """
         self.dataset(split)
 
     @staticmethod
@@ -91,7 +96,7 @@ class InMemorySource(ImageSource):
     def is_test(self, n: int) -> torch.Tensor:
         """Boolean mask of the test images; by default the last ``test_fraction`` of the set."""
         mask = torch.zeros(n, dtype=torch.bool)
-        mask[n - int(round(n * self.test_fraction)):] = True
+        mask[n - int(round(n * self.test_fraction)) :] = True
         return mask
 
     def dataset(self, split: str) -> ImageTensors:
@@ -109,7 +114,9 @@ class InMemorySource(ImageSource):
 
 
 def _to_uint8(array: np.ndarray, scale: float) -> torch.Tensor:
-    return torch.from_numpy(np.clip(np.rint(np.asarray(array, dtype=np.float64) * scale), 0, 255).astype(np.uint8))
+    return torch.from_numpy(
+        np.clip(np.rint(np.asarray(array, dtype=np.float64) * scale), 0, 255).astype(np.uint8)
+    )
 
 
 class MNIST5k(InMemorySource):
@@ -131,7 +138,9 @@ class MNIST5k(InMemorySource):
         except (OSError, ValueError, EOFError) as err:
             raise DataFileError(f"cannot parse {path}: {err}") from err
         if table.ndim != 2 or table.shape[1] != 785:
-            raise DataFileError(f"{path}: expected rows of 784 pixels and a label, got shape {table.shape}")
+            raise DataFileError(
+                f"{path}: expected rows of 784 pixels and a label, got shape {table.shape}"
+            )
         images = torch.from_numpy(table[:, :784].astype(np.uint8)).reshape(-1, 1, 28, 28)
         self._labels = torch.from_numpy(table[:, 784])
         return images, self._labels
@@ -177,14 +186,27 @@ class LFWCrops(InMemorySource):
         mask = torch.zeros(n, dtype=torch.bool)
         half = n // 2
         for start in (0, half):
-            pick = torch.randperm(half, generator=generator)[: int(round(half * self.test_fraction))]
+            pick = torch.randperm(half, generator=generator)[
+                : int(round(half * self.test_fraction))
+            ]
             mask[start + pick] = True
         return mask
 
 
 NATURAL_PHOTOS = (
-    "camera", "astronaut", "coffee", "chelsea", "rocket", "brick", "grass", "gravel",
-    "moon", "coins", "clock", "immunohistochemistry", "hubble_deep_field",
+    "camera",
+    "astronaut",
+    "coffee",
+    "chelsea",
+    "rocket",
+    "brick",
+    "grass",
+    "gravel",
+    "moon",
+    "coins",
+    "clock",
+    "immunohistochemistry",
+    "hubble_deep_field",
 )
 
 
@@ -208,7 +230,9 @@ class NaturalPatches(InMemorySource):
     ):
         super().__init__(name)
         if patch_size < 2 or stride < 1 or downscale < 1.0 or not 0.0 < test_fraction < 1.0:
-            raise ValueError("need patch_size >= 2, stride >= 1, downscale >= 1 and 0 < test_fraction < 1")
+            raise ValueError(
+                "need patch_size >= 2, stride >= 1, downscale >= 1 and 0 < test_fraction < 1"
+            )
         self.patch_size, self.stride, self.photos = patch_size, stride, tuple(photos)
         self.rgb, self.downscale, self.test_fraction = rgb, downscale, test_fraction
 
@@ -249,10 +273,18 @@ class NaturalPatches(InMemorySource):
                     patches = band.unfold(1, p, s).unfold(2, p, s)  # C, nh, nw, p, p
                     patches = patches.permute(1, 2, 0, 3, 4).reshape(-1, band.shape[0], p, p)
                     parts[part].append((patches, torch.full((len(patches),), label)))
-            tensors = {k: (torch.cat([a for a, _ in v]), torch.cat([b for _, b in v])) for k, v in parts.items()}
+            tensors = {
+                k: (torch.cat([a for a, _ in v]), torch.cat([b for _, b in v]))
+                for k, v in parts.items()
+            }
             images = torch.cat([tensors["train"][0], tensors["test"][0]])
             labels = torch.cat([tensors["train"][1], tensors["test"][1]])
-            test = torch.cat([torch.zeros(len(tensors["train"][0]), dtype=torch.bool), torch.ones(len(tensors["test"][0]), dtype=torch.bool)])
+            test = torch.cat(
+                [
+                    torch.zeros(len(tensors["train"][0]), dtype=torch.bool),
+                    torch.ones(len(tensors["test"][0]), dtype=torch.bool),
+                ]
+            )
             self._cache = (images.contiguous(), labels, test)
         return super().dataset(split)
 
@@ -265,7 +297,13 @@ class ConstantImages(InMemorySource):
         self.n, self.size, self.seed = n, size, seed
 
     def load_all(self):
-        colours = torch.randint(0, 256, (self.n, 3, 1, 1), generator=torch.Generator().manual_seed(self.seed), dtype=torch.uint8)
+        colours = torch.randint(
+            0,
+            256,
+            (self.n, 3, 1, 1),
+            generator=torch.Generator().manual_seed(self.seed),
+            dtype=torch.uint8,
+        )
         return colours.expand(-1, -1, self.size, self.size).contiguous(), None
 
 
@@ -278,7 +316,9 @@ class UniformNoise(InMemorySource):
 
     def load_all(self):
         g = torch.Generator().manual_seed(self.seed)
-        return torch.randint(0, 256, (self.n, 3, self.size, self.size), generator=g, dtype=torch.uint8), None
+        return torch.randint(
+            0, 256, (self.n, 3, self.size, self.size), generator=g, dtype=torch.uint8
+        ), None
 
 
 def to_gray(x: torch.Tensor) -> torch.Tensor:

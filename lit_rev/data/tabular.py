@@ -17,9 +17,9 @@ and ``download=True`` first fetches missing ones from UCI / ProPublica into ``ro
 from __future__ import annotations
 
 import urllib.request
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -49,29 +49,43 @@ class RawFile:
 
 
 ADULT_FILES = (
-    RawFile("adult.data", "https://archive.ics.uci.edu/ml/machine-learning-databases/adult/adult.data",
-            "5b00264637dbfec36bdeaab5676b0b309ff9eb788d63554ca0a249491c86603d"),
-    RawFile("adult.test", "https://archive.ics.uci.edu/ml/machine-learning-databases/adult/adult.test",
-            "a2a9044bc167a35b2361efbabec64e89d69ce82d9790d2980119aac5fd7e9c05"),
+    RawFile(
+        "adult.data",
+        "https://archive.ics.uci.edu/ml/machine-learning-databases/adult/adult.data",
+        "5b00264637dbfec36bdeaab5676b0b309ff9eb788d63554ca0a249491c86603d",
+    ),
+    RawFile(
+        "adult.test",
+        "https://archive.ics.uci.edu/ml/machine-learning-databases/adult/adult.test",
+        "a2a9044bc167a35b2361efbabec64e89d69ce82d9790d2980119aac5fd7e9c05",
+    ),
 )
-GERMAN_FILE = RawFile("german.data", "https://archive.ics.uci.edu/ml/machine-learning-databases/statlog/german/german.data",
-                      "b21f3d81db8071257d5ff1deaeba1fd4303b62712e6fcc9715c7a86202cb5871")
-COMPAS_FILE = RawFile("compas-scores-two-years.csv",
-                      "https://raw.githubusercontent.com/propublica/compas-analysis/master/compas-scores-two-years.csv",
-                      "c451db85908b2f7fef1d83203bedf6b71ecda0d5af468d82ae62178f91d0cc7d")
+GERMAN_FILE = RawFile(
+    "german.data",
+    "https://archive.ics.uci.edu/ml/machine-learning-databases/statlog/german/german.data",
+    "b21f3d81db8071257d5ff1deaeba1fd4303b62712e6fcc9715c7a86202cb5871",
+)
+COMPAS_FILE = RawFile(
+    "compas-scores-two-years.csv",
+    "https://raw.githubusercontent.com/propublica/compas-analysis/master/compas-scores-two-years.csv",
+    "c451db85908b2f7fef1d83203bedf6b71ecda0d5af468d82ae62178f91d0cc7d",
+)
 
 
 @dataclass(frozen=True)
 class Attribute:
     """A protected attribute: group names (a row's code is the index of its group), how to
-    read the group of each row, and the input columns that carry it."""
+    read the group of each row, and the input columns that carry it.
+    """
 
     groups: tuple[str, ...]
     group_of: Callable[[Table], np.ndarray]
     columns: tuple[str, ...]
 
 
-def _lookup(column: str, groups: Sequence[str], other: int | None = None) -> Callable[[Table], np.ndarray]:
+def _lookup(
+    column: str, groups: Sequence[str], other: int | None = None
+) -> Callable[[Table], np.ndarray]:
     """Rows whose ``column`` equals ``groups[k]`` get code ``k``; others get ``other`` (or an error)."""
 
     def group_of(table: Table) -> np.ndarray:
@@ -81,7 +95,9 @@ def _lookup(column: str, groups: Sequence[str], other: int | None = None) -> Cal
             codes[values == g] = k
         if (codes < 0).any():
             i = int(np.argmax(codes < 0))
-            raise DataFileError(f"{table.source} line {table.lines[i]}: {column!r} value {str(values[i])!r} is none of {list(groups)}")
+            raise DataFileError(
+                f"{table.source} line {table.lines[i]}: {column!r} value {str(values[i])!r} is none of {list(groups)}"
+            )
         return codes
 
     return group_of
@@ -159,7 +175,9 @@ class TabularDataModule(LightningDataModule):
         protected = list(protected) if protected is not None else [next(iter(self.attributes))]
         unknown = [p for p in protected if p not in self.attributes]
         if unknown or not protected:
-            raise ValueError(f"{type(self).__name__}: unknown protected attribute(s) {unknown}; choose from {list(self.attributes)}")
+            raise ValueError(
+                f"{type(self).__name__}: unknown protected attribute(s) {unknown}; choose from {list(self.attributes)}"
+            )
         if not 0.0 <= val_fraction < 1.0 or not 0.0 < test_fraction < 1.0:
             raise ValueError("need 0 <= val_fraction < 1 and 0 < test_fraction < 1")
         if download and root is None:
@@ -167,7 +185,11 @@ class TabularDataModule(LightningDataModule):
         self.protected, self.protected_in_inputs = protected, protected_in_inputs
         self.batch_size, self.test_batch_size = batch_size, test_batch_size
         self.val_fraction, self.test_fraction = val_fraction, test_fraction
-        self.max_train, self.max_test, self.unknown_categories = max_train, max_test, unknown_categories
+        self.max_train, self.max_test, self.unknown_categories = (
+            max_train,
+            max_test,
+            unknown_categories,
+        )
         self.root, self.download, self.num_workers, self.seed = root, download, num_workers, seed
         self.train_set = self.val_set = self.test_set = None
         self.encoder: Encoder | None = None
@@ -233,12 +255,15 @@ class TabularDataModule(LightningDataModule):
     def _tensors(self, table: Table) -> TabularTensors:
         x = torch.from_numpy(self.encoder.transform(table))
         y = torch.from_numpy(self.label(table).astype(np.float32))
-        s = torch.from_numpy(np.stack([self.attributes[p].group_of(table) for p in self.protected], axis=1))
+        s = torch.from_numpy(
+            np.stack([self.attributes[p].group_of(table) for p in self.protected], axis=1)
+        )
         return TabularTensors(x, y, s)
 
     def _parsed_splits(self) -> tuple[Table, Table]:
         """``read_splits`` of the raw files. Every load checks the checksums; the parse of verified
-        files is cached per process (tables are never modified)."""
+        files is cached per process (tables are never modified).
+        """
         texts = {raw.name: self.raw_text(raw) for raw in self.raw_files}
         key = (type(self).__name__, self.seed, self.test_fraction)
         if key not in _PARSED:
@@ -251,10 +276,14 @@ class TabularDataModule(LightningDataModule):
         train, test = self._parsed_splits()
         carried = {c for p in self.protected for c in self.attributes[p].columns}
         keep = lambda cols: tuple(c for c in cols if self.protected_in_inputs or c not in carried)  # noqa: E731
-        self.encoder = Encoder(keep(self.numeric), keep(self.categorical), self.unknown_categories).fit(train)
+        self.encoder = Encoder(
+            keep(self.numeric), keep(self.categorical), self.unknown_categories
+        ).fit(train)
         if self.protected_in_inputs:
             names = self.encoder.feature_names
-            self.consistency_columns = [j for j, n in enumerate(names) if n.split("=")[0] not in carried]
+            self.consistency_columns = [
+                j for j, n in enumerate(names) if n.split("=")[0] not in carried
+            ]
         is_val = self._seeded_mask(len(train), self.val_fraction, salt=1)
         self.train_set = self._tensors(self._cap(train.select(~is_val), self.max_train, salt=2))
         self.val_set = self._tensors(train.select(is_val)) if is_val.any() else None
@@ -262,8 +291,12 @@ class TabularDataModule(LightningDataModule):
 
     def _loader(self, dataset: Dataset, batch_size: int, shuffle: bool = False) -> DataLoader:
         return DataLoader(
-            dataset, batch_size=batch_size, shuffle=shuffle, num_workers=self.num_workers,
-            collate_fn=_batch_as_is, drop_last=shuffle and len(dataset) > batch_size,
+            dataset,
+            batch_size=batch_size,
+            shuffle=shuffle,
+            num_workers=self.num_workers,
+            collate_fn=_batch_as_is,
+            drop_last=shuffle and len(dataset) > batch_size,
             persistent_workers=self.num_workers > 0,
         )
 
@@ -290,20 +323,35 @@ class Adult(TabularDataModule):
 
     raw_files = ADULT_FILES
     numeric = ADULT_NUMERIC
-    categorical = ("workclass", "education", "marital-status", "occupation", "relationship", "race", "sex", "native-country")
+    categorical = (
+        "workclass",
+        "education",
+        "marital-status",
+        "occupation",
+        "relationship",
+        "race",
+        "sex",
+        "native-country",
+    )
     attributes = {
         "sex": Attribute(("Male", "Female"), _lookup("sex", ("Male", "Female")), ("sex",)),
         "race": Attribute(
             ("White", "Black", "Asian-Pac-Islander", "Amer-Indian-Eskimo", "Other"),
-            _lookup("race", ("White", "Black", "Asian-Pac-Islander", "Amer-Indian-Eskimo", "Other")),
+            _lookup(
+                "race", ("White", "Black", "Asian-Pac-Islander", "Amer-Indian-Eskimo", "Other")
+            ),
             ("race",),
         ),
-        "nonwhite": Attribute(("White", "non-White"), _lookup("race", ("White",), other=1), ("race",)),
+        "nonwhite": Attribute(
+            ("White", "non-White"), _lookup("race", ("White",), other=1), ("race",)
+        ),
         "age": Attribute(("<25", "25-44", "45-64", "65+"), _bins("age", (25, 45, 65)), ("age",)),
     }
 
     def read_splits(self, texts):
-        return parse_adult(texts["adult.data"], "adult.data"), parse_adult(texts["adult.test"], "adult.test")
+        return parse_adult(texts["adult.data"], "adult.data"), parse_adult(
+            texts["adult.test"], "adult.test"
+        )
 
     def label(self, table):
         return (table.columns["income"] == ">50K").astype(np.int64)
@@ -312,14 +360,19 @@ class Adult(TabularDataModule):
 class German(TabularDataModule):
     """UCI Statlog German credit: 1,000 rows, seeded train/test split (``test_fraction``), label
     ``good credit``. Protected: ``age`` (<=25, >25), ``sex`` (male, female; read from
-    ``personal_status``, which is then left out of the inputs)."""
+    ``personal_status``, which is then left out of the inputs).
+    """
 
     raw_files = (GERMAN_FILE,)
     numeric = GERMAN_NUMERIC
     categorical = tuple(c for c in GERMAN_COLUMNS[:-1] if c not in GERMAN_NUMERIC)
     attributes = {
-        "age": Attribute(("<=25", ">25"), lambda t: (t.floats("age") > 25).astype(np.int64), ("age",)),
-        "sex": Attribute(("male", "female"), _lookup("sex", ("male", "female")), ("personal_status",)),
+        "age": Attribute(
+            ("<=25", ">25"), lambda t: (t.floats("age") > 25).astype(np.int64), ("age",)
+        ),
+        "sex": Attribute(
+            ("male", "female"), _lookup("sex", ("male", "female")), ("personal_status",)
+        ),
     }
 
     def read_splits(self, texts):
@@ -335,14 +388,19 @@ class COMPAS(TabularDataModule):
     """ProPublica COMPAS two-year recidivism, their usual filters (6,172 rows), seeded split.
     Label ``two_year_recid``; inputs age, juvenile and prior counts, charge degree, sex, race
     (never the COMPAS scores). Protected: ``race`` (other, African-American), ``race_all``
-    (six categories), ``sex`` (Male, Female)."""
+    (six categories), ``sex`` (Male, Female).
+    """
 
     raw_files = (COMPAS_FILE,)
     numeric = COMPAS_NUMERIC
     categorical = COMPAS_CATEGORICAL
     RACES = ("African-American", "Caucasian", "Hispanic", "Other", "Asian", "Native American")
     attributes = {
-        "race": Attribute(("other", "African-American"), lambda t: (t.columns["race"] == "African-American").astype(np.int64), ("race",)),
+        "race": Attribute(
+            ("other", "African-American"),
+            lambda t: (t.columns["race"] == "African-American").astype(np.int64),
+            ("race",),
+        ),
         "race_all": Attribute(RACES, _lookup("race", RACES), ("race",)),
         "sex": Attribute(("Male", "Female"), _lookup("sex", ("Male", "Female")), ("sex",)),
     }

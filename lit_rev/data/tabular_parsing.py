@@ -17,26 +17,67 @@ import numpy as np
 from lit_rev.data.files import DataFileError
 
 ADULT_COLUMNS = (
-    "age", "workclass", "fnlwgt", "education", "education-num", "marital-status", "occupation",
-    "relationship", "race", "sex", "capital-gain", "capital-loss", "hours-per-week", "native-country",
+    "age",
+    "workclass",
+    "fnlwgt",
+    "education",
+    "education-num",
+    "marital-status",
+    "occupation",
+    "relationship",
+    "race",
+    "sex",
+    "capital-gain",
+    "capital-loss",
+    "hours-per-week",
+    "native-country",
     "income",
 )
 ADULT_NUMERIC = ("age", "education-num", "capital-gain", "capital-loss", "hours-per-week")
 
 # UCI's codes: A11..A203; the names follow german.doc.
 GERMAN_COLUMNS = (
-    "checking", "duration", "credit_history", "purpose", "amount", "savings", "employment",
-    "installment_rate", "personal_status", "other_debtors", "residence_since", "property", "age",
-    "other_installments", "housing", "existing_credits", "job", "dependents", "telephone",
-    "foreign_worker", "credit",
+    "checking",
+    "duration",
+    "credit_history",
+    "purpose",
+    "amount",
+    "savings",
+    "employment",
+    "installment_rate",
+    "personal_status",
+    "other_debtors",
+    "residence_since",
+    "property",
+    "age",
+    "other_installments",
+    "housing",
+    "existing_credits",
+    "job",
+    "dependents",
+    "telephone",
+    "foreign_worker",
+    "credit",
 )
-GERMAN_NUMERIC = ("duration", "amount", "installment_rate", "residence_since", "age", "existing_credits", "dependents")
+GERMAN_NUMERIC = (
+    "duration",
+    "amount",
+    "installment_rate",
+    "residence_since",
+    "age",
+    "existing_credits",
+    "dependents",
+)
 GERMAN_MALE = ("A91", "A93", "A94")
 GERMAN_FEMALE = ("A92", "A95")
 
 COMPAS_NUMERIC = ("age", "juv_fel_count", "juv_misd_count", "juv_other_count", "priors_count")
 COMPAS_CATEGORICAL = ("c_charge_degree", "sex", "race")
-COMPAS_NEEDED = COMPAS_NUMERIC + COMPAS_CATEGORICAL + ("days_b_screening_arrest", "is_recid", "score_text", "two_year_recid")
+COMPAS_NEEDED = (
+    COMPAS_NUMERIC
+    + COMPAS_CATEGORICAL
+    + ("days_b_screening_arrest", "is_recid", "score_text", "two_year_recid")
+)
 
 
 @dataclass
@@ -50,7 +91,7 @@ class Table:
     def __len__(self) -> int:
         return len(self.lines)
 
-    def select(self, keep: np.ndarray) -> "Table":
+    def select(self, keep: np.ndarray) -> Table:
         return Table(self.source, {k: v[keep] for k, v in self.columns.items()}, self.lines[keep])
 
     def floats(self, name: str) -> np.ndarray:
@@ -61,7 +102,9 @@ class Table:
             try:
                 out[i] = float(v)
             except ValueError:
-                raise DataFileError(f"{self.source} line {self.lines[i]}: column {name!r} should be a number, got {str(v)!r}") from None
+                raise DataFileError(
+                    f"{self.source} line {self.lines[i]}: column {name!r} should be a number, got {str(v)!r}"
+                ) from None
         return out
 
 
@@ -84,12 +127,16 @@ def parse_adult(text: str, source: str) -> Table:
             continue
         fields = [f.strip() for f in line.split(",")]
         if len(fields) != len(ADULT_COLUMNS):
-            raise DataFileError(f"{source} line {number}: expected {len(ADULT_COLUMNS)} comma-separated fields, got {len(fields)}: {line[:80]!r}")
+            raise DataFileError(
+                f"{source} line {number}: expected {len(ADULT_COLUMNS)} comma-separated fields, got {len(fields)}: {line[:80]!r}"
+            )
         if "?" in fields:
             continue
         fields[-1] = fields[-1].rstrip(".")
         if fields[-1] not in ("<=50K", ">50K"):
-            raise DataFileError(f"{source} line {number}: income label should be <=50K or >50K, got {fields[-1]!r}")
+            raise DataFileError(
+                f"{source} line {number}: income label should be <=50K or >50K, got {fields[-1]!r}"
+            )
         rows.append(fields)
         lines.append(number)
     if not rows:
@@ -99,31 +146,41 @@ def parse_adult(text: str, source: str) -> Table:
 
 def parse_german(text: str, source: str) -> Table:
     """UCI Statlog German credit (``german.data``): 20 space-separated attributes and the label
-    (1 good, 2 bad). Adds ``sex`` from ``personal_status`` (A91/A93/A94 male, A92/A95 female)."""
+    (1 good, 2 bad). Adds ``sex`` from ``personal_status`` (A91/A93/A94 male, A92/A95 female).
+    """
     rows, lines = [], []
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         fields = line.split()
         if len(fields) != len(GERMAN_COLUMNS):
-            raise DataFileError(f"{source} line {number}: expected {len(GERMAN_COLUMNS)} space-separated fields, got {len(fields)}: {line[:80]!r}")
+            raise DataFileError(
+                f"{source} line {number}: expected {len(GERMAN_COLUMNS)} space-separated fields, got {len(fields)}: {line[:80]!r}"
+            )
         if fields[-1] not in ("1", "2"):
-            raise DataFileError(f"{source} line {number}: credit label should be 1 (good) or 2 (bad), got {fields[-1]!r}")
+            raise DataFileError(
+                f"{source} line {number}: credit label should be 1 (good) or 2 (bad), got {fields[-1]!r}"
+            )
         if fields[8] not in GERMAN_MALE + GERMAN_FEMALE:
-            raise DataFileError(f"{source} line {number}: unknown personal_status code {fields[8]!r}")
+            raise DataFileError(
+                f"{source} line {number}: unknown personal_status code {fields[8]!r}"
+            )
         rows.append(fields)
         lines.append(number)
     if not rows:
         raise DataFileError(f"{source}: no rows found")
     table = _table(source, GERMAN_COLUMNS, rows, lines)
-    table.columns["sex"] = np.where(np.isin(table.columns["personal_status"], GERMAN_FEMALE), "female", "male")
+    table.columns["sex"] = np.where(
+        np.isin(table.columns["personal_status"], GERMAN_FEMALE), "female", "male"
+    )
     return table
 
 
 def parse_compas(text: str, source: str) -> Table:
     """ProPublica ``compas-scores-two-years.csv`` with the filters of their analysis notebook:
     ``days_b_screening_arrest`` within ±30, ``is_recid != -1``, ``c_charge_degree != 'O'`` and
-    ``score_text != 'N/A'`` (6,172 of 7,214 rows remain)."""
+    ``score_text != 'N/A'`` (6,172 of 7,214 rows remain).
+    """
     reader = csv.reader(io.StringIO(text))
     try:
         header = next(reader)
@@ -141,7 +198,9 @@ def parse_compas(text: str, source: str) -> Table:
         if not fields:
             continue
         if len(fields) != len(header):
-            raise DataFileError(f"{source} line {number}: expected {len(header)} comma-separated fields, got {len(fields)}")
+            raise DataFileError(
+                f"{source} line {number}: expected {len(header)} comma-separated fields, got {len(fields)}"
+            )
         rows.append([fields[index[n]] for n in COMPAS_NEEDED])
         lines.append(number)
     table = _table(source, COMPAS_NEEDED, rows, lines)
@@ -159,7 +218,9 @@ def parse_compas(text: str, source: str) -> Table:
     bad = ~np.isin(table.columns["two_year_recid"], ("0", "1"))
     if bad.any():
         i = int(np.argmax(bad))
-        raise DataFileError(f"{source} line {table.lines[i]}: two_year_recid should be 0 or 1, got {str(table.columns['two_year_recid'][i])!r}")
+        raise DataFileError(
+            f"{source} line {table.lines[i]}: two_year_recid should be 0 or 1, got {str(table.columns['two_year_recid'][i])!r}"
+        )
     return table
 
 
@@ -179,7 +240,7 @@ class Encoder:
     stds: dict[str, float] = field(default_factory=dict)
     categories: dict[str, list[str]] = field(default_factory=dict)
 
-    def fit(self, table: Table) -> "Encoder":
+    def fit(self, table: Table) -> Encoder:
         if self.unknown not in ("error", "ignore"):
             raise ValueError(f"unknown must be 'error' or 'ignore', got {self.unknown!r}")
         for name in self.numeric:
@@ -192,7 +253,9 @@ class Encoder:
 
     @property
     def feature_names(self) -> list[str]:
-        return list(self.numeric) + [f"{name}={c}" for name in self.categorical for c in self.categories[name]]
+        return list(self.numeric) + [
+            f"{name}={c}" for name in self.categorical for c in self.categories[name]
+        ]
 
     def transform(self, table: Table) -> np.ndarray:
         blocks = [((table.floats(n) - self.means[n]) / self.stds[n])[:, None] for n in self.numeric]

@@ -18,7 +18,9 @@ def convert(images: torch.Tensor, channels: int, size: int) -> torch.Tensor:
     single = images.dim() == 3
     x = images[None] if single else images
     if x.shape[1] not in (1, 3) or channels not in (1, 3):
-        raise ValueError(f"can only convert between 1 and 3 channels, got {x.shape[1]} -> {channels}")
+        raise ValueError(
+            f"can only convert between 1 and 3 channels, got {x.shape[1]} -> {channels}"
+        )
     h, w = x.shape[-2:]
     if (x.shape[1], h, w) != (channels, size, size):
         x = x.float()
@@ -27,7 +29,9 @@ def convert(images: torch.Tensor, channels: int, size: int) -> torch.Tensor:
             top, left = (h - s) // 2, (w - s) // 2
             x = x[..., top : top + s, left : left + s]
         if x.shape[-1] != size:
-            x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+            x = F.interpolate(
+                x, size=(size, size), mode="bilinear", antialias=True, align_corners=False
+            )
         if x.shape[1] == 3 and channels == 1:
             x = to_gray(x)
         elif x.shape[1] == 1 and channels == 3:
@@ -77,7 +81,9 @@ class Grayed(ImageSource):
     the DataModule uses its in-distribution set, which gives the paper's grayed test set.
     """
 
-    def __init__(self, source: ImageSource | None = None, factor: float = 0.5, name: str | None = None):
+    def __init__(
+        self, source: ImageSource | None = None, factor: float = 0.5, name: str | None = None
+    ):
         super().__init__(name)
         if not 0.0 <= factor <= 1.0:
             raise ValueError(f"factor must be in [0, 1], got {factor}")
@@ -96,7 +102,9 @@ class Grayed(ImageSource):
 
     def _require_source(self) -> None:
         if self.source is None:
-            raise ValueError("Grayed has no source; give one or use it inside an ImageDataModule's `ood`")
+            raise ValueError(
+                "Grayed has no source; give one or use it inside an ImageDataModule's `ood`"
+            )
 
     def dataset(self, split: str) -> Dataset:
         self._require_source()

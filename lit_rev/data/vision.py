@@ -66,8 +66,16 @@ class TorchvisionSource(ImageSource):
                 raise
             # torchvision's readers fail with bare asserts (MNIST's idx magic number), pickle and
             # type errors on damaged files, besides its own "not found or corrupted" RuntimeError.
-            except (RuntimeError, OSError, ValueError, AssertionError, TypeError, KeyError,
-                    EOFError, pickle.UnpicklingError) as err:
+            except (
+                RuntimeError,
+                OSError,
+                ValueError,
+                AssertionError,
+                TypeError,
+                KeyError,
+                EOFError,
+                pickle.UnpicklingError,
+            ) as err:
                 raise self._error(split, err) from err
         return self._cache[split]
 
@@ -89,14 +97,20 @@ class TorchvisionSource(ImageSource):
                 f"{self.resolved_root}{hint}: {cause}"
             )
         if all(p.endswith("is missing") for p in problems):
-            fix = ("Set download=True to fetch the set" if not self.download else
-                   "The download did not complete: check the network, or fetch the files by hand")
+            fix = (
+                "Set download=True to fetch the set"
+                if not self.download
+                else "The download did not complete: check the network, or fetch the files by hand"
+            )
         else:
-            fix = ("The file is corrupt or not the published version: delete it and fetch it again "
-                   "(download=True re-downloads a deleted file)")
+            fix = (
+                "The file is corrupt or not the published version: delete it and fetch it again "
+                "(download=True re-downloads a deleted file)"
+            )
         return DataFileError(
             f"{type(self).__name__} {split} split under {self.resolved_root}{hint}: "
-            + "; ".join(problems) + f". {fix}. ({cause})"
+            + "; ".join(problems)
+            + f". {fix}. ({cause})"
         )
 
 
@@ -113,7 +127,7 @@ def idx_problem(path: Path, ndim: int) -> str | None:
     magic = int.from_bytes(header[:4], "big")
     if magic != 0x800 + ndim:
         return f"is corrupt: its idx magic number is {magic:#010x}, expected {0x800 + ndim:#010x}"
-    dims = [int.from_bytes(header[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim)]
+    dims = [int.from_bytes(header[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
     expected = len(header) + int(np.prod(dims))
     actual = path.stat().st_size
     if actual != expected:
@@ -139,7 +153,9 @@ class MNIST(TorchvisionSource):
     def _open(self, split):
         import torchvision.datasets as tvd
 
-        ds = getattr(tvd, self._cls)(str(self.resolved_root), train=split == "train", download=self.download)
+        ds = getattr(tvd, self._cls)(
+            str(self.resolved_root), train=split == "train", download=self.download
+        )
         return ImageTensors(ds.data.unsqueeze(1).to(torch.uint8).contiguous(), ds.targets.long())
 
     def _files(self, split):
@@ -168,7 +184,9 @@ class CIFAR10(TorchvisionSource):
     def _open(self, split):
         import torchvision.datasets as tvd
 
-        ds = getattr(tvd, self._cls)(str(self.resolved_root), train=split == "train", download=self.download)
+        ds = getattr(tvd, self._cls)(
+            str(self.resolved_root), train=split == "train", download=self.download
+        )
         return _hwc_to_tensors(ds.data, ds.targets)
 
     def _files(self, split):
@@ -196,7 +214,9 @@ class SVHN(TorchvisionSource):
         import torchvision.datasets as tvd
 
         ds = tvd.SVHN(str(self.resolved_root), split=split, download=self.download)
-        return ImageTensors(torch.from_numpy(np.ascontiguousarray(ds.data)), torch.from_numpy(ds.labels).long())
+        return ImageTensors(
+            torch.from_numpy(np.ascontiguousarray(ds.data)), torch.from_numpy(ds.labels).long()
+        )
 
     def _files(self, split):
         import torchvision.datasets as tvd
@@ -243,14 +263,22 @@ class CelebA(TorchvisionSource):
     and decoded lazily; the DataModule then resizes them (to 64 for the paper's Glow).
     """
 
-    def __init__(self, root: str | None = None, download: bool = True, crop: int = 148, name: str | None = None):
+    def __init__(
+        self,
+        root: str | None = None,
+        download: bool = True,
+        crop: int = 148,
+        name: str | None = None,
+    ):
         super().__init__(root, download, name)
         self.crop = crop
 
     def _open(self, split):
         import torchvision.datasets as tvd
 
-        ds = tvd.CelebA(str(self.resolved_root), split=split, target_type=[], download=self.download)
+        ds = tvd.CelebA(
+            str(self.resolved_root), split=split, target_type=[], download=self.download
+        )
         images = _CelebAImages(ds, self.crop)
         check_jpegs([images.path(i) for i in range(len(images))])
         return images

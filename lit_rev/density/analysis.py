@@ -59,13 +59,17 @@ def images_of(dataset, limit: int | None = None) -> torch.Tensor:
 
 
 # ----------------------------------------------------------------------------- decomposition
-def decomposition(module, sets: dict[str, torch.Tensor]) -> tuple[list[dict], dict[str, dict[str, torch.Tensor]]]:
+def decomposition(
+    module, sets: dict[str, torch.Tensor]
+) -> tuple[list[dict], dict[str, dict[str, torch.Tensor]]]:
     """Per set, the mean of ``log p(x)``, of ``log p(z)`` and of ``log|det|`` (nats per image and bits/dim).
 
     Needs a flow (a network with ``log_prob_parts``). Returns the rows and the per-image values.
     """
     if not hasattr(module.network, "log_prob_parts"):
-        raise TypeError(f"{type(module.network).__name__} has no log_prob_parts: decomposition needs a flow")
+        raise TypeError(
+            f"{type(module.network).__name__} has no log_prob_parts: decomposition needs a flow"
+        )
     rows, values = [], {}
     for name, k in sets.items():
         s = score_images(module, k)
@@ -74,11 +78,18 @@ def decomposition(module, sets: dict[str, torch.Tensor]) -> tuple[list[dict], di
         log_pz = (s["prior_bpd"].double() - module.n_bits) * to_nats  # log p(z) of the continuous x
         log_det = s["logdet_bpd"].double() * to_nats
         values[name] = {"log_pz": log_pz, "log_det": log_det, "bpd": s["bpd"]}
-        rows.append({
-            "set": name, "n": len(k), "bpd": s["bpd"].double().mean().item(),
-            "log_px": (log_pz + log_det).mean().item(), "log_pz": log_pz.mean().item(), "log_det": log_det.mean().item(),
-            "prior_bpd": s["prior_bpd"].double().mean().item(), "logdet_bpd": s["logdet_bpd"].double().mean().item(),
-        })
+        rows.append(
+            {
+                "set": name,
+                "n": len(k),
+                "bpd": s["bpd"].double().mean().item(),
+                "log_px": (log_pz + log_det).mean().item(),
+                "log_pz": log_pz.mean().item(),
+                "log_det": log_det.mean().item(),
+                "prior_bpd": s["prior_bpd"].double().mean().item(),
+                "logdet_bpd": s["logdet_bpd"].double().mean().item(),
+            }
+        )
     return rows, values
 
 
@@ -88,12 +99,22 @@ def decomposition_figure(values: dict[str, dict[str, torch.Tensor]], in_name: st
     import numpy as np
 
     fig, axes = plt.subplots(1, 2, figsize=(12, 4))
-    for ax, key, label in ((axes[0], "log_pz", "log p(z)  (density term, nats)"), (axes[1], "log_det", "log|det dz/dx|  (volume term, nats)")):
+    for ax, key, label in (
+        (axes[0], "log_pz", "log p(z)  (density term, nats)"),
+        (axes[1], "log_det", "log|det dz/dx|  (volume term, nats)"),
+    ):
         arrays = {n: v[key].numpy() for n, v in values.items()}
         lo, hi = np.percentile(np.concatenate(list(arrays.values())), [0.5, 99.5])
         edges = np.linspace(lo, hi + 1e-9 + (hi == lo), 51)
         for name, a in arrays.items():
-            ax.hist(np.clip(a, lo, hi), bins=edges, density=True, histtype="stepfilled", alpha=0.4, label=name)
+            ax.hist(
+                np.clip(a, lo, hi),
+                bins=edges,
+                density=True,
+                histtype="stepfilled",
+                alpha=0.4,
+                label=name,
+            )
         ax.set_xlabel(label)
         ax.set_ylabel("density")
         ax.legend()
@@ -114,7 +135,11 @@ def graying_curve(module, k: torch.Tensor, factors=GRAYING_FACTORS) -> list[dict
     for f in factors:
         grayed = gray(k, f, mean, module.n_bits)
         s = score_images(module, grayed)
-        row = {"factor": float(f), "pixel_std": grayed.double().std(0).mean().item(), "bpd": s["bpd"].double().mean().item()}
+        row = {
+            "factor": float(f),
+            "pixel_std": grayed.double().std(0).mean().item(),
+            "bpd": s["bpd"].double().mean().item(),
+        }
         for part in ("prior_bpd", "logdet_bpd"):
             if part in s:
                 row[part] = s[part].double().mean().item()
@@ -135,7 +160,9 @@ def graying_figure(rows: list[dict], in_name: str):
 
 
 # ----------------------------------------------------------------------------- second order
-def hessian_vector_products(log_density, x0: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
+def hessian_vector_products(
+    log_density, x0: torch.Tensor, directions: torch.Tensor
+) -> torch.Tensor:
     """``H(x0) v`` for every row ``v`` of ``directions (B, *x0.shape)``, ``H`` the Hessian of ``log_density`` at ``x0``.
 
     All ``B`` products come from one double backward: ``x0`` is repeated ``B`` times as a
@@ -173,8 +200,13 @@ def log_density_gradient(log_density, x0: torch.Tensor) -> torch.Tensor:
 
 
 def hessian_trace(
-    log_density, x0: torch.Tensor, delta: torch.Tensor, method: str = "exact", chunk: int = 64,
-    probes: int = 64, seed: int = 0,
+    log_density,
+    x0: torch.Tensor,
+    delta: torch.Tensor,
+    method: str = "exact",
+    chunk: int = 64,
+    probes: int = 64,
+    seed: int = 0,
 ) -> float:
     """``Tr(H(x0) Delta)`` with ``H`` the Hessian of ``log_density`` (a function of a batch ``(N, *x0.shape)``).
 
@@ -194,7 +226,9 @@ def hessian_trace(
             else:
                 dirs = torch.zeros(len(idx), d, dtype=x0.dtype)
                 dirs[torch.arange(len(idx)), idx] = diag[idx]
-            hv = hessian_vector_products(log_density, x0, dirs.view(-1, *x0.shape).to(x0.device)).reshape(len(idx), d)
+            hv = hessian_vector_products(
+                log_density, x0, dirs.view(-1, *x0.shape).to(x0.device)
+            ).reshape(len(idx), d)
             total += hv[torch.arange(len(idx)), idx.to(hv.device)].sum().item()
         return total
     if method == "hutchinson":
@@ -203,7 +237,11 @@ def hessian_trace(
         for start in range(0, probes, chunk):
             b = min(chunk, probes - start)
             v = (torch.randint(0, 2, (b, d), generator=g) * 2 - 1).to(x0.dtype)
-            hv = hessian_vector_products(log_density, x0, v.view(-1, *x0.shape).to(x0.device)).reshape(b, d).cpu()
+            hv = (
+                hessian_vector_products(log_density, x0, v.view(-1, *x0.shape).to(x0.device))
+                .reshape(b, d)
+                .cpu()
+            )
             dv = v @ delta.T.to(x0.dtype) if full else v * diag.cpu()
             estimates.append((hv * dv).sum(1))
         return torch.cat(estimates).mean().item()
@@ -211,8 +249,14 @@ def hessian_trace(
 
 
 def covariance_difference_trace(
-    log_density, x0: torch.Tensor, d_p: torch.Tensor, d_q: torch.Tensor, method: str = "exact",
-    chunk: int = 64, probes: int = 64, seed: int = 0,
+    log_density,
+    x0: torch.Tensor,
+    d_p: torch.Tensor,
+    d_q: torch.Tensor,
+    method: str = "exact",
+    chunk: int = 64,
+    probes: int = 64,
+    seed: int = 0,
 ) -> float:
     """``Tr(H(x0) (Sigma_q - Sigma_p))`` from centred images ``d_p``, ``d_q`` ``(N, *x0.shape)``.
 
@@ -222,8 +266,10 @@ def covariance_difference_trace(
     ``Sigma v = D^T (D v) / N`` from the data matrix ``D``.
     """
     if method == "exact":
-        return (hessian_quadratic_forms(log_density, x0, d_q, chunk).mean()
-                - hessian_quadratic_forms(log_density, x0, d_p, chunk).mean()).item()
+        return (
+            hessian_quadratic_forms(log_density, x0, d_q, chunk).mean()
+            - hessian_quadratic_forms(log_density, x0, d_p, chunk).mean()
+        ).item()
     if method == "hutchinson":
         dim = x0.numel()
         dp, dq = (d.reshape(len(d), dim).to(x0.dtype).cpu() for d in (d_p, d_q))
@@ -243,7 +289,11 @@ def covariance_difference_trace(
 def squeezed_channel_sums(per_pixel: torch.Tensor) -> torch.Tensor:
     """Sum over positions of a ``(C, H, W)`` map after Glow's squeeze: ``(4C,)``, the channels the first 1x1 convolutions see."""
     c, h, w = per_pixel.shape
-    squeezed = per_pixel.view(c, h // 2, 2, w // 2, 2).permute(0, 2, 4, 1, 3).reshape(4 * c, h // 2, w // 2)
+    squeezed = (
+        per_pixel.view(c, h // 2, 2, w // 2, 2)
+        .permute(0, 2, 4, 1, 3)
+        .reshape(4 * c, h // 2, w // 2)
+    )
     return squeezed.sum(dim=(1, 2))
 
 
@@ -290,7 +340,10 @@ def linearised_latents(
 
 @torch.no_grad()
 def cv_glow_closed_form(
-    glow, x_p: torch.Tensor, x_q: torch.Tensor, x0: torch.Tensor | None = None,
+    glow,
+    x_p: torch.Tensor,
+    x_q: torch.Tensor,
+    x0: torch.Tensor | None = None,
     sigma: float | None = None,
 ) -> dict[str, float]:
     """Closed forms of the second-order term ``1/2 Tr(H (Sigma_q - Sigma_p))`` of a CV-Glow
@@ -348,8 +401,15 @@ def continuous(module, k: torch.Tensor) -> torch.Tensor:
 
 
 def second_order(
-    module, k_p: torch.Tensor, k_q: torch.Tensor, method: str = "exact", probes: int = 64, dtype=torch.float64,
-    curvature_points: int = 0, chunk: int = 64, diagonal_only: bool = True,
+    module,
+    k_p: torch.Tensor,
+    k_q: torch.Tensor,
+    method: str = "exact",
+    probes: int = 64,
+    dtype=torch.float64,
+    curvature_points: int = 0,
+    chunk: int = 64,
+    diagonal_only: bool = True,
 ) -> dict:
     """Taylor prediction of ``E_q[log p(x)] - E_p[log p(x)]`` around ``x0``, and the measured
     gap (nats per image).
@@ -464,10 +524,14 @@ SECOND_ORDER_QUANTITIES = (
 
 def second_order_rows(result: dict, dims: int) -> list[dict]:
     """One row per quantity of :func:`second_order`: nats per image and the same as bits/dim
-    (``-nats / (D ln 2)``: a gain in log p is a drop in bits/dim)."""
+    (``-nats / (D ln 2)``: a gain in log p is a drop in bits/dim).
+    """
     to_bpd = -1 / (dims * math.log(2))
-    return [{"quantity": key, "nats": result[key], "bpd": result[key] * to_bpd, "what": what}
-            for key, what in SECOND_ORDER_QUANTITIES if key in result]
+    return [
+        {"quantity": key, "nats": result[key], "bpd": result[key] * to_bpd, "what": what}
+        for key, what in SECOND_ORDER_QUANTITIES
+        if key in result
+    ]
 
 
 def load(config: str, ckpt_path: str | None, overrides: list[str] = ()):
@@ -499,19 +563,32 @@ def load(config: str, ckpt_path: str | None, overrides: list[str] = ()):
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
-    parser = argparse.ArgumentParser(prog="python -m lit_rev.density.analysis", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m lit_rev.density.analysis", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("analysis", choices=["decomposition", "graying", "second_order"])
     parser.add_argument("--config", required=True)
     parser.add_argument("--ckpt_path", default=None)
-    parser.add_argument("--out_dir", default=None, help="default: the checkpoint's run directory (else .)")
+    parser.add_argument(
+        "--out_dir", default=None, help="default: the checkpoint's run directory (else .)"
+    )
     parser.add_argument("--max_images", type=int, default=1000, help="images per set")
-    parser.add_argument("--ood_set", default=None, help="second_order: the set q (default: a grayed set if any, else the first OOD set)")
+    parser.add_argument(
+        "--ood_set",
+        default=None,
+        help="second_order: the set q (default: a grayed set if any, else the first OOD set)",
+    )
     parser.add_argument("--method", default="exact", choices=["exact", "hutchinson"])
-    parser.add_argument("--probes", type=int, default=64,
-                        help="second_order --method hutchinson: random probes")
-    parser.add_argument("--curvature_points", type=int, default=0,
-                        help="second_order: also average the Hessian over this many "
-                             "in-distribution images (2 x max_images Hessian-vector products each)")
+    parser.add_argument(
+        "--probes", type=int, default=64, help="second_order --method hutchinson: random probes"
+    )
+    parser.add_argument(
+        "--curvature_points",
+        type=int,
+        default=0,
+        help="second_order: also average the Hessian over this many "
+        "in-distribution images (2 x max_images Hessian-vector products each)",
+    )
     parser.add_argument("--torch_threads", type=int, default=None)
     args, overrides = parser.parse_known_args(argv)
     overrides = [o for o in overrides if o != "--"]
@@ -521,9 +598,18 @@ def main(argv: list[str] | None = None) -> list[dict]:
     dm.setup("test")
     sets = {name: images_of(ds, args.max_images) for name, ds in zip(dm.test_names, dm.test_sets)}
     in_name = dm.test_names[0]
-    out_dir = Path(args.out_dir) if args.out_dir else (Path(args.ckpt_path).resolve().parents[1] if args.ckpt_path else Path("."))
-    meta = {"config": args.config, "ckpt_path": args.ckpt_path, "network": type(module.network).__name__,
-            "torch_threads": torch.get_num_threads(), "max_images": args.max_images}
+    out_dir = (
+        Path(args.out_dir)
+        if args.out_dir
+        else (Path(args.ckpt_path).resolve().parents[1] if args.ckpt_path else Path("."))
+    )
+    meta = {
+        "config": args.config,
+        "ckpt_path": args.ckpt_path,
+        "network": type(module.network).__name__,
+        "torch_threads": torch.get_num_threads(),
+        "max_images": args.max_images,
+    }
     if args.analysis == "decomposition":
         rows, values = decomposition(module, sets)
         save_figure(decomposition_figure(values, in_name), out_dir, "decomposition")
@@ -532,14 +618,24 @@ def main(argv: list[str] | None = None) -> list[dict]:
         save_figure(graying_figure(rows, in_name), out_dir, "graying")
     else:
         if len(dm.test_names) < 2:
-            raise ValueError(f"second_order needs an OOD set q; the config {args.config} "
-                             f"has only {dm.test_names}")
+            raise ValueError(
+                f"second_order needs an OOD set q; the config {args.config} "
+                f"has only {dm.test_names}"
+            )
         q = args.ood_set or next((n for n in dm.test_names[1:] if "gray" in n), dm.test_names[1])
         if q not in sets:
-            raise ValueError(f"--ood_set {q!r} is not a test set of {args.config}; "
-                             f"choose one of {dm.test_names[1:]}")
-        result = second_order(module, sets[in_name], sets[q], method=args.method,
-                              probes=args.probes, curvature_points=args.curvature_points)
+            raise ValueError(
+                f"--ood_set {q!r} is not a test set of {args.config}; "
+                f"choose one of {dm.test_names[1:]}"
+            )
+        result = second_order(
+            module,
+            sets[in_name],
+            sets[q],
+            method=args.method,
+            probes=args.probes,
+            curvature_points=args.curvature_points,
+        )
         rows = second_order_rows(result, sets[in_name][0].numel())
         quantities = dict(SECOND_ORDER_QUANTITIES)
         meta.update({"p": in_name, "q": q})
@@ -548,8 +644,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
     title = ""
     if args.analysis == "second_order":
         title = f"p = {in_name}, q = {meta['q']}; nats per image and bits/dim"
-    print(f"\n{args.analysis} ({type(module.network).__name__}, trained on {in_name}) {title}\n"
-          f"{format_table(rows)}\nReport: {out_dir / (args.analysis + '.md')}")
+    print(
+        f"\n{args.analysis} ({type(module.network).__name__}, trained on {in_name}) {title}\n"
+        f"{format_table(rows)}\nReport: {out_dir / (args.analysis + '.md')}"
+    )
     return rows
 
 

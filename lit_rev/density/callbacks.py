@@ -1,5 +1,6 @@
 """Callbacks of the density models: training budgets measured in CPU time, so runs on a shared
-machine get the same compute, and Polyak averaging of the weights used at evaluation."""
+machine get the same compute, and Polyak averaging of the weights used at evaluation.
+"""
 
 from __future__ import annotations
 
@@ -29,10 +30,14 @@ class CPUTimeBudget(Callback):
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._start = time.process_time()
 
-    def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs, batch, batch_idx) -> None:
+    def on_train_batch_end(
+        self, trainer: Trainer, pl_module: LightningModule, outputs, batch, batch_idx
+    ) -> None:
         if self._start is not None and time.process_time() - self._start >= self.seconds:
             if not trainer.should_stop:
-                rank_zero_info(f"CPU budget of {self.seconds:.0f} s reached at step {trainer.global_step}; stopping")
+                rank_zero_info(
+                    f"CPU budget of {self.seconds:.0f} s reached at step {trainer.global_step}; stopping"
+                )
             trainer.should_stop = True
 
 
@@ -117,8 +122,10 @@ class PolyakAveraging(WeightAveraging):
         if self._average_model is not None and not self._swapped:
             self._swap_models(pl_module)
             n = int(self._average_model.n_averaged)
-            rank_zero_info(f"PolyakAveraging: the model now holds the moving average of its "
-                           f"weights over {n} steps (decay {self.decay})")
+            rank_zero_info(
+                f"PolyakAveraging: the model now holds the moving average of its "
+                f"weights over {n} steps (decay {self.decay})"
+            )
 
     def on_save_checkpoint(self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict):
         if self._average_model is None:
@@ -127,8 +134,10 @@ class PolyakAveraging(WeightAveraging):
         other = {name: p.detach() for name, p in self._average_model.module.named_parameters()}
         missing = [name for name in other if name not in module_state]
         if missing:
-            raise RuntimeError(f"PolyakAveraging: parameters {missing[:3]} are missing from the "
-                               "checkpoint's state_dict")
+            raise RuntimeError(
+                f"PolyakAveraging: parameters {missing[:3]} are missing from the "
+                "checkpoint's state_dict"
+            )
         other_state = {**module_state, **other}  # the other parameters, this module's buffers
         if self._swapped:
             averaged, current = module_state, other_state
@@ -149,6 +158,8 @@ class PolyakAveraging(WeightAveraging):
             self._average_model.n_averaged.copy_(checkpoint["averaging_state"]["n_averaged"])
             pl_module.load_state_dict(checkpoint["current_model_state"])
         else:
-            rank_zero_warn("PolyakAveraging: the checkpoint holds no averaged weights; the "
-                           "average starts from its weights")
+            rank_zero_warn(
+                "PolyakAveraging: the checkpoint holds no averaged weights; the "
+                "average starts from its weights"
+            )
             self._average_model.module.load_state_dict(checkpoint["state_dict"])

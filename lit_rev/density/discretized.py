@@ -35,7 +35,8 @@ def from_unit_range(x: torch.Tensor, n_bits: int) -> torch.Tensor:
 def _log_sigmoid_difference(a: torch.Tensor, b: torch.Tensor, width: torch.Tensor) -> torch.Tensor:
     """``log(sigmoid(a) - sigmoid(b))`` for ``a = b + width``, ``width > 0``, stably:
     ``sigmoid(a) - sigmoid(b) = sigmoid(a) sigmoid(-b) (1 - exp(-width))`` (``width`` passed
-    directly, not as ``a - b``, so a very wide logistic keeps its tiny, nonzero bin mass)."""
+    directly, not as ``a - b``, so a very wide logistic keeps its tiny, nonzero bin mass).
+    """
     return F.logsigmoid(a) + F.logsigmoid(-b) + torch.log(-torch.expm1(-width))
 
 
@@ -60,7 +61,8 @@ def discretized_logistic_log_prob(
 
 def mixture_param_count(channels: int, num_mixtures: int) -> int:
     """Output channels a network needs for :func:`discretized_mixture_log_prob`:
-    per mixture one logit, ``C`` means, ``C`` log-scales and ``C (C-1) / 2`` channel coefficients."""
+    per mixture one logit, ``C`` means, ``C`` log-scales and ``C (C-1) / 2`` channel coefficients.
+    """
     return num_mixtures * (1 + 2 * channels + channels * (channels - 1) // 2)
 
 
@@ -86,7 +88,9 @@ def _conditioned_means(means: torch.Tensor, coeffs: torch.Tensor, x: torch.Tenso
     return torch.stack(out, 2)
 
 
-def discretized_mixture_log_prob(k: torch.Tensor, params: torch.Tensor, num_mixtures: int, n_bits: int) -> torch.Tensor:
+def discretized_mixture_log_prob(
+    k: torch.Tensor, params: torch.Tensor, num_mixtures: int, n_bits: int
+) -> torch.Tensor:
     """``log P(k)`` per image under PixelCNN++'s discretised logistic mixture (Salimans et al. 2017, eq. 2-3).
 
     Per pixel: ``P(k_pixel) = sum_m pi_m prod_c P_logistic(k_c | mu_{m,c} + sum_{j<c} a_{m,c,j} x_j, s_{m,c})``,
@@ -101,13 +105,17 @@ def discretized_mixture_log_prob(k: torch.Tensor, params: torch.Tensor, num_mixt
     logits, means, log_scales, coeffs = _split_mixture_params(params, channels, num_mixtures)
     x = to_unit_range(k, n_bits, params.dtype)
     means = _conditioned_means(means, coeffs, x)
-    per_channel = discretized_logistic_log_prob(k[:, None], means, log_scales, n_bits)  # (N, M, C, H, W)
+    per_channel = discretized_logistic_log_prob(
+        k[:, None], means, log_scales, n_bits
+    )  # (N, M, C, H, W)
     per_pixel = torch.logsumexp(per_channel.sum(2) + F.log_softmax(logits, 1), 1)  # (N, H, W)
     return per_pixel.flatten(1).sum(1)
 
 
 @torch.no_grad()
-def sample_discretized_mixture(params: torch.Tensor, channels: int, num_mixtures: int, n_bits: int) -> torch.Tensor:
+def sample_discretized_mixture(
+    params: torch.Tensor, channels: int, num_mixtures: int, n_bits: int
+) -> torch.Tensor:
     """One integer pixel per location from the mixture: ``params (N, P, H, W)`` -> ``(N, C, H, W)`` int64.
 
     A continuous logistic sample rounded to its bin has exactly the discretised law, because

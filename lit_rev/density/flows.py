@@ -93,7 +93,11 @@ class InvConv1x1(FlowLayer):
         return self.perm @ lower @ upper
 
     def log_abs_det(self) -> torch.Tensor:
-        return self.log_s.sum() if self.lu else torch.linalg.slogdet(self.weight.double())[1].to(self.weight.dtype)
+        return (
+            self.log_s.sum()
+            if self.lu
+            else torch.linalg.slogdet(self.weight.double())[1].to(self.weight.dtype)
+        )
 
     def forward(self, x):
         w = self.weight_matrix()
@@ -199,7 +203,9 @@ class FlowStep(FlowLayer):
         if coupling not in ("affine", "additive"):
             raise ValueError(f"coupling must be 'affine' or 'additive', got {coupling!r}")
         coupling_cls = AffineCoupling if coupling == "affine" else AdditiveCoupling
-        self.layers = nn.ModuleList([ActNorm(channels), InvConv1x1(channels, lu=lu), coupling_cls(channels, hidden)])
+        self.layers = nn.ModuleList(
+            [ActNorm(channels), InvConv1x1(channels, lu=lu), coupling_cls(channels, hidden)]
+        )
 
     def forward(self, x):
         total = x.new_zeros(x.shape[0])

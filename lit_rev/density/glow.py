@@ -34,7 +34,9 @@ class Glow(nn.Module):
     ):
         super().__init__()
         if image_size % (2**levels):
-            raise ValueError(f"image_size {image_size} must be divisible by 2**levels = {2**levels}")
+            raise ValueError(
+                f"image_size {image_size} must be divisible by 2**levels = {2**levels}"
+            )
         self.in_channels, self.image_size, self.coupling = in_channels, image_size, coupling
         self.squeeze = Squeeze()
         self.levels = nn.ModuleList()
@@ -43,7 +45,9 @@ class Glow(nn.Module):
         self.latent_shapes: list[tuple[int, int, int]] = []
         for level in range(levels):
             c, s = 4 * c, s // 2
-            self.levels.append(nn.ModuleList(FlowStep(c, hidden_channels, coupling, lu) for _ in range(steps)))
+            self.levels.append(
+                nn.ModuleList(FlowStep(c, hidden_channels, coupling, lu) for _ in range(steps))
+            )
             if level < levels - 1:
                 self.splits.append(SplitPrior(c))
                 self.latent_shapes.append((c - c // 2, s, s))

@@ -8,7 +8,9 @@ import torch
 from torchmetrics import Metric
 
 
-def bits_per_dim(log_prob: torch.Tensor, num_dims: int, n_bits: int = 8, likelihood: str = "density") -> torch.Tensor:
+def bits_per_dim(
+    log_prob: torch.Tensor, num_dims: int, n_bits: int = 8, likelihood: str = "density"
+) -> torch.Tensor:
     """Bits per dimension of quantised images from a model's ``log_prob`` (natural log).
 
     ``likelihood="mass"``: ``log_prob`` is ``log P(k)`` of the integer image ``k``, and
@@ -33,7 +35,9 @@ class BitsPerDim(Metric):
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
-        self.add_state("total", default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state(
+            "total", default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum"
+        )
         self.add_state("count", default=torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
 
     def update(self, bpd: torch.Tensor) -> None:

@@ -83,7 +83,9 @@ class DensityModule(LightningModule):
             raise ValueError(f"nonfinite must be 'raise' or 'skip', got {nonfinite!r}")
         likelihood = getattr(network, "likelihood", None)
         if likelihood not in ("density", "mass") or not hasattr(network, "log_prob"):
-            raise TypeError(f"{type(network).__name__} needs a log_prob method and likelihood = 'density' or 'mass'")
+            raise TypeError(
+                f"{type(network).__name__} needs a log_prob method and likelihood = 'density' or 'mass'"
+            )
         if not 0.0 <= perturb <= 1.0:
             raise ValueError(f"perturb must be in [0, 1], got {perturb}")
         if not 0.0 < lr_decay <= 1.0:
@@ -182,7 +184,11 @@ class DensityModule(LightningModule):
         """The network's input for integer images ``k`` (see the module docstring)."""
         if self.likelihood == "mass":
             return k.long()
-        u = torch.rand_like(k, dtype=torch.float32) if noise else torch.full_like(k, 0.5, dtype=torch.float32)
+        u = (
+            torch.rand_like(k, dtype=torch.float32)
+            if noise
+            else torch.full_like(k, 0.5, dtype=torch.float32)
+        )
         return (k.float() + u) / 2**self.n_bits - 0.5
 
     def scores(self, k: torch.Tensor, noise: bool = False) -> dict[str, torch.Tensor]:
@@ -270,7 +276,11 @@ class DensityModule(LightningModule):
         return not (fast and getattr(self.network, "sequential_sampling", False))
 
     def on_validation_epoch_end(self):
-        if self.trainer.sanity_checking or not self.trainer.is_global_zero or not self._draws_samples():
+        if (
+            self.trainer.sanity_checking
+            or not self.trainer.is_global_zero
+            or not self._draws_samples()
+        ):
             return
         experiment = getattr(self.logger, "experiment", None)
         if experiment is not None and hasattr(experiment, "add_image"):
@@ -292,7 +302,11 @@ class DensityModule(LightningModule):
     # ----- test: the OOD evaluation -----
     def on_test_epoch_start(self):
         self._test_scores = {}
-        limit = self.trainer.limit_test_batches if isinstance(self.trainer.limit_test_batches, int) else None
+        limit = (
+            self.trainer.limit_test_batches
+            if isinstance(self.trainer.limit_test_batches, int)
+            else None
+        )
         self.prepare_ood_scores(max_batches=limit)
 
     def test_step(self, batch, batch_idx, dataloader_idx: int = 0):
@@ -300,20 +314,27 @@ class DensityModule(LightningModule):
         store = self._test_scores.setdefault(dataloader_idx, {})
         for key, value in scores.items():
             store.setdefault(key, []).append(value.detach())
-        self.log(f"test/bpd/{self._set_name(dataloader_idx)}", scores["bpd"].mean(), add_dataloader_idx=False, sync_dist=True)
+        self.log(
+            f"test/bpd/{self._set_name(dataloader_idx)}",
+            scores["bpd"].mean(),
+            add_dataloader_idx=False,
+            sync_dist=True,
+        )
 
     def on_test_epoch_end(self):
         gathered = {}
         for idx in sorted(self._test_scores):
             gathered[self._set_name(idx)] = {
-                k: self.all_gather(torch.cat(v)).reshape(-1).cpu() for k, v in self._test_scores[idx].items()
+                k: self.all_gather(torch.cat(v)).reshape(-1).cpu()
+                for k, v in self._test_scores[idx].items()
             }
         if self.trainer.is_global_zero and gathered:
             self.write_report(gathered)
 
     def predict_step(self, batch, batch_idx, dataloader_idx: int = 0) -> dict[str, torch.Tensor]:
         """Per-image scores of every test set: ``bpd``, for flows its parts, the columns the OOD
-        scores read and every per-image OOD score (``complexity``, ``typicality``, ...)."""
+        scores read and every per-image OOD score (``complexity``, ``typicality``, ...).
+        """
         scores = self.test_scores(batch[0])
         for scorer in self.ood_scores:
             scores.update(scorer.per_image(scores))
@@ -323,11 +344,17 @@ class DensityModule(LightningModule):
         self.prepare_ood_scores()
 
     def _set_name(self, idx: int) -> str:
-        names = getattr(self.trainer.datamodule, "test_names", None) if self._trainer is not None else None
+        names = (
+            getattr(self.trainer.datamodule, "test_names", None)
+            if self._trainer is not None
+            else None
+        )
         return names[idx] if names and idx < len(names) else f"set{idx}"
 
     @torch.no_grad()
-    def evaluate_ood(self, loaders, names: list[str], max_batches: int | None = None, reference_loader=None) -> list[dict]:
+    def evaluate_ood(
+        self, loaders, names: list[str], max_batches: int | None = None, reference_loader=None
+    ) -> list[dict]:
         """Score every loader (``names[0]`` is in-distribution) and write the report; outside a Trainer loop.
 
         ``reference_loader``: in-distribution data for OOD scores that need it (default: the
@@ -342,7 +369,9 @@ class DensityModule(LightningModule):
         for name, loader in zip(names, loaders):
             parts: dict[str, list[torch.Tensor]] = {}
             total = len(loader) if max_batches is None else min(len(loader), max_batches)
-            for i, (k, _) in enumerate(track(loader, total=total, description=f"OOD eval: {name}", transient=True)):
+            for i, (k, _) in enumerate(
+                track(loader, total=total, description=f"OOD eval: {name}", transient=True)
+            ):
                 if max_batches is not None and i >= max_batches:
                     break
                 for key, value in self.test_scores(k.to(self.device)).items():
@@ -371,11 +400,18 @@ class DensityModule(LightningModule):
             meta["log_prob"] = f"importance-weighted lower bound, {samples} samples"
             seed = getattr(self.network, "eval_seed", None)
             meta["log_prob"] += (
-                f"; draws seeded per image by eval_seed={seed}" if seed is not None
+                f"; draws seeded per image by eval_seed={seed}"
+                if seed is not None
                 else "; draws from the global random stream (eval_seed=None): scores vary by run"
             )
-        averaging = [c for c in self._trainer.callbacks if isinstance(c, PolyakAveraging)] if self._trainer else []
-        meta["weights"] = f"Polyak average, decay {averaging[0].decay}" if averaging else "as trained"
+        averaging = (
+            [c for c in self._trainer.callbacks if isinstance(c, PolyakAveraging)]
+            if self._trainer
+            else []
+        )
+        meta["weights"] = (
+            f"Polyak average, decay {averaging[0].decay}" if averaging else "as trained"
+        )
         for scorer in self.ood_scores:
             meta.update(scorer.describe())
         in_name = next(iter(scores))
@@ -387,18 +423,23 @@ class DensityModule(LightningModule):
             from torchvision.utils import save_image
 
             save_image(self.sample_grid(), f"{out_dir}/samples.png")
-        rank_zero_info(f"{type(self.network).__name__} log_prob is a log-{'probability mass' if self.likelihood == 'mass' else 'density'}; n_bits={self.n_bits}")
+        rank_zero_info(
+            f"{type(self.network).__name__} log_prob is a log-{'probability mass' if self.likelihood == 'mass' else 'density'}; n_bits={self.n_bits}"
+        )
         return rows
 
     def lr_factor(self, step: int) -> float:
         """The learning rate of optimizer step ``step`` (from 0) over ``lr``: a linear warm-up to 1
-        at step ``warmup_steps - 1``, then ``lr_decay`` per step."""
+        at step ``warmup_steps - 1``, then ``lr_decay`` per step.
+        """
         warmup = max(1, self.hparams.warmup_steps)
         if step + 1 < warmup:
             return (step + 1) / warmup
         return self.hparams.lr_decay ** (step + 1 - warmup)
 
     def configure_optimizers(self):
-        opt = OPTIMIZERS[self.hparams.optimizer](self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+        opt = OPTIMIZERS[self.hparams.optimizer](
+            self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay
+        )
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: self.lr_factor(step))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

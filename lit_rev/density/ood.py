@@ -75,7 +75,9 @@ def reading(value: float | None, why: str | None = None) -> str:
     return "separated"
 
 
-def derived_scores(scores: dict[str, dict[str, torch.Tensor]], scorers) -> dict[str, dict[str, torch.Tensor]]:
+def derived_scores(
+    scores: dict[str, dict[str, torch.Tensor]], scorers
+) -> dict[str, dict[str, torch.Tensor]]:
     """Per set, every OOD score the ``scorers`` compute from its gathered columns."""
     out: dict[str, dict[str, torch.Tensor]] = {}
     for name, columns in scores.items():
@@ -99,7 +101,13 @@ def ood_rows(scores: dict[str, dict[str, torch.Tensor]], in_name: str, scorers=N
     any_bad = any(nonfinite_count(s["bpd"]) for s in scores.values())
     for name, s in scores.items():
         bpd = s["bpd"].double()
-        row = {"set": name, "role": "in-dist" if name == in_name else "OOD", "n": len(bpd), "bpd_mean": bpd.mean().item(), "bpd_std": bpd.std().item() if len(bpd) > 1 else 0.0}
+        row = {
+            "set": name,
+            "role": "in-dist" if name == in_name else "OOD",
+            "n": len(bpd),
+            "bpd_mean": bpd.mean().item(),
+            "bpd_std": bpd.std().item() if len(bpd) > 1 else 0.0,
+        }
         if any_bad:
             row["nonfinite_bpd"] = nonfinite_count(bpd)
         for part in ("prior_bpd", "logdet_bpd"):
@@ -160,12 +168,18 @@ def write_ood_report(
         for key in derived[in_name]:
             present = {name: d[key].float() for name, d in derived.items() if len(d.get(key, []))}
             if len(present) == len(scores):
-                fig = overlaid_histograms(present, xlabel=f"{key} (higher = more OOD)", title=f"{key} (trained on {in_name})")
+                fig = overlaid_histograms(
+                    present,
+                    xlabel=f"{key} (higher = more OOD)",
+                    title=f"{key} (trained on {in_name})",
+                )
                 save_figure(fig, out_dir, f"hist_{key}", logger, step)
     for key, label in SCORE_LABELS.items():
         present = {name: s[key].float().cpu() for name, s in scores.items() if key in s}
         if len(present) == len(scores):
-            fig = overlaid_histograms(present, xlabel=label, title=f"{label} (trained on {in_name})")
+            fig = overlaid_histograms(
+                present, xlabel=label, title=f"{label} (trained on {in_name})"
+            )
             save_figure(fig, out_dir, f"hist_{key}", logger, step)
     table = format_table(rows)
     fooled = [r["set"] for r in rows if r.get("auroc_bpd") is not None and r["auroc_bpd"] < 0.5]
@@ -189,7 +203,7 @@ def write_ood_report(
         best = []
         for r in rows:
             aurocs = {
-                k[len("auroc_"):]: v
+                k[len("auroc_") :]: v
                 for k, v in r.items()
                 if k.startswith("auroc_") and k != "auroc_bpd" and v is not None
             }
@@ -199,20 +213,23 @@ def write_ood_report(
                 best.append(f"{r['set']}: {key} {aurocs[key]:.3f} (bits/dim {raw})")
         best_text = "; ".join(best) or "none (no AUROC could be given)"
         summary += f"\nBest OOD score per set: {best_text}"
-    rank_zero_info(f"\nOOD evaluation (score = bits/dim, OOD = positive class; lower bits/dim = more likely)\n{table}\n{summary}\nReport: {out_dir / (stem + '.md')}\n")
+    rank_zero_info(
+        f"\nOOD evaluation (score = bits/dim, OOD = positive class; lower bits/dim = more likely)\n{table}\n{summary}\nReport: {out_dir / (stem + '.md')}\n"
+    )
     return rows
 
 
 def score_rows(rows: list[dict]) -> list[dict]:
     """The AUROC columns of ``rows`` in long form: one row per (score, OOD set); a missing
-    AUROC (``None``) carries its reason from the row's ``no_auroc`` in ``no_auroc``."""
+    AUROC (``None``) carries its reason from the row's ``no_auroc`` in ``no_auroc``.
+    """
     out = []
     for r in rows:
         notes = r["no_auroc"].split("; ") if r.get("no_auroc") else []
         why = dict(item.split(": ", 1) for item in notes)
         for key, value in r.items():
             if key.startswith("auroc_"):
-                score = key[len("auroc_"):]
+                score = key[len("auroc_") :]
                 row = {"score": score, "set": r["set"], "auroc": value}
                 if value is None:
                     row["no_auroc"] = why.get(score, "")

@@ -65,8 +65,9 @@ class WeightNorm(nn.Module):
     def __init__(self, layer: nn.Module, init_scale: float = 1.0, eps: float = 1e-8):
         super().__init__()
         if not isinstance(layer, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)) or layer.bias is None:
-            raise TypeError(f"WeightNorm wraps a Conv2d, ConvTranspose2d or Linear with a bias, "
-                            f"got {layer!r}")
+            raise TypeError(
+                f"WeightNorm wraps a Conv2d, ConvTranspose2d or Linear with a bias, got {layer!r}"
+            )
         if init_scale <= 0:
             raise ValueError(f"init_scale must be positive, got {init_scale}")
         self.layer, self.init_scale, self.eps = layer, float(init_scale), eps
@@ -130,8 +131,15 @@ def _maybe_weight_norm(layer: nn.Module, weight_norm: bool, init_scale: float = 
 class DownShiftedConv2d(nn.Module):
     """Convolution whose output at ``(i, j)`` sees rows ``<= i`` only (a ``kh x kw`` window ending at row ``i``, centred on ``j``)."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel=(2, 3), stride: int = 1,
-                 weight_norm: bool = False, init_scale: float = 1.0):
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel=(2, 3),
+        stride: int = 1,
+        weight_norm: bool = False,
+        init_scale: float = 1.0,
+    ):
         super().__init__()
         kh, kw = kernel
         self.pad = ((kw - 1) // 2, (kw - 1) // 2, kh - 1, 0)  # left, right, top, bottom
@@ -145,8 +153,15 @@ class DownShiftedConv2d(nn.Module):
 class DownRightShiftedConv2d(nn.Module):
     """Convolution whose output at ``(i, j)`` sees rows ``<= i`` and columns ``<= j`` only."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel=(2, 2), stride: int = 1,
-                 weight_norm: bool = False, init_scale: float = 1.0):
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel=(2, 2),
+        stride: int = 1,
+        weight_norm: bool = False,
+        init_scale: float = 1.0,
+    ):
         super().__init__()
         kh, kw = kernel
         self.pad = (kw - 1, 0, kh - 1, 0)
@@ -159,10 +174,12 @@ class DownRightShiftedConv2d(nn.Module):
 
 class ShiftedDeconv2d(nn.Module):
     """Stride-2 transposed convolution (x2 upsampling) cropped so it stays down-shifted
-    (``kernel=(2, 3)``, centred columns) or down-right-shifted (``right=True``, ``kernel=(2, 2)``)."""
+    (``kernel=(2, 3)``, centred columns) or down-right-shifted (``right=True``, ``kernel=(2, 2)``).
+    """
 
-    def __init__(self, in_channels: int, out_channels: int, right: bool = False,
-                 weight_norm: bool = False):
+    def __init__(
+        self, in_channels: int, out_channels: int, right: bool = False, weight_norm: bool = False
+    ):
         super().__init__()
         self.kernel = (2, 2) if right else (2, 3)
         self.right = right
@@ -193,8 +210,14 @@ class GatedResnet(nn.Module):
     #: data-dependent output scale of the gate convolution (openai/pixel-cnn's ``init_scale=0.1``)
     GATE_INIT_SCALE = 0.1
 
-    def __init__(self, channels: int, conv, skip_inputs: int = 0, dropout: float = 0.5,
-                 weight_norm: bool = False):
+    def __init__(
+        self,
+        channels: int,
+        conv,
+        skip_inputs: int = 0,
+        dropout: float = 0.5,
+        weight_norm: bool = False,
+    ):
         super().__init__()
         self.conv_in = conv(2 * channels, channels, 1.0)
         nin = nn.Conv2d(2 * skip_inputs * channels, channels, 1) if skip_inputs else None
@@ -243,10 +266,15 @@ class PixelCNNPP(nn.Module):
     ):
         super().__init__()
         if image_size % 2 ** (scales - 1):
-            raise ValueError(f"image_size {image_size} must be divisible by 2**(scales-1) = {2 ** (scales - 1)}")
+            raise ValueError(
+                f"image_size {image_size} must be divisible by 2**(scales-1) = {2 ** (scales - 1)}"
+            )
         self.in_channels, self.image_size, self.n_bits = in_channels, image_size, n_bits
         self.num_mixtures, self.scales, self.weight_norm = num_mixtures, scales, weight_norm
-        f, c = filters, in_channels + 1  # + a channel of ones, so zero padding is distinguishable from data
+        f, c = (
+            filters,
+            in_channels + 1,
+        )  # + a channel of ones, so zero padding is distinguishable from data
         wn = weight_norm
 
         def down(i, o, s=1.0):
@@ -321,9 +349,13 @@ class PixelCNNPP(nn.Module):
         ``temperature`` is accepted for a common interface and ignored (ancestral sampling).
         """
         device, dtype = next(self.parameters()).device, self._dtype()
-        k = torch.zeros(n, self.in_channels, self.image_size, self.image_size, dtype=torch.long, device=device)
+        k = torch.zeros(
+            n, self.in_channels, self.image_size, self.image_size, dtype=torch.long, device=device
+        )
         for i in range(self.image_size):
             for j in range(self.image_size):
                 params = self(to_unit_range(k, self.n_bits, dtype))[:, :, i : i + 1, j : j + 1]
-                k[:, :, i : i + 1, j : j + 1] = sample_discretized_mixture(params, self.in_channels, self.num_mixtures, self.n_bits)
+                k[:, :, i : i + 1, j : j + 1] = sample_discretized_mixture(
+                    params, self.in_channels, self.num_mixtures, self.n_bits
+                )
         return k

@@ -41,7 +41,9 @@ class OODScore:
     def prepare(self, module, reference_loader=None, max_batches: int | None = None) -> None:
         """Called once before scoring (``module`` is the :class:`DensityModule`)."""
 
-    def columns(self, module, k: torch.Tensor, scores: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def columns(
+        self, module, k: torch.Tensor, scores: dict[str, torch.Tensor]
+    ) -> dict[str, torch.Tensor]:
         """Extra per-image columns for integer images ``k`` (``scores`` holds ``bpd`` etc.)."""
         return {}
 
@@ -51,7 +53,8 @@ class OODScore:
 
     def per_image(self, columns: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """The scores of :meth:`compute` that belong to single images (one value per row of
-        ``columns``), written per image by ``predict``; scores of batches of images are left out."""
+        ``columns``), written per image by ``predict``; scores of batches of images are left out.
+        """
         return self.compute(columns)
 
     def describe(self) -> dict:
@@ -70,11 +73,15 @@ def _reference_bpd(module, loader, max_batches: int | None) -> torch.Tensor:
             values.append(module.scores(batch[0].to(module.device))["bpd"].cpu())
     module.train(was_training)
     if not values:
-        raise ValueError("Typicality needs in-distribution reference data to estimate the entropy; the loader was empty")
+        raise ValueError(
+            "Typicality needs in-distribution reference data to estimate the entropy; the loader was empty"
+        )
     return torch.cat(values).double()
 
 
-def random_batch_means(values: torch.Tensor, batch_size: int, num_batches: int, seed: int = 0) -> torch.Tensor:
+def random_batch_means(
+    values: torch.Tensor, batch_size: int, num_batches: int, seed: int = 0
+) -> torch.Tensor:
     """Means of ``num_batches`` random batches of ``batch_size`` distinct elements of ``values`` (seeded)."""
     g = torch.Generator().manual_seed(seed)
     n = len(values)
@@ -115,7 +122,9 @@ class Typicality(OODScore):
         if self._fixed:
             return
         if reference_loader is None:
-            raise ValueError("Typicality needs a reference loader of in-distribution data (or a fixed entropy)")
+            raise ValueError(
+                "Typicality needs a reference loader of in-distribution data (or a fixed entropy)"
+            )
         limit = max_batches if max_batches is not None else self.max_reference_batches
         self.entropy = float(_reference_bpd(module, reference_loader, limit).mean())
 
@@ -170,7 +179,9 @@ class InputComplexity(OODScore):
     def columns(self, module, k, scores):
         dims = k[0].numel()
         bits = [png_bits(image, module.n_bits, self.compress_level) for image in k]
-        return {"png_bpd": torch.tensor(bits, dtype=torch.float64, device=scores["bpd"].device) / dims}
+        return {
+            "png_bpd": torch.tensor(bits, dtype=torch.float64, device=scores["bpd"].device) / dims
+        }
 
     def compute(self, columns):
         return {"complexity": columns["bpd"].double() - columns["png_bpd"].double()}
@@ -209,15 +220,22 @@ def read_state_dict(path: str | Path, what: str) -> dict[str, torch.Tensor]:
 
 def state_dict_mismatch(target: nn.Module, state: dict[str, torch.Tensor], limit: int = 10) -> str:
     """What keeps ``target.load_state_dict(state, strict=True)`` from working, or ``""``:
-    missing and unexpected keys and shape mismatches, ``limit`` of each."""
+    missing and unexpected keys and shape mismatches, ``limit`` of each.
+    """
     own = target.state_dict()
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
-    shapes = [f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(v.shape)}"
-              for k, v in own.items() if k in state and state[k].shape != v.shape]
+    shapes = [
+        f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(v.shape)}"
+        for k, v in own.items()
+        if k in state and state[k].shape != v.shape
+    ]
     parts = []
-    labelled = (("missing in the checkpoint", missing), ("different shapes", shapes),
-                ("unexpected in the checkpoint", unexpected))
+    labelled = (
+        ("missing in the checkpoint", missing),
+        ("different shapes", shapes),
+        ("unexpected in the checkpoint", unexpected),
+    )
     for label, items in labelled:
         if items:
             more = f" ... and {len(items) - limit} more" if len(items) > limit else ""
@@ -249,11 +267,13 @@ class LikelihoodRatio(OODScore):
             return
         path = Path(self.ckpt_path)
         if not path.is_file():
-            raise FileNotFoundError(f"LikelihoodRatio: no background checkpoint at {path}; train one with "
-                                    "DensityModule(perturb=...) first (see docs/density.md)")
+            raise FileNotFoundError(
+                f"LikelihoodRatio: no background checkpoint at {path}; train one with "
+                "DensityModule(perturb=...) first (see docs/density.md)"
+            )
         state = read_state_dict(path, "LikelihoodRatio background model")
         network = self.network if self.network is not None else copy.deepcopy(module.network)
-        state = {k[len("network."):]: v for k, v in state.items() if k.startswith("network.")}
+        state = {k[len("network.") :]: v for k, v in state.items() if k.startswith("network.")}
         mismatch = state_dict_mismatch(network, state)
         if mismatch:
             raise ValueError(
@@ -284,11 +304,16 @@ class LikelihoodRatio(OODScore):
         return {"likelihood_ratio_background": str(self.ckpt_path)}
 
 
-def perturb_images(k: torch.Tensor, rate: float, n_bits: int, generator: torch.Generator | None = None) -> torch.Tensor:
+def perturb_images(
+    k: torch.Tensor, rate: float, n_bits: int, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """Ren et al. 2019's background-model training noise: each pixel (subpixel) replaced by a
-    uniform random value in ``[0, 2**n_bits)`` with probability ``rate``."""
+    uniform random value in ``[0, 2**n_bits)`` with probability ``rate``.
+    """
     if rate <= 0:
         return k
     mask = torch.rand(k.shape, generator=generator, device=k.device) < rate
-    noise = torch.randint(0, 2**n_bits, k.shape, generator=generator, device=k.device, dtype=k.dtype)
+    noise = torch.randint(
+        0, 2**n_bits, k.shape, generator=generator, device=k.device, dtype=k.dtype
+    )
     return torch.where(mask, noise, k)

@@ -27,7 +27,12 @@ import math
 import torch
 import torch.nn as nn
 
-from lit_rev.density.discretized import discretized_logistic_log_prob, from_unit_range, log_mean_exp, to_unit_range
+from lit_rev.density.discretized import (
+    discretized_logistic_log_prob,
+    from_unit_range,
+    log_mean_exp,
+    to_unit_range,
+)
 
 
 def _halvings(size: int, most: int = 2) -> int:
@@ -72,13 +77,20 @@ class VAE(nn.Module):
             raise ValueError(f"eval_seed must be None or an integer in [0, 2**63), got {eval_seed}")
         self.eval_seed = None if eval_seed is None else int(eval_seed)
         self.in_channels, self.image_size, self.n_bits = in_channels, image_size, n_bits
-        self.latent_dim, self.importance_samples, self.chunk_size = latent_dim, importance_samples, chunk_size
+        self.latent_dim, self.importance_samples, self.chunk_size = (
+            latent_dim,
+            importance_samples,
+            chunk_size,
+        )
         halvings = _halvings(image_size)
         self.base_size = image_size // 2**halvings
         width = hidden_channels * 2 ** max(halvings - 1, 0)
         self.base_channels = width
 
-        layers, c = [nn.Conv2d(in_channels, hidden_channels, 3, padding=1), nn.ELU()], hidden_channels
+        layers, c = (
+            [nn.Conv2d(in_channels, hidden_channels, 3, padding=1), nn.ELU()],
+            hidden_channels,
+        )
         for i in range(halvings):
             out = hidden_channels * 2**i
             layers += [nn.Conv2d(c, out, 4, stride=2, padding=1), nn.ELU()]
@@ -100,7 +112,9 @@ class VAE(nn.Module):
 
     def posterior(self, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean and log standard deviation of ``q(z | k)``, each ``(N, latent_dim)``."""
-        h = self.to_posterior(self.encoder(to_unit_range(k, self.n_bits, self.from_latent.weight.dtype)))
+        h = self.to_posterior(
+            self.encoder(to_unit_range(k, self.n_bits, self.from_latent.weight.dtype))
+        )
         mean, log_std = h.chunk(2, 1)
         return mean, log_std.clamp(-10, 5)
 
@@ -118,7 +132,8 @@ class VAE(nn.Module):
     def seeded_noise(self, k: torch.Tensor, samples: int, seed: int) -> torch.Tensor:
         """Standard normal draws ``(samples, N, latent_dim)``; image ``n`` draws its own from a CPU
         generator seeded by a hash of ``seed``, its shape and its pixel values, so its draws
-        do not depend on the other images of the batch, on its position, or on the device."""
+        do not depend on the other images of the batch, on its position, or on the device.
+        """
         images = k.detach().to("cpu", torch.int64).contiguous()
         header = seed.to_bytes(8, "little") + str(tuple(images.shape[1:])).encode()
         draws = []
@@ -159,8 +174,9 @@ class VAE(nn.Module):
         kl = 0.5 * (mean**2 + torch.exp(2 * log_std) - 1 - 2 * log_std).sum(1)
         return self.log_likelihood(k, z) - kl
 
-    def iwae_bound(self, k: torch.Tensor, samples: int | None = None,
-                   seed: int | None = None) -> torch.Tensor:
+    def iwae_bound(
+        self, k: torch.Tensor, samples: int | None = None, seed: int | None = None
+    ) -> torch.Tensor:
         """Importance-weighted bound ``L_S``, ``(N,)``, with ``S = samples`` (default
         ``importance_samples``). ``seed``: per-image seeded draws (:meth:`seeded_noise`);
         ``None``: from the global random stream.
@@ -169,7 +185,8 @@ class VAE(nn.Module):
 
     def log_prob(self, k: torch.Tensor) -> torch.Tensor:
         """Lower bound on ``log P(k)`` (natural log, ``(N,)``): the ELBO in training, ``L_S`` in
-        eval mode, its draws seeded per image by ``eval_seed``."""
+        eval mode, its draws seeded per image by ``eval_seed``.
+        """
         return self.elbo(k) if self.training else self.iwae_bound(k, seed=self.eval_seed)
 
     @torch.no_grad()
@@ -178,4 +195,6 @@ class VAE(nn.Module):
         z = temperature * torch.randn(n, self.latent_dim, device=self.from_latent.weight.device)
         mean, log_scale = self.decode(z)
         u = torch.rand_like(mean).clamp(1e-5, 1 - 1e-5)
-        return from_unit_range(mean + torch.exp(log_scale) * (torch.log(u) - torch.log1p(-u)), self.n_bits)
+        return from_unit_range(
+            mean + torch.exp(log_scale) * (torch.log(u) - torch.log1p(-u)), self.n_bits
+        )

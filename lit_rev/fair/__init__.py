@@ -1,5 +1,6 @@
 """GRAD (Raff & Sylvester 2018): gradient reversal against discrimination, its baselines
-(Vanilla, ALFR, LFR), fairness metrics and the leakage probe. See docs/fair.md."""
+(Vanilla, ALFR, LFR), fairness metrics and the leakage probe. See docs/fair.md.
+"""
 
 from lit_rev.fair.base import FairModule
 from lit_rev.fair.baselines import ALFRModule, LFRModule
@@ -15,7 +16,18 @@ from lit_rev.fair.metrics import (
 from lit_rev.fair.reversal import GradientReversal, dann_ramp, reverse_gradient
 
 __all__ = [
-    "ALFRModule", "Consistency", "Delta", "DemographicParityDifference", "Discrimination",
-    "EqualizedOddsDifference", "FairModule", "FrozenEncoderClassifier", "GRADModule", "GradientReversal",
-    "LFRModule", "PositiveRate", "dann_ramp", "reverse_gradient",
+    "ALFRModule",
+    "Consistency",
+    "Delta",
+    "DemographicParityDifference",
+    "Discrimination",
+    "EqualizedOddsDifference",
+    "FairModule",
+    "FrozenEncoderClassifier",
+    "GRADModule",
+    "GradientReversal",
+    "LFRModule",
+    "PositiveRate",
+    "dann_ramp",
+    "reverse_gradient",
 ]

@@ -54,16 +54,28 @@ class FairModule(LightningModule):
         probe_max_train: int | None = 20000,
     ):
         super().__init__()
-        self.consistency_k, self.probes, self.probe_max_train = consistency_k, list(probes or []), probe_max_train
+        self.consistency_k, self.probes, self.probe_max_train = (
+            consistency_k,
+            list(probes or []),
+            probe_max_train,
+        )
         self.built = False
         self.consistency_columns: list[int] | None = None
         self.test_results: dict[str, float] = {}
 
     def build_if_known(self) -> None:
         """Subclasses call this at the end of ``__init__``, after ``save_hyperparameters()``:
-        the networks are built now if the shapes were given (as when loading a checkpoint)."""
-        if self.hparams.get("input_dim") is not None and self.hparams.get("protected_classes") is not None:
-            self._build_all(self.hparams.input_dim, list(self.hparams.protected_classes), self.hparams.get("protected_names"))
+        the networks are built now if the shapes were given (as when loading a checkpoint).
+        """
+        if (
+            self.hparams.get("input_dim") is not None
+            and self.hparams.get("protected_classes") is not None
+        ):
+            self._build_all(
+                self.hparams.input_dim,
+                list(self.hparams.protected_classes),
+                self.hparams.get("protected_names"),
+            )
 
     # --- to implement -----------------------------------------------------------------------
     def build(self, input_dim: int, protected_classes: list[int]) -> None:
@@ -84,19 +96,23 @@ class FairModule(LightningModule):
         self.build(input_dim, classes)
         self.val_accuracy = BinaryAccuracy()
         self.val_discrimination = nn.ModuleList(Discrimination(k) for k in classes)
-        self.test_metrics = nn.ModuleDict({
-            "accuracy": BinaryAccuracy(),
-            "positive_rate": PositiveRate(),
-            "consistency": Consistency(self.consistency_k),
-            "consistency_hard": Consistency(self.consistency_k, hard=True),
-        })
+        self.test_metrics = nn.ModuleDict(
+            {
+                "accuracy": BinaryAccuracy(),
+                "positive_rate": PositiveRate(),
+                "consistency": Consistency(self.consistency_k),
+                "consistency_hard": Consistency(self.consistency_k, hard=True),
+            }
+        )
         self.group_metrics = nn.ModuleList(
-            nn.ModuleDict({
-                "discrimination": Discrimination(k),
-                "delta": Delta(k),
-                "dp_diff": DemographicParityDifference(k),
-                "eo_diff": EqualizedOddsDifference(k),
-            })
+            nn.ModuleDict(
+                {
+                    "discrimination": Discrimination(k),
+                    "delta": Delta(k),
+                    "dp_diff": DemographicParityDifference(k),
+                    "eo_diff": EqualizedOddsDifference(k),
+                }
+            )
             for k in classes
         )
         self.built = True
@@ -108,11 +124,15 @@ class FairModule(LightningModule):
         if self.built:
             return
         if datamodule is None or not hasattr(datamodule, "protected_classes"):
-            raise ValueError(f"{type(self).__name__} needs input_dim and protected_classes, or a tabular DataModule to read them from")
+            raise ValueError(
+                f"{type(self).__name__} needs input_dim and protected_classes, or a tabular DataModule to read them from"
+            )
         self.hparams.input_dim = datamodule.input_dim
         self.hparams.protected_classes = list(datamodule.protected_classes)
         self.hparams.protected_names = list(datamodule.protected)
-        self._build_all(self.hparams.input_dim, self.hparams.protected_classes, self.hparams.protected_names)
+        self._build_all(
+            self.hparams.input_dim, self.hparams.protected_classes, self.hparams.protected_names
+        )
 
     def training_progress(self, batch_idx: int) -> float:
         """Fraction of training done, in [0, 1] (for schedules such as the DANN ramp)."""
@@ -126,12 +146,17 @@ class FairModule(LightningModule):
         """One ``optimizer`` step on ``module``'s parameters from ``loss``, for the *extra*
         adversary updates on a detached code. Gradients come from ``autograd.grad`` and are
         averaged over processes by hand: a second ``backward`` within one DDP forward would
-        trip DDP's hooks."""
+        trip DDP's hooks.
+        """
         params = [p for p in module.parameters() if p.requires_grad]
         grads = torch.autograd.grad(loss, params)
         optimizer.zero_grad()
         for p, g in zip(params, grads):
-            p.grad = self.trainer.strategy.reduce(g, reduce_op="mean") if self.trainer.world_size > 1 else g
+            p.grad = (
+                self.trainer.strategy.reduce(g, reduce_op="mean")
+                if self.trainer.world_size > 1
+                else g
+            )
         optimizer.step()
         optimizer.zero_grad()
 
@@ -165,10 +190,15 @@ class FairModule(LightningModule):
         """Per row: the predicted label (probability > 0.5, the threshold of the accuracy
         metric), the true label, both class probabilities (``prob`` is ``(B, 2)``: negative,
         positive) and each protected attribute's group, so fairness metrics can be recomputed
-        from the written predictions."""
+        from the written predictions.
+        """
         x, y, s = batch
         p = self.predict_proba(x).float()
-        out = {"predicted": (p > 0.5).long(), "label": y.long(), "prob": torch.stack([1 - p, p], dim=-1)}
+        out = {
+            "predicted": (p > 0.5).long(),
+            "label": y.long(),
+            "prob": torch.stack([1 - p, p], dim=-1),
+        }
         for a, name in enumerate(self.attribute_names):
             out[f"protected_{name}"] = s[:, a].long()
         return out
@@ -212,8 +242,14 @@ class FairModule(LightningModule):
         out = {}
         for a, name in enumerate(self.attribute_names):
             for kind in probes:
-                found = leakage_probe(train_z.numpy(), train_s[:, a].numpy(), test_z.numpy(), test_s[:, a].numpy(),
-                                      kind=kind, max_train=max_train)
+                found = leakage_probe(
+                    train_z.numpy(),
+                    train_s[:, a].numpy(),
+                    test_z.numpy(),
+                    test_s[:, a].numpy(),
+                    kind=kind,
+                    max_train=max_train,
+                )
                 out[f"probe_{kind}_acc_{name}"] = found["accuracy"]
                 out[f"probe_{kind}_auroc_{name}"] = found["auroc"]
             out[f"majority_{name}"] = found["majority"]
@@ -223,7 +259,11 @@ class FairModule(LightningModule):
     def _write_table(self, results: dict[str, float]) -> None:
         if self.trainer.fast_dev_run:  # a smoke test has no log dir; leave no files behind
             return
-        row = {"model": type(self).__name__, "data": type(getattr(self.trainer, "datamodule", None)).__name__, **results}
+        row = {
+            "model": type(self).__name__,
+            "data": type(getattr(self.trainer, "datamodule", None)).__name__,
+            **results,
+        }
         directory = log_dir_of(self.trainer)
         write_report([row], directory, "fair_results")
         print(format_table([{"metric": k, "value": v} for k, v in results.items()], digits=4))

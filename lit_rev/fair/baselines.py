@@ -55,7 +55,9 @@ class ALFRModule(FairModule):
     def build(self, input_dim: int, protected_classes: list[int]) -> None:
         hp = self.hparams
         self.encoder = mlp(input_dim, hp.hidden[:-1], hp.hidden[-1], final_activation=True)
-        decoder_hidden = hp.decoder_hidden if hp.decoder_hidden is not None else list(reversed(hp.hidden[:-1]))
+        decoder_hidden = (
+            hp.decoder_hidden if hp.decoder_hidden is not None else list(reversed(hp.hidden[:-1]))
+        )
         self.decoder = mlp(hp.hidden[-1], decoder_hidden, input_dim)
         self.classifier = nn.Linear(hp.hidden[-1], 1)
         self.adversary = AttributeHeads(hp.hidden[-1], protected_classes, hp.head_hidden)
@@ -78,16 +80,28 @@ class ALFRModule(FairModule):
         hp = self.hparams
         z = self.encoder(x)
         for _ in range(hp.adversary_steps):
-            self.step_without_ddp_hooks(adversary_opt, self.adversary.losses(z.detach(), s).sum(), self.adversary)
+            self.step_without_ddp_hooks(
+                adversary_opt, self.adversary.losses(z.detach(), s).sum(), self.adversary
+            )
 
         reconstruction = F.mse_loss(self.decoder(z), x)
         label = F.binary_cross_entropy_with_logits(self.classifier(z).squeeze(-1), y)
         adversary = self.adversary.losses(z, s).sum()
         model_opt.zero_grad()
-        self.manual_backward(hp.recon_weight * reconstruction + hp.label_weight * label - hp.adversary_weight * adversary)
+        self.manual_backward(
+            hp.recon_weight * reconstruction
+            + hp.label_weight * label
+            - hp.adversary_weight * adversary
+        )
         model_opt.step()  # the adversary's own gradients from this pass are discarded (zero_grad above)
 
-        self.log_dict({"train/reconstruction": reconstruction, "train/label_loss": label, "train/adversary_loss": adversary})
+        self.log_dict(
+            {
+                "train/reconstruction": reconstruction,
+                "train/label_loss": label,
+                "train/adversary_loss": adversary,
+            }
+        )
 
 
 class LFRModule(FairModule):
@@ -190,22 +204,32 @@ class LFRModule(FairModule):
         reconstruction = ((x - m @ self.prototypes) ** 2).sum(1).mean()
         parity = torch.zeros((), device=x.device)
         for a in range(s.shape[1]):
-            means = torch.stack([m[s[:, a] == g].mean(0) for g in s[:, a].unique()])  # (groups present, K)
+            means = torch.stack(
+                [m[s[:, a] == g].mean(0) for g in s[:, a].unique()]
+            )  # (groups present, K)
             parity = parity + (means[:, None] - means[None]).abs().sum() / 2  # each pair once
-        loss = hp.fairness_weight * parity + hp.recon_weight * reconstruction + hp.label_weight * label
+        loss = (
+            hp.fairness_weight * parity + hp.recon_weight * reconstruction + hp.label_weight * label
+        )
         return {"loss": loss, "parity": parity, "reconstruction": reconstruction, "label": label}
 
     # --- data-dependent initialisation --------------------------------------------------------
     @torch.no_grad()
     def initialise_from(self, x: Tensor, y: Tensor) -> None:
         """k-means++ seeding of the prototypes on the rows ``x`` (global torch RNG), then
-        ``w_k`` = label rate of the rows softly assigned to ``v_k``. Rank 0's choice is broadcast."""
-        x, y = x.to(self.prototypes.device, self.prototypes.dtype), y.to(self.prototypes.device, self.prototypes.dtype)
+        ``w_k`` = label rate of the rows softly assigned to ``v_k``. Rank 0's choice is broadcast.
+        """
+        x, y = (
+            x.to(self.prototypes.device, self.prototypes.dtype),
+            y.to(self.prototypes.device, self.prototypes.dtype),
+        )
         k = self.hparams.prototypes
         chosen = [int(torch.randint(len(x), (1,)))]
         nearest = ((x - x[chosen[0]]) ** 2).sum(1)
         for _ in range(1, k):
-            weights = nearest if nearest.sum() > 0 else torch.ones_like(nearest)  # fewer distinct rows than K
+            weights = (
+                nearest if nearest.sum() > 0 else torch.ones_like(nearest)
+            )  # fewer distinct rows than K
             chosen.append(int(torch.multinomial(weights, 1)))
             nearest = torch.minimum(nearest, ((x - x[chosen[-1]]) ** 2).sum(1))
         self.prototypes.copy_(x[chosen])
@@ -235,6 +259,13 @@ class LFRModule(FairModule):
     def training_step(self, batch, batch_idx):
         x, y, s = batch
         out = self.losses(x, y, s)
-        self.log_dict({"train/loss": out["loss"], "train/parity": out["parity"], "train/reconstruction": out["reconstruction"],
-                       "train/label_loss": out["label"]}, prog_bar=False)
+        self.log_dict(
+            {
+                "train/loss": out["loss"],
+                "train/parity": out["parity"],
+                "train/reconstruction": out["reconstruction"],
+                "train/label_loss": out["label"],
+            },
+            prog_bar=False,
+        )
         return out["loss"]

@@ -84,12 +84,18 @@ class GRADModule(FairModule):
 
     def build(self, input_dim: int, protected_classes: list[int]) -> None:
         hp = self.hparams
-        self.encoder = mlp(input_dim, hp.hidden[:-1], hp.hidden[-1], hp.dropout, final_activation=True)
+        self.encoder = mlp(
+            input_dim, hp.hidden[:-1], hp.hidden[-1], hp.dropout, final_activation=True
+        )
         code = hp.hidden[-1]
         if hp.mode == "pred":
             self.target = nn.Linear(code, 1)
         else:
-            decoder_hidden = hp.decoder_hidden if hp.decoder_hidden is not None else list(reversed(hp.hidden[:-1]))
+            decoder_hidden = (
+                hp.decoder_hidden
+                if hp.decoder_hidden is not None
+                else list(reversed(hp.hidden[:-1]))
+            )
             self.target = mlp(code, decoder_hidden, input_dim)
             self.readout = nn.Linear(code, 1)  # trained on z.detach(): never shapes the code
         self.heads = AttributeHeads(code, protected_classes, hp.head_hidden)
@@ -113,12 +119,16 @@ class GRADModule(FairModule):
             return [model, adversary]
         epochs = self.trainer.max_epochs
         if not epochs or epochs < 1:
-            raise ValueError("lr_schedule: cosine anneals over trainer.max_epochs; set it to a positive number")
+            raise ValueError(
+                "lr_schedule: cosine anneals over trainer.max_epochs; set it to a positive number"
+            )
         return [model, adversary], [torch.optim.lr_scheduler.CosineAnnealingLR(model, T_max=epochs)]
 
     def on_train_epoch_end(self) -> None:
         schedulers = self.lr_schedulers()
-        if schedulers is not None:  # manual optimisation: the schedule is stepped here, once an epoch
+        if (
+            schedulers is not None
+        ):  # manual optimisation: the schedule is stepped here, once an epoch
             schedulers.step()
 
     def training_step(self, batch, batch_idx):
@@ -129,7 +139,9 @@ class GRADModule(FairModule):
 
         # extra head-only updates on the (fixed) code: the adversary catches up first
         for _ in range(self.hparams.adversary_steps - 1):
-            self.step_without_ddp_hooks(adversary_opt, self.heads.losses(z.detach(), s).sum(), self.heads)
+            self.step_without_ddp_hooks(
+                adversary_opt, self.heads.losses(z.detach(), s).sum(), self.heads
+            )
 
         if self.hparams.mode == "pred":
             task = F.binary_cross_entropy_with_logits(self.target(z).squeeze(-1), y)
@@ -191,7 +203,9 @@ class FrozenEncoderClassifier(FairModule):
                 "FrozenEncoderClassifier: encoder_ckpt is null, so the classifier reads a frozen RANDOM encoder "
                 "(smoke-test mode). Set --model.encoder_ckpt to a GRAD-auto checkpoint for real results."
             )
-            self.encoder = mlp(input_dim, hp.encoder_hidden[:-1], hp.encoder_hidden[-1], final_activation=True)
+            self.encoder = mlp(
+                input_dim, hp.encoder_hidden[:-1], hp.encoder_hidden[-1], final_activation=True
+            )
         self.encoder.requires_grad_(False)
         code = self.encoder(torch.zeros(1, input_dim)).shape[-1]
         self.classifier = mlp(code, hp.hidden, 1)

@@ -23,12 +23,14 @@ from torchmetrics.utilities import dim_zero_cat
 def _flat(preds: Tensor, protected: Tensor) -> tuple[Tensor, Tensor]:
     preds, protected = preds.reshape(-1).float(), protected.reshape(-1).long()
     if preds.shape != protected.shape:
-        raise ValueError(f"preds and protected must have the same number of rows, got {preds.shape} and {protected.shape}")
+        raise ValueError(
+            f"preds and protected must have the same number of rows, got {preds.shape} and {protected.shape}"
+        )
     return preds, protected
 
 
 def _largest_gap(values: Tensor, present: Tensor) -> Tensor:
-    """max - min of ``values`` over the groups that have rows (0 when fewer than two do)."""
+    """Max - min of ``values`` over the groups that have rows (0 when fewer than two do)."""
     values = values[present]
     if values.numel() < 2:
         return torch.zeros((), dtype=values.dtype, device=values.device)
@@ -53,14 +55,22 @@ class Discrimination(Metric):
     def __init__(self, num_groups: int = 2, **kwargs):
         super().__init__(**kwargs)
         self.num_groups = num_groups
-        self.add_state("group_sum", torch.zeros(num_groups, dtype=torch.float64), dist_reduce_fx="sum")
-        self.add_state("group_count", torch.zeros(num_groups, dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state(
+            "group_sum", torch.zeros(num_groups, dtype=torch.float64), dist_reduce_fx="sum"
+        )
+        self.add_state(
+            "group_count", torch.zeros(num_groups, dtype=torch.float64), dist_reduce_fx="sum"
+        )
 
     def update(self, preds: Tensor, protected: Tensor) -> None:
         preds, protected = _flat(preds, protected)
         if protected.numel() and (protected.min() < 0 or protected.max() >= self.num_groups):
-            raise ValueError(f"protected codes must lie in [0, {self.num_groups}), got {protected.unique().tolist()}")
-        self.group_sum += torch.bincount(protected, weights=preds.double(), minlength=self.num_groups)
+            raise ValueError(
+                f"protected codes must lie in [0, {self.num_groups}), got {protected.unique().tolist()}"
+            )
+        self.group_sum += torch.bincount(
+            protected, weights=preds.double(), minlength=self.num_groups
+        )
         self.group_count += torch.bincount(protected, minlength=self.num_groups).double()
 
     def group_means(self) -> Tensor:
@@ -72,7 +82,8 @@ class Discrimination(Metric):
 
 class DemographicParityDifference(Discrimination):
     """Demographic-parity difference: ``max_g P(ŷ=1 | s=g) − min_g P(ŷ=1 | s=g)``, i.e.
-    :class:`Discrimination` on hard predictions ``ŷ = [p >= threshold]``."""
+    :class:`Discrimination` on hard predictions ``ŷ = [p >= threshold]``.
+    """
 
     def __init__(self, num_groups: int = 2, threshold: float = 0.5, **kwargs):
         super().__init__(num_groups, **kwargs)
@@ -84,7 +95,8 @@ class DemographicParityDifference(Discrimination):
 
 class Delta(Discrimination):
     """Delta = accuracy − discrimination (Zemel et al. 2013, Sec. 4.2; Raff & Sylvester Table 2),
-    accuracy of ``ŷ = [p >= threshold]`` against ``y``. ``update(preds, target, protected)``."""
+    accuracy of ``ŷ = [p >= threshold]`` against ``y``. ``update(preds, target, protected)``.
+    """
 
     higher_is_better = True
 
@@ -122,15 +134,21 @@ class EqualizedOddsDifference(Metric):
         super().__init__(**kwargs)
         self.num_groups, self.threshold = num_groups, threshold
         # [label, group]: how many rows, and how many predicted positive
-        self.add_state("count", torch.zeros(2, num_groups, dtype=torch.float64), dist_reduce_fx="sum")
-        self.add_state("positive", torch.zeros(2, num_groups, dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state(
+            "count", torch.zeros(2, num_groups, dtype=torch.float64), dist_reduce_fx="sum"
+        )
+        self.add_state(
+            "positive", torch.zeros(2, num_groups, dtype=torch.float64), dist_reduce_fx="sum"
+        )
 
     def update(self, preds: Tensor, target: Tensor, protected: Tensor) -> None:
         preds, protected = _flat(preds, protected)
         cell = target.reshape(-1).long() * self.num_groups + protected
         self.count += torch.bincount(cell, minlength=2 * self.num_groups).view(2, -1).double()
         hard = (preds >= self.threshold).double()
-        self.positive += torch.bincount(cell, weights=hard, minlength=2 * self.num_groups).view(2, -1)
+        self.positive += torch.bincount(cell, weights=hard, minlength=2 * self.num_groups).view(
+            2, -1
+        )
 
     def compute(self) -> Tensor:
         rates = self.positive / self.count.clamp_min(1)
@@ -140,7 +158,8 @@ class EqualizedOddsDifference(Metric):
 
 class PositiveRate(Metric):
     """Share of hard positive predictions, ``mean_n [p_n >= threshold]``. A constant predictor
-    scores perfect discrimination and consistency; this column makes it visible (0 or 1)."""
+    scores perfect discrimination and consistency; this column makes it visible (0 or 1).
+    """
 
     is_differentiable = False
     full_state_update = False
@@ -159,16 +178,21 @@ class PositiveRate(Metric):
         return (self.positive / self.total.clamp_min(1)).float()
 
 
-def _tied_means(score: Tensor, top_values: Tensor, top_indices: Tensor, columns: Tensor, k: int) -> Tensor:
+def _tied_means(
+    score: Tensor, top_values: Tensor, top_indices: Tensor, columns: Tensor, k: int
+) -> Tensor:
     """Neighbour means for rows whose tie at the k-th distance straddles the cut: every row
-    strictly closer than the k-th, then the tied rows in index order until ``k`` are taken."""
+    strictly closer than the k-th, then the tied rows in index order until ``k`` are taken.
+    """
     kth = top_values[:, k - 1 : k]
     n_closer = (top_values < kth).sum(1, keepdim=True)
     # the whole tie lies inside the window when a later value in it is larger
     inside = (top_values > kth).any(1)
     means = torch.empty(len(score), columns.shape[1], device=score.device)
     if inside.any():
-        tied = torch.where(top_values[inside] == kth[inside], top_indices[inside], torch.iinfo(torch.long).max)
+        tied = torch.where(
+            top_values[inside] == kth[inside], top_indices[inside], torch.iinfo(torch.long).max
+        )
         tied = tied.sort(1).values  # tied row indices ascending; the rest pushed to the end
         closer = torch.where(top_values[inside] < kth[inside], top_indices[inside], -1)
         take_tied = torch.arange(tied.shape[1], device=score.device)[None] < (k - n_closer[inside])
@@ -183,7 +207,9 @@ def _tied_means(score: Tensor, top_values: Tensor, top_indices: Tensor, columns:
     return means
 
 
-def neighbour_means(features: Tensor, values: Tensor, k: int, chunk_size: int = 2048, window: int = 64) -> Tensor:
+def neighbour_means(
+    features: Tensor, values: Tensor, k: int, chunk_size: int = 2048, window: int = 64
+) -> Tensor:
     """For every row ``n``, the mean of ``values`` over its ``k`` nearest rows (Euclidean on
     ``features``), row ``n`` itself excluded (by index, so exact duplicates of ``n`` still count as
     neighbours). Rows tied at the k-th distance are taken in index order, lowest first, so the
@@ -203,7 +229,7 @@ def neighbour_means(features: Tensor, values: Tensor, k: int, chunk_size: int = 
     columns = values.reshape(n, -1).float()
     out = []
     for start in range(0, n, chunk_size):
-        rows = features[start:start + chunk_size]
+        rows = features[start : start + chunk_size]
         local = torch.arange(len(rows), device=features.device)
         score = torch.addmm(squared[None, :], rows, features.T, alpha=-2.0)
         score[local, local + start] = float("inf")
@@ -213,7 +239,9 @@ def neighbour_means(features: Tensor, values: Tensor, k: int, chunk_size: int = 
         if top.values.shape[1] > k:
             straddle = torch.nonzero(top.values[:, k] == top.values[:, k - 1]).flatten()
             if straddle.numel():
-                means[straddle] = _tied_means(score[straddle], top.values[straddle], top.indices[straddle], columns, k)
+                means[straddle] = _tied_means(
+                    score[straddle], top.values[straddle], top.indices[straddle], columns, k
+                )
         out.append(means)
     return torch.cat(out).reshape(values.shape)
 
@@ -233,7 +261,14 @@ class Consistency(Metric):
     higher_is_better = True
     full_state_update = False
 
-    def __init__(self, k: int = 10, hard: bool = False, threshold: float = 0.5, chunk_size: int = 2048, **kwargs):
+    def __init__(
+        self,
+        k: int = 10,
+        hard: bool = False,
+        threshold: float = 0.5,
+        chunk_size: int = 2048,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         self.k, self.hard, self.threshold, self.chunk_size = k, hard, threshold, chunk_size
         self.add_state("features", [], dist_reduce_fx="cat")
@@ -248,4 +283,6 @@ class Consistency(Metric):
 
     def compute(self) -> Tensor:
         features, preds = dim_zero_cat(self.features), dim_zero_cat(self.preds)
-        return 1.0 - (preds - neighbour_means(features, preds, self.k, self.chunk_size)).abs().mean()
+        return (
+            1.0 - (preds - neighbour_means(features, preds, self.k, self.chunk_size)).abs().mean()
+        )

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
 
-def mlp(in_dim: int, hidden: Sequence[int], out_dim: int | None, dropout: float = 0.0, final_activation: bool = False) -> nn.Sequential:
+def mlp(
+    in_dim: int,
+    hidden: Sequence[int],
+    out_dim: int | None,
+    dropout: float = 0.0,
+    final_activation: bool = False,
+) -> nn.Sequential:
     """``Linear-ReLU(-Dropout)`` per hidden width, then a ``Linear`` to ``out_dim`` (if given).
-    ``final_activation`` puts a ReLU after that last layer too (an encoder's output)."""
+    ``final_activation`` puts a ReLU after that last layer too (an encoder's output).
+    """
     layers: list[nn.Module] = []
     width = in_dim
     for h in hidden:
@@ -28,12 +35,21 @@ def mlp(in_dim: int, hidden: Sequence[int], out_dim: int | None, dropout: float 
 
 class AttributeHeads(nn.Module):
     """One classifier per protected attribute on a shared input: a single logit for a binary
-    attribute, ``K`` logits for a categorical one with ``K`` groups."""
+    attribute, ``K`` logits for a categorical one with ``K`` groups.
+    """
 
-    def __init__(self, in_dim: int, classes: Sequence[int], hidden: Sequence[int] = (64,), dropout: float = 0.0):
+    def __init__(
+        self,
+        in_dim: int,
+        classes: Sequence[int],
+        hidden: Sequence[int] = (64,),
+        dropout: float = 0.0,
+    ):
         super().__init__()
         self.classes = list(classes)
-        self.heads = nn.ModuleList(mlp(in_dim, hidden, 1 if k == 2 else k, dropout) for k in self.classes)
+        self.heads = nn.ModuleList(
+            mlp(in_dim, hidden, 1 if k == 2 else k, dropout) for k in self.classes
+        )
 
     def forward(self, z: Tensor) -> list[Tensor]:
         return [head(z) for head in self.heads]

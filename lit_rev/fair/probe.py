@@ -26,7 +26,8 @@ def leakage_probe(
 ) -> dict[str, float]:
     """Fit ``kind`` (``logistic`` or ``mlp``) on ``(train_z, train_s)``; return its test
     ``accuracy``, ``auroc`` (one-vs-rest macro average for more than two groups; NaN if a group
-    is missing from the test split) and the ``majority`` rate."""
+    is missing from the test split) and the ``majority`` rate.
+    """
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import roc_auc_score
     from sklearn.neural_network import MLPClassifier
@@ -44,7 +45,9 @@ def leakage_probe(
     if kind == "logistic":
         classifier = LogisticRegression(max_iter=1000)
     elif kind == "mlp":
-        classifier = MLPClassifier(hidden_layer_sizes=(64,), max_iter=100, early_stopping=True, random_state=seed)
+        classifier = MLPClassifier(
+            hidden_layer_sizes=(64,), max_iter=100, early_stopping=True, random_state=seed
+        )
     else:
         raise ValueError(f"probe kind must be 'logistic' or 'mlp', got {kind!r}")
     probe = make_pipeline(StandardScaler(), classifier).fit(train_z, train_s)

@@ -40,17 +40,22 @@ HEADLINE = ("accuracy", "discrimination", "consistency", "delta")
 def stage_args(config: str, seed: int, log_root: Path) -> list[str]:
     """The CLI arguments of one stage of one run."""
     return [
-        "--config", config, f"--seed_everything={seed}", f"--data.init_args.seed={seed}",
+        "--config",
+        config,
+        f"--seed_everything={seed}",
+        f"--data.init_args.seed={seed}",
         f"--trainer.logger.init_args.save_dir={log_root}",
         f"--trainer.logger.init_args.name={Path(config).stem}",
-        f"--trainer.logger.init_args.version=seed_{seed}", "--trainer.enable_progress_bar=false",
+        f"--trainer.logger.init_args.version=seed_{seed}",
+        "--trainer.enable_progress_bar=false",
         "--trainer.enable_model_summary=false",
     ]
 
 
 def check_configs(entries: list[str], extra: list[str], log_root: Path) -> None:
     """Parse and instantiate every config of ``entries`` (each stage of an ``A+B`` chain) with
-    the ``extra`` arguments; exit naming the first bad one before anything is trained."""
+    the ``extra`` arguments; exit naming the first bad one before anything is trained.
+    """
     from lit_rev.cli import LitRevCLI
 
     for entry in entries:
@@ -60,11 +65,15 @@ def check_configs(entries: list[str], extra: list[str], log_root: Path) -> None:
             try:
                 LitRevCLI(args=stage_args(config, 0, log_root) + extra, run=False)
             except SystemExit as error:  # the parser has printed the offending key and value
-                raise SystemExit(f"--config {entry}: {config} does not parse (the error is above); "
-                                 "nothing was run") from error
+                raise SystemExit(
+                    f"--config {entry}: {config} does not parse (the error is above); "
+                    "nothing was run"
+                ) from error
             except Exception as error:
-                raise SystemExit(f"--config {entry}: {config} does not instantiate: "
-                                 f"{type(error).__name__}: {error}; nothing was run") from error
+                raise SystemExit(
+                    f"--config {entry}: {config} does not instantiate: "
+                    f"{type(error).__name__}: {error}; nothing was run"
+                ) from error
 
 
 def run_once(configs: list[str], seed: int, extra: list[str], log_root: Path) -> dict[str, float]:
@@ -91,7 +100,9 @@ def run_once(configs: list[str], seed: int, extra: list[str], log_root: Path) ->
 
 def headline(results: dict[str, float]) -> dict[str, float]:
     """The paper's four columns, for the first protected attribute, in front of the rest."""
-    first = next((k[len("discrimination_"):] for k in results if k.startswith("discrimination_")), None)
+    first = next(
+        (k[len("discrimination_") :] for k in results if k.startswith("discrimination_")), None
+    )
     out = {"accuracy": results.get("accuracy", math.nan)}
     if first is not None:
         out["discrimination"] = results[f"discrimination_{first}"]
@@ -104,7 +115,8 @@ def headline(results: dict[str, float]) -> dict[str, float]:
 
 def mean_std(values: list[float]) -> tuple[str, float, float]:
     """``("mean ± std", mean, std)`` over the finite ``values``: the sample std (ddof=1) needs
-    two of them, else it is ``n/a`` (NaN in the numeric columns), never a made-up 0."""
+    two of them, else it is ``n/a`` (NaN in the numeric columns), never a made-up 0.
+    """
     values = np.asarray(values, dtype=float)
     finite = values[np.isfinite(values)]
     mean = float(finite.mean()) if finite.size else math.nan
@@ -128,17 +140,30 @@ def summarise(name: str, runs: list[dict[str, float]]) -> tuple[dict, dict]:
 
 def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--config", nargs="+", required=True, help="config files; A.yaml+B.yaml chains two stages")
+    parser.add_argument(
+        "--config", nargs="+", required=True, help="config files; A.yaml+B.yaml chains two stages"
+    )
     parser.add_argument("--seeds", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (small nets run erratically with more)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads (small nets run erratically with more)",
+    )
     parser.add_argument("--out", default="results/fair")
-    parser.add_argument("--name", default=None, help="file stem of the table (default: the first config's)")
+    parser.add_argument(
+        "--name", default=None, help="file stem of the table (default: the first config's)"
+    )
     args, extra = parser.parse_known_args(argv)
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     name = args.name or Path(args.config[0].split("+")[-1]).stem
-    meta = {"seeds": args.seeds, "threads": args.threads, "configs": args.config,
-            "extra_args": extra}
+    meta = {
+        "seeds": args.seeds,
+        "threads": args.threads,
+        "configs": args.config,
+        "extra_args": extra,
+    }
     check_configs(args.config, extra, out / "logs")
     summary, numeric_rows, every_run = [], [], []
     for entry in args.config:
@@ -151,7 +176,15 @@ def main(argv: list[str] | None = None) -> list[dict]:
             results["seconds"] = time.time() - started
             runs.append(results)
             every_run.append({"config": label, "seed": seed, **results})
-            print(f"[{label} seed {seed}] " + ", ".join(f"{k}={results[k]:.4f}" for k in list(HEADLINE) + ["positive_rate"] if k in results), flush=True)
+            print(
+                f"[{label} seed {seed}] "
+                + ", ".join(
+                    f"{k}={results[k]:.4f}"
+                    for k in list(HEADLINE) + ["positive_rate"]
+                    if k in results
+                ),
+                flush=True,
+            )
             write_report(every_run, out, f"{name}_seeds", meta=meta)
         row, numeric = summarise(label, runs)
         summary.append(row)
@@ -159,8 +192,21 @@ def main(argv: list[str] | None = None) -> list[dict]:
     write_report(summary, out, name, meta=meta)
     write_report(numeric_rows, out, f"{name}_numeric", meta=meta)
     write_report(every_run, out, f"{name}_seeds", meta=meta)
-    print(format_table([{k: v for k, v in r.items() if k.split("_")[0] in HEADLINE or k in ("config", "seeds", "positive_rate")} for r in summary]))
-    print(f"written to {out}/{name}.md (+ .csv, .json, _numeric.*, _seeds.*); torch threads: {args.threads}")
+    print(
+        format_table(
+            [
+                {
+                    k: v
+                    for k, v in r.items()
+                    if k.split("_")[0] in HEADLINE or k in ("config", "seeds", "positive_rate")
+                }
+                for r in summary
+            ]
+        )
+    )
+    print(
+        f"written to {out}/{name}.md (+ .csv, .json, _numeric.*, _seeds.*); torch threads: {args.threads}"
+    )
     return summary
 
 

@@ -37,7 +37,8 @@ def dann_ramp(progress: float, gamma: float = 10.0) -> float:
 
 class GradientReversal(nn.Module):
     """``λ`` constant, or ``λ · dann_ramp(p, γ)`` with ``ramp=True``, where the owner sets the
-    training progress ``p ∈ [0, 1]`` through :attr:`progress`."""
+    training progress ``p ∈ [0, 1]`` through :attr:`progress`.
+    """
 
     def __init__(self, lambda_: float = 1.0, ramp: bool = False, gamma: float = 10.0):
         super().__init__()

@@ -1,6 +1,11 @@
 """RevNets: "The Reversible Residual Network: Backpropagation Without Storing Activations" (Gomez et al. 2017)."""
 
-from lit_rev.revnet.blocks import DownsampleCoupling, PoolPadShortcut, ResidualUnit, residual_function
+from lit_rev.revnet.blocks import (
+    DownsampleCoupling,
+    PoolPadShortcut,
+    ResidualUnit,
+    residual_function,
+)
 from lit_rev.revnet.memory import ActivationMemoryMonitor, SavedTensorMeter
 from lit_rev.revnet.module import ImageClassifier
 from lit_rev.revnet.networks import (
@@ -20,7 +25,26 @@ from lit_rev.revnet.networks import (
 from lit_rev.revnet.reversible import ReversibleBlock, ReversibleSequence, frozen_running_stats
 
 __all__ = [
-    "ARCHITECTURES", "ActivationMemoryMonitor", "ImageClassifier", "SavedTensorMeter", "DownsampleCoupling", "PAPER_PARAMS", "PoolPadShortcut", "ResNet", "ResidualUnit",
-    "RevNet", "ReversibleBlock", "ReversibleSequence", "build", "frozen_running_stats", "resnet110",
-    "resnet164", "resnet32", "residual_function", "revnet104", "revnet110", "revnet164", "revnet38",
+    "ARCHITECTURES",
+    "PAPER_PARAMS",
+    "ActivationMemoryMonitor",
+    "DownsampleCoupling",
+    "ImageClassifier",
+    "PoolPadShortcut",
+    "ResNet",
+    "ResidualUnit",
+    "RevNet",
+    "ReversibleBlock",
+    "ReversibleSequence",
+    "SavedTensorMeter",
+    "build",
+    "frozen_running_stats",
+    "residual_function",
+    "resnet32",
+    "resnet110",
+    "resnet164",
+    "revnet38",
+    "revnet104",
+    "revnet110",
+    "revnet164",
 ]

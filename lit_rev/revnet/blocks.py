@@ -36,7 +36,9 @@ def residual_function(
         layers += [nn.Conv2d(in_channels, mid, 3, stride, 1, bias=False), *_preact(mid)]
     if dropout > 0:
         layers.append(nn.Dropout(dropout))
-    layers.append(nn.Conv2d(mid, out_channels, 1 if bottleneck else 3, 1, 0 if bottleneck else 1, bias=False))
+    layers.append(
+        nn.Conv2d(mid, out_channels, 1 if bottleneck else 3, 1, 0 if bottleneck else 1, bias=False)
+    )
     return nn.Sequential(*layers)
 
 
@@ -46,7 +48,9 @@ class PoolPadShortcut(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, stride: int):
         super().__init__()
         if out_channels < in_channels:
-            raise ValueError(f"cannot shrink channels {in_channels} -> {out_channels} without parameters")
+            raise ValueError(
+                f"cannot shrink channels {in_channels} -> {out_channels} without parameters"
+            )
         self.extra, self.stride = out_channels - in_channels, stride
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -31,7 +31,9 @@ class SavedTensorMeter:
     """
 
     def __init__(self, exclude: nn.Module | list[torch.Tensor] | None = None):
-        tensors = list(exclude.parameters()) if isinstance(exclude, nn.Module) else list(exclude or [])
+        tensors = (
+            list(exclude.parameters()) if isinstance(exclude, nn.Module) else list(exclude or [])
+        )
         self._excluded = {t.untyped_storage().data_ptr() for t in tensors}
         self._seen: dict[int, int] = {}
         self._hooks = None
@@ -59,7 +61,7 @@ class SavedTensorMeter:
             )
         return t
 
-    def __enter__(self) -> "SavedTensorMeter":
+    def __enter__(self) -> SavedTensorMeter:
         self._seen.clear()
         self._hooks = torch.autograd.graph.saved_tensors_hooks(self._pack, self._unpack)
         self._hooks.__enter__()
@@ -118,7 +120,9 @@ class ActivationMemoryMonitor(Callback):
     def _active(self, trainer: Trainer) -> bool:
         return trainer.global_step % self.every_n_steps == 0
 
-    def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch, batch_idx: int) -> None:
+    def on_train_batch_start(
+        self, trainer: Trainer, pl_module: LightningModule, batch, batch_idx: int
+    ) -> None:
         if not self._active(trainer):
             return
         if pl_module.device.type == "cuda":
@@ -133,20 +137,28 @@ class ActivationMemoryMonitor(Callback):
             self.last["memory/saved_activations_mib"] = self._meter.bytes / MIB
             self._meter.__exit__(None, None, None)
 
-    def on_before_backward(self, trainer: Trainer, pl_module: LightningModule, loss: torch.Tensor) -> None:
+    def on_before_backward(
+        self, trainer: Trainer, pl_module: LightningModule, loss: torch.Tensor
+    ) -> None:
         self._close_meter()
 
-    def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs, batch, batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: Trainer, pl_module: LightningModule, outputs, batch, batch_idx: int
+    ) -> None:
         if self._meter is None:
             return
         self._close_meter()
         self._meter = None
         if pl_module.device.type == "cuda":
-            self.last["memory/cuda_peak_allocated_mib"] = torch.cuda.max_memory_allocated(pl_module.device) / MIB
+            self.last["memory/cuda_peak_allocated_mib"] = (
+                torch.cuda.max_memory_allocated(pl_module.device) / MIB
+            )
         else:
             self.last["memory/peak_rss_mib"] = peak_rss_bytes() / MIB
         pl_module.log_dict(self.last, on_step=True, on_epoch=False, batch_size=1)
 
-    def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
+    def on_exception(
+        self, trainer: Trainer, pl_module: LightningModule, exception: BaseException
+    ) -> None:
         self._close_meter()
         self._meter = None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -54,13 +54,19 @@ class ImageClassifier(LightningModule):
             raise ValueError("mean and std need one value per channel")
         self.save_hyperparameters(ignore=["backbone"])
         self.backbone = backbone
-        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
+        self.register_buffer(
+            "mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1), persistent=False
+        )
+        self.register_buffer(
+            "std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1), persistent=False
+        )
         self.max_pixel = float(2**n_bits - 1)
         self.top_k = tuple(top_k)
         self.metrics = nn.ModuleDict(
             {
-                f"{stage}_{self._name(k)}": MulticlassAccuracy(num_classes, top_k=k, average="micro")
+                f"{stage}_{self._name(k)}": MulticlassAccuracy(
+                    num_classes, top_k=k, average="micro"
+                )
                 for stage in ("train", "val", "test")
                 for k in self.top_k
             }
@@ -82,16 +88,31 @@ class ImageClassifier(LightningModule):
         logits = self(x)
         loss = F.cross_entropy(logits, y)
         on_step = stage == "train"
-        self.log(f"{stage}/loss", loss, on_step=on_step, on_epoch=True, prog_bar=True, batch_size=len(y))
+        self.log(
+            f"{stage}/loss", loss, on_step=on_step, on_epoch=True, prog_bar=True, batch_size=len(y)
+        )
         for k in self.top_k:
             metric = self.metrics[f"{stage}_{self._name(k)}"]
             metric(logits.detach(), y)
-            self.log(f"{stage}/{self._name(k)}", metric, on_step=False, on_epoch=True, prog_bar=k == 1, batch_size=len(y))
+            self.log(
+                f"{stage}/{self._name(k)}",
+                metric,
+                on_step=False,
+                on_epoch=True,
+                prog_bar=k == 1,
+                batch_size=len(y),
+            )
         return loss
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         loss = self._step(batch, "train")
-        self.log("lr", self.trainer.optimizers[0].param_groups[0]["lr"], on_step=True, on_epoch=False, batch_size=1)
+        self.log(
+            "lr",
+            self.trainer.optimizers[0].param_groups[0]["lr"],
+            on_step=True,
+            on_epoch=False,
+            batch_size=1,
+        )
         return loss
 
     def validation_step(self, batch, batch_idx: int) -> None:
@@ -101,9 +122,12 @@ class ImageClassifier(LightningModule):
         if dataloader_idx == 0:  # later loaders of an ImageDataModule are out-of-distribution sets
             self._step(batch, "test")
 
-    def predict_step(self, batch, batch_idx: int, dataloader_idx: int = 0) -> dict[str, torch.Tensor]:
+    def predict_step(
+        self, batch, batch_idx: int, dataloader_idx: int = 0
+    ) -> dict[str, torch.Tensor]:
         """Per image: the predicted class, the label the data carries and every class probability
-        (``prob`` is ``(B, num_classes)``; the CSV writer makes it ``prob_0`` ... columns)."""
+        (``prob`` is ``(B, num_classes)``; the CSV writer makes it ``prob_0`` ... columns).
+        """
         x, y = batch
         prob = self(x).float().softmax(dim=-1)
         return {"predicted": prob.argmax(dim=-1), "label": y, "prob": prob}
@@ -112,7 +136,13 @@ class ImageClassifier(LightningModule):
         hp = self.hparams
         decayed = [p for p in self.parameters() if hp.decay_all or p.dim() > 1]
         kept = [p for p in self.parameters() if not (hp.decay_all or p.dim() > 1)]
-        groups = [{"params": decayed, "weight_decay": hp.weight_decay}, {"params": kept, "weight_decay": 0.0}]
+        groups = [
+            {"params": decayed, "weight_decay": hp.weight_decay},
+            {"params": kept, "weight_decay": 0.0},
+        ]
         optimizer = torch.optim.SGD(groups, lr=hp.lr, momentum=hp.momentum, nesterov=hp.nesterov)
         scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, list(hp.milestones), hp.gamma)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": hp.interval}}
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": hp.interval},
+        }

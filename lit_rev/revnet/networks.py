@@ -21,7 +21,12 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from lit_rev.revnet.blocks import DownsampleCoupling, PoolPadShortcut, ResidualUnit, residual_function
+from lit_rev.revnet.blocks import (
+    DownsampleCoupling,
+    PoolPadShortcut,
+    ResidualUnit,
+    residual_function,
+)
 from lit_rev.revnet.reversible import ReversibleBlock, ReversibleSequence
 
 
@@ -46,14 +51,24 @@ ARCHITECTURES = {
 
 # Parameter counts reported in Gomez et al. (2017), Tables 2 and 3.
 PAPER_PARAMS = {
-    "resnet32": 0.46e6, "resnet110": 1.73e6, "resnet164": 1.70e6, "resnet101": 44.5e6,
-    "revnet38": 0.46e6, "revnet110": 1.73e6, "revnet164": 1.75e6, "revnet104": 45.2e6,
+    "resnet32": 0.46e6,
+    "resnet110": 1.73e6,
+    "resnet164": 1.70e6,
+    "resnet101": 44.5e6,
+    "revnet38": 0.46e6,
+    "revnet110": 1.73e6,
+    "revnet164": 1.75e6,
+    "revnet104": 45.2e6,
 }
 
 
 def _stem(in_channels: int, out_channels: int, imagenet: bool) -> nn.Sequential:
     """conv-BN-ReLU: 3x3 for CIFAR; 7x7 stride 2 then a 3x3 stride-2 max-pool for ImageNet."""
-    conv = nn.Conv2d(in_channels, out_channels, 7, 2, 3, bias=False) if imagenet else nn.Conv2d(in_channels, out_channels, 3, 1, 1, bias=False)
+    conv = (
+        nn.Conv2d(in_channels, out_channels, 7, 2, 3, bias=False)
+        if imagenet
+        else nn.Conv2d(in_channels, out_channels, 3, 1, 1, bias=False)
+    )
     layers = [conv, nn.BatchNorm2d(out_channels), nn.ReLU(inplace=True)]
     return nn.Sequential(*layers, nn.MaxPool2d(3, 2, 1)) if imagenet else nn.Sequential(*layers)
 
@@ -99,11 +114,24 @@ class _ResidualNetwork(nn.Module):
             stride = 1 if stage == 0 else 2
             for unit in range(n):
                 first_of_net = stage == 0 and unit == 0
-                blocks.append(self._unit(width, c * widen, stride if unit == 0 else 1, arch.bottleneck, first_of_net, dropout))
+                blocks.append(
+                    self._unit(
+                        width,
+                        c * widen,
+                        stride if unit == 0 else 1,
+                        arch.bottleneck,
+                        first_of_net,
+                        dropout,
+                    )
+                )
                 width = c * widen
         self.body = ReversibleSequence(blocks, memory_saving=memory_saving)
         self.head = nn.Sequential(
-            nn.BatchNorm2d(width), nn.ReLU(inplace=True), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(width, num_classes)
+            nn.BatchNorm2d(width),
+            nn.ReLU(inplace=True),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+            nn.Linear(width, num_classes),
         )
         self.out_channels = width
         self._init_weights()
@@ -160,18 +188,40 @@ class RevNet(_ResidualNetwork):
         imagenet_stem: bool | None = None,
         dropout: float = 0.0,
     ):
-        super().__init__(preset, num_classes, memory_saving, in_channels, units, channels, bottleneck, imagenet_stem, dropout)
+        super().__init__(
+            preset,
+            num_classes,
+            memory_saving,
+            in_channels,
+            units,
+            channels,
+            bottleneck,
+            imagenet_stem,
+            dropout,
+        )
 
     def _unit(self, cin, cout, stride, bottleneck, first, dropout):
         if cin % 2 or cout % 2:
             raise ValueError(f"a reversible unit splits channels in halves; got {cin} -> {cout}")
-        f = residual_function(cin // 2, cout // 2, stride, bottleneck, preactivate=not first, dropout=dropout)
+        f = residual_function(
+            cin // 2, cout // 2, stride, bottleneck, preactivate=not first, dropout=dropout
+        )
         g = residual_function(cout // 2, cout // 2, 1, bottleneck, dropout=dropout)
         if stride == 1 and cin == cout:
             return ReversibleBlock(f, g)
         if bottleneck:
-            return DownsampleCoupling(f, g, _projection(cin // 2, cout // 2, stride), _projection(cin // 2, cout // 2, stride))
-        return DownsampleCoupling(f, g, PoolPadShortcut(cin // 2, cout // 2, stride), PoolPadShortcut(cin // 2, cout // 2, stride))
+            return DownsampleCoupling(
+                f,
+                g,
+                _projection(cin // 2, cout // 2, stride),
+                _projection(cin // 2, cout // 2, stride),
+            )
+        return DownsampleCoupling(
+            f,
+            g,
+            PoolPadShortcut(cin // 2, cout // 2, stride),
+            PoolPadShortcut(cin // 2, cout // 2, stride),
+        )
 
 
 class ResNet(_ResidualNetwork):
@@ -196,7 +246,17 @@ class ResNet(_ResidualNetwork):
         imagenet_stem: bool | None = None,
         dropout: float = 0.0,
     ):
-        super().__init__(preset, num_classes, memory_saving, in_channels, units, channels, bottleneck, imagenet_stem, dropout)
+        super().__init__(
+            preset,
+            num_classes,
+            memory_saving,
+            in_channels,
+            units,
+            channels,
+            bottleneck,
+            imagenet_stem,
+            dropout,
+        )
 
     def _unit(self, cin, cout, stride, bottleneck, first, dropout):
         f = residual_function(cin, cout, stride, bottleneck, preactivate=not first, dropout=dropout)

@@ -24,7 +24,7 @@ as it was, and parameter gradients reach autograd as outputs of the Function (no
 from __future__ import annotations
 
 import contextlib
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import torch
 from torch import nn
@@ -103,7 +103,11 @@ class ReversibleBlock(nn.Module):
 def _grad(outputs: torch.Tensor, inputs: list[torch.Tensor], grad_outputs: torch.Tensor) -> list:
     """Vector-Jacobian product; ``None`` for inputs that do not require grad or are unused."""
     wanted = [t for t in inputs if t.requires_grad]
-    found = iter(torch.autograd.grad(outputs, wanted, grad_outputs.to(outputs.dtype), allow_unused=True) if wanted else [])
+    found = iter(
+        torch.autograd.grad(outputs, wanted, grad_outputs.to(outputs.dtype), allow_unused=True)
+        if wanted
+        else []
+    )
     return [next(found) if t.requires_grad else None for t in inputs]
 
 
@@ -147,7 +151,9 @@ class _MemorySavingFunction(torch.autograd.Function):
     """Forward without a graph; backward by reconstruction (reversible blocks) or recomputation."""
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, seq: "ReversibleSequence", *params: torch.Tensor) -> torch.Tensor:
+    def forward(
+        ctx, x: torch.Tensor, seq: ReversibleSequence, *params: torch.Tensor
+    ) -> torch.Tensor:
         device_type = x.device.type
         ctx.seq = seq
         ctx.autocast = dict(
@@ -196,7 +202,9 @@ class _MemorySavingFunction(torch.autograd.Function):
                 if stored is None:
                     # The input is needed only as the output of a previous reversible block.
                     need_x = i > 0 and plan[i - 1][0] is None
-                    x, dy, grads[i] = _reversible_step(blocks[i], halves(y), halves(dy), rng, need_x1=need_x)
+                    x, dy, grads[i] = _reversible_step(
+                        blocks[i], halves(y), halves(dy), rng, need_x1=need_x
+                    )
                     y = tuple(t.to(dtype) for t in x) if need_x else None
                 else:
                     y = saved[stored]
@@ -218,7 +226,12 @@ class ReversibleSequence(nn.Module):
     precision), so the inverse stays accurate to float32 rounding.
     """
 
-    def __init__(self, blocks: Iterable[nn.Module], memory_saving: bool = True, preserve_rng_state: bool | None = None):
+    def __init__(
+        self,
+        blocks: Iterable[nn.Module],
+        memory_saving: bool = True,
+        preserve_rng_state: bool | None = None,
+    ):
         super().__init__()
         self.blocks = nn.ModuleList(blocks)
         self.memory_saving = memory_saving
@@ -230,7 +243,11 @@ class ReversibleSequence(nn.Module):
         if x.dtype in LOW_PRECISION and torch.is_autocast_enabled(x.device.type):
             x = x.float()
         params = [p for block in self.blocks for p in block.parameters()]
-        if self.memory_saving and torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in params)):
+        if (
+            self.memory_saving
+            and torch.is_grad_enabled()
+            and (x.requires_grad or any(p.requires_grad for p in params))
+        ):
             return _MemorySavingFunction.apply(x, self, *params)
         for block in self.blocks:
             x = block(x)

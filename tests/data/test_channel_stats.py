@@ -47,8 +47,9 @@ def test_every_cifar100_config_is_found():
 CLASSIFIERS = classifier_configs()
 
 
-@pytest.mark.parametrize("config, source, mean, std", CLASSIFIERS,
-                         ids=[c[0].stem for c in CLASSIFIERS])
+@pytest.mark.parametrize(
+    "config, source, mean, std", CLASSIFIERS, ids=[c[0].stem for c in CLASSIFIERS]
+)
 def test_classifier_configs_normalise_with_their_own_set(config, source, mean, std):
     assert source.channel_stats is not None, f"{source.__name__} has no published statistics"
     want_mean, want_std = source.channel_stats

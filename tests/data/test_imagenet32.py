@@ -2,12 +2,12 @@
 
 import shutil
 
+import fakedata
 import numpy as np
 import pytest
 import torch
-
-import fakedata
 from fakedata import IMAGENET32_MARKERS, N_TEST, N_TRAIN
+
 from lit_rev.data import DataFileError, ImageDataModule, ImageNet32
 from lit_rev.data.imagenet32 import TRAIN_FILES
 

@@ -48,7 +48,9 @@ def test_mnist5k_is_real_digits_with_stratified_splits():
 
 
 def test_natural_patches_train_and_test_do_not_overlap():
-    source = NaturalPatches(patch_size=16, stride=8, photos=["camera"], downscale=1.0, test_fraction=0.25)
+    source = NaturalPatches(
+        patch_size=16, stride=8, photos=["camera"], downscale=1.0, test_fraction=0.25
+    )
     train, test = source.dataset("train"), source.dataset("test")
     assert len(train) > 3 * len(test) > 0
     # the test band starts at column 384 of the 512-wide photo; no training patch reaches past it
@@ -106,7 +108,9 @@ def test_quantize_keeps_top_bits():
 
 
 def test_graying_shrinks_variance_and_keeps_mean():
-    x = torch.randint(0, 256, (200, 3, 8, 8), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    x = torch.randint(
+        0, 256, (200, 3, 8, 8), dtype=torch.uint8, generator=torch.Generator().manual_seed(0)
+    )
     mean = x.float().mean(dim=(0, 2, 3)).view(-1, 1, 1)
     channel_std = lambda t: t.float().transpose(0, 1).flatten(1).std(dim=1)  # noqa: E731
     for factor in (1.0, 0.5, 0.0):
@@ -144,8 +148,11 @@ def test_datamodule_split_is_seeded_and_disjoint():
 
 def test_datamodule_named_ood_sets_in_common_shape():
     dm = ImageDataModule(
-        MNIST5k(), ood=[LFWCrops(), Grayed(factor=0.5), Digits(name="sklearn-digits"), Digits()],
-        n_bits=5, batch_size=32, max_test=100,
+        MNIST5k(),
+        ood=[LFWCrops(), Grayed(factor=0.5), Digits(name="sklearn-digits"), Digits()],
+        n_bits=5,
+        batch_size=32,
+        max_test=100,
     )
     dm.setup("test")
     assert dm.test_names == ["mnist5k", "lfwcrops", "mnist5k-gray0.5", "sklearn-digits", "digits"]

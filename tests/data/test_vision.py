@@ -1,11 +1,11 @@
 from pathlib import Path
 
+import fakedata
 import pytest
 import torch
+from fakedata import N_TEST, N_TRAIN
 from lightning.pytorch import LightningModule, Trainer
 
-import fakedata
-from fakedata import N_TEST, N_TRAIN
 from lit_rev.data import (
     CIFAR10,
     CIFAR100,
@@ -23,7 +23,14 @@ from lit_rev.data import (
 
 @pytest.mark.parametrize(
     "cls, shape",
-    [(MNIST, (1, 28, 28)), (FashionMNIST, (1, 28, 28)), (CIFAR10, (3, 32, 32)), (CIFAR100, (3, 32, 32)), (SVHN, (3, 32, 32)), (CelebA, (3, 148, 148))],
+    [
+        (MNIST, (1, 28, 28)),
+        (FashionMNIST, (1, 28, 28)),
+        (CIFAR10, (3, 32, 32)),
+        (CIFAR100, (3, 32, 32)),
+        (SVHN, (3, 32, 32)),
+        (CelebA, (3, 148, 148)),
+    ],
 )
 def test_torchvision_sets_load_their_real_format(fake_vision, cls, shape):
     source = cls(download=False)
@@ -53,7 +60,13 @@ def test_svhn_label_10_means_digit_0(fake_vision):
 
 
 def test_any_set_converts_to_any_shape(fake_vision):
-    dm = ImageDataModule(CIFAR10(download=False), ood=[MNIST(download=False), CelebA(download=False)], channels=1, image_size=28, batch_size=8)
+    dm = ImageDataModule(
+        CIFAR10(download=False),
+        ood=[MNIST(download=False), CelebA(download=False)],
+        channels=1,
+        image_size=28,
+        batch_size=8,
+    )
     dm.setup("test")
     for loader in dm.test_dataloader():
         x, _ = next(iter(loader))
@@ -146,9 +159,16 @@ def test_corrupt_ood_file_stops_fit_before_the_first_step(damaged_root, tmp_path
     ood = [LFWCrops(), SVHN(root=str(damaged_root), download=False)]
     dm = ImageDataModule(Digits(), ood=ood, batch_size=8)
     model = _StepCounter()
-    trainer = Trainer(max_steps=2, accelerator="cpu", devices=1, logger=False,
-                      enable_checkpointing=False, enable_progress_bar=False,
-                      enable_model_summary=False, default_root_dir=tmp_path)
+    trainer = Trainer(
+        max_steps=2,
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+    )
     with pytest.raises(DataFileError, match=r"OOD set 'svhn'.*test_32x32\.mat is corrupt"):
         trainer.fit(model, datamodule=dm)
     assert model.steps == 0
@@ -173,6 +193,7 @@ def test_sets_read_before_training_are_not_read_again(fake_vision, monkeypatch):
     opened = []
     for cls in (CIFAR10, SVHN):
         original = cls._open
+
         def counted(self, split, _original=original):
             opened.append((type(self).__name__, split))
             return _original(self, split)

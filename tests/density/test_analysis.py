@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from test_cli import tiny_config
 
 from lit_rev.density import DensityModule, Glow, LikelihoodRatio
 from lit_rev.density.analysis import (
@@ -20,14 +21,20 @@ from lit_rev.density.analysis import (
     second_order,
     squeezed_channel_sums,
 )
-from test_cli import tiny_config
 
 REPO = __import__("pathlib").Path(__file__).resolve().parents[2]
 
 
 def tiny_cv_glow(levels=1, steps=2, randomise_couplings=True, seed=0):
     torch.manual_seed(seed)
-    glow = Glow(in_channels=1, image_size=4, levels=levels, steps=steps, hidden_channels=4, coupling="additive")
+    glow = Glow(
+        in_channels=1,
+        image_size=4,
+        levels=levels,
+        steps=steps,
+        hidden_channels=4,
+        coupling="additive",
+    )
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, p in glow.named_parameters():
@@ -57,21 +64,33 @@ def test_second_order_trace_matches_brute_force_expansion_on_tiny_cv_glow():
     x0 = 0.2 * torch.randn(1, 4, 4, dtype=torch.float64)
     hess = brute_force_hessian(glow.log_prob, x0)
     g = torch.Generator().manual_seed(1)
-    var_diff = torch.rand(1, 4, 4, generator=g, dtype=torch.float64) - 0.7  # sigma_q^2 - sigma_p^2 per pixel
+    var_diff = (
+        torch.rand(1, 4, 4, generator=g, dtype=torch.float64) - 0.7
+    )  # sigma_q^2 - sigma_p^2 per pixel
     expected = 0.5 * (hess.diagonal() * var_diff.flatten()).sum().item()
-    assert 0.5 * hessian_trace(glow.log_prob, x0, var_diff, chunk=5) == pytest.approx(expected, rel=1e-5, abs=1e-7)
+    assert 0.5 * hessian_trace(glow.log_prob, x0, var_diff, chunk=5) == pytest.approx(
+        expected, rel=1e-5, abs=1e-7
+    )
     # a full covariance difference: Tr(H Delta)
     a = torch.randn(16, 16, generator=g, dtype=torch.float64)
     delta = 0.1 * (a + a.T)
-    assert hessian_trace(glow.log_prob, x0, delta) == pytest.approx((hess * delta).sum().item(), rel=1e-5, abs=1e-6)
+    assert hessian_trace(glow.log_prob, x0, delta) == pytest.approx(
+        (hess * delta).sum().item(), rel=1e-5, abs=1e-6
+    )
     # Hutchinson's estimate agrees within its noise
-    estimate = hessian_trace(glow.log_prob, x0, var_diff, method="hutchinson", probes=4000, chunk=500)
-    assert 0.5 * estimate == pytest.approx(expected, rel=0.15, abs=0.05 * abs(hess.diagonal()).sum().item())
+    estimate = hessian_trace(
+        glow.log_prob, x0, var_diff, method="hutchinson", probes=4000, chunk=500
+    )
+    assert 0.5 * estimate == pytest.approx(
+        expected, rel=0.15, abs=0.05 * abs(hess.diagonal()).sum().item()
+    )
     # and the expansion predicts the change of log p for a small Gaussian perturbation
     torch.manual_seed(2)
     std = 1e-2
     noise = std * torch.randn(10000, 1, 4, 4, dtype=torch.float64)
-    samples = torch.cat([x0 + noise, x0 - noise])  # antithetic: the first-order term cancels exactly
+    samples = torch.cat(
+        [x0 + noise, x0 - noise]
+    )  # antithetic: the first-order term cancels exactly
     with torch.no_grad():
         measured = (glow.log_prob(samples).mean() - glow.log_prob(x0[None])).item()
     predicted = 0.5 * std**2 * hess.diagonal().sum().item()
@@ -84,8 +103,14 @@ def quadratic_cv_glow(levels=2, steps=2, size=8, seed=0):
     top prior are random, and each split prior is a non-trivial linear-Gaussian: a random linear
     mean of the kept half, a constant log-std (its convolution weights stay zero, its bias not)."""
     torch.manual_seed(seed)
-    glow = Glow(in_channels=1, image_size=size, levels=levels, steps=steps, hidden_channels=4,
-                coupling="additive")
+    glow = Glow(
+        in_channels=1,
+        image_size=size,
+        levels=levels,
+        steps=steps,
+        hidden_channels=4,
+        coupling="additive",
+    )
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for step in [step for level in glow.levels for step in level]:
@@ -112,8 +137,9 @@ def two_sets(size=8, n=300, seed=5):
     g = torch.Generator().manual_seed(seed)
     randn = lambda *shape: torch.randn(*shape, generator=g, dtype=torch.float64)  # noqa: E731
     k_p = 120 + 30 * randn(n, 1, size, size)
-    smooth = torch.nn.functional.interpolate(randn(n, 1, 2, 2), size=(size, size), mode="bilinear",
-                                             align_corners=True)
+    smooth = torch.nn.functional.interpolate(
+        randn(n, 1, 2, 2), size=(size, size), mode="bilinear", align_corners=True
+    )
     k_q = 135 + 30 * smooth + 3 * randn(n, 1, size, size)
     return k_p.round().clamp(0, 255).long(), k_q.round().clamp(0, 255).long()
 
@@ -192,8 +218,9 @@ def test_hutchinson_estimate_of_the_covariance_trace():
     d_q = 0.05 * (d_q + d_q.roll(1, dims=3))
     x0 = 0.2 * randn(1, 4, 4)
     exact = covariance_difference_trace(glow.log_prob, x0, d_p, d_q)
-    estimate = covariance_difference_trace(glow.log_prob, x0, d_p, d_q, method="hutchinson",
-                                           probes=4000, chunk=500)
+    estimate = covariance_difference_trace(
+        glow.log_prob, x0, d_p, d_q, method="hutchinson", probes=4000, chunk=500
+    )
     assert estimate == pytest.approx(exact, rel=0.1)
 
 
@@ -223,10 +250,24 @@ def test_linear_closed_form_uses_the_full_covariance_of_each_squeezed_block():
 
 
 def test_paper_closed_form_equals_linear_form_for_diagonal_convolutions():
-    glow = Glow(in_channels=1, image_size=4, levels=1, steps=2, hidden_channels=4, coupling="additive", lu=False).double().eval()
+    glow = (
+        Glow(
+            in_channels=1,
+            image_size=4,
+            levels=1,
+            steps=2,
+            hidden_channels=4,
+            coupling="additive",
+            lu=False,
+        )
+        .double()
+        .eval()
+    )
     with torch.no_grad():
         for step in glow.levels[0]:
-            step.layers[1].weight.copy_(torch.diag(torch.tensor([0.5, -1.5, 2.0, 1.0], dtype=torch.float64)))
+            step.layers[1].weight.copy_(
+                torch.diag(torch.tensor([0.5, -1.5, 2.0, 1.0], dtype=torch.float64))
+            )
     x_p = torch.rand(50, 1, 4, 4, dtype=torch.float64)
     closed = cv_glow_closed_form(glow, x_p, 0.3 * x_p)
     assert closed["sigma"] == 1.0
@@ -245,7 +286,9 @@ def test_graying_and_decomposition():
     mean = k.double().mean(dim=(0, 2, 3)).view(-1, 1, 1)
     assert torch.equal(gray(k, 1.0, mean, 8), k)
     assert (gray(k, 0.0, mean, 8) == mean.round().long()).all()
-    module = DensityModule(Glow(in_channels=1, image_size=8, levels=2, steps=1, hidden_channels=8), n_bits=8)
+    module = DensityModule(
+        Glow(in_channels=1, image_size=8, levels=2, steps=1, hidden_channels=8), n_bits=8
+    )
     rows = graying_curve(module, k)
     assert [r["factor"] for r in rows] == [1.0, 0.75, 0.5, 0.25, 0.0]
     assert rows[0]["pixel_std"] > rows[2]["pixel_std"] > rows[-1]["pixel_std"] == 0.0
@@ -258,10 +301,15 @@ def test_graying_and_decomposition():
 # ----------------------------------------------------------------------------- loading checkpoints
 def tiny_fit_config(root: Path, steps: int = 2) -> str:
     """test_cli's tiny Glow config, made constant-volume, with ``steps`` flow steps per level."""
-    return str(tiny_config(root / f"steps{steps}", **{
-        "max_steps: 3": "max_steps: 2",
-        "steps: 2, hidden_channels: 8}": f"steps: {steps}, hidden_channels: 8, coupling: additive}}",
-    }))
+    return str(
+        tiny_config(
+            root / f"steps{steps}",
+            **{
+                "max_steps: 3": "max_steps: 2",
+                "steps: 2, hidden_channels: 8}": f"steps: {steps}, hidden_channels: 8, coupling: additive}}",
+            },
+        )
+    )
 
 
 class Payload:
@@ -303,8 +351,14 @@ def test_a_checkpoint_of_another_config_is_a_clear_error(tmp_path):
     assert "network.levels.0.1.layers.0.bias" in message
     # the same architecture with a different width: the shapes are named
     with pytest.raises(ValueError, match="different shapes.*checkpoint .* vs model"):
-        load(config, str(ckpt), ["--model.init_args.network.init_args.steps=1",
-                                 "--model.init_args.network.init_args.hidden_channels=4"])
+        load(
+            config,
+            str(ckpt),
+            [
+                "--model.init_args.network.init_args.steps=1",
+                "--model.init_args.network.init_args.hidden_channels=4",
+            ],
+        )
     assert load(other, str(ckpt))[0].state_dict().keys() == module.state_dict().keys()
 
 
@@ -333,15 +387,38 @@ def test_a_checkpoint_written_by_fit_loads_weights_only_and_strictly(tmp_path, m
 def test_analysis_commands_end_to_end(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     config = str(REPO / "configs" / "density" / "quick_cvglow_naturalpatches.yaml")
-    small = ["--model.init_args.network.init_args.steps=1", "--model.init_args.network.init_args.hidden_channels=8",
-             "--data.init_args.max_test=16"]
+    small = [
+        "--model.init_args.network.init_args.steps=1",
+        "--model.init_args.network.init_args.hidden_channels=8",
+        "--data.init_args.max_test=16",
+    ]
     for analysis in ("decomposition", "graying", "second_order"):
-        rows = main([analysis, "--config", config, "--out_dir", str(tmp_path), "--max_images", "16", "--curvature_points", "1", *small])
+        rows = main(
+            [
+                analysis,
+                "--config",
+                config,
+                "--out_dir",
+                str(tmp_path),
+                "--max_images",
+                "16",
+                "--curvature_points",
+                "1",
+                *small,
+            ]
+        )
         assert (tmp_path / f"{analysis}.md").exists() and rows
     quantities = {row["quantity"] for row in rows}
-    assert {"predicted", "predicted_first_order", "predicted_second_order",
-            "predicted_diagonal_only", "predicted_avg_curvature", "measured_gap",
-            "closed_form_linear", "closed_form_paper"} <= quantities
+    assert {
+        "predicted",
+        "predicted_first_order",
+        "predicted_second_order",
+        "predicted_diagonal_only",
+        "predicted_avg_curvature",
+        "measured_gap",
+        "closed_form_linear",
+        "closed_form_paper",
+    } <= quantities
     for row in rows:
         assert row["bpd"] == pytest.approx(-row["nats"] / (784 * math.log(2)))
     assert (tmp_path / "graying.png").exists() and (tmp_path / "decomposition.png").exists()

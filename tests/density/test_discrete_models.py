@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from lit_rev.density import DensityModule, PixelCNNPP, VAE
+from lit_rev.density import VAE, DensityModule, PixelCNNPP
 from lit_rev.density.discretized import (
     discretized_logistic_log_prob,
     discretized_mixture_log_prob,
@@ -39,7 +39,9 @@ def test_mixture_sampler_follows_the_likelihood():
     torch.manual_seed(0)
     params = torch.randn(1, mixture_param_count(3, 2), 1, 1, dtype=torch.float64)
     k = all_images(3, 1, 1)  # 8 one-pixel RGB images of 1 bit
-    probs = torch.exp(discretized_mixture_log_prob(k, params.expand(len(k), -1, -1, -1), 2, n_bits=1))
+    probs = torch.exp(
+        discretized_mixture_log_prob(k, params.expand(len(k), -1, -1, -1), 2, n_bits=1)
+    )
     assert probs.sum().item() == pytest.approx(1.0, abs=1e-12)
     draws = sample_discretized_mixture(params.expand(20000, -1, -1, -1), 3, 2, n_bits=1)
     index = (draws[:, 0] * 4 + draws[:, 1] * 2 + draws[:, 2]).flatten()
@@ -51,7 +53,11 @@ def test_mixture_sampler_follows_the_likelihood():
 def test_pixelcnnpp_is_causal(channels):
     """d(output at position i) / d(input at position j) = 0 for every j >= i in raster order, all channels."""
     torch.manual_seed(0)
-    model = _randomise(PixelCNNPP(channels, 8, 8, resnets_per_scale=1, filters=8, num_mixtures=2, scales=3, dropout=0.0)).double()
+    model = _randomise(
+        PixelCNNPP(
+            channels, 8, 8, resnets_per_scale=1, filters=8, num_mixtures=2, scales=3, dropout=0.0
+        )
+    ).double()
     size = 8
     x = torch.rand(1, channels, size, size, dtype=torch.float64, requires_grad=True)
     out = model(x)
@@ -59,7 +65,9 @@ def test_pixelcnnpp_is_causal(channels):
         row, col = divmod(i, size)
         (grad,) = torch.autograd.grad(out[0, :, row, col].sum(), x, retain_graph=True)
         influence = grad.abs().sum(1).flatten()  # per input position, channels summed
-        assert influence[i:].max().item() == 0.0, f"output {i} sees input {int(influence[i:].argmax()) + i}"
+        assert influence[i:].max().item() == 0.0, (
+            f"output {i} sees input {int(influence[i:].argmax()) + i}"
+        )
         if i > 0:
             assert influence[:i].max().item() > 0.0  # and it does see the past
 
@@ -68,7 +76,16 @@ def test_pixelcnnpp_is_causal(channels):
 def test_pixelcnnpp_normalises(channels, size, n_bits):
     """The probabilities of all (2**n_bits)**D images sum to 1 (256 for 2-bit 1x2x2; 4096 for 1-bit 3x2x2)."""
     torch.manual_seed(0)
-    model = PixelCNNPP(channels, size, n_bits, resnets_per_scale=1, filters=8, num_mixtures=3, scales=2, dropout=0.0)
+    model = PixelCNNPP(
+        channels,
+        size,
+        n_bits,
+        resnets_per_scale=1,
+        filters=8,
+        num_mixtures=3,
+        scales=2,
+        dropout=0.0,
+    )
     model = _randomise(model).double().eval()
     k = all_images(channels, size, n_bits)
     with torch.no_grad():
@@ -80,9 +97,11 @@ def test_pixelcnnpp_normalises(channels, size, n_bits):
 
 
 def test_pixelcnnpp_samples_are_valid_images():
-    model = PixelCNNPP(1, 4, 3, resnets_per_scale=1, filters=8, num_mixtures=2, scales=2, dropout=0.0)
+    model = PixelCNNPP(
+        1, 4, 3, resnets_per_scale=1, filters=8, num_mixtures=2, scales=2, dropout=0.0
+    )
     k = model.sample(3)
-    assert k.shape == (3, 1, 4, 4) and k.dtype == torch.long and 0 <= k.min() and k.max() < 8
+    assert k.shape == (3, 1, 4, 4) and k.dtype == torch.long and k.min() >= 0 and k.max() < 8
     with pytest.raises(ValueError, match="divisible"):
         PixelCNNPP(1, 6, 8, scales=3)
 
@@ -97,7 +116,11 @@ def test_vae_decoder_and_marginal_normalise():
     standard errors. (tests/density/test_vae_bounds.py checks each P(k) against quadrature.)
     """
     torch.manual_seed(0)
-    vae = _randomise(VAE(1, 2, n_bits=2, latent_dim=2, hidden_channels=8, importance_samples=8)).double().eval()
+    vae = (
+        _randomise(VAE(1, 2, n_bits=2, latent_dim=2, hidden_channels=8, importance_samples=8))
+        .double()
+        .eval()
+    )
     k = all_images(1, 2, 2)
     z = torch.randn(5, 2, dtype=torch.float64)
     with torch.no_grad():
@@ -121,7 +144,9 @@ def test_vae_decoder_and_marginal_normalise():
 
 def test_vae_importance_weighted_bound_is_above_elbo_and_rises_with_k():
     torch.manual_seed(0)
-    vae = _randomise(VAE(1, 4, n_bits=3, latent_dim=4, hidden_channels=8), scale=0.2).double().eval()
+    vae = (
+        _randomise(VAE(1, 4, n_bits=3, latent_dim=4, hidden_channels=8), scale=0.2).double().eval()
+    )
     k = torch.randint(0, 8, (200, 1, 4, 4))
     with torch.no_grad():
         # same draws: log-mean-exp >= mean (Jensen), image by image
@@ -129,10 +154,15 @@ def test_vae_importance_weighted_bound_is_above_elbo_and_rises_with_k():
         iwae = torch.logsumexp(w, 0) - math.log(32)
         assert (iwae >= w.mean(0) - 1e-12).all()
         # in expectation the bound rises with k and L_1 is the ELBO
-        bounds = {s: torch.stack([vae.iwae_bound(k, s).mean() for _ in range(4)]).mean().item() for s in (1, 4, 32)}
+        bounds = {
+            s: torch.stack([vae.iwae_bound(k, s).mean() for _ in range(4)]).mean().item()
+            for s in (1, 4, 32)
+        }
         elbo = torch.stack([vae.elbo(k).mean() for _ in range(20)]).mean().item()
     assert bounds[1] < bounds[4] < bounds[32]
-    assert elbo == pytest.approx(bounds[1], abs=0.05 * abs(elbo))  # closed-form KL vs sampled: same bound
+    assert elbo == pytest.approx(
+        bounds[1], abs=0.05 * abs(elbo)
+    )  # closed-form KL vs sampled: same bound
     assert elbo < bounds[32]
 
 

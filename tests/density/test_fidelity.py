@@ -17,7 +17,13 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from torch.utils.data import DataLoader, TensorDataset
 
 from lit_rev.density import (
-    VAE, ActNorm, DensityModule, Glow, PixelCNNPP, PolyakAveraging, WeightNorm,
+    VAE,
+    ActNorm,
+    DensityModule,
+    Glow,
+    PixelCNNPP,
+    PolyakAveraging,
+    WeightNorm,
 )
 from lit_rev.density.pixelcnnpp import GatedResnet
 
@@ -26,10 +32,20 @@ REPO = Path(__file__).resolve().parents[2]
 
 # ----- PixelCNN++: weight normalisation with data-dependent init --------------------------------
 
+
 def _wn_pixelcnn(seed=0, channels=3, size=8, dropout=0.5):
     torch.manual_seed(seed)
-    return PixelCNNPP(channels, size, 8, resnets_per_scale=1, filters=8, num_mixtures=2, scales=2,
-                      dropout=dropout, weight_norm=True).double()
+    return PixelCNNPP(
+        channels,
+        size,
+        8,
+        resnets_per_scale=1,
+        filters=8,
+        num_mixtures=2,
+        scales=2,
+        dropout=dropout,
+        weight_norm=True,
+    ).double()
 
 
 def _weight_norm_outputs(model, k):
@@ -87,8 +103,11 @@ def test_weight_norm_layer_is_g_v_over_norm_v():
         wn = WeightNorm(layer.double(), init_scale=0.5)
         v = layer.weight.detach()
         assert torch.allclose(wn.g.detach(), default_norms) and abs(v.std().item() - 0.05) < 0.015
-        x = torch.randn(7, 40, dtype=torch.float64) if isinstance(layer, torch.nn.Linear) else \
-            torch.randn(7, 3, 6, 6, dtype=torch.float64)
+        x = (
+            torch.randn(7, 40, dtype=torch.float64)
+            if isinstance(layer, torch.nn.Linear)
+            else torch.randn(7, 3, 6, 6, dtype=torch.float64)
+        )
         shape = [1] * v.dim()
         shape[out_dim] = -1
         for mode in ("eval", "train"):  # before init, then the init pass
@@ -151,8 +170,9 @@ def test_untrained_weight_normalised_pixelcnn_scores_finitely():
     """Evaluated before any training batch (``test`` without a checkpoint), the paper-size
     network's log-probabilities stay finite (with ``g = ||v||`` they were -inf)."""
     torch.manual_seed(0)
-    model = PixelCNNPP(3, 16, 8, resnets_per_scale=5, filters=160, num_mixtures=10, scales=3,
-                       weight_norm=True).eval()
+    model = PixelCNNPP(
+        3, 16, 8, resnets_per_scale=5, filters=160, num_mixtures=10, scales=3, weight_norm=True
+    ).eval()
     with torch.no_grad():
         assert torch.isfinite(model.log_prob(torch.randint(0, 256, (1, 3, 16, 16)))).all()
 
@@ -185,7 +205,7 @@ def _init_on_half(rank, world, port, path):
     address = f"tcp://127.0.0.1:{port}"
     dist.init_process_group("gloo", init_method=address, rank=rank, world_size=world)
     layer = _wn_layer()
-    layer(_wn_batch()[rank * 4: (rank + 1) * 4])  # each rank sees half the batch
+    layer(_wn_batch()[rank * 4 : (rank + 1) * 4])  # each rank sees half the batch
     state = {k: v.clone() for k, v in layer.state_dict().items()}
     torch.save(state, os.path.join(path, f"rank{rank}.pt"))
     dist.destroy_process_group()
@@ -206,6 +226,7 @@ def test_weight_norm_init_averages_moments_over_ranks(tmp_path):
 
 # ----- Polyak averaging ------------------------------------------------------------------------
 
+
 def _images(n, seed=0):
     g = torch.Generator().manual_seed(seed)
     k = torch.randint(0, 256, (n, 1, 4, 4), generator=g, dtype=torch.uint8)
@@ -225,9 +246,16 @@ def _params(module):
 def _trainer(tmp_path, callbacks, **kwargs):
     checkpoints = any(isinstance(c, ModelCheckpoint) for c in callbacks)
     kwargs.setdefault("enable_checkpointing", checkpoints)
-    return Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False,
-                   accelerator="cpu", default_root_dir=tmp_path, callbacks=callbacks,
-                   num_sanity_val_steps=0, **kwargs)
+    return Trainer(
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator="cpu",
+        default_root_dir=tmp_path,
+        callbacks=callbacks,
+        num_sanity_val_steps=0,
+        **kwargs,
+    )
 
 
 def _ema(steps, decay):
@@ -293,8 +321,13 @@ def test_polyak_evaluation_after_fit_uses_the_averaged_weights(tmp_path):
     record = Recorder(ckpt_dir=tmp_path)  # before the averaging callback: the order must not matter
     later = Recorder()  # after it, as the module's own hooks (the sample grid at validation end)
     ckpt = ModelCheckpoint(dirpath=tmp_path, save_last=True)
-    trainer = _trainer(tmp_path, [record, PolyakAveraging(decay), later, ckpt], max_epochs=2,
-                       val_check_interval=3, limit_val_batches=1)
+    trainer = _trainer(
+        tmp_path,
+        [record, PolyakAveraging(decay), later, ckpt],
+        max_epochs=2,
+        val_check_interval=3,
+        limit_val_batches=1,
+    )
     module = _glow_module()
     trainer.fit(module, _images(12), _images(4, seed=1))
     steps = record.steps
@@ -326,7 +359,8 @@ def test_polyak_evaluation_after_fit_uses_the_averaged_weights(tmp_path):
     tester = Recorder()
     with _no_warning_about("WeightAveraging"):
         _trainer(tmp_path, [tester, PolyakAveraging(decay)]).test(
-            _glow_module(seed=5), _images(4, seed=1), ckpt_path=tmp_path / "last.ckpt")
+            _glow_module(seed=5), _images(4, seed=1), ckpt_path=tmp_path / "last.ckpt"
+        )
     _assert_params(tester.test, average)
     meta = json.loads((tmp_path / "ood_report.json").read_text())["meta"]
     assert meta["weights"] == f"Polyak average, decay {decay}"  # the report says which weights
@@ -354,6 +388,7 @@ def test_polyak_average_continues_across_a_resume(tmp_path):
     steps, as if the run had not stopped; the resumed run trains on from the training weights."""
     decay = 0.5
     first, second = Recorder(), Recorder()
+
     def last():
         return ModelCheckpoint(dirpath=tmp_path, save_last=True)
 
@@ -366,7 +401,8 @@ def test_polyak_average_continues_across_a_resume(tmp_path):
 
     start = FirstBatch()
     _trainer(tmp_path, [start, second, PolyakAveraging(decay), last()], max_epochs=2).fit(
-        _glow_module(seed=7), _images(6), ckpt_path=tmp_path / "last.ckpt")
+        _glow_module(seed=7), _images(6), ckpt_path=tmp_path / "last.ckpt"
+    )
     assert len(first.steps) == len(second.steps) == 3
     _assert_params(start.start, first.steps[-1], atol=0)
     _assert_params(second.fit_end, _ema(first.steps + second.steps, decay))
@@ -388,8 +424,11 @@ def test_polyak_copies_buffers_instead_of_averaging_them(tmp_path):
     state = torch.load(tmp_path / "at_fit_end.ckpt", weights_only=True)
     assert int(state["state_dict"]["count"]) == int(state["current_model_state"]["count"]) == 6
     glow = _glow_module().network
-    constant = {f"network.{k}": v for k, v in glow.state_dict().items()
-                if k.endswith(("perm", "sign_s", "eye"))}
+    constant = {
+        f"network.{k}": v
+        for k, v in glow.state_dict().items()
+        if k.endswith(("perm", "sign_s", "eye"))
+    }
     assert constant and all(torch.equal(state["state_dict"][k], v) for k, v in constant.items())
 
 
@@ -418,10 +457,19 @@ def test_actnorm_init_is_in_the_average(tmp_path):
 
 # ----- the VAE's evaluation draws are seeded per image -----------------------------------------
 
+
 def _vae(**kwargs):
     torch.manual_seed(0)
-    vae = VAE(1, 4, n_bits=3, latent_dim=4, hidden_channels=8, importance_samples=12, chunk_size=5,
-              **kwargs)
+    vae = VAE(
+        1,
+        4,
+        n_bits=3,
+        latent_dim=4,
+        hidden_channels=8,
+        importance_samples=12,
+        chunk_size=5,
+        **kwargs,
+    )
     with torch.no_grad():
         for p in vae.parameters():
             p.add_(0.2 * torch.randn_like(p))
@@ -470,6 +518,7 @@ def test_vae_eval_seed_sets_the_draws():
 
 # ----- the paper configs switch it all on; the quick ones keep their numbers ---------------------
 
+
 def _config(name):
     return yaml.safe_load((REPO / "configs" / "density" / name).read_text())
 
@@ -482,12 +531,19 @@ def _callbacks(config):
     return out
 
 
-@pytest.mark.parametrize("name,decay", [
-    ("glow_cifar10.yaml", 0.999), ("glow_fashionmnist.yaml", 0.999), ("glow_celeba.yaml", 0.999),
-    ("glow_imagenet32.yaml", 0.999),
-    ("cvglow_cifar10.yaml", 0.999), ("cvglow_fashionmnist.yaml", 0.999),
-    ("pixelcnnpp_cifar10.yaml", 0.9995), ("pixelcnnpp_fashionmnist.yaml", 0.9995),
-])
+@pytest.mark.parametrize(
+    "name,decay",
+    [
+        ("glow_cifar10.yaml", 0.999),
+        ("glow_fashionmnist.yaml", 0.999),
+        ("glow_celeba.yaml", 0.999),
+        ("glow_imagenet32.yaml", 0.999),
+        ("cvglow_cifar10.yaml", 0.999),
+        ("cvglow_fashionmnist.yaml", 0.999),
+        ("pixelcnnpp_cifar10.yaml", 0.9995),
+        ("pixelcnnpp_fashionmnist.yaml", 0.9995),
+    ],
+)
 def test_paper_configs_average_weights_and_evaluate_ood(name, decay):
     callbacks = _callbacks(_config(name))
     assert callbacks["PolyakAveraging"] == {"decay": decay}
@@ -507,8 +563,9 @@ def test_quick_configs_keep_their_documented_setup():
         assert model.get("lr_decay", 1.0) == 1.0, path.name
 
 
-@pytest.mark.parametrize("seed, says", [(3, "seeded per image by eval_seed=3"),
-                                        (None, "global random stream")])
+@pytest.mark.parametrize(
+    "seed, says", [(3, "seeded per image by eval_seed=3"), (None, "global random stream")]
+)
 def test_vae_report_says_how_its_draws_were_seeded(tmp_path, monkeypatch, seed, says):
     monkeypatch.chdir(tmp_path)  # outside a Trainer the report goes to the working directory
     module = DensityModule(_vae(eval_seed=seed).float(), n_bits=3, num_samples=0)

@@ -25,8 +25,13 @@ def digits(**kwargs):
 
 def fit(module, dm, tmp_path):
     trainer = Trainer(
-        fast_dev_run=1, logger=False, enable_progress_bar=False, enable_model_summary=False,
-        default_root_dir=tmp_path, accelerator="cpu", devices=1,
+        fast_dev_run=1,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+        accelerator="cpu",
+        devices=1,
     )
     trainer.fit(module, dm)
     return trainer
@@ -102,7 +107,8 @@ def test_network_n_bits_must_match_the_data(make, tmp_path):
 
 
 @pytest.mark.parametrize(
-    "make,n_bits", [(glow, 8), (glow, 5), (vae, 5), (pixelcnnpp, 3)],
+    "make,n_bits",
+    [(glow, 8), (glow, 5), (vae, 5), (pixelcnnpp, 3)],
     ids=["glow8", "glow5", "vae5", "pixelcnnpp3"],
 )
 def test_networks_that_fit_train(make, n_bits, tmp_path):

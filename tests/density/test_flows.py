@@ -66,14 +66,18 @@ def test_layer_round_trip_and_log_det(name):
 
 @pytest.mark.parametrize("coupling", ["affine", "additive"])
 def test_glow_round_trip_and_log_det(coupling):
-    glow = _randomise(Glow(in_channels=1, image_size=8, levels=2, steps=2, hidden_channels=8, coupling=coupling))
+    glow = _randomise(
+        Glow(in_channels=1, image_size=8, levels=2, steps=2, hidden_channels=8, coupling=coupling)
+    )
     x = torch.rand(2, 1, 8, 8, dtype=torch.float64) - 0.5
     z, log_det = glow(x)
     assert z.shape == (2, 64)
     x_back, inv_log_det = glow.inverse(z)
     assert torch.allclose(x_back, x, atol=1e-9)
     assert torch.allclose(inv_log_det, -log_det, atol=1e-9)
-    jac = torch.autograd.functional.jacobian(lambda v: glow(v.view(1, 1, 8, 8))[0][0], x[0].flatten())
+    jac = torch.autograd.functional.jacobian(
+        lambda v: glow(v.view(1, 1, 8, 8))[0][0], x[0].flatten()
+    )
     assert log_det[0].item() == pytest.approx(torch.linalg.slogdet(jac)[1].item(), abs=1e-7)
     if coupling == "additive":
         # CV-Glow: the volume term does not depend on x
@@ -168,13 +172,15 @@ def test_multilevel_glow_log_prob_is_change_of_variables(coupling):
     """A three-level Glow (two split priors and the top prior, all randomised): log p(x) equals
     log p(z), with each latent under its own prior, plus log|det| of the brute-force Jacobian."""
     torch.manual_seed(0)
-    glow = Glow(in_channels=2, image_size=8, levels=3, steps=2, hidden_channels=8,
-                coupling=coupling)
+    glow = Glow(
+        in_channels=2, image_size=8, levels=3, steps=2, hidden_channels=8, coupling=coupling
+    )
     glow = _randomise(glow, scale=0.1)  # at 0.2 the deepest split prior's log p reaches -1e33
     x = torch.rand(3, 2, 8, 8, dtype=torch.float64) - 0.5
     with torch.no_grad():
         z, log_pz = _latents_and_log_prior(glow, x)
         assert torch.allclose(glow(x)[0], z, atol=1e-12)  # the hand walk is the model's bijection
+
         def flat(v):
             return glow(v.view(1, 2, 8, 8))[0][0]
 

@@ -3,15 +3,24 @@ import math
 import pytest
 import torch
 import torch.nn as nn
-
-from lit_rev.density import BitsPerDim, DensityModule, Glow, bits_per_dim, ood_rows, write_ood_report
-from lit_rev.density.ood import auroc
 from toy_densities import Categorical, UniformDensity
+
+from lit_rev.density import (
+    BitsPerDim,
+    DensityModule,
+    Glow,
+    bits_per_dim,
+    ood_rows,
+    write_ood_report,
+)
+from lit_rev.density.ood import auroc
 
 
 def test_bits_per_dim_of_known_densities():
     assert bits_per_dim(torch.zeros(3), 10, n_bits=8).tolist() == [8.0, 8.0, 8.0]
-    assert bits_per_dim(torch.tensor([-10 * math.log(2)]), 10, 0, "mass").item() == pytest.approx(1.0)
+    assert bits_per_dim(torch.tensor([-10 * math.log(2)]), 10, 0, "mass").item() == pytest.approx(
+        1.0
+    )
     # a 5-bit image under the uniform density: 5 bits/dim
     module = DensityModule(UniformDensity(), n_bits=5)
     k = torch.randint(0, 32, (4, 1, 2, 2))
@@ -114,8 +123,13 @@ def test_lr_decay_steps_with_the_trainer(tmp_path):
     loader = DataLoader(TensorDataset(k, torch.zeros(8)), batch_size=2)
     module = DensityModule(UniformDensity(), lr=0.1, warmup_steps=2, lr_decay=0.5, num_samples=0)
     trainer = Trainer(
-        max_steps=5, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-        enable_model_summary=False, default_root_dir=tmp_path, accelerator="cpu",
+        max_steps=5,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+        accelerator="cpu",
     )
     trainer.fit(module, loader)
     assert trainer.global_step == 5

@@ -12,13 +12,13 @@ import warnings
 import pytest
 import torch
 from lightning.pytorch import Trainer
+from test_report import strict_load
+from toy_densities import UniformDensity
 
 from lit_rev.data.datamodule import ImageDataModule
 from lit_rev.data.images import Digits
 from lit_rev.density import DensityModule, ood_rows, write_ood_report
 from lit_rev.density.scores import OODScore, Typicality
-from test_report import strict_load
-from toy_densities import UniformDensity
 
 NAN, INF = float("nan"), float("inf")
 
@@ -96,7 +96,9 @@ def test_nonfinite_derived_scores_get_no_auroc(tmp_path, caplog):
     assert long == [
         {"score": "bpd", "set": "ood", "auroc": 1.0},
         {
-            "score": "column", "set": "ood", "auroc": None,
+            "score": "column",
+            "set": "ood",
+            "auroc": None,
             "no_auroc": "non-finite scores: 1 of 2 in ood",
         },
     ]
@@ -201,8 +203,13 @@ def digits(batch_size=16, **kwargs):
 
 def quiet_trainer(tmp_path, **kwargs):
     return Trainer(
-        logger=False, enable_checkpointing=False, enable_progress_bar=False,
-        enable_model_summary=False, default_root_dir=tmp_path, accelerator="cpu", devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+        accelerator="cpu",
+        devices=1,
         **kwargs,
     )
 

@@ -15,8 +15,12 @@ def test_notebook_runs(tmp_path, monkeypatch):
     monkeypatch.setenv("LIT_REV_NOTEBOOK_TEST", "60")
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     nb = nbformat.read(REPO / "notebooks" / "ood_likelihoods.ipynb", as_version=4)
-    client = nbclient.NotebookClient(nb, timeout=240, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}})
+    client = nbclient.NotebookClient(
+        nb, timeout=240, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+    )
     client.execute()
-    outputs = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+    outputs = "".join(
+        o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
+    )
     assert "typicality" in outputs and "complexity" in outputs
     assert not any(o.get("output_type") == "error" for c in nb.cells for o in c.get("outputs", []))

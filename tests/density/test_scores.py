@@ -7,12 +7,18 @@ import pytest
 import torch
 from PIL import Image
 from torch.utils.data import DataLoader, TensorDataset
-
-from lit_rev.density import DensityModule, InputComplexity, LikelihoodRatio, Typicality, write_ood_report
-from lit_rev.density.ood import auroc
-from lit_rev.density.scores import perturb_images, png_bits, random_batch_means
 from toy_densities import Categorical
 from toy_densities import UniformDensity as Uniform
+
+from lit_rev.density import (
+    DensityModule,
+    InputComplexity,
+    LikelihoodRatio,
+    Typicality,
+    write_ood_report,
+)
+from lit_rev.density.ood import auroc
+from lit_rev.density.scores import perturb_images, png_bits, random_batch_means
 
 
 def test_typicality_single_inputs_known_values():
@@ -23,7 +29,9 @@ def test_typicality_single_inputs_known_values():
 
 def test_typicality_entropy_is_estimated_on_reference_data():
     module = DensityModule(Uniform(), n_bits=6)
-    loader = DataLoader(TensorDataset(torch.randint(0, 64, (20, 1, 4, 4)), torch.zeros(20)), batch_size=8)
+    loader = DataLoader(
+        TensorDataset(torch.randint(0, 64, (20, 1, 4, 4)), torch.zeros(20)), batch_size=8
+    )
     score = Typicality()
     score.prepare(module, loader)
     assert score.entropy == pytest.approx(6.0)  # E[-log2 p] / D of the uniform model
@@ -48,7 +56,9 @@ def test_batch_typicality_catches_a_set_that_is_too_typical():
 def test_png_bits_is_the_length_of_a_real_png():
     image = torch.randint(0, 256, (1, 8, 8))
     buffer = io.BytesIO()
-    Image.fromarray(image[0].numpy().astype("uint8"), mode="L").save(buffer, format="PNG", compress_level=9)
+    Image.fromarray(image[0].numpy().astype("uint8"), mode="L").save(
+        buffer, format="PNG", compress_level=9
+    )
     assert png_bits(image) == 8 * len(buffer.getvalue())
     assert png_bits(torch.randint(0, 32, (3, 8, 8)), n_bits=5) > 0
 
@@ -68,9 +78,14 @@ def test_input_complexity_known_answer():
     assert (cols["noise"]["png_bpd"] > 7.9).all() and (cols["constant"]["png_bpd"] < 1.0).all()
     expected = 8.0 - cols["constant"]["png_bpd"]
     assert torch.allclose(score.compute(cols["constant"])["complexity"], expected.double())
-    noise_s, constant_s = score.compute(cols["noise"])["complexity"], score.compute(cols["constant"])["complexity"]
+    noise_s, constant_s = (
+        score.compute(cols["noise"])["complexity"],
+        score.compute(cols["constant"])["complexity"],
+    )
     assert auroc(noise_s, constant_s) == 1.0  # constant images OOD for a model of noise: found
-    assert auroc(cols["noise"]["bpd"], cols["constant"]["bpd"]) == pytest.approx(0.5)  # raw likelihood: chance
+    assert auroc(cols["noise"]["bpd"], cols["constant"]["bpd"]) == pytest.approx(
+        0.5
+    )  # raw likelihood: chance
 
 
 def test_likelihood_ratio_known_answer_and_checkpoint(tmp_path):
@@ -88,7 +103,9 @@ def test_likelihood_ratio_known_answer_and_checkpoint(tmp_path):
     s.update(score.columns(module, k, s))
     background = Categorical(background_logits)
     llr = main.log_prob(k) - background.log_prob(k)  # log-likelihood ratio, nats
-    assert torch.allclose(score.compute(s)["likelihood_ratio"].float(), -llr / (dims * math.log(2)), atol=1e-5)
+    assert torch.allclose(
+        score.compute(s)["likelihood_ratio"].float(), -llr / (dims * math.log(2)), atol=1e-5
+    )
     assert main.logits.requires_grad and not score.background.logits.requires_grad
     with pytest.raises(FileNotFoundError, match="background"):
         LikelihoodRatio(str(tmp_path / "missing.ckpt")).prepare(module)
@@ -106,21 +123,33 @@ def test_likelihood_ratio_removes_a_shared_background_term():
     module = DensityModule(main, n_bits=n_bits)
     score = LikelihoodRatio("unused")
     score.set_background(Categorical(bg_logits))
-    in_k = torch.randint(1, 4, (50, 1, 2, 2))  # busy pixels: unlikely under the background statistics
+    in_k = torch.randint(
+        1, 4, (50, 1, 2, 2)
+    )  # busy pixels: unlikely under the background statistics
     in_k[:, 0, 0, 0] = 2
-    ood_k = torch.zeros(50, 1, 2, 2, dtype=torch.long)  # plain background, without the semantic pixel
+    ood_k = torch.zeros(
+        50, 1, 2, 2, dtype=torch.long
+    )  # plain background, without the semantic pixel
     cols = {}
     for name, k in (("in", in_k), ("ood", ood_k)):
         s = module.scores(k)
         s.update(score.columns(module, k, s))
         cols[name] = s
     assert auroc(cols["in"]["bpd"], cols["ood"]["bpd"]) < 0.5
-    assert auroc(score.compute(cols["in"])["likelihood_ratio"], score.compute(cols["ood"])["likelihood_ratio"]) == 1.0
+    assert (
+        auroc(
+            score.compute(cols["in"])["likelihood_ratio"],
+            score.compute(cols["ood"])["likelihood_ratio"],
+        )
+        == 1.0
+    )
 
 
 def test_perturbation_rate():
     k = torch.zeros(200, 1, 10, 10, dtype=torch.long)
-    changed = (perturb_images(k, 0.2, 8, torch.Generator().manual_seed(0)) != k).double().mean().item()
+    changed = (
+        (perturb_images(k, 0.2, 8, torch.Generator().manual_seed(0)) != k).double().mean().item()
+    )
     assert changed == pytest.approx(0.2 * 255 / 256, abs=0.01)
     assert perturb_images(k, 0.0, 8) is k
 
@@ -131,7 +160,9 @@ def test_report_has_an_auroc_column_per_score(tmp_path):
         "far": {"bpd": torch.tensor([9.0, 8.0, 9.5])},
         "too_likely": {"bpd": torch.tensor([1.0, 1.1, 0.9])},
     }
-    rows = write_ood_report(scores, "in", tmp_path, scorers=[Typicality(entropy=3.0, batch_sizes=[2], num_batches=5)])
+    rows = write_ood_report(
+        scores, "in", tmp_path, scorers=[Typicality(entropy=3.0, batch_sizes=[2], num_batches=5)]
+    )
     assert rows[2]["auroc_bpd"] == 0.0 and rows[2]["auroc_typicality"] == 1.0
     assert rows[1]["auroc_typicality"] == 1.0 and "auroc_typicality_M2" in rows[1]
     for name in ("ood_report_scores.csv", "hist_typicality.png"):
@@ -140,13 +171,19 @@ def test_report_has_an_auroc_column_per_score(tmp_path):
 
 def test_density_module_evaluates_scores_end_to_end(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    module = DensityModule(Uniform(), n_bits=8, ood_scores=[Typicality(batch_sizes=[2]), InputComplexity()])
+    module = DensityModule(
+        Uniform(), n_bits=8, ood_scores=[Typicality(batch_sizes=[2]), InputComplexity()]
+    )
     make = lambda k: DataLoader(TensorDataset(k, torch.zeros(len(k))), batch_size=4)  # noqa: E731
     noise = torch.randint(0, 256, (8, 1, 8, 8))
     constant = torch.full((8, 1, 8, 8), 7)
-    rows = module.evaluate_ood([make(noise), make(constant)], ["noise", "constant"], reference_loader=make(noise))
+    rows = module.evaluate_ood(
+        [make(noise), make(constant)], ["noise", "constant"], reference_loader=make(noise)
+    )
     assert rows[1]["auroc_complexity"] == 1.0
-    assert {"auroc_bpd", "auroc_typicality", "auroc_typicality_M2", "auroc_complexity"} <= set(rows[1])
+    assert {"auroc_bpd", "auroc_typicality", "auroc_typicality_M2", "auroc_complexity"} <= set(
+        rows[1]
+    )
     assert module.test_scores(noise)["png_bpd"].shape == (8,)
 
 

@@ -19,12 +19,11 @@ import math
 import numpy as np
 import pytest
 import torch
+from test_discrete_models import _randomise, all_images
 from torch.distributions import Normal, kl_divergence
 
 from lit_rev.density import VAE
 from lit_rev.density.discretized import discretized_logistic_log_prob
-
-from test_discrete_models import _randomise, all_images
 
 
 def _vae(**kwargs) -> VAE:
@@ -94,8 +93,14 @@ def test_eval_log_prob_is_the_importance_weighted_bound_not_the_elbo():
     """With p(k | z) = c(k) and a posterior wider than the prior (bounded weights), the bound
     L_2048 is within 0.25 of log P(k) = log c(k) (0.11 at most over 20 seeds x 8 images), while
     the ELBO is KL = 1.76 nats below it."""
-    vae = _vae(in_channels=1, image_size=4, n_bits=3, latent_dim=4, hidden_channels=8,
-               importance_samples=2048)
+    vae = _vae(
+        in_channels=1,
+        image_size=4,
+        n_bits=3,
+        latent_dim=4,
+        hidden_channels=8,
+        importance_samples=2048,
+    )
     vae = _ignore_latent(vae)
     mean = torch.tensor([0.8, -0.6, 0.5, -0.9], dtype=torch.float64)
     log_std = torch.tensor([0.3, 0.5, 0.2, 0.4], dtype=torch.float64)
@@ -172,15 +177,19 @@ def test_bounds_against_the_exact_marginal_of_a_tiny_vae():
 
     est, se = mean_se(torch.exp(bounds))
     p = torch.exp(log_p)
-    print(f"max |mean exp(L_8) - P| / se = {((est - p).abs() / se).max():.2f}; "
-          f"sum_k mean exp(L_8) = {est.sum():.4f}")
+    print(
+        f"max |mean exp(L_8) - P| / se = {((est - p).abs() / se).max():.2f}; "
+        f"sum_k mean exp(L_8) = {est.sum():.4f}"
+    )
     assert ((est - p).abs() < 5 * se).all()
     avg_bound, se_bound = mean_se(bounds)
     assert (avg_bound < log_p + 3 * se_bound).all()
     assert (exact_elbo < log_p).all()
     # one image's sampled ELBO is too skewed for a per-image test: average over all images
     avg_elbo, se_elbo = mean_se(elbos.mean(1))
-    print(f"ELBO averaged over images: sampled {avg_elbo:.4f} +- {se_elbo:.4f}, "
-          f"exact {exact_elbo.mean():.4f}")
+    print(
+        f"ELBO averaged over images: sampled {avg_elbo:.4f} +- {se_elbo:.4f}, "
+        f"exact {exact_elbo.mean():.4f}"
+    )
     assert (avg_elbo - exact_elbo.mean()).abs() < 5 * se_elbo
     assert avg_bound.mean() > avg_elbo

@@ -27,8 +27,13 @@ REPORTING = [c for c in CONFIGS if c.stem in ("grad_pred_adult", "alfr_adult", "
 
 @pytest.mark.parametrize("config", REPORTING, ids=[c.stem for c in REPORTING])
 def test_config_smoke_runs_fit_and_test(config, tmp_path):
-    args = ["--config", str(config), "--trainer.fast_dev_run=2", f"--trainer.default_root_dir={tmp_path}",
-            "--trainer.enable_model_summary=false"]
+    args = [
+        "--config",
+        str(config),
+        "--trainer.fast_dev_run=2",
+        f"--trainer.default_root_dir={tmp_path}",
+        "--trainer.enable_model_summary=false",
+    ]
     cli = LitRevCLI(args=["fit"] + args)
     assert cli.trainer.state.finished
     cli.trainer.test(cli.model, datamodule=cli.datamodule, verbose=False)

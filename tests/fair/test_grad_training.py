@@ -26,10 +26,27 @@ def _fit(lambda_: float, epochs: int = 6, **kwargs) -> tuple[GRADModule, Trainer
     seed_everything(0)
     g = torch.Generator().manual_seed(0)
     x, y, s = proxy_data(3000, g)
-    model = GRADModule(input_dim=3, protected_classes=[2], protected_names=["s"], hidden=[16, 8], head_hidden=[16],
-                       lambda_=lambda_, adversary_steps=3, lr=3e-3, **kwargs)
-    trainer = Trainer(max_epochs=epochs, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
-                      enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0)
+    model = GRADModule(
+        input_dim=3,
+        protected_classes=[2],
+        protected_names=["s"],
+        hidden=[16, 8],
+        head_hidden=[16],
+        lambda_=lambda_,
+        adversary_steps=3,
+        lr=3e-3,
+        **kwargs,
+    )
+    trainer = Trainer(
+        max_epochs=epochs,
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+    )
     trainer.fit(model, DataLoader(TensorDataset(x, y, s), batch_size=100, shuffle=True))
     return model, trainer
 
@@ -66,8 +83,15 @@ def test_unknown_schedule_is_rejected():
 
 def test_cosine_schedule_needs_a_number_of_epochs():
     model = GRADModule(input_dim=3, protected_classes=[2], lr_schedule="cosine")
-    trainer = Trainer(max_epochs=-1, max_steps=2, accelerator="cpu", logger=False, enable_checkpointing=False,
-                      enable_progress_bar=False, enable_model_summary=False)
+    trainer = Trainer(
+        max_epochs=-1,
+        max_steps=2,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
     x, y, s = proxy_data(40, torch.Generator().manual_seed(0))
     with pytest.raises(ValueError, match="max_epochs"):
         trainer.fit(model, DataLoader(TensorDataset(x, y, s), batch_size=20))

@@ -75,7 +75,15 @@ def test_equalized_odds_by_hand():
     # TPR: group0 2/2, group1 1/2 -> gap 0.5; FPR: group0 1/2, group1 1/2 -> gap 0
     assert value(EqualizedOddsDifference(), p, y, s) == pytest.approx(0.5)
     # a label with one group only contributes no gap
-    assert value(EqualizedOddsDifference(), torch.tensor([0.9, 0.1]), torch.tensor([1, 0]), torch.tensor([0, 1])) == 0.0
+    assert (
+        value(
+            EqualizedOddsDifference(),
+            torch.tensor([0.9, 0.1]),
+            torch.tensor([1, 0]),
+            torch.tensor([0, 1]),
+        )
+        == 0.0
+    )
 
 
 def test_consistency_by_hand():
@@ -123,11 +131,14 @@ def test_neighbour_means_matches_brute_force_with_many_ties(window):
     got = neighbour_means(x, v, k=7, chunk_size=37, window=window)
     d = ((x[:, None] - x[None]) ** 2).sum(-1)
     d.fill_diagonal_(float("inf"))
-    want = torch.stack([v[sorted(range(200), key=lambda j: (float(d[i, j]), j))[:7]].mean() for i in range(200)])
+    want = torch.stack(
+        [v[sorted(range(200), key=lambda j: (float(d[i, j]), j))[:7]].mean() for i in range(200)]
+    )
     assert torch.allclose(got, want, atol=1e-6)
 
 
 # ---- DDP: two gloo processes, each with half the rows, agree with one process -----------------
+
 
 def _data():
     g = torch.Generator().manual_seed(1)
@@ -153,13 +164,15 @@ def _all_metrics(x, p, y, s):
         half = len(p) // 2
         # two updates per process, so cat states hold lists
         metric.update(*(a[: half // 2] for a in args))
-        metric.update(*(a[half // 2:] for a in args))
+        metric.update(*(a[half // 2 :] for a in args))
         out[name] = float(metric.compute())
     return out
 
 
 def _worker(rank, world, port, path):
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+    dist.init_process_group(
+        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world
+    )
     x, p, y, s = _data()
     shard = slice(rank * 32, (rank + 1) * 32)
     result = _all_metrics(x[shard], p[shard], y[shard], s[shard])
@@ -178,9 +191,13 @@ def test_two_process_ddp_gives_the_one_process_values(tmp_path):
     x, p, y, s = _data()
     single = {}
     for name, metric, args in [
-        ("discrimination", Discrimination(3), (p, s)), ("dp", DemographicParityDifference(3), (p, s)),
-        ("delta", Delta(3), (p, y, s)), ("eo", EqualizedOddsDifference(3), (p, y, s)), ("rate", PositiveRate(), (p,)),
-        ("consistency", Consistency(k=5), (x, p)), ("consistency_hard", Consistency(k=5, hard=True), (x, p)),
+        ("discrimination", Discrimination(3), (p, s)),
+        ("dp", DemographicParityDifference(3), (p, s)),
+        ("delta", Delta(3), (p, y, s)),
+        ("eo", EqualizedOddsDifference(3), (p, y, s)),
+        ("rate", PositiveRate(), (p,)),
+        ("consistency", Consistency(k=5), (x, p)),
+        ("consistency_hard", Consistency(k=5, hard=True), (x, p)),
     ]:
         single[name] = value(metric, *args)
     mp.spawn(_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)

@@ -1,4 +1,3 @@
-
 import math
 
 import pytest
@@ -12,8 +11,16 @@ torch.set_num_threads(1)  # small nets on few cores run erratically with more th
 
 
 def _trainer(tmp_path, **kwargs):
-    defaults = dict(max_epochs=1, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
-                    enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path)
+    defaults = dict(
+        max_epochs=1,
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+    )
     return Trainer(**{**defaults, **kwargs})
 
 
@@ -21,12 +28,18 @@ def small_adult(**kwargs):
     return Adult(**{"max_train": 1500, "max_test": 600, "batch_size": 128, **kwargs})
 
 
-@pytest.mark.parametrize("model", [
-    lambda: GRADModule(mode="pred", lambda_=3.0, adversary_steps=2, ramp=True, probes=["logistic", "mlp"]),
-    lambda: GRADModule(mode="auto", head_hidden=[], probes=["logistic"]),
-    lambda: ALFRModule(probes=["logistic"]),
-    lambda: LFRModule(prototypes=5, probes=["logistic"]),
-], ids=["grad_pred", "grad_auto", "alfr", "lfr"])
+@pytest.mark.parametrize(
+    "model",
+    [
+        lambda: GRADModule(
+            mode="pred", lambda_=3.0, adversary_steps=2, ramp=True, probes=["logistic", "mlp"]
+        ),
+        lambda: GRADModule(mode="auto", head_hidden=[], probes=["logistic"]),
+        lambda: ALFRModule(probes=["logistic"]),
+        lambda: LFRModule(prototypes=5, probes=["logistic"]),
+    ],
+    ids=["grad_pred", "grad_auto", "alfr", "lfr"],
+)
 def test_models_fit_and_report_every_metric(model, tmp_path):
     seed_everything(0)
     module, data = model(), small_adult(protected=["sex", "race"])
@@ -37,7 +50,9 @@ def test_models_fit_and_report_every_metric(model, tmp_path):
     for key in ("accuracy", "positive_rate", "consistency", "consistency_hard"):
         assert 0.0 <= r[key] <= 1.0, key
     for attr in ("sex", "race"):
-        assert r[f"delta_{attr}"] == pytest.approx(r["accuracy"] - r[f"discrimination_{attr}"], abs=1e-5)
+        assert r[f"delta_{attr}"] == pytest.approx(
+            r["accuracy"] - r[f"discrimination_{attr}"], abs=1e-5
+        )
         for key in ("discrimination", "dp_diff", "eo_diff"):
             assert 0.0 <= r[f"{key}_{attr}"] <= 1.0
         assert 0.0 <= r[f"probe_logistic_acc_{attr}"] <= 1.0 and 0.0 < r[f"majority_{attr}"] <= 1.0
@@ -82,7 +97,9 @@ def test_checkpoint_rebuilds_the_network_and_feeds_the_second_stage(tmp_path):
     trainer.test(second, datamodule=data, verbose=False)
     for p, q in zip(second.encoder.parameters(), first.encoder.parameters()):
         assert torch.equal(p, q)  # frozen
-    assert before is None or all(torch.equal(p, q) for p, q in zip(before, second.encoder.parameters()))
+    assert before is None or all(
+        torch.equal(p, q) for p, q in zip(before, second.encoder.parameters())
+    )
     assert second.test_results["accuracy"] > 0.6
 
     with pytest.raises(ValueError, match="input columns"):
@@ -134,12 +151,16 @@ def test_lfr_loss_by_hand():
     assert out["parity"].item() == pytest.approx(math.tanh(0.5), rel=1e-5)
     assert out["reconstruction"].item() == pytest.approx(reconstruction, rel=1e-5)
     assert out["label"].item() == pytest.approx(label, rel=1e-5)
-    assert out["loss"].item() == pytest.approx(2.0 * parity + 0.5 * reconstruction + 3.0 * label, rel=1e-5)
+    assert out["loss"].item() == pytest.approx(
+        2.0 * parity + 0.5 * reconstruction + 3.0 * label, rel=1e-5
+    )
     assert torch.allclose(m.predict_proba(x), torch.tensor([q, q, r, q]))
     # α scales each coordinate's squared distance: α_0 = 2 makes the off-prototype distance 2
     with torch.no_grad():
         m.log_alpha[0] = math.log(2.0)
-    assert torch.allclose(m.representation(x[:1]), torch.tensor([[1 / (1 + math.exp(-2)), 1 / (1 + math.exp(2))]]))
+    assert torch.allclose(
+        m.representation(x[:1]), torch.tensor([[1 / (1 + math.exp(-2)), 1 / (1 + math.exp(2))]])
+    )
 
 
 def test_lfr_distances_and_parity_match_the_definitions():
@@ -157,7 +178,9 @@ def test_lfr_distances_and_parity_match_the_definitions():
     expected = 0.0
     for a, groups in ((0, 3), (1, 2)):
         means = [codes[s[:, a] == g].mean(0) for g in range(groups)]
-        expected += sum((means[g] - means[h]).abs().sum() for g in range(groups) for h in range(g + 1, groups))
+        expected += sum(
+            (means[g] - means[h]).abs().sum() for g in range(groups) for h in range(g + 1, groups)
+        )
     assert m.losses(x, y, s)["parity"].detach().item() == pytest.approx(float(expected), rel=1e-4)
 
 
@@ -175,10 +198,14 @@ def test_lfr_learns_a_non_constant_predictor_on_separable_data(tmp_path):
     """Full batch, plain DataLoader (no DataModule: the prototypes are seeded on the first batch)."""
     seed_everything(0)
     x, y, s = _separable()
-    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y, s), batch_size=len(x), shuffle=True)
+    loader = torch.utils.data.DataLoader(
+        torch.utils.data.TensorDataset(x, y, s), batch_size=len(x), shuffle=True
+    )
     model = LFRModule(input_dim=4, protected_classes=[2], prototypes=6, fairness_weight=1.0)
     assert not model.initialised
-    _trainer(tmp_path, max_epochs=150, enable_model_summary=False, limit_val_batches=0).fit(model, loader)
+    _trainer(tmp_path, max_epochs=150, enable_model_summary=False, limit_val_batches=0).fit(
+        model, loader
+    )
     assert model.initialised
     model.eval()
     xt, yt, st = _separable(seed=1)
@@ -188,7 +215,9 @@ def test_lfr_learns_a_non_constant_predictor_on_separable_data(tmp_path):
     assert 0.2 < predicted.mean() < 0.8  # not constant
     assert (predicted == yt).float().mean() > 0.85
     assert abs(p[st[:, 0] == 1].mean() - p[st[:, 0] == 0].mean()) < 0.1
-    assert model.representation(xt).max(1).values.mean() < 0.99  # soft codes, not one prototype for all
+    assert (
+        model.representation(xt).max(1).values.mean() < 0.99
+    )  # soft codes, not one prototype for all
 
 
 def test_lfr_initialises_from_the_datamodule_once_and_keeps_checkpointed_prototypes(tmp_path):

@@ -13,8 +13,20 @@ CONFIGS = Path(__file__).parents[2] / "configs" / "fair"
 @pytest.mark.slow
 def test_results_command_writes_mean_and_std_tables_and_chains_grad_auto(tmp_path):
     chain = f"{CONFIGS / 'grad_auto_german.yaml'}+{CONFIGS / 'grad_auto_german_classifier.yaml'}"
-    summary = main(["--config", str(CONFIGS / "vanilla_german.yaml"), chain, "--seeds", "2", "--out", str(tmp_path),
-                    "--name", "german", "--trainer.max_epochs=2"])
+    summary = main(
+        [
+            "--config",
+            str(CONFIGS / "vanilla_german.yaml"),
+            chain,
+            "--seeds",
+            "2",
+            "--out",
+            str(tmp_path),
+            "--name",
+            "german",
+            "--trainer.max_epochs=2",
+        ]
+    )
     assert [r["config"] for r in summary] == ["vanilla_german", "grad_auto_german_classifier"]
     for key in ("accuracy", "discrimination", "consistency", "delta", "probe_logistic_acc_age"):
         assert "±" in summary[0][key]
@@ -22,7 +34,9 @@ def test_results_command_writes_mean_and_std_tables_and_chains_grad_auto(tmp_pat
     assert "| config |" in table and "vanilla_german" in table
     with open(tmp_path / "german_numeric.csv") as f:
         numeric = list(csv.DictReader(f))
-    assert float(numeric[0]["accuracy_std"]) >= 0.0 and 0.5 < float(numeric[0]["accuracy_mean"]) <= 1.0
+    assert (
+        float(numeric[0]["accuracy_std"]) >= 0.0 and 0.5 < float(numeric[0]["accuracy_mean"]) <= 1.0
+    )
     with open(tmp_path / "german_seeds.csv") as f:
         assert len(list(csv.DictReader(f))) == 4
     # the second stage read the first stage's checkpoint
@@ -66,19 +80,44 @@ def test_a_bad_config_stops_the_command_before_any_run(tmp_path, monkeypatch, ca
     bad.write_text((CONFIGS / "vanilla_german.yaml").read_text().replace("lambda_:", "lambda:"))
     chain = f"{CONFIGS / 'grad_auto_german.yaml'}+{CONFIGS / 'grad_auto_german_classifier.yaml'}"
     with pytest.raises(SystemExit) as stop:
-        results.main(["--config", str(CONFIGS / "vanilla_german.yaml"), chain, str(bad),
-                      "--seeds", "1", "--out", str(tmp_path / "out")])
+        results.main(
+            [
+                "--config",
+                str(CONFIGS / "vanilla_german.yaml"),
+                chain,
+                str(bad),
+                "--seeds",
+                "1",
+                "--out",
+                str(tmp_path / "out"),
+            ]
+        )
     assert "typo.yaml" in str(stop.value.code) and "nothing was run" in str(stop.value.code)
     assert "lambda" in capsys.readouterr().err  # the parser named the key
     assert ran == [] and not (tmp_path / "out" / "vanilla_german.md").exists()
 
     missing = str(tmp_path / "grad_auto_german_stage2.yaml")
     with pytest.raises(SystemExit, match="grad_auto_german_stage2.yaml does not exist"):
-        results.main(["--config", f"{CONFIGS / 'grad_auto_german.yaml'}+{missing}",
-                      "--out", str(tmp_path / "out")])
+        results.main(
+            [
+                "--config",
+                f"{CONFIGS / 'grad_auto_german.yaml'}+{missing}",
+                "--out",
+                str(tmp_path / "out"),
+            ]
+        )
     assert ran == []
 
     # the good ones pass the check (a chain's second stage without its encoder checkpoint yet)
-    results.main(["--config", str(CONFIGS / "vanilla_german.yaml"), chain, "--seeds", "1",
-                  "--out", str(tmp_path / "out")])
+    results.main(
+        [
+            "--config",
+            str(CONFIGS / "vanilla_german.yaml"),
+            chain,
+            "--seeds",
+            "1",
+            "--out",
+            str(tmp_path / "out"),
+        ]
+    )
     assert len(ran) == 2 and (tmp_path / "out" / "vanilla_german.md").exists()

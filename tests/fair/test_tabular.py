@@ -12,13 +12,15 @@ ROW = "39, State-gov, 77516, Bachelors, 13, Never-married, Adm-clerical, Not-in-
 
 
 def test_adult_test_file_quirks_junk_line_trailing_dots_blank_lines_and_missing_values():
-    text = "\n".join([
-        "|1x3 Cross validator",
-        ROW + ".",
-        "25, Private, 226802, 11th, 7, Never-married, ?, Own-child, Black, Female, 0, 0, 40, United-States, >50K.",
-        ROW.replace("<=50K", ">50K."),
-        "",
-    ])
+    text = "\n".join(
+        [
+            "|1x3 Cross validator",
+            ROW + ".",
+            "25, Private, 226802, 11th, 7, Never-married, ?, Own-child, Black, Female, 0, 0, 40, United-States, >50K.",
+            ROW.replace("<=50K", ">50K."),
+            "",
+        ]
+    )
     table = parse_adult(text, "adult.test")
     assert len(table) == 2  # junk line, blank line and the row with '?' are gone
     assert table.columns["income"].tolist() == ["<=50K", ">50K"]
@@ -27,11 +29,15 @@ def test_adult_test_file_quirks_junk_line_trailing_dots_blank_lines_and_missing_
 
 
 def test_malformed_rows_name_the_file_and_line():
-    with pytest.raises(DataFileError, match=r"adult.data line 2: expected 15 comma-separated fields, got 14"):
+    with pytest.raises(
+        DataFileError, match=r"adult.data line 2: expected 15 comma-separated fields, got 14"
+    ):
         parse_adult(ROW + "\n" + ROW.rsplit(",", 1)[0] + "\n", "adult.data")
     with pytest.raises(DataFileError, match=r"adult.data line 1: income label"):
         parse_adult(ROW.replace("<=50K", "maybe"), "adult.data")
-    with pytest.raises(DataFileError, match=r"adult.data line 1: column 'age' should be a number, got 'old'"):
+    with pytest.raises(
+        DataFileError, match=r"adult.data line 1: column 'age' should be a number, got 'old'"
+    ):
         parse_adult(ROW.replace("39,", "old,", 1), "adult.data").floats("age")
     with pytest.raises(DataFileError, match=r"german.data line 1: expected 21"):
         parse_german("A11 6 A34\n", "german.data")
@@ -41,7 +47,10 @@ def test_unknown_category_at_test_time_is_a_clear_error_or_zeros():
     train = parse_adult(ROW, "adult.data")
     test = parse_adult(ROW.replace("State-gov", "Moon-gov"), "adult.test")
     enc = Encoder(("age",), ("workclass",)).fit(train)
-    with pytest.raises(DataFileError, match=r"adult.test line 1: column 'workclass' has category 'Moon-gov' not seen"):
+    with pytest.raises(
+        DataFileError,
+        match=r"adult.test line 1: column 'workclass' has category 'Moon-gov' not seen",
+    ):
         enc.transform(test)
     enc.unknown = "ignore"
     assert enc.transform(test)[:, 1:].sum() == 0.0
@@ -56,7 +65,15 @@ def test_shipped_adult_counts_and_identical_one_hot_columns_in_train_and_test():
     assert "fnlwgt" not in names and not any(n.startswith("sex=") for n in names)
     # the test split is encoded with the training split's columns: same width, valid one-hots
     assert dm.test_set.x.shape[1] == dm.train_set.x.shape[1] == len(names) == dm.input_dim
-    for column in ("workclass", "education", "marital-status", "occupation", "relationship", "race", "native-country"):
+    for column in (
+        "workclass",
+        "education",
+        "marital-status",
+        "occupation",
+        "relationship",
+        "race",
+        "native-country",
+    ):
         cols = [j for j, n in enumerate(names) if n.startswith(column + "=")]
         assert torch.all(dm.test_set.x[:, cols].sum(1) == 1), column
     # standardisation fitted on the training file only: train mean ~0, test mean not exactly 0
@@ -67,7 +84,9 @@ def test_shipped_adult_counts_and_identical_one_hot_columns_in_train_and_test():
 
 
 def test_adult_several_attributes_and_protected_kept_in_inputs():
-    dm = Adult(protected=["sex", "race", "age"], protected_in_inputs=True, max_train=500, max_test=300)
+    dm = Adult(
+        protected=["sex", "race", "age"], protected_in_inputs=True, max_train=500, max_test=300
+    )
     dm.setup()
     assert dm.protected_classes == [2, 5, 4]
     x, y, s = dm.train_dataloader().__iter__().__next__()
@@ -75,7 +94,9 @@ def test_adult_several_attributes_and_protected_kept_in_inputs():
     names = dm.feature_names
     assert any(n.startswith("sex=") for n in names)
     kept = [names[j] for j in dm.consistency_columns]
-    assert not any(n.split("=")[0] in ("sex", "race", "age") for n in kept) and len(kept) < len(names)
+    assert not any(n.split("=")[0] in ("sex", "race", "age") for n in kept) and len(kept) < len(
+        names
+    )
     assert len(dm.train_set) == 500 and len(dm.test_set) == 300
 
 
@@ -115,7 +136,9 @@ def _root_with(tmp_path, raw, data: bytes) -> Path:
 
 
 def test_raw_files_from_a_directory_are_checksummed(tmp_path):
-    original = gzip.decompress((Path(__file__).parents[2] / "lit_rev/data/files/german.data.gz").read_bytes())
+    original = gzip.decompress(
+        (Path(__file__).parents[2] / "lit_rev/data/files/german.data.gz").read_bytes()
+    )
     root = _root_with(tmp_path, GERMAN_FILE, original)
     dm = German(root=str(root))
     dm.setup()

@@ -15,8 +15,12 @@ def test_tradeoff_notebook_executes(tmp_path, monkeypatch):
     monkeypatch.setenv("GRAD_TRADEOFF_SMOKE", "1")
     monkeypatch.setenv("GRAD_TRADEOFF_OUT", str(tmp_path))
     notebook = nbformat.read(ROOT / "notebooks" / "grad_tradeoff.ipynb", as_version=4)
-    nbclient.NotebookClient(notebook, timeout=300, kernel_name="python3",
-                            resources={"metadata": {"path": str(ROOT / "notebooks")}}).execute()
+    nbclient.NotebookClient(
+        notebook,
+        timeout=300,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(ROOT / "notebooks")}},
+    ).execute()
     rows = json.loads((tmp_path / "grad_tradeoff.json").read_text())["rows"]
     assert [r["model"] for r in rows] == ["GRAD-pred"] * 5 + ["Vanilla", "ALFR", "LFR"]
     assert [r["lambda"] for r in rows[:5]] == [0.1, 0.3, 1.0, 3.0, 10.0]

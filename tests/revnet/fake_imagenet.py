@@ -14,7 +14,9 @@ from PIL import Image
 WNIDS = ("n01440764", "n01443537")
 
 
-def write_fake_imagenet(root, per_class: int = 2, size: tuple[int, int] = (40, 56), seed: int = 0) -> Path:
+def write_fake_imagenet(
+    root, per_class: int = 2, size: tuple[int, int] = (40, 56), seed: int = 0
+) -> Path:
     root = Path(root)
     rng = np.random.default_rng(seed)
     for split in ("train", "val"):
@@ -23,6 +25,10 @@ def write_fake_imagenet(root, per_class: int = 2, size: tuple[int, int] = (40, 5
             folder.mkdir(parents=True, exist_ok=True)
             for i in range(per_class):
                 pixels = rng.integers(0, 256, (*size, 3), dtype=np.uint8)
-                image = Image.fromarray(pixels).convert("L") if i == 0 and c == 0 else Image.fromarray(pixels)
+                image = (
+                    Image.fromarray(pixels).convert("L")
+                    if i == 0 and c == 0
+                    else Image.fromarray(pixels)
+                )
                 image.save(folder / f"{wnid}_{split}_{i}.JPEG", quality=90)
     return root

@@ -21,9 +21,15 @@ INPLACE_ERROR = "modified by an inplace operation"
 
 
 def _trainer(tmp_path, callbacks, max_steps=1):
-    return Trainer(max_steps=max_steps, callbacks=callbacks, logger=False,
-                   enable_checkpointing=False, enable_progress_bar=False,
-                   enable_model_summary=False, default_root_dir=tmp_path)
+    return Trainer(
+        max_steps=max_steps,
+        callbacks=callbacks,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+    )
 
 
 def _exp_then_inplace_mul(x: torch.Tensor) -> torch.Tensor:

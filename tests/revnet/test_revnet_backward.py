@@ -8,7 +8,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lit_rev.revnet import RevNet, ReversibleBlock, ReversibleSequence, SavedTensorMeter, build, residual_function
+from lit_rev.revnet import (
+    ReversibleBlock,
+    ReversibleSequence,
+    RevNet,
+    SavedTensorMeter,
+    build,
+    residual_function,
+)
 
 CIFAR_BUILDERS = ["resnet32", "resnet110", "resnet164", "revnet38", "revnet110", "revnet164"]
 
@@ -20,13 +27,17 @@ def _input(name: str, batch: int, size: int, dtype=torch.float32, seed: int = 0)
     return x, y
 
 
-def _gradients(net: nn.Module, x: torch.Tensor, y: torch.Tensor, memory_saving: bool) -> list[torch.Tensor]:
+def _gradients(
+    net: nn.Module, x: torch.Tensor, y: torch.Tensor, memory_saving: bool
+) -> list[torch.Tensor]:
     """Input gradient followed by every parameter's gradient (zeros where a parameter got none)."""
     net.memory_saving = memory_saving
     net.zero_grad(set_to_none=True)
     x = x.clone().requires_grad_()
     F.cross_entropy(net(x), y).backward()
-    return [x.grad] + [p.grad if p.grad is not None else torch.zeros_like(p) for p in net.parameters()]
+    return [x.grad] + [
+        p.grad if p.grad is not None else torch.zeros_like(p) for p in net.parameters()
+    ]
 
 
 def _angle_degrees(a: list[torch.Tensor], b: list[torch.Tensor]) -> float:
@@ -47,7 +58,9 @@ def test_float64_gradients_equal_plain_autograd(name):
     for i, (a, b) in enumerate(zip(saving, plain)):
         scale = b.norm().item()
         assert scale > 0 or i > 0, "the input gradient must not vanish"
-        assert (a - b).norm().item() <= 1e-8 * scale + 1e-300, f"tensor {i}: {(a - b).norm().item()} vs {scale}"
+        assert (a - b).norm().item() <= 1e-8 * scale + 1e-300, (
+            f"tensor {i}: {(a - b).norm().item()} vs {scale}"
+        )
 
 
 FLOAT32_ANGLES: dict[str, float] = {}
@@ -91,7 +104,9 @@ def test_batchnorm_buffers_equal_plain_run_after_one_step():
             assert b.item() == buffers[name].item() == 1, name
         else:
             assert torch.allclose(b, buffers[name], rtol=0, atol=1e-6), name
-            changed += not torch.equal(b, torch.zeros_like(b)) and not torch.equal(b, torch.ones_like(b))
+            changed += not torch.equal(b, torch.zeros_like(b)) and not torch.equal(
+                b, torch.ones_like(b)
+            )
     assert changed > 0
     for a, b in zip(saving_net.parameters(), plain_net.parameters()):
         assert torch.allclose(a, b, atol=1e-6)
@@ -113,7 +128,9 @@ def test_dropout_masks_are_replayed():
     for a, b in zip(saving, plain):
         assert torch.allclose(a, b, rtol=1e-8, atol=1e-12)
     assert any(not torch.allclose(a, b) for a, b in zip(other, plain)), "dropout had no effect"
-    assert torch.equal(after_saving, after_plain), "the backward must not disturb the global random state"
+    assert torch.equal(after_saving, after_plain), (
+        "the backward must not disturb the global random state"
+    )
 
 
 def test_eval_mode_and_gradient_accumulation_match_plain():
@@ -161,7 +178,10 @@ def test_autocast_bfloat16_on_cpu():
             loss = F.cross_entropy(logits.float(), y)
         loss.backward()
         grads[saving] = [xr.grad] + [p.grad for p in net.parameters()]
-        assert all(g is not None and g.dtype == torch.float32 and torch.isfinite(g).all() for g in grads[saving])
+        assert all(
+            g is not None and g.dtype == torch.float32 and torch.isfinite(g).all()
+            for g in grads[saving]
+        )
     # The same bf16 operations run in both modes, and the float32 stream inverts to float32 precision.
     assert _angle_degrees(grads[True], grads[False]) < 1.0
 

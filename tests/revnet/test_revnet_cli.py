@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from fake_imagenet import write_fake_imagenet
+
 from lit_rev.cli import LitRevCLI, main
 from lit_rev.revnet import ImageClassifier
 
@@ -38,8 +38,14 @@ def test_imagenet_config_smoke_runs_on_fake_imagenet(tmp_path, monkeypatch):
     write_fake_imagenet(tmp_path / "data")
     monkeypatch.setenv("LIT_REV_DATA", str(tmp_path / "data"))
     monkeypatch.chdir(tmp_path)
-    args = ["--config", str(REPO / "configs/revnet/revnet104_imagenet.yaml"), "--trainer.fast_dev_run=1",
-            "--data.num_workers=0", "--trainer.enable_progress_bar=false", "--data.batch_size=2"]
+    args = [
+        "--config",
+        str(REPO / "configs/revnet/revnet104_imagenet.yaml"),
+        "--trainer.fast_dev_run=1",
+        "--data.num_workers=0",
+        "--trainer.enable_progress_bar=false",
+        "--data.batch_size=2",
+    ]
     cli = main(["fit", *args])
     assert cli.trainer.state.finished
     assert "memory/saved_activations_mib" in cli.trainer.logged_metrics
@@ -79,7 +85,16 @@ def _fit(tmp_path: Path, name: str, batch: int, saving: bool, extra: list[str]) 
     run = tmp_path / name
     run.mkdir()
     (run / "config.yaml").write_text(TINY.format(batch=batch, saving=str(saving).lower()))
-    cmd = [sys.executable, "-m", "lit_rev", "fit", "--config", "config.yaml", f"--trainer.default_root_dir={run}", *extra]
+    cmd = [
+        sys.executable,
+        "-m",
+        "lit_rev",
+        "fit",
+        "--config",
+        "config.yaml",
+        f"--trainer.default_root_dir={run}",
+        *extra,
+    ]
     env = dict(os.environ, LIT_REV_THREADS="1", PYTHONPATH=str(REPO))
     done = subprocess.run(cmd, cwd=run, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
@@ -119,14 +134,24 @@ def _emulate_ddp(config: Path, world_size: int, steps: int) -> dict:
 def test_ddp_two_processes_match_one_process_on_the_same_global_batch(tmp_path):
     # 16 training images: one global batch of 2 x 8 per epoch, two epochs. The DDP run uses the
     # memory-saving backward; the one-process reference plain autograd on the same shards.
-    ddp = _fit(tmp_path, "ddp", 8, True, ["--trainer.accelerator=cpu", "--trainer.devices=2", "--trainer.strategy=ddp"])
+    ddp = _fit(
+        tmp_path,
+        "ddp",
+        8,
+        True,
+        ["--trainer.accelerator=cpu", "--trainer.devices=2", "--trainer.strategy=ddp"],
+    )
     (tmp_path / "reference.yaml").write_text(TINY.format(batch=8, saving="false"))
     reference = _emulate_ddp(tmp_path / "reference.yaml", world_size=2, steps=2)
-    init = LitRevCLI(args=["--config", str(tmp_path / "reference.yaml")], run=False).model.state_dict()
+    init = LitRevCLI(
+        args=["--config", str(tmp_path / "reference.yaml")], run=False
+    ).model.state_dict()
     moved = 0
     for name, param in reference.items():
         if "running" in name or "num_batches" in name:  # DDP keeps rank 0's statistics
             continue
-        assert torch.allclose(ddp[name], param, rtol=1e-4, atol=1e-6), f"{name}: max diff {(ddp[name] - param).abs().max().item()}"
+        assert torch.allclose(ddp[name], param, rtol=1e-4, atol=1e-6), (
+            f"{name}: max diff {(ddp[name] - param).abs().max().item()}"
+        )
         moved += not torch.allclose(init[name], param, atol=1e-6)
     assert moved > 0, "two steps changed nothing: the comparison would be vacuous"

@@ -2,10 +2,10 @@
 
 import pytest
 import torch
+from fake_imagenet import write_fake_imagenet
 from lightning.pytorch import Trainer
 from torch.utils.data import DataLoader, TensorDataset
 
-from fake_imagenet import write_fake_imagenet
 from lit_rev.data.imagenet import ImageNetDataModule
 from lit_rev.revnet import (
     ARCHITECTURES,
@@ -44,7 +44,9 @@ def test_revnet_shapes():
     assert net.out_channels == 112
     big = RevNet("revnet164")
     assert big.out_channels == 512
-    assert [type(b) for b in big.body.blocks].count(DownsampleCoupling) == 3  # 32 -> 128 widens stage 1
+    assert [type(b) for b in big.body.blocks].count(
+        DownsampleCoupling
+    ) == 3  # 32 -> 128 widens stage 1
     assert revnet104().arch.units == (2, 2, 11, 2)
     assert resnet32(in_channels=1)(torch.randn(2, 1, 28, 28)).shape == (2, 10)
     with pytest.raises(ValueError):
@@ -71,7 +73,9 @@ def test_classifier_normalises_uint8_and_reports_top_k():
     assert model(x).shape == (5, 4)
     expected = (x.float() / 255 - 0.5) / 0.25
     assert torch.allclose(model.normalize(x), expected)
-    assert set(model.metrics) == {f"{s}_{m}" for s in ("train", "val", "test") for m in ("acc", "acc_top3")}
+    assert set(model.metrics) == {
+        f"{s}_{m}" for s in ("train", "val", "test") for m in ("acc", "acc_top3")
+    }
     config = model.configure_optimizers()
     opt, sched = config["optimizer"], config["lr_scheduler"]["scheduler"]
     decayed, kept = opt.param_groups
@@ -95,8 +99,15 @@ def test_memory_callback_logs_saved_bytes_and_peak_rss(tmp_path):
         model = _tiny_classifier()
         model.backbone.memory_saving = saving
         monitor = ActivationMemoryMonitor()
-        trainer = Trainer(max_steps=2, callbacks=[monitor], logger=False, enable_checkpointing=False,
-                          enable_progress_bar=False, default_root_dir=tmp_path, enable_model_summary=False)
+        trainer = Trainer(
+            max_steps=2,
+            callbacks=[monitor],
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            default_root_dir=tmp_path,
+            enable_model_summary=False,
+        )
         trainer.fit(model, loader)
         monitors[saving] = monitor.last
         saved[saving] = monitor.last["memory/saved_activations_mib"]
@@ -107,7 +118,9 @@ def test_memory_callback_logs_saved_bytes_and_peak_rss(tmp_path):
 
 def test_imagenet_datamodule_serves_uint8_crops(tmp_path):
     write_fake_imagenet(tmp_path)
-    dm = ImageNetDataModule(root=str(tmp_path), batch_size=3, image_size=32, resize=36, num_workers=0)
+    dm = ImageNetDataModule(
+        root=str(tmp_path), batch_size=3, image_size=32, resize=36, num_workers=0
+    )
     dm.setup("fit")
     assert dm.num_classes == 2
     x, y = next(iter(dm.train_dataloader()))
