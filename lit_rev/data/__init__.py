@@ -1,8 +1,12 @@
-"""Shared data layer: image sources (embedded and torchvision), the image DataModule, checksummed files."""
+"""Shared data layer of every slice.
+
+Image sources (embedded and torchvision), the image and ImageNet DataModules, the tabular
+fairness DataModules, and checksummed data files.
+"""
 
 from lit_rev.data.datamodule import ImageDataModule
 from lit_rev.data.files import DataFileError, shipped_file, verified_path
-from lit_rev.data.imagenet import ImageNetDataModule  # noqa: F401
+from lit_rev.data.imagenet import ImageNetDataModule
 from lit_rev.data.imagenet32 import ImageNet32
 from lit_rev.data.images import (
     ConstantImages,
@@ -35,6 +39,7 @@ __all__ = [
     "Grayed",
     "ImageDataModule",
     "ImageNet32",
+    "ImageNetDataModule",
     "ImageSource",
     "ImageTensors",
     "InMemorySource",

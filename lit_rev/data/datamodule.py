@@ -70,15 +70,18 @@ class ImageDataModule(LightningDataModule):
             Grayed(dataset, s.factor, s._name) if isinstance(s, Grayed) and s.source is None else s
             for s in ood or []
         ]
-        self.channels, self.image_size, self.n_bits = channels, image_size, n_bits
-        self.batch_size, self.test_batch_size = batch_size, test_batch_size or batch_size
-        self.val_fraction, self.max_train, self.max_test = val_fraction, max_train, max_test
-        self.ood_split, self.augment, self.num_workers, self.seed = (
-            ood_split,
-            augment,
-            num_workers,
-            seed,
-        )
+        self.channels = channels
+        self.image_size = image_size
+        self.n_bits = n_bits
+        self.batch_size = batch_size
+        self.test_batch_size = test_batch_size or batch_size
+        self.val_fraction = val_fraction
+        self.max_train = max_train
+        self.max_test = max_test
+        self.ood_split = ood_split
+        self.augment = augment
+        self.num_workers = num_workers
+        self.seed = seed
         self.test_names = _unique([self.source.name] + [s.name for s in self.ood_sources])
         self.train_set = self.val_set = None
         self.test_sets: list[Dataset] = []
@@ -94,17 +97,21 @@ class ImageDataModule(LightningDataModule):
 
     @property
     def num_classes(self) -> int:
+        """Number of classes of the in-distribution set (its largest training label plus one)."""
         labels = getattr(self.source.dataset("train"), "labels", None)
         if labels is None:
             raise AttributeError(f"{self.source.name} does not expose labels")
         return int(labels.max()) + 1
 
     def channel_stats(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
-        """Per-channel ``(mean, std)`` on the ``[0, 1]`` scale of the in-distribution set, for a
-        classifier's input normalisation: the set's published values, never another set's.
+        """Per-channel ``(mean, std)`` on the ``[0, 1]`` scale of the in-distribution set.
 
-        Raises ValueError, naming the set, where it has none or where this DataModule converts
-        its channels (the statistics would then not apply): give the model's ``mean``/``std``.
+        They are for a classifier's input normalisation: the set's published values, never
+        another set's.
+
+        Raises:
+            ValueError: naming the set, where it has none or where this DataModule converts its
+                channels (the statistics would then not apply): give the model's ``mean``/``std``.
         """
         stats = self.source.channel_stats
         if stats is None:
@@ -127,20 +134,23 @@ class ImageDataModule(LightningDataModule):
         return seeded_subset(dataset, cap, self.seed + salt)
 
     def _sources_of(self, stage: str | None) -> list[tuple[ImageSource, str]]:
-        """``(source, split)`` of every set ``stage`` reads; ``fit`` ends with the OOD evaluation,
-        so it reads the test and OOD sets too.
+        """``(source, split)`` of every set ``stage`` reads.
+
+        ``fit`` ends with the OOD evaluation, so it reads the test and OOD sets too.
         """
         read = []
         if stage in (None, "fit", "validate"):
             read.append((self.source, "train"))
         if stage in (None, "fit", "test", "predict"):
             read.append((self.source, "test"))
-            read.extend(zip(self.ood_sources, self._ood_splits))
+            read.extend(zip(self.ood_sources, self._ood_splits, strict=True))
         return read
 
     def verify(self, stage: str | None = None) -> None:
-        """Open every split ``stage`` reads (all of them for ``fit`` or None); raises one
-        :class:`~lit_rev.data.files.DataFileError` naming every set and file found at fault.
+        """Open every split ``stage`` reads (all of them for ``fit`` or None).
+
+        Raises:
+            DataFileError: one error naming every set and file found at fault.
         """
         problems = []
         for source, split in self._sources_of(stage):
@@ -156,8 +166,9 @@ class ImageDataModule(LightningDataModule):
             raise DataFileError(f"{len(problems)} data sets cannot be read:\n{lines}")
 
     def prepare_data(self) -> None:
-        """Download (where a source may) and verify what the trainer's coming stage reads; runs
-        on one process per node before :meth:`setup`, so processes do not race to download.
+        """Download (where a source may) and verify what the trainer's coming stage reads.
+
+        Runs on one process per node before :meth:`setup`, so processes do not race to download.
         """
         trainer = getattr(self, "trainer", None)
         fn = trainer.state.fn if trainer is not None else None
@@ -165,12 +176,13 @@ class ImageDataModule(LightningDataModule):
         self.verify(stage)
 
     def setup(self, stage: str | None = None) -> None:
+        """Build the seeded train/val split (``fit``, ``validate``) and the capped test sets."""
         self.verify(stage)  # every process; the sources' caches make a second call cheap
         if stage in (None, "fit", "validate") and self.train_set is None:
             full = self._prepare(self.source.dataset("train"))
             g = torch.Generator().manual_seed(self.seed)
             order = torch.randperm(len(full), generator=g).tolist()
-            n_val = int(round(len(full) * self.val_fraction))
+            n_val = round(len(full) * self.val_fraction)
             train = self._cap(Subset(full, order[n_val:]), self.max_train, 1)
             self.train_set = (
                 MappedDataset(train, partial(augment, kind=self.augment))
@@ -180,7 +192,7 @@ class ImageDataModule(LightningDataModule):
             self.val_set = Subset(full, order[:n_val]) if n_val else None
         if stage in (None, "test", "predict") and not self.test_sets:
             sets = [self.source.dataset("test")] + [
-                s.dataset(sp) for s, sp in zip(self.ood_sources, self._ood_splits)
+                s.dataset(sp) for s, sp in zip(self.ood_sources, self._ood_splits, strict=True)
             ]
             self.test_sets = [
                 self._cap(self._prepare(ds), self.max_test, 2 + i) for i, ds in enumerate(sets)
@@ -190,20 +202,24 @@ class ImageDataModule(LightningDataModule):
         return make_loader(dataset, batch_size, shuffle, self.num_workers)
 
     def train_dataloader(self) -> DataLoader:
+        """Shuffled training batches; a ragged last batch is dropped (see :func:`make_loader`)."""
         return self._loader(self.train_set, self.batch_size, shuffle=True)
 
     def val_dataloader(self):
+        """Validation batches in order, or none where ``val_fraction`` is 0."""
         return self._loader(self.val_set, self.test_batch_size) if self.val_set is not None else []
 
     def test_dataloader(self) -> list[DataLoader]:
+        """One loader per test set: the in-distribution set, then the OOD sets in order."""
         return [self._loader(ds, self.test_batch_size) for ds in self.test_sets]
 
     def predict_dataloader(self) -> list[DataLoader]:
+        """The test loaders: prediction scores the same sets."""
         return self.test_dataloader()
 
 
 def seeded_subset(dataset: Dataset, cap: int | None, seed: int) -> Dataset:
-    """At most ``cap`` items of ``dataset``, chosen by a seeded permutation, in their original order."""
+    """At most ``cap`` items of ``dataset``, chosen by a seeded permutation, in original order."""
     if cap is None or len(dataset) <= cap:
         return dataset
     g = torch.Generator().manual_seed(seed)

@@ -19,11 +19,14 @@ SHIPPED = {
     "adult.data.gz": "171e93e0be014947c678f8e0fd17485ec99e8c273d1a7a0b506bb9139e95800b",
     "adult.test.gz": "88304f2ff4ca392efdb76452aa377e96dde27622ff90070ed0913c464bb7aa32",
     "german.data.gz": "a4cc977b7fc38d60827f2f881d8377954ece4d7ade5d026e827307bb63395df2",
-    "compas-scores-two-years.csv.gz": "62861de08baa2abef92d528cac474dc65d773032c9120f05fedb8a508de99dc0",
+    "compas-scores-two-years.csv.gz": (
+        "62861de08baa2abef92d528cac474dc65d773032c9120f05fedb8a508de99dc0"
+    ),
 }
 
 
 def sha256(path: str | Path) -> str:
+    """Hex SHA-256 of the file at ``path``, read in 1 MiB chunks so large files fit in memory."""
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -55,8 +58,10 @@ def shipped_file(name: str) -> Path:
 
 
 def shipped_gzip(name: str, content_sha256: str) -> bytes:
-    """Decompressed bytes of the shipped gzip file ``name``, checked twice: the ``.gz`` against
-    :data:`SHIPPED`, and the decompressed bytes against ``content_sha256`` (the public source's hash).
+    """Decompressed bytes of the shipped gzip file ``name``, checked twice.
+
+    The ``.gz`` is checked against :data:`SHIPPED`, and the decompressed bytes against
+    ``content_sha256`` (the public source's hash).
     """
     import gzip
 
@@ -68,6 +73,7 @@ def shipped_gzip(name: str, content_sha256: str) -> bytes:
     actual = hashlib.sha256(data).hexdigest()
     if actual != content_sha256:
         raise DataFileError(
-            f"checksum mismatch for the contents of {path}: expected SHA-256 {content_sha256}, got {actual}"
+            f"checksum mismatch for the contents of {path}: "
+            f"expected SHA-256 {content_sha256}, got {actual}"
         )
     return data

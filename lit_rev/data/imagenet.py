@@ -1,4 +1,4 @@
-"""ImageNet (ILSVRC-2012) from an ``ImageFolder`` tree, served as uint8 batches like every other set.
+"""ImageNet (ILSVRC-2012) from an ``ImageFolder`` tree, as uint8 batches like every other set.
 
 Layout: ``<root>/imagenet/train/<wnid>/*.JPEG`` and ``<root>/imagenet/val/<wnid>/*.JPEG``
 (the validation images sorted into class folders), ``root`` defaulting to ``$LIT_REV_DATA``.
@@ -51,23 +51,21 @@ class ImageNetDataModule(LightningDataModule):
         seed: int = 0,
     ):
         super().__init__()
-        self.root, self.batch_size, self.test_batch_size = (
-            root,
-            batch_size,
-            test_batch_size or batch_size,
-        )
-        self.image_size, self.resize = image_size, resize
-        self.max_train, self.max_val, self.num_workers, self.seed = (
-            max_train,
-            max_val,
-            num_workers,
-            seed,
-        )
+        self.root = root
+        self.batch_size = batch_size
+        self.test_batch_size = test_batch_size or batch_size
+        self.image_size = image_size
+        self.resize = resize
+        self.max_train = max_train
+        self.max_val = max_val
+        self.num_workers = num_workers
+        self.seed = seed
         self.train_set: Dataset | None = None
         self.val_set: Dataset | None = None
 
     @property
     def directory(self) -> Path:
+        """``<root>/imagenet``, the folder holding the ``train`` and ``val`` class folders."""
         return Path(self.root if self.root is not None else default_root()) / "imagenet"
 
     def _folder(self, split: str, train: bool) -> Dataset:
@@ -86,9 +84,11 @@ class ImageNetDataModule(LightningDataModule):
 
     @property
     def num_classes(self) -> int:
+        """Number of class folders of the validation split (1,000 for ILSVRC-2012)."""
         return len(self._folder("val", train=False).classes)
 
     def setup(self, stage: str | None = None) -> None:
+        """Open the training folder (``fit``) and the validation folder, capped where asked."""
         if stage in (None, "fit") and self.train_set is None:
             self.train_set = self._cap(self._folder("train", train=True), self.max_train, 1)
         if self.val_set is None:
@@ -98,13 +98,17 @@ class ImageNetDataModule(LightningDataModule):
         return make_loader(dataset, batch_size, shuffle, self.num_workers)
 
     def train_dataloader(self) -> DataLoader:
+        """Shuffled, augmented training batches; a ragged last batch is dropped."""
         return self._loader(self.train_set, self.batch_size, shuffle=True)
 
     def val_dataloader(self) -> DataLoader:
+        """Centre-cropped validation batches in order."""
         return self._loader(self.val_set, self.test_batch_size, shuffle=False)
 
     def test_dataloader(self) -> DataLoader:
+        """The validation loader: ILSVRC-2012's validation split is its test split."""
         return self.val_dataloader()
 
     def predict_dataloader(self) -> DataLoader:
+        """The validation loader."""
         return self.val_dataloader()

@@ -19,7 +19,9 @@ are zip archives, whose CRC-32 is checked as the arrays are read) names the file
 from __future__ import annotations
 
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -46,7 +48,10 @@ class ImageNet32(ImageSource):
     """
 
     folder = "imagenet32"
-    archives = {"train": "Imagenet32_train_npz", "test": "Imagenet32_val_npz"}
+    archives: ClassVar[dict[str, str]] = {
+        "train": "Imagenet32_train_npz",
+        "test": "Imagenet32_val_npz",
+    }
 
     def __init__(self, root: str | None = None, name: str | None = None):
         super().__init__(name)
@@ -55,6 +60,7 @@ class ImageNet32(ImageSource):
 
     @property
     def directory(self) -> Path:
+        """``<root>/imagenet32``, where the npz files (or the archives' folders) go."""
         return Path(self.root if self.root is not None else default_root()) / self.folder
 
     def files(self, split: str) -> list[Path]:
@@ -82,6 +88,7 @@ class ImageNet32(ImageSource):
         return found
 
     def dataset(self, split: str) -> ImageTensors:
+        """The ``train`` or ``test`` split, read and checked once, then cached in memory."""
         self._check_split(split, ("train", "test"))
         if split not in self._cache:
             self._cache[split] = self._load(self.files(split))
@@ -90,9 +97,8 @@ class ImageNet32(ImageSource):
     def _load(self, paths: list[Path]) -> ImageTensors:
         # Labels first (small), so the images go straight into one preallocated tensor: the
         # training split is 3.9 GB, and concatenating per-file arrays would need twice that.
-        integers = lambda a: a.ndim == 1 and np.issubdtype(a.dtype, np.integer)  # noqa: E731
-        labels = [_read(path, "labels", integers, "1-D integers") for path in paths]
-        for path, y in zip(paths, labels):
+        labels = [_read(path, "labels", _is_integer_vector, "1-D integers") for path in paths]
+        for path, y in zip(paths, labels, strict=True):
             if len(y) and (y.min() < 1 or y.max() > NUM_CLASSES):
                 raise DataFileError(
                     f"{path}: labels must be 1..{NUM_CLASSES} (the published files count from 1), "
@@ -100,12 +106,12 @@ class ImageNet32(ImageSource):
                 )
         images = torch.empty((sum(len(y) for y in labels), 3, SIZE, SIZE), dtype=torch.uint8)
         start = 0
-        for path, y in zip(paths, labels):
+        for path, y in zip(paths, labels, strict=True):
             shape = (len(y), 3 * SIZE * SIZE)
             rows = _read(
                 path,
                 "data",
-                lambda a: a.shape == shape and a.dtype == np.uint8,
+                _is_uint8_of_shape(shape),
                 f"uint8 of shape {shape}, one row per label",
             )
             # A row is the red plane, then the green plane, then the blue plane: channels first.
@@ -115,7 +121,21 @@ class ImageNet32(ImageSource):
         return ImageTensors(images, targets)
 
 
-def _read(path: Path, key: str, ok, expected: str) -> np.ndarray:
+def _is_integer_vector(array: np.ndarray) -> bool:
+    """Whether ``array`` is 1-D of an integer dtype (the files' labels)."""
+    return array.ndim == 1 and np.issubdtype(array.dtype, np.integer)
+
+
+def _is_uint8_of_shape(shape: tuple[int, ...]) -> Callable[[np.ndarray], bool]:
+    """A check that an array is uint8 of exactly ``shape`` (the files' image rows)."""
+
+    def ok(array: np.ndarray) -> bool:
+        return array.shape == shape and array.dtype == np.uint8
+
+    return ok
+
+
+def _read(path: Path, key: str, ok: Callable[[np.ndarray], bool], expected: str) -> np.ndarray:
     """Array ``key`` of the npz file ``path``, checked by ``ok``; any failure names the file."""
     fix = "the file is corrupt or not the published version: delete it and extract it again"
     try:

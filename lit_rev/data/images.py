@@ -59,15 +59,18 @@ class ImageSource:
 
     @property
     def name(self) -> str:
+        """The name given, or the class name in lower case; it labels the set's test results."""
         return self._name or type(self).__name__.lower()
 
     def dataset(self, split: str) -> Dataset:
+        """The ``split`` as a Dataset of ``(image, label)``; every subclass implements it."""
         raise NotImplementedError
 
     def verify(self, split: str) -> None:
-        """Open ``split`` now, reading (and checksumming, where the set has checksums) its files,
-        so that a missing or corrupt file fails before training rather than after it. Sources
-        that cache what they read (all of the project's) keep it for :meth:`dataset`.
+        """Open ``split`` now, reading (and checksumming, where the set has checksums) its files.
+
+        A missing or corrupt file then fails before training rather than after it. Sources that
+        cache what they read (all of the project's) keep it for :meth:`dataset`.
         """
         self.dataset(split)
 
@@ -81,7 +84,11 @@ class ImageSource:
 
 
 class InMemorySource(ImageSource):
-    """A source whose whole set fits in memory: subclasses implement :meth:`load_all` and the split."""
+    """A source whose whole set fits in memory.
+
+    Subclasses implement :meth:`load_all` and, where the last ``test_fraction`` is not the
+    right test split, :meth:`is_test`.
+    """
 
     test_fraction: float = 0.2
 
@@ -96,10 +103,11 @@ class InMemorySource(ImageSource):
     def is_test(self, n: int) -> torch.Tensor:
         """Boolean mask of the test images; by default the last ``test_fraction`` of the set."""
         mask = torch.zeros(n, dtype=torch.bool)
-        mask[n - int(round(n * self.test_fraction)) :] = True
+        mask[n - round(n * self.test_fraction) :] = True
         return mask
 
     def dataset(self, split: str) -> ImageTensors:
+        """The ``train``, ``test`` or ``all`` images, loaded once and kept in memory."""
         self._check_split(split)
         if self._cache is None:
             images, labels = self.load_all()
@@ -131,6 +139,7 @@ class MNIST5k(InMemorySource):
     channel_stats = ((0.1307,), (0.3081,))
 
     def load_all(self):
+        """The 5,000 digits of the shipped CSV, sorted by label, after its checksum check."""
         path = shipped_file("mnist_5k.csv.gz")
         try:
             with gzip.open(path, "rb") as f:
@@ -146,6 +155,7 @@ class MNIST5k(InMemorySource):
         return images, self._labels
 
     def is_test(self, n):
+        """A seeded fifth of each class (the file is sorted by label, so not the last fifth)."""
         labels = self._labels
         mask = torch.zeros(n, dtype=torch.bool)
         generator = torch.Generator().manual_seed(0)
@@ -160,6 +170,7 @@ class Digits(InMemorySource):
     """scikit-learn's 1,797 real 8x8 handwritten digits (16 gray levels, rescaled to 0-255)."""
 
     def load_all(self):
+        """scikit-learn's digits, rescaled from 16 gray levels to 0-255, with their labels."""
         from sklearn.datasets import load_digits
 
         bunch = load_digits()
@@ -174,6 +185,7 @@ class LFWCrops(InMemorySource):
     """
 
     def load_all(self):
+        """The crops rescaled to 0-255, faces labelled 1 and non-faces 0."""
         from skimage import data
 
         crops = np.asarray(data.lfw_subset(), dtype=np.float64)
@@ -182,13 +194,12 @@ class LFWCrops(InMemorySource):
         return images, labels
 
     def is_test(self, n):
+        """A seeded ``test_fraction`` of the faces and the same of the non-faces."""
         generator = torch.Generator().manual_seed(0)
         mask = torch.zeros(n, dtype=torch.bool)
         half = n // 2
         for start in (0, half):
-            pick = torch.randperm(half, generator=generator)[
-                : int(round(half * self.test_fraction))
-            ]
+            pick = torch.randperm(half, generator=generator)[: round(half * self.test_fraction)]
             mask[start + pick] = True
         return mask
 
@@ -233,8 +244,12 @@ class NaturalPatches(InMemorySource):
             raise ValueError(
                 "need patch_size >= 2, stride >= 1, downscale >= 1 and 0 < test_fraction < 1"
             )
-        self.patch_size, self.stride, self.photos = patch_size, stride, tuple(photos)
-        self.rgb, self.downscale, self.test_fraction = rgb, downscale, test_fraction
+        self.patch_size = patch_size
+        self.stride = stride
+        self.photos = tuple(photos)
+        self.rgb = rgb
+        self.downscale = downscale
+        self.test_fraction = test_fraction
 
     def _photo(self, name: str) -> torch.Tensor:
         from skimage import data
@@ -256,9 +271,11 @@ class NaturalPatches(InMemorySource):
         return t.round().clamp(0, 255).to(torch.uint8)
 
     def load_all(self):
-        raise NotImplementedError  # patches are split per photo, see dataset()
+        """Not used: the patches are split per photo, in :meth:`dataset`."""
+        raise NotImplementedError
 
     def dataset(self, split: str) -> ImageTensors:
+        """Patches of the ``train`` band, the ``test`` band, or ``all``; cut once, then cached."""
         self._check_split(split)
         if self._cache is None:
             parts = {"train": [], "test": []}
@@ -266,7 +283,7 @@ class NaturalPatches(InMemorySource):
             for label, name in enumerate(self.photos):
                 photo = self._photo(name)
                 width = photo.shape[2]
-                cut = int(round(width * (1 - self.test_fraction)))
+                cut = round(width * (1 - self.test_fraction))
                 for part, band in (("train", photo[:, :, :cut]), ("test", photo[:, :, cut:])):
                     if band.shape[1] < p or band.shape[2] < p:
                         continue
@@ -294,9 +311,12 @@ class ConstantImages(InMemorySource):
 
     def __init__(self, n: int = 500, size: int = 32, seed: int = 0, name: str | None = None):
         super().__init__(name)
-        self.n, self.size, self.seed = n, size, seed
+        self.n = n
+        self.size = size
+        self.seed = seed
 
     def load_all(self):
+        """``n`` images, each filled with one seeded random RGB colour; no labels."""
         colours = torch.randint(
             0,
             256,
@@ -312,9 +332,12 @@ class UniformNoise(InMemorySource):
 
     def __init__(self, n: int = 500, size: int = 32, seed: int = 0, name: str | None = None):
         super().__init__(name)
-        self.n, self.size, self.seed = n, size, seed
+        self.n = n
+        self.size = size
+        self.seed = seed
 
     def load_all(self):
+        """``n`` RGB images of seeded uniform pixels in 0..255; no labels."""
         g = torch.Generator().manual_seed(self.seed)
         return torch.randint(
             0, 256, (self.n, 3, self.size, self.size), generator=g, dtype=torch.uint8

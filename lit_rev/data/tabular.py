@@ -20,6 +20,7 @@ import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -43,6 +44,8 @@ from lit_rev.data.tabular_parsing import (
 
 @dataclass(frozen=True)
 class RawFile:
+    """A raw data file as published: its name, where to download it, and its SHA-256."""
+
     name: str
     url: str
     sha256: str  # of the raw file, as published
@@ -74,8 +77,12 @@ COMPAS_FILE = RawFile(
 
 @dataclass(frozen=True)
 class Attribute:
-    """A protected attribute: group names (a row's code is the index of its group), how to
-    read the group of each row, and the input columns that carry it.
+    """A protected attribute, described once for every set that has it.
+
+    Attributes:
+        groups: the group names; a row's code is the index of its group.
+        group_of: reads the code of every row of a table.
+        columns: the input columns that carry the attribute (left out of ``x`` by default).
     """
 
     groups: tuple[str, ...]
@@ -86,7 +93,7 @@ class Attribute:
 def _lookup(
     column: str, groups: Sequence[str], other: int | None = None
 ) -> Callable[[Table], np.ndarray]:
-    """Rows whose ``column`` equals ``groups[k]`` get code ``k``; others get ``other`` (or an error)."""
+    """Rows whose ``column`` equals ``groups[k]`` get code ``k``; others ``other`` (or an error)."""
 
     def group_of(table: Table) -> np.ndarray:
         values = table.columns[column]
@@ -96,7 +103,8 @@ def _lookup(
         if (codes < 0).any():
             i = int(np.argmax(codes < 0))
             raise DataFileError(
-                f"{table.source} line {table.lines[i]}: {column!r} value {str(values[i])!r} is none of {list(groups)}"
+                f"{table.source} line {table.lines[i]}: {column!r} value {str(values[i])!r} "
+                f"is none of {list(groups)}"
             )
         return codes
 
@@ -114,7 +122,9 @@ class TabularTensors(Dataset):
     def __init__(self, x: torch.Tensor, y: torch.Tensor, s: torch.Tensor):
         if not (len(x) == len(y) == len(s)):
             raise ValueError("x, y and s must have the same number of rows")
-        self.x, self.y, self.s = x, y, s
+        self.x = x
+        self.y = y
+        self.s = s
 
     def __len__(self) -> int:
         return len(self.x)
@@ -153,7 +163,7 @@ class TabularDataModule(LightningDataModule):
     raw_files: tuple[RawFile, ...] = ()
     numeric: tuple[str, ...] = ()
     categorical: tuple[str, ...] = ()
-    attributes: dict[str, Attribute] = {}
+    attributes: ClassVar[dict[str, Attribute]] = {}
 
     def __init__(
         self,
@@ -176,21 +186,26 @@ class TabularDataModule(LightningDataModule):
         unknown = [p for p in protected if p not in self.attributes]
         if unknown or not protected:
             raise ValueError(
-                f"{type(self).__name__}: unknown protected attribute(s) {unknown}; choose from {list(self.attributes)}"
+                f"{type(self).__name__}: unknown protected attribute(s) {unknown}; "
+                f"choose from {list(self.attributes)}"
             )
         if not 0.0 <= val_fraction < 1.0 or not 0.0 < test_fraction < 1.0:
             raise ValueError("need 0 <= val_fraction < 1 and 0 < test_fraction < 1")
         if download and root is None:
             raise ValueError("download=True needs root: the directory to download into")
-        self.protected, self.protected_in_inputs = protected, protected_in_inputs
-        self.batch_size, self.test_batch_size = batch_size, test_batch_size
-        self.val_fraction, self.test_fraction = val_fraction, test_fraction
-        self.max_train, self.max_test, self.unknown_categories = (
-            max_train,
-            max_test,
-            unknown_categories,
-        )
-        self.root, self.download, self.num_workers, self.seed = root, download, num_workers, seed
+        self.protected = protected
+        self.protected_in_inputs = protected_in_inputs
+        self.batch_size = batch_size
+        self.test_batch_size = test_batch_size
+        self.val_fraction = val_fraction
+        self.test_fraction = test_fraction
+        self.max_train = max_train
+        self.max_test = max_test
+        self.unknown_categories = unknown_categories
+        self.root = root
+        self.download = download
+        self.num_workers = num_workers
+        self.seed = seed
         self.train_set = self.val_set = self.test_set = None
         self.encoder: Encoder | None = None
         self.consistency_columns: list[int] | None = None
@@ -201,28 +216,37 @@ class TabularDataModule(LightningDataModule):
         raise NotImplementedError
 
     def label(self, table: Table) -> np.ndarray:
+        """The binary label (0 or 1) of every row of ``table``."""
         raise NotImplementedError
 
     # --- shared machinery --------------------------------------------------------------------
     @property
     def protected_groups(self) -> list[tuple[str, ...]]:
+        """The group names of each protected attribute, in the order of ``s``'s columns."""
         return [self.attributes[p].groups for p in self.protected]
 
     @property
     def protected_classes(self) -> list[int]:
+        """The number of groups of each protected attribute (a model's output sizes)."""
         return [len(g) for g in self.protected_groups]
 
     @property
     def input_dim(self) -> int:
+        """Width of ``x`` after encoding; reads and encodes the data if not done yet."""
         self.setup()
         return int(self.train_set.x.shape[1])
 
     @property
     def feature_names(self) -> list[str]:
+        """Name of every column of ``x`` (``column=category`` for one-hot columns)."""
         self.setup()
         return self.encoder.feature_names
 
     def raw_text(self, raw: RawFile) -> str:
+        """The text of ``raw``, checksummed: the shipped copy, or the file under ``root``.
+
+        With ``download=True`` a file missing under ``root`` is fetched first.
+        """
         if self.root is None:
             data = shipped_gzip(raw.name + ".gz", raw.sha256)
             source = f"{raw.name} (shipped copy)"
@@ -243,7 +267,7 @@ class TabularDataModule(LightningDataModule):
     def _seeded_mask(self, n: int, fraction: float, salt: int) -> np.ndarray:
         rng = np.random.default_rng(self.seed * 1000 + salt)
         mask = np.zeros(n, dtype=bool)
-        mask[rng.permutation(n)[: int(round(n * fraction))]] = True
+        mask[rng.permutation(n)[: round(n * fraction)]] = True
         return mask
 
     def _cap(self, table: Table, cap: int | None, salt: int) -> Table:
@@ -261,8 +285,10 @@ class TabularDataModule(LightningDataModule):
         return TabularTensors(x, y, s)
 
     def _parsed_splits(self) -> tuple[Table, Table]:
-        """``read_splits`` of the raw files. Every load checks the checksums; the parse of verified
-        files is cached per process (tables are never modified).
+        """``read_splits`` of the raw files.
+
+        Every load checks the checksums; the parse of verified files is cached per process
+        (tables are never modified).
         """
         texts = {raw.name: self.raw_text(raw) for raw in self.raw_files}
         key = (type(self).__name__, self.seed, self.test_fraction)
@@ -271,11 +297,16 @@ class TabularDataModule(LightningDataModule):
         return _PARSED[key]
 
     def setup(self, stage: str | None = None) -> None:
+        """Parse, split and encode the data once (the encoder is fitted on the training split)."""
         if self.train_set is not None:
             return
         train, test = self._parsed_splits()
         carried = {c for p in self.protected for c in self.attributes[p].columns}
-        keep = lambda cols: tuple(c for c in cols if self.protected_in_inputs or c not in carried)  # noqa: E731
+
+        def keep(columns: tuple[str, ...]) -> tuple[str, ...]:
+            """``columns`` without those that carry a protected attribute, unless kept in ``x``."""
+            return tuple(c for c in columns if self.protected_in_inputs or c not in carried)
+
         self.encoder = Encoder(
             keep(self.numeric), keep(self.categorical), self.unknown_categories
         ).fit(train)
@@ -301,22 +332,26 @@ class TabularDataModule(LightningDataModule):
         )
 
     def train_dataloader(self) -> DataLoader:
+        """Shuffled training batches; a ragged last batch is dropped."""
         return self._loader(self.train_set, self.batch_size, shuffle=True)
 
     def val_dataloader(self):
+        """Validation batches in order, or none where ``val_fraction`` is 0."""
         return self._loader(self.val_set, self.test_batch_size) if self.val_set is not None else []
 
     def test_dataloader(self) -> DataLoader:
+        """Test batches in order."""
         return self._loader(self.test_set, self.test_batch_size)
 
     def predict_dataloader(self) -> DataLoader:
+        """The test loader: prediction scores the test split."""
         return self.test_dataloader()
 
 
 class Adult(TabularDataModule):
-    """UCI Adult: the published train/test files, rows with ``?`` dropped (30,162 + 15,060 =
-    45,222), ``fnlwgt`` dropped, label ``income > 50K``.
+    """UCI Adult, from its published train and test files; label ``income > 50K``.
 
+    Rows with ``?`` are dropped (30,162 + 15,060 = 45,222 remain), and so is ``fnlwgt``.
     Protected attributes: ``sex`` (Male, Female), ``race`` (five categories), ``nonwhite``
     (White, non-White), ``age`` (bins <25, 25-44, 45-64, 65+).
     """
@@ -333,7 +368,7 @@ class Adult(TabularDataModule):
         "sex",
         "native-country",
     )
-    attributes = {
+    attributes: ClassVar[dict[str, Attribute]] = {
         "sex": Attribute(("Male", "Female"), _lookup("sex", ("Male", "Female")), ("sex",)),
         "race": Attribute(
             ("White", "Black", "Asian-Pac-Islander", "Amer-Indian-Eskimo", "Other"),
@@ -349,24 +384,28 @@ class Adult(TabularDataModule):
     }
 
     def read_splits(self, texts):
-        return parse_adult(texts["adult.data"], "adult.data"), parse_adult(
-            texts["adult.test"], "adult.test"
-        )
+        """The published split: ``adult.data`` for training, ``adult.test`` for testing."""
+        train = parse_adult(texts["adult.data"], "adult.data")
+        test = parse_adult(texts["adult.test"], "adult.test")
+        return train, test
 
     def label(self, table):
+        """1 where the income is above 50K."""
         return (table.columns["income"] == ">50K").astype(np.int64)
 
 
 class German(TabularDataModule):
-    """UCI Statlog German credit: 1,000 rows, seeded train/test split (``test_fraction``), label
-    ``good credit``. Protected: ``age`` (<=25, >25), ``sex`` (male, female; read from
-    ``personal_status``, which is then left out of the inputs).
+    """UCI Statlog German credit: 1,000 rows, label ``good credit``.
+
+    It has no published test file: the train/test split is seeded (``test_fraction``).
+    Protected: ``age`` (<=25, >25), ``sex`` (male, female; read from ``personal_status``,
+    which is then left out of the inputs).
     """
 
     raw_files = (GERMAN_FILE,)
     numeric = GERMAN_NUMERIC
     categorical = tuple(c for c in GERMAN_COLUMNS[:-1] if c not in GERMAN_NUMERIC)
-    attributes = {
+    attributes: ClassVar[dict[str, Attribute]] = {
         "age": Attribute(
             ("<=25", ">25"), lambda t: (t.floats("age") > 25).astype(np.int64), ("age",)
         ),
@@ -376,26 +415,29 @@ class German(TabularDataModule):
     }
 
     def read_splits(self, texts):
+        """One file, split by a seeded mask of ``test_fraction`` of the rows."""
         table = parse_german(texts["german.data"], "german.data")
         is_test = self._seeded_mask(len(table), self.test_fraction, salt=0)
         return table.select(~is_test), table.select(is_test)
 
     def label(self, table):
+        """1 for good credit (the file's code 1), 0 for bad (code 2)."""
         return (table.columns["credit"] == "1").astype(np.int64)
 
 
 class COMPAS(TabularDataModule):
-    """ProPublica COMPAS two-year recidivism, their usual filters (6,172 rows), seeded split.
+    """ProPublica COMPAS two-year recidivism, with ProPublica's filters (6,172 rows).
+
     Label ``two_year_recid``; inputs age, juvenile and prior counts, charge degree, sex, race
-    (never the COMPAS scores). Protected: ``race`` (other, African-American), ``race_all``
-    (six categories), ``sex`` (Male, Female).
+    (never the COMPAS scores); seeded train/test split. Protected: ``race`` (other,
+    African-American), ``race_all`` (six categories), ``sex`` (Male, Female).
     """
 
     raw_files = (COMPAS_FILE,)
     numeric = COMPAS_NUMERIC
     categorical = COMPAS_CATEGORICAL
     RACES = ("African-American", "Caucasian", "Hispanic", "Other", "Asian", "Native American")
-    attributes = {
+    attributes: ClassVar[dict[str, Attribute]] = {
         "race": Attribute(
             ("other", "African-American"),
             lambda t: (t.columns["race"] == "African-American").astype(np.int64),
@@ -406,9 +448,11 @@ class COMPAS(TabularDataModule):
     }
 
     def read_splits(self, texts):
+        """One file, split by a seeded mask of ``test_fraction`` of the rows."""
         table = parse_compas(texts[COMPAS_FILE.name], COMPAS_FILE.name)
         is_test = self._seeded_mask(len(table), self.test_fraction, salt=0)
         return table.select(~is_test), table.select(is_test)
 
     def label(self, table):
+        """1 where the person re-offended within two years."""
         return table.columns["two_year_recid"].astype(np.int64)

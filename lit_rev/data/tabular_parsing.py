@@ -1,5 +1,6 @@
-"""Parsing the raw tabular files (Adult, German credit, COMPAS) into columns of strings, and
-encoding those columns as numbers.
+"""Parsing the raw tabular files (Adult, German credit, COMPAS) and encoding their columns.
+
+Each file is parsed into columns of strings, which are then encoded as numbers.
 
 A :class:`Table` keeps every column as a numpy array of strings plus the line number each row
 came from, so every error can name the file and the line. :class:`Encoder` is fitted on the
@@ -92,6 +93,7 @@ class Table:
         return len(self.lines)
 
     def select(self, keep: np.ndarray) -> Table:
+        """The rows picked by ``keep`` (a boolean mask or indices), with their line numbers."""
         return Table(self.source, {k: v[keep] for k, v in self.columns.items()}, self.lines[keep])
 
     def floats(self, name: str) -> np.ndarray:
@@ -103,7 +105,8 @@ class Table:
                 out[i] = float(v)
             except ValueError:
                 raise DataFileError(
-                    f"{self.source} line {self.lines[i]}: column {name!r} should be a number, got {str(v)!r}"
+                    f"{self.source} line {self.lines[i]}: column {name!r} should be a number, "
+                    f"got {str(v)!r}"
                 ) from None
         return out
 
@@ -128,7 +131,8 @@ def parse_adult(text: str, source: str) -> Table:
         fields = [f.strip() for f in line.split(",")]
         if len(fields) != len(ADULT_COLUMNS):
             raise DataFileError(
-                f"{source} line {number}: expected {len(ADULT_COLUMNS)} comma-separated fields, got {len(fields)}: {line[:80]!r}"
+                f"{source} line {number}: expected {len(ADULT_COLUMNS)} comma-separated "
+                f"fields, got {len(fields)}: {line[:80]!r}"
             )
         if "?" in fields:
             continue
@@ -145,8 +149,10 @@ def parse_adult(text: str, source: str) -> Table:
 
 
 def parse_german(text: str, source: str) -> Table:
-    """UCI Statlog German credit (``german.data``): 20 space-separated attributes and the label
-    (1 good, 2 bad). Adds ``sex`` from ``personal_status`` (A91/A93/A94 male, A92/A95 female).
+    """UCI Statlog German credit (``german.data``).
+
+    Each line holds 20 space-separated attributes and the label (1 good, 2 bad). Adds ``sex``
+    from ``personal_status`` (A91/A93/A94 male, A92/A95 female).
     """
     rows, lines = [], []
     for number, line in enumerate(text.splitlines(), start=1):
@@ -155,11 +161,13 @@ def parse_german(text: str, source: str) -> Table:
         fields = line.split()
         if len(fields) != len(GERMAN_COLUMNS):
             raise DataFileError(
-                f"{source} line {number}: expected {len(GERMAN_COLUMNS)} space-separated fields, got {len(fields)}: {line[:80]!r}"
+                f"{source} line {number}: expected {len(GERMAN_COLUMNS)} space-separated "
+                f"fields, got {len(fields)}: {line[:80]!r}"
             )
         if fields[-1] not in ("1", "2"):
             raise DataFileError(
-                f"{source} line {number}: credit label should be 1 (good) or 2 (bad), got {fields[-1]!r}"
+                f"{source} line {number}: credit label should be 1 (good) or 2 (bad), "
+                f"got {fields[-1]!r}"
             )
         if fields[8] not in GERMAN_MALE + GERMAN_FEMALE:
             raise DataFileError(
@@ -177,9 +185,10 @@ def parse_german(text: str, source: str) -> Table:
 
 
 def parse_compas(text: str, source: str) -> Table:
-    """ProPublica ``compas-scores-two-years.csv`` with the filters of their analysis notebook:
-    ``days_b_screening_arrest`` within ±30, ``is_recid != -1``, ``c_charge_degree != 'O'`` and
-    ``score_text != 'N/A'`` (6,172 of 7,214 rows remain).
+    """ProPublica ``compas-scores-two-years.csv``, with the filters of their analysis notebook.
+
+    The filters keep ``days_b_screening_arrest`` within ±30, ``is_recid != -1``,
+    ``c_charge_degree != 'O'`` and ``score_text != 'N/A'`` (6,172 of 7,214 rows remain).
     """
     reader = csv.reader(io.StringIO(text))
     try:
@@ -199,7 +208,8 @@ def parse_compas(text: str, source: str) -> Table:
             continue
         if len(fields) != len(header):
             raise DataFileError(
-                f"{source} line {number}: expected {len(header)} comma-separated fields, got {len(fields)}"
+                f"{source} line {number}: expected {len(header)} comma-separated fields, "
+                f"got {len(fields)}"
             )
         rows.append([fields[index[n]] for n in COMPAS_NEEDED])
         lines.append(number)
@@ -219,7 +229,8 @@ def parse_compas(text: str, source: str) -> Table:
     if bad.any():
         i = int(np.argmax(bad))
         raise DataFileError(
-            f"{source} line {table.lines[i]}: two_year_recid should be 0 or 1, got {str(table.columns['two_year_recid'][i])!r}"
+            f"{source} line {table.lines[i]}: two_year_recid should be 0 or 1, "
+            f"got {str(table.columns['two_year_recid'][i])!r}"
         )
     return table
 
@@ -241,6 +252,7 @@ class Encoder:
     categories: dict[str, list[str]] = field(default_factory=dict)
 
     def fit(self, table: Table) -> Encoder:
+        """Learn the means, standard deviations and categories of ``table``; returns ``self``."""
         if self.unknown not in ("error", "ignore"):
             raise ValueError(f"unknown must be 'error' or 'ignore', got {self.unknown!r}")
         for name in self.numeric:
@@ -253,11 +265,13 @@ class Encoder:
 
     @property
     def feature_names(self) -> list[str]:
+        """Name of every output column: numeric names, then ``column=category`` one-hots."""
         return list(self.numeric) + [
             f"{name}={c}" for name in self.categorical for c in self.categories[name]
         ]
 
     def transform(self, table: Table) -> np.ndarray:
+        """Encode ``table`` as float32 ``(rows, features)`` with the fitted statistics."""
         blocks = [((table.floats(n) - self.means[n]) / self.stds[n])[:, None] for n in self.numeric]
         for name in self.categorical:
             cats = self.categories[name]
@@ -268,8 +282,9 @@ class Encoder:
             if unseen.any() and self.unknown == "error":
                 i = int(np.argmax(unseen))
                 raise DataFileError(
-                    f"{table.source} line {table.lines[i]}: column {name!r} has category {str(values[i])!r} not seen in "
-                    f"the training split (known: {cats}); pass unknown_categories='ignore' to encode it as all zeros"
+                    f"{table.source} line {table.lines[i]}: column {name!r} has category "
+                    f"{str(values[i])!r} not seen in the training split (known: {cats}); "
+                    "pass unknown_categories='ignore' to encode it as all zeros"
                 )
             one_hot = np.zeros((len(values), len(cats)))
             one_hot[np.flatnonzero(~unseen), codes[~unseen]] = 1.0

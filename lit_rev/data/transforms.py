@@ -48,7 +48,10 @@ def quantize(images: torch.Tensor, n_bits: int) -> torch.Tensor:
 
 
 def gray_images(images: torch.Tensor, factor: float, mean: torch.Tensor) -> torch.Tensor:
-    """Shrink pixel deviations from ``mean`` (per channel) by ``factor``: ``mean + factor (x - mean)``."""
+    """Shrink pixel deviations from the per-channel ``mean`` by ``factor``.
+
+    Returns ``mean + factor * (x - mean)``, rounded back to uint8.
+    """
     x = mean + factor * (images.float() - mean)
     return x.round().clamp(0, 255).to(torch.uint8)
 
@@ -57,7 +60,8 @@ class MappedDataset(Dataset):
     """Applies ``fn`` to the image of every ``(image, label)`` item of ``base``, lazily."""
 
     def __init__(self, base: Dataset, fn):
-        self.base, self.fn = base, fn
+        self.base = base
+        self.fn = fn
 
     def __len__(self):
         return len(self.base)
@@ -75,7 +79,7 @@ def map_images(dataset: Dataset, fn) -> Dataset:
 
 
 class Grayed(ImageSource):
-    """Another source with its pixel variance shrunk toward the set's per-channel mean by ``factor``.
+    """Another source with its pixels shrunk toward the set's per-channel mean by ``factor``.
 
     ``factor=1`` is the source itself, ``0`` a constant image at the mean. Without a ``source``
     the DataModule uses its in-distribution set, which gives the paper's grayed test set.
@@ -87,16 +91,19 @@ class Grayed(ImageSource):
         super().__init__(name)
         if not 0.0 <= factor <= 1.0:
             raise ValueError(f"factor must be in [0, 1], got {factor}")
-        self.source, self.factor = source, factor
+        self.source = source
+        self.factor = factor
 
     @property
     def name(self) -> str:
+        """The name given, or ``<source>-gray<factor>`` (``in-distribution`` without a source)."""
         if self._name:
             return self._name
         base = self.source.name if self.source is not None else "in-distribution"
         return f"{base}-gray{self.factor:g}"
 
     def verify(self, split: str) -> None:
+        """Verify the source's ``split``, whose files are the ones read."""
         self._require_source()
         self.source.verify(split)
 
@@ -107,6 +114,7 @@ class Grayed(ImageSource):
             )
 
     def dataset(self, split: str) -> Dataset:
+        """The source's ``split``, grayed toward that split's own channel mean."""
         self._require_source()
         base = self.source.dataset(split)
         mean = channel_mean(base)
@@ -124,7 +132,14 @@ def channel_mean(dataset: Dataset, max_items: int = 2000) -> torch.Tensor:
 
 
 def augment(x: torch.Tensor, kind: str, pad: int = 4) -> torch.Tensor:
-    """Train-time augmentation of one uint8 ``(C, H, W)`` image: ``flip`` or ``crop_flip`` (pad-4 random crop)."""
+    """Train-time augmentation of one uint8 ``(C, H, W)`` image.
+
+    Args:
+        x: the image.
+        kind: ``none`` (``x`` itself), ``flip`` (a horizontal flip with probability 1/2) or
+            ``crop_flip`` (a random crop of the zero-padded image, then the flip).
+        pad: the padding of ``crop_flip``, in pixels on every side.
+    """
     if kind == "none":
         return x
     if kind not in ("flip", "crop_flip"):

@@ -22,6 +22,7 @@ from lit_rev.data.images import ImageSource, ImageTensors
 
 
 def default_root() -> str:
+    """Where data sets live unless a ``root`` is given: ``$LIT_REV_DATA``, else ``./data``."""
     return os.environ.get("LIT_REV_DATA", "data")
 
 
@@ -36,6 +37,7 @@ class TorchvisionSource(ImageSource):
 
     @property
     def resolved_root(self) -> Path:
+        """The directory torchvision reads: ``root``, or :func:`default_root` when None."""
         return Path(self.root if self.root is not None else default_root())
 
     def _open(self, split: str):
@@ -58,6 +60,7 @@ class TorchvisionSource(ImageSource):
         return None
 
     def dataset(self, split: str) -> Dataset:
+        """The ``train`` or ``test`` split, opened once; any failure names the files at fault."""
         self._check_split(split, ("train", "test"))
         if split not in self._cache:
             try:
@@ -208,7 +211,10 @@ class CIFAR100(CIFAR10):
 
 
 class SVHN(TorchvisionSource):
-    """Street View House Numbers (73k/26k 32x32 RGB), via ``torchvision.datasets.SVHN`` (needs scipy)."""
+    """Street View House Numbers (73k/26k 32x32 RGB), via ``torchvision.datasets.SVHN``.
+
+    Reading its ``.mat`` files needs scipy.
+    """
 
     def _open(self, split):
         import torchvision.datasets as tvd
@@ -232,12 +238,14 @@ class _CelebAImages(Dataset):
     """
 
     def __init__(self, ds, crop: int):
-        self.ds, self.crop = ds, crop
+        self.ds = ds
+        self.crop = crop
 
     def __len__(self):
         return len(self.ds)
 
     def path(self, i: int) -> Path:
+        """The JPEG file of image ``i``."""
         return Path(self.ds.root) / self.ds.base_folder / "img_align_celeba" / self.ds.filename[i]
 
     def __getitem__(self, i):
@@ -257,10 +265,11 @@ class _CelebAImages(Dataset):
 
 
 class CelebA(TorchvisionSource):
-    """Aligned CelebA faces (162,770 train / 19,962 test, 178x218 RGB), via ``torchvision.datasets.CelebA``.
+    """Aligned CelebA faces (162,770 train / 19,962 test, 178x218 RGB).
 
-    Images are centre-cropped to ``crop`` pixels (148, as in Glow and most CelebA models)
-    and decoded lazily; the DataModule then resizes them (to 64 for the paper's Glow).
+    Read through ``torchvision.datasets.CelebA``. Images are centre-cropped to ``crop`` pixels
+    (148, as in Glow and most CelebA models) and decoded lazily; the DataModule then resizes
+    them (to 64 for the paper's Glow).
     """
 
     def __init__(
