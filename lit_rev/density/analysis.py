@@ -28,14 +28,20 @@ import argparse
 import copy
 import math
 from pathlib import Path
+from typing import Literal, get_args
 
 import torch
 import torch.nn.functional as F
 
 from lit_rev.density.scores import read_state_dict, state_dict_mismatch
+from lit_rev.options import check_choice
 from lit_rev.report import format_table, save_figure, write_report
 
 GRAYING_FACTORS = (1.0, 0.75, 0.5, 0.25, 0.0)
+
+#: How a Hessian trace is computed: ``exact`` (one Hessian-vector product per dimension or
+#: image) or ``hutchinson`` (an unbiased estimate from random Rademacher probes).
+TraceMethod = Literal["exact", "hutchinson"]
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -203,7 +209,7 @@ def hessian_trace(
     log_density,
     x0: torch.Tensor,
     delta: torch.Tensor,
-    method: str = "exact",
+    method: TraceMethod = "exact",
     chunk: int = 64,
     probes: int = 64,
     seed: int = 0,
@@ -214,6 +220,7 @@ def hessian_trace(
     ``method="exact"``: one Hessian-vector product per dimension (``Tr(H Delta) = sum_i (H Delta e_i)_i``),
     ``chunk`` per pass; ``"hutchinson"``: ``E_v[(H v) . (Delta v)]`` over ``probes`` Rademacher ``v``.
     """
+    check_choice("method", method, TraceMethod)
     d = x0.numel()
     full = delta.shape != x0.shape and delta.numel() == d * d
     diag = None if full else delta.reshape(-1).to(x0.dtype)
@@ -231,21 +238,19 @@ def hessian_trace(
             ).reshape(len(idx), d)
             total += hv[torch.arange(len(idx)), idx.to(hv.device)].sum().item()
         return total
-    if method == "hutchinson":
-        g = torch.Generator().manual_seed(seed)
-        estimates = []
-        for start in range(0, probes, chunk):
-            b = min(chunk, probes - start)
-            v = (torch.randint(0, 2, (b, d), generator=g) * 2 - 1).to(x0.dtype)
-            hv = (
-                hessian_vector_products(log_density, x0, v.view(-1, *x0.shape).to(x0.device))
-                .reshape(b, d)
-                .cpu()
-            )
-            dv = v @ delta.T.to(x0.dtype) if full else v * diag.cpu()
-            estimates.append((hv * dv).sum(1))
-        return torch.cat(estimates).mean().item()
-    raise ValueError(f"method must be 'exact' or 'hutchinson', got {method!r}")
+    g = torch.Generator().manual_seed(seed)
+    estimates = []
+    for start in range(0, probes, chunk):
+        b = min(chunk, probes - start)
+        v = (torch.randint(0, 2, (b, d), generator=g) * 2 - 1).to(x0.dtype)
+        hv = (
+            hessian_vector_products(log_density, x0, v.view(-1, *x0.shape).to(x0.device))
+            .reshape(b, d)
+            .cpu()
+        )
+        dv = v @ delta.T.to(x0.dtype) if full else v * diag.cpu()
+        estimates.append((hv * dv).sum(1))
+    return torch.cat(estimates).mean().item()
 
 
 def covariance_difference_trace(
@@ -253,7 +258,7 @@ def covariance_difference_trace(
     x0: torch.Tensor,
     d_p: torch.Tensor,
     d_q: torch.Tensor,
-    method: str = "exact",
+    method: TraceMethod = "exact",
     chunk: int = 64,
     probes: int = 64,
     seed: int = 0,
@@ -265,25 +270,24 @@ def covariance_difference_trace(
     ``E_v[(H v) . ((Sigma_q - Sigma_p) v)]`` over ``probes`` Rademacher ``v``, with
     ``Sigma v = D^T (D v) / N`` from the data matrix ``D``.
     """
+    check_choice("method", method, TraceMethod)
     if method == "exact":
         return (
             hessian_quadratic_forms(log_density, x0, d_q, chunk).mean()
             - hessian_quadratic_forms(log_density, x0, d_p, chunk).mean()
         ).item()
-    if method == "hutchinson":
-        dim = x0.numel()
-        dp, dq = (d.reshape(len(d), dim).to(x0.dtype).cpu() for d in (d_p, d_q))
-        g = torch.Generator().manual_seed(seed)
-        estimates = []
-        for start in range(0, probes, chunk):
-            size = (min(chunk, probes - start), dim)
-            v = (torch.randint(0, 2, size, generator=g) * 2 - 1).to(x0.dtype)
-            hv = hessian_vector_products(log_density, x0, v.view(-1, *x0.shape).to(x0.device))
-            hv = hv.reshape(len(v), dim).cpu()
-            sigma_v = (v @ dq.T) @ dq / len(dq) - (v @ dp.T) @ dp / len(dp)
-            estimates.append((hv * sigma_v).sum(1))
-        return torch.cat(estimates).mean().item()
-    raise ValueError(f"method must be 'exact' or 'hutchinson', got {method!r}")
+    dim = x0.numel()
+    dp, dq = (d.reshape(len(d), dim).to(x0.dtype).cpu() for d in (d_p, d_q))
+    g = torch.Generator().manual_seed(seed)
+    estimates = []
+    for start in range(0, probes, chunk):
+        size = (min(chunk, probes - start), dim)
+        v = (torch.randint(0, 2, size, generator=g) * 2 - 1).to(x0.dtype)
+        hv = hessian_vector_products(log_density, x0, v.view(-1, *x0.shape).to(x0.device))
+        hv = hv.reshape(len(v), dim).cpu()
+        sigma_v = (v @ dq.T) @ dq / len(dq) - (v @ dp.T) @ dp / len(dp)
+        estimates.append((hv * sigma_v).sum(1))
+    return torch.cat(estimates).mean().item()
 
 
 def squeezed_channel_sums(per_pixel: torch.Tensor) -> torch.Tensor:
@@ -404,7 +408,7 @@ def second_order(
     module,
     k_p: torch.Tensor,
     k_q: torch.Tensor,
-    method: str = "exact",
+    method: TraceMethod = "exact",
     probes: int = 64,
     dtype=torch.float64,
     curvature_points: int = 0,
@@ -433,6 +437,7 @@ def second_order(
     averaged over that many images of ``p`` (how local the expansion is); and for a CV-Glow
     :func:`cv_glow_closed_form`.
     """
+    check_choice("method", method, TraceMethod)
     network = module.network
     if module.likelihood != "density":
         raise TypeError("the second-order analysis needs a flow (log-density of continuous x)")
@@ -578,7 +583,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         default=None,
         help="second_order: the set q (default: a grayed set if any, else the first OOD set)",
     )
-    parser.add_argument("--method", default="exact", choices=["exact", "hutchinson"])
+    parser.add_argument("--method", default="exact", choices=get_args(TraceMethod))
     parser.add_argument(
         "--probes", type=int, default=64, help="second_order --method hutchinson: random probes"
     )

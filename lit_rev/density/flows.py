@@ -6,11 +6,18 @@ Inputs are ``(N, C, H, W)``; every log-det is a ``(N,)`` tensor (natural log).
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import torch
 import torch.distributed as dist
 import torch.nn as nn
 import torch.nn.functional as F
+
+from lit_rev.options import check_choice
+
+#: The coupling layer of a flow step: ``affine`` (:class:`AffineCoupling`, Glow) or
+#: ``additive`` (:class:`AdditiveCoupling`, volume preserving: CV-Glow).
+Coupling = Literal["affine", "additive"]
 
 
 class FlowLayer(nn.Module):
@@ -198,10 +205,9 @@ class Squeeze(FlowLayer):
 class FlowStep(FlowLayer):
     """One Glow step: ActNorm, invertible 1x1 convolution, coupling."""
 
-    def __init__(self, channels: int, hidden: int, coupling: str = "affine", lu: bool = True):
+    def __init__(self, channels: int, hidden: int, coupling: Coupling = "affine", lu: bool = True):
         super().__init__()
-        if coupling not in ("affine", "additive"):
-            raise ValueError(f"coupling must be 'affine' or 'additive', got {coupling!r}")
+        check_choice("coupling", coupling, Coupling)
         coupling_cls = AffineCoupling if coupling == "affine" else AdditiveCoupling
         self.layers = nn.ModuleList(
             [ActNorm(channels), InvConv1x1(channels, lu=lu), coupling_cls(channels, hidden)]

@@ -14,7 +14,8 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from lit_rev.density.flows import FlowStep, SplitPrior, Squeeze, gaussian_log_prob
+from lit_rev.density.flows import Coupling, FlowStep, SplitPrior, Squeeze, gaussian_log_prob
+from lit_rev.options import check_choice
 
 
 class Glow(nn.Module):
@@ -28,11 +29,12 @@ class Glow(nn.Module):
         levels: int = 3,
         steps: int = 32,
         hidden_channels: int = 512,
-        coupling: str = "affine",
+        coupling: Coupling = "affine",
         lu: bool = True,
         learn_top: bool = True,
     ):
         super().__init__()
+        check_choice("coupling", coupling, Coupling)
         if image_size % (2**levels):
             raise ValueError(
                 f"image_size {image_size} must be divisible by 2**levels = {2**levels}"

@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import torch
 from torchmetrics import Metric
 
+from lit_rev.options import check_choice
+
+#: What a network's ``log_prob`` returns: a log-density of the continuous image (flows) or a
+#: log-probability mass of the integer image (discrete models).
+Likelihood = Literal["density", "mass"]
+
 
 def bits_per_dim(
-    log_prob: torch.Tensor, num_dims: int, n_bits: int = 8, likelihood: str = "density"
+    log_prob: torch.Tensor, num_dims: int, n_bits: int = 8, likelihood: Likelihood = "density"
 ) -> torch.Tensor:
     """Bits per dimension of quantised images from a model's ``log_prob`` (natural log).
 
@@ -19,12 +26,9 @@ def bits_per_dim(
     width ``2**-n_bits``, so ``log P(k) ~= log p(x) - D * n_bits * log 2`` and bits/dim is
     ``-log p(x) / (D log 2) + n_bits``.
     """
+    check_choice("likelihood", likelihood, Likelihood)
     bpd = -log_prob / (num_dims * math.log(2))
-    if likelihood == "density":
-        return bpd + n_bits
-    if likelihood == "mass":
-        return bpd
-    raise ValueError(f"likelihood must be 'density' or 'mass', got {likelihood!r}")
+    return bpd + n_bits if likelihood == "density" else bpd
 
 
 class BitsPerDim(Metric):

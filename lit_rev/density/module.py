@@ -18,16 +18,24 @@ next to raw bits/dim by the same test run.
 
 from __future__ import annotations
 
+from typing import Literal, get_args
+
 import torch
 import torch.nn as nn
 from lightning.pytorch import LightningModule
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
 from lit_rev.density.callbacks import PolyakAveraging
-from lit_rev.density.metrics import BitsPerDim, bits_per_dim
+from lit_rev.density.metrics import BitsPerDim, Likelihood, bits_per_dim
 from lit_rev.density.ood import failures, write_ood_report
 from lit_rev.density.scores import OODScore, perturb_images
+from lit_rev.options import check_choice
 from lit_rev.report import log_dir_of
+
+#: The optimiser's name (``adamax`` as openai/glow); :data:`OPTIMIZERS` maps it to its class.
+Optimizer = Literal["adam", "adamax", "adamw"]
+#: What a NaN/inf training loss does: stop with an error, or skip the step.
+Nonfinite = Literal["raise", "skip"]
 
 OPTIMIZERS = {"adam": torch.optim.Adam, "adamax": torch.optim.Adamax, "adamw": torch.optim.AdamW}
 
@@ -63,13 +71,13 @@ class DensityModule(LightningModule):
         self,
         network: nn.Module,
         lr: float = 1e-3,
-        optimizer: str = "adamax",
+        optimizer: Optimizer = "adamax",
         weight_decay: float = 0.0,
         warmup_steps: int = 500,
         lr_decay: float = 1.0,
         n_bits: int | None = None,
         eval_noise: bool = False,
-        nonfinite: str = "raise",
+        nonfinite: Nonfinite = "raise",
         max_consecutive_skips: int = 20,
         num_samples: int = 16,
         temperature: float = 0.7,
@@ -77,12 +85,10 @@ class DensityModule(LightningModule):
         perturb: float = 0.0,
     ):
         super().__init__()
-        if optimizer not in OPTIMIZERS:
-            raise ValueError(f"optimizer must be one of {sorted(OPTIMIZERS)}, got {optimizer!r}")
-        if nonfinite not in ("raise", "skip"):
-            raise ValueError(f"nonfinite must be 'raise' or 'skip', got {nonfinite!r}")
+        check_choice("optimizer", optimizer, Optimizer)
+        check_choice("nonfinite", nonfinite, Nonfinite)
         likelihood = getattr(network, "likelihood", None)
-        if likelihood not in ("density", "mass") or not hasattr(network, "log_prob"):
+        if likelihood not in get_args(Likelihood) or not hasattr(network, "log_prob"):
             raise TypeError(
                 f"{type(network).__name__} needs a log_prob method and likelihood = 'density' or 'mass'"
             )
@@ -177,7 +183,7 @@ class DensityModule(LightningModule):
             )
 
     @property
-    def likelihood(self) -> str:
+    def likelihood(self) -> Likelihood:
         return self.network.likelihood
 
     def model_input(self, k: torch.Tensor, noise: bool) -> torch.Tensor:
