@@ -89,7 +89,7 @@ def write_celeba(root: Path) -> None:
         )
     partition = [0] * N_TRAIN + [2] * N_TEST
     (base / "list_eval_partition.txt").write_text(
-        "".join(f"{a} {p}\n" for a, p in zip(names, partition))
+        "".join(f"{a} {p}\n" for a, p in zip(names, partition, strict=True))
     )
     (base / "identity_CelebA.txt").write_text(
         "".join(f"{a} {i % 7}\n" for i, a in enumerate(names))
@@ -106,7 +106,10 @@ def write_celeba(root: Path) -> None:
 
 
 def write_imagenet(root: Path) -> None:
-    """ImageFolder layout ``root/imagenet/{train,val}/<wnid>/*.JPEG`` (the RevNet slice's writer)."""
+    """ImageFolder layout ``root/imagenet/{train,val}/<wnid>/*.JPEG``.
+
+    Written by the RevNet tests' own writer, ``tests/revnet/fake_imagenet.py``.
+    """
     import importlib.util
 
     spec = importlib.util.spec_from_file_location(

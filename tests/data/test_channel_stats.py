@@ -68,5 +68,5 @@ def test_datamodule_gives_its_set_statistics_or_a_clear_error():
     assert ImageDataModule(MNIST5k()).channel_stats() == MNIST.channel_stats
     with pytest.raises(ValueError, match="'digits' has no published channel statistics; set the"):
         ImageDataModule(Digits()).channel_stats()
-    with pytest.raises(ValueError, match="for 3 channel.*channels=1"):
+    with pytest.raises(ValueError, match=r"for 3 channel.*channels=1"):
         ImageDataModule(CIFAR10(download=False), channels=1).channel_stats()

@@ -32,8 +32,8 @@ def test_embedded_sets(source, n_train, n_test, shape):
     train, test = source.dataset("train"), source.dataset("test")
     assert (len(train), len(test)) == (n_train, n_test)
     assert len(source.dataset("all")) == n_train + n_test
-    x, y = test[0]
-    assert x.dtype == torch.uint8 and tuple(x.shape) == shape
+    x, label = test[0]
+    assert x.dtype == torch.uint8 and tuple(x.shape) == shape and isinstance(label, int)
     assert train.images.float().std() > 1 or isinstance(source, ConstantImages)
 
 
@@ -73,12 +73,12 @@ def test_wrong_checksum_names_the_file(tmp_path, monkeypatch):
     bad = tmp_path / "mnist_5k.csv.gz"
     bad.write_bytes(b"not the digits")
     monkeypatch.setattr(files, "SHIPPED", {"mnist_5k.csv.gz": files.SHIPPED["mnist_5k.csv.gz"]})
-    with pytest.raises(DataFileError, match="checksum mismatch for .*mnist_5k.csv.gz"):
+    with pytest.raises(DataFileError, match=r"checksum mismatch for .*mnist_5k\.csv\.gz"):
         files.verified_path(bad, files.SHIPPED["mnist_5k.csv.gz"])
 
 
 def test_missing_file_names_the_file(tmp_path):
-    with pytest.raises(DataFileError, match="not found: .*nothing.csv"):
+    with pytest.raises(DataFileError, match=r"not found: .*nothing\.csv"):
         files.verified_path(tmp_path / "nothing.csv", None)
 
 
@@ -86,7 +86,7 @@ def test_corrupt_shipped_file_gives_one_clear_error(tmp_path, monkeypatch):
     corrupt = tmp_path / "mnist_5k.csv.gz"
     corrupt.write_bytes(gzip.compress(b"1,2,3\n4,5,6\n"))
     monkeypatch.setattr("lit_rev.data.images.shipped_file", lambda name: corrupt)
-    with pytest.raises(DataFileError, match="mnist_5k.csv.gz"):
+    with pytest.raises(DataFileError, match=r"mnist_5k\.csv\.gz"):
         MNIST5k().dataset("train")
 
 
@@ -112,7 +112,10 @@ def test_graying_shrinks_variance_and_keeps_mean():
         0, 256, (200, 3, 8, 8), dtype=torch.uint8, generator=torch.Generator().manual_seed(0)
     )
     mean = x.float().mean(dim=(0, 2, 3)).view(-1, 1, 1)
-    channel_std = lambda t: t.float().transpose(0, 1).flatten(1).std(dim=1)  # noqa: E731
+
+    def channel_std(t):
+        return t.float().transpose(0, 1).flatten(1).std(dim=1)
+
     for factor in (1.0, 0.5, 0.0):
         g = gray_images(x, factor, mean).float()
         assert torch.allclose(g.mean(dim=(0, 2, 3)), mean.flatten(), atol=0.6)
@@ -171,7 +174,7 @@ def test_augmentation_never_touches_test_sets():
     dm.setup("test")
     first = [next(iter(loader))[0] for loader in dm.test_dataloader()]
     again = [next(iter(loader))[0] for loader in dm.test_dataloader()]
-    assert all(torch.equal(a, b) for a, b in zip(first, again))
+    assert all(torch.equal(a, b) for a, b in zip(first, again, strict=True))
 
 
 def test_bad_arguments_are_refused():

@@ -185,7 +185,7 @@ def test_setup_fit_reads_every_set_and_names_every_bad_file(damaged_root):
     message = str(info.value)
     assert message.startswith("2 data sets cannot be read")
     assert "test_32x32.mat is corrupt" in message and "t10k-labels-idx1-ubyte is corrupt" in message
-    with pytest.raises(DataFileError, match="test_32x32.mat"):
+    with pytest.raises(DataFileError, match=r"test_32x32\.mat"):
         dm.prepare_data()  # without a trainer: every split
 
 
