@@ -35,7 +35,7 @@ def normflows_glow(channels: int, size: int, levels: int, steps: int, hidden: in
             )
             for _ in range(steps)
         ]
-        flows.append(level + [nf.flows.Squeeze()])
+        flows.append([*level, nf.flows.Squeeze()])
         if i > 0:
             merges.append(nf.flows.Merge())
             shape = (
@@ -166,13 +166,15 @@ def main():
     except ImportError:
         print("normflows is not installed (pip install normflows): measuring lit_rev only")
     print(
-        f"Glow {args.levels} levels x {args.depth} steps, width {args.width}, batch {args.batch_size}, "
-        f"{args.steps} steps, {args.threads} torch thread(s), 28x28 gray natural patches"
+        f"Glow {args.levels} levels x {args.depth} steps, width {args.width}, "
+        f"batch {args.batch_size}, {args.steps} steps, {args.threads} torch thread(s), "
+        "28x28 gray natural patches"
     )
     print(format_table(rows))
     if len(rows) == 2:
+        ratio = rows[0]["images_per_s"] / rows[1]["images_per_s"]
         print(
-            f"throughput ratio lit_rev / normflows: {rows[0]['images_per_s'] / rows[1]['images_per_s']:.2f}x; "
+            f"throughput ratio lit_rev / normflows: {ratio:.2f}x; "
             f"held-out bits/dim {rows[0]['heldout_bpd']:.3f} vs {rows[1]['heldout_bpd']:.3f}"
         )
 

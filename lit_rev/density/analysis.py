@@ -385,7 +385,7 @@ def cv_glow_closed_form(
     at_x0 = linearised_latents(glow, x0[None])
     lin_q = linearised_latents(glow, x_q - mu_q, affine=False)
     lin_p = linearised_latents(glow, x_p - mu_p, affine=False)
-    for (_, log_std), (r_q, _), (r_p, _) in zip(at_x0, lin_q, lin_p):
+    for (_, log_std), (r_q, _), (r_p, _) in zip(at_x0, lin_q, lin_p, strict=True):
         variance_change = r_q.pow(2).mean(0) - r_p.pow(2).mean(0)
         linear += (-0.5 * variance_change * torch.exp(-2 * log_std[0])).sum().item()
 
@@ -450,7 +450,7 @@ def second_order(
     network.eval().to(dtype)
     device = next(network.parameters()).device
     try:
-        log_density = lambda x: network.log_prob(x)  # noqa: E731
+        log_density = network.log_prob
         x0_ = x0.to(device, dtype)
         first = (log_density_gradient(log_density, x0_).double().cpu() * (mu_q - mu_p)).sum().item()
         if method == "exact":  # Tr(H Sigma) of each set: the trace and each set's quadratic model
@@ -601,7 +601,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
         torch.set_num_threads(args.torch_threads)
     module, dm = load(args.config, args.ckpt_path, overrides)
     dm.setup("test")
-    sets = {name: images_of(ds, args.max_images) for name, ds in zip(dm.test_names, dm.test_sets)}
+    sets = {
+        name: images_of(ds, args.max_images)
+        for name, ds in zip(dm.test_names, dm.test_sets, strict=True)
+    }
     in_name = dm.test_names[0]
     out_dir = (
         Path(args.out_dir)

@@ -97,7 +97,9 @@ class PolyakAveraging(WeightAveraging):
         """Exchange the module's parameters with the averaged ones (buffers stay in place)."""
         assert self._average_model is not None
         with torch.no_grad():
-            pairs = zip(self._average_model.module.parameters(), pl_module.parameters())
+            pairs = zip(
+                self._average_model.module.parameters(), pl_module.parameters(), strict=True
+            )
             for average, current in pairs:
                 tmp = average.detach().clone()
                 average.copy_(current.detach())

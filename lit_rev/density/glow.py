@@ -39,7 +39,9 @@ class Glow(nn.Module):
             raise ValueError(
                 f"image_size {image_size} must be divisible by 2**levels = {2**levels}"
             )
-        self.in_channels, self.image_size, self.coupling = in_channels, image_size, coupling
+        self.in_channels = in_channels
+        self.image_size = image_size
+        self.coupling = coupling
         self.squeeze = Squeeze()
         self.levels = nn.ModuleList()
         self.splits = nn.ModuleList()

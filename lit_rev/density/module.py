@@ -106,7 +106,8 @@ class DensityModule(LightningModule):
         self.ood_scores: list[OODScore] = list(ood_scores or [])
         self.network = network
         self.n_bits = n_bits
-        self.train_bpd, self.val_bpd = BitsPerDim(), BitsPerDim()
+        self.train_bpd = BitsPerDim()
+        self.val_bpd = BitsPerDim()
         self.register_buffer("skipped_steps", torch.tensor(0))
         self.consecutive_skips = 0
         self._test_scores: dict[int, dict[str, list[torch.Tensor]]] = {}
@@ -372,7 +373,7 @@ class DensityModule(LightningModule):
         self.eval()
         self.prepare_ood_scores(reference_loader, max_batches)
         scores = {}
-        for name, loader in zip(names, loaders):
+        for name, loader in zip(names, loaders, strict=True):
             parts: dict[str, list[torch.Tensor]] = {}
             total = len(loader) if max_batches is None else min(len(loader), max_batches)
             for i, (k, _) in enumerate(

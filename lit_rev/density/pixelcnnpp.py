@@ -70,7 +70,9 @@ class WeightNorm(nn.Module):
             )
         if init_scale <= 0:
             raise ValueError(f"init_scale must be positive, got {init_scale}")
-        self.layer, self.init_scale, self.eps = layer, float(init_scale), eps
+        self.layer = layer
+        self.init_scale = float(init_scale)
+        self.eps = eps
         self.out_dim = 1 if isinstance(layer, nn.ConvTranspose2d) else 0  # weight (in, out, kh, kw)
         with torch.no_grad():
             self.g = nn.Parameter(self._direction_norm())  # of PyTorch's default init
@@ -269,12 +271,14 @@ class PixelCNNPP(nn.Module):
             raise ValueError(
                 f"image_size {image_size} must be divisible by 2**(scales-1) = {2 ** (scales - 1)}"
             )
-        self.in_channels, self.image_size, self.n_bits = in_channels, image_size, n_bits
-        self.num_mixtures, self.scales, self.weight_norm = num_mixtures, scales, weight_norm
-        f, c = (
-            filters,
-            in_channels + 1,
-        )  # + a channel of ones, so zero padding is distinguishable from data
+        self.in_channels = in_channels
+        self.image_size = image_size
+        self.n_bits = n_bits
+        self.num_mixtures = num_mixtures
+        self.scales = scales
+        self.weight_norm = weight_norm
+        f = filters
+        c = in_channels + 1  # + a channel of ones, so zero padding is distinguishable from data
         wn = weight_norm
 
         def down(i, o, s=1.0):
@@ -322,7 +326,7 @@ class PixelCNNPP(nn.Module):
         us = [down_shift(self.u_init(x))]
         uls = [down_shift(self.ul_init_up(x)) + right_shift(self.ul_init_left(x))]
         for scale in range(self.scales):  # up pass: remember every activation for the down pass
-            for block_u, block_ul in zip(self.up_u[scale], self.up_ul[scale]):
+            for block_u, block_ul in zip(self.up_u[scale], self.up_ul[scale], strict=True):
                 us.append(block_u(us[-1]))
                 uls.append(block_ul(uls[-1], us[-1]))
             if scale < self.scales - 1:
@@ -330,7 +334,7 @@ class PixelCNNPP(nn.Module):
                 uls.append(self.downsize_ul[scale](uls[-1]))
         u, ul = us.pop(), uls.pop()
         for scale in range(self.scales):  # down pass, fed by the up pass in reverse
-            for block_u, block_ul in zip(self.down_u[scale], self.down_ul[scale]):
+            for block_u, block_ul in zip(self.down_u[scale], self.down_ul[scale], strict=True):
                 u = block_u(u, us.pop())
                 ul = block_ul(ul, torch.cat([u, uls.pop()], 1))
             if scale < self.scales - 1:

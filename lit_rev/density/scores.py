@@ -114,7 +114,9 @@ class Typicality(OODScore):
         seed: int = 0,
     ):
         self.batch_sizes = [10] if batch_sizes is None else list(batch_sizes)
-        self.num_batches, self.entropy, self.seed = num_batches, entropy, seed
+        self.num_batches = num_batches
+        self.entropy = entropy
+        self.seed = seed
         self.max_reference_batches = max_reference_batches
         self._fixed = entropy is not None
 
@@ -258,7 +260,8 @@ class LikelihoodRatio(OODScore):
     """
 
     def __init__(self, ckpt_path: str, network: nn.Module | None = None):
-        self.ckpt_path, self.network = ckpt_path, network
+        self.ckpt_path = ckpt_path
+        self.network = network
         self.background: nn.Module | None = None
 
     def prepare(self, module, reference_loader=None, max_batches=None):

@@ -76,21 +76,19 @@ class VAE(nn.Module):
         if eval_seed is not None and not 0 <= int(eval_seed) < 2**63:
             raise ValueError(f"eval_seed must be None or an integer in [0, 2**63), got {eval_seed}")
         self.eval_seed = None if eval_seed is None else int(eval_seed)
-        self.in_channels, self.image_size, self.n_bits = in_channels, image_size, n_bits
-        self.latent_dim, self.importance_samples, self.chunk_size = (
-            latent_dim,
-            importance_samples,
-            chunk_size,
-        )
+        self.in_channels = in_channels
+        self.image_size = image_size
+        self.n_bits = n_bits
+        self.latent_dim = latent_dim
+        self.importance_samples = importance_samples
+        self.chunk_size = chunk_size
         halvings = _halvings(image_size)
         self.base_size = image_size // 2**halvings
         width = hidden_channels * 2 ** max(halvings - 1, 0)
         self.base_channels = width
 
-        layers, c = (
-            [nn.Conv2d(in_channels, hidden_channels, 3, padding=1), nn.ELU()],
-            hidden_channels,
-        )
+        layers = [nn.Conv2d(in_channels, hidden_channels, 3, padding=1), nn.ELU()]
+        c = hidden_channels
         for i in range(halvings):
             out = hidden_channels * 2**i
             layers += [nn.Conv2d(c, out, 4, stride=2, padding=1), nn.ELU()]

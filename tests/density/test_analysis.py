@@ -39,14 +39,15 @@ def tiny_cv_glow(levels=1, steps=2, randomise_couplings=True, seed=0):
     with torch.no_grad():
         for name, p in glow.named_parameters():
             is_coupling = ".net." in name or "prior" in name
-            if randomise_couplings or not is_coupling:
-                if name not in ("top_mean", "top_log_std"):
-                    p.add_(0.3 * torch.randn(p.shape, generator=g))
+            is_top = name in ("top_mean", "top_log_std")
+            if (randomise_couplings or not is_coupling) and not is_top:
+                p.add_(0.3 * torch.randn(p.shape, generator=g))
     return glow.double().eval()
 
 
 def brute_force_hessian(f, x0, h=1e-3):
-    """Central second differences of f alone (no autograd): H_ij ~ [f(++) - f(+-) - f(-+) + f(--)] / 4h^2."""
+    """Central second differences of f alone (no autograd):
+    H_ij ~ [f(++) - f(+-) - f(-+) + f(--)] / 4h^2."""
     d = x0.numel()
     eye = torch.eye(d, dtype=x0.dtype) * h
     points = []
@@ -135,7 +136,10 @@ def two_sets(size=8, n=300, seed=5):
     """Integer images of two sets with different means and different full covariances: ``p``
     independent pixels, ``q`` smooth images (strongly correlated neighbours)."""
     g = torch.Generator().manual_seed(seed)
-    randn = lambda *shape: torch.randn(*shape, generator=g, dtype=torch.float64)  # noqa: E731
+
+    def randn(*shape):
+        return torch.randn(*shape, generator=g, dtype=torch.float64)
+
     k_p = 120 + 30 * randn(n, 1, size, size)
     smooth = torch.nn.functional.interpolate(
         randn(n, 1, 2, 2), size=(size, size), mode="bilinear", align_corners=True
@@ -213,7 +217,10 @@ def test_second_order_matches_a_brute_force_taylor_expansion_on_a_nonlinear_glow
 def test_hutchinson_estimate_of_the_covariance_trace():
     glow = tiny_cv_glow(levels=2, steps=2)
     g = torch.Generator().manual_seed(6)
-    randn = lambda *shape: torch.randn(*shape, generator=g, dtype=torch.float64)  # noqa: E731
+
+    def randn(*shape):
+        return torch.randn(*shape, generator=g, dtype=torch.float64)
+
     d_p, d_q = 0.1 * randn(30, 1, 4, 4), randn(20, 1, 4, 4)
     d_q = 0.05 * (d_q + d_q.roll(1, dims=3))
     x0 = 0.2 * randn(1, 4, 4)
@@ -235,8 +242,11 @@ def test_linear_closed_form_uses_the_full_covariance_of_each_squeezed_block():
     for step in glow.levels[0]:
         actnorm = torch.diag(torch.exp(step.layers[0].log_scale.detach().flatten()))
         m = step.layers[1].weight_matrix().detach() @ actnorm @ m
+
     # (N, position, channel): the 4 squeezed channels of each of the 2x2 positions
-    blocks = lambda x: glow.squeeze(x)[0].permute(0, 2, 3, 1).reshape(len(x), 4, 4)  # noqa: E731
+    def blocks(x):
+        return glow.squeeze(x)[0].permute(0, 2, 3, 1).reshape(len(x), 4, 4)
+
     b_p, b_q = blocks(x_p - x_p.mean(0)), blocks(x_q - x_q.mean(0))
     expected = 0.0
     for pos in range(4):
@@ -292,7 +302,7 @@ def test_graying_and_decomposition():
     rows = graying_curve(module, k)
     assert [r["factor"] for r in rows] == [1.0, 0.75, 0.5, 0.25, 0.0]
     assert rows[0]["pixel_std"] > rows[2]["pixel_std"] > rows[-1]["pixel_std"] == 0.0
-    table, values = decomposition(module, {"a": k, "b": gray(k, 0.5, mean, 8)})
+    table, _ = decomposition(module, {"a": k, "b": gray(k, 0.5, mean, 8)})
     for row in table:
         assert row["log_px"] == pytest.approx(row["log_pz"] + row["log_det"])
         assert row["bpd"] == pytest.approx(-row["log_px"] / (64 * math.log(2)) + 8, abs=1e-4)
@@ -306,7 +316,9 @@ def tiny_fit_config(root: Path, steps: int = 2) -> str:
             root / f"steps{steps}",
             **{
                 "max_steps: 3": "max_steps: 2",
-                "steps: 2, hidden_channels: 8}": f"steps: {steps}, hidden_channels: 8, coupling: additive}}",
+                "steps: 2, hidden_channels: 8}": (
+                    f"steps: {steps}, hidden_channels: 8, coupling: additive}}"
+                ),
             },
         )
     )
@@ -329,9 +341,9 @@ def test_a_crafted_checkpoint_runs_no_code_when_loaded(tmp_path):
     crafted = tmp_path / "crafted.ckpt"
     payload = {"x": Payload(str(marker))}
     torch.save({"state_dict": module.state_dict(), "hyper_parameters": payload}, crafted)
-    with pytest.raises(ValueError, match="crafted.ckpt.*not loaded"):
+    with pytest.raises(ValueError, match=r"crafted\.ckpt.*not loaded"):
         load(config, str(crafted))
-    with pytest.raises(ValueError, match="crafted.ckpt.*not loaded"):
+    with pytest.raises(ValueError, match=r"crafted\.ckpt.*not loaded"):
         LikelihoodRatio(str(crafted)).prepare(module)
     assert not marker.exists()
     torch.load(crafted, weights_only=False)  # what the old loader did: the payload runs
@@ -350,7 +362,7 @@ def test_a_checkpoint_of_another_config_is_a_clear_error(tmp_path):
     assert "missing in the checkpoint" in message
     assert "network.levels.0.1.layers.0.bias" in message
     # the same architecture with a different width: the shapes are named
-    with pytest.raises(ValueError, match="different shapes.*checkpoint .* vs model"):
+    with pytest.raises(ValueError, match=r"different shapes.*checkpoint .* vs model"):
         load(
             config,
             str(ckpt),

@@ -51,7 +51,8 @@ def test_mixture_sampler_follows_the_likelihood():
 
 @pytest.mark.parametrize("channels", [1, 3])
 def test_pixelcnnpp_is_causal(channels):
-    """d(output at position i) / d(input at position j) = 0 for every j >= i in raster order, all channels."""
+    """d(output at position i) / d(input at position j) = 0 for every j >= i in raster order,
+    all channels."""
     torch.manual_seed(0)
     model = _randomise(
         PixelCNNPP(
@@ -74,7 +75,8 @@ def test_pixelcnnpp_is_causal(channels):
 
 @pytest.mark.parametrize("channels,size,n_bits", [(1, 2, 2), (3, 2, 1)])
 def test_pixelcnnpp_normalises(channels, size, n_bits):
-    """The probabilities of all (2**n_bits)**D images sum to 1 (256 for 2-bit 1x2x2; 4096 for 1-bit 3x2x2)."""
+    """The probabilities of all (2**n_bits)**D images sum to 1 (256 for 2-bit 1x2x2; 4096 for
+    1-bit 3x2x2)."""
     torch.manual_seed(0)
     model = PixelCNNPP(
         channels,

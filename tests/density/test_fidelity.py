@@ -337,10 +337,12 @@ def test_polyak_evaluation_after_fit_uses_the_averaged_weights(tmp_path):
 
     _assert_params(record.fit_end, average)  # what OODEvaluation scores
     assert [n for n, _ in record.validation] == [3, 6, 9, 12]
-    for (n_steps, seen), seen_at_end in zip(record.validation, later.validation_end):
+    for (n_steps, seen), seen_at_end in zip(record.validation, later.validation_end, strict=True):
         _assert_params(seen, _ema(steps[:n_steps], decay))
         _assert_params(seen_at_end, _ema(steps[:n_steps], decay))
-    for (n_steps, _), resumed in zip(record.validation, record.after_validation):
+    # the last validation ends training: no training batch follows it
+    assert len(record.after_validation) == len(record.validation) - 1
+    for (n_steps, _), resumed in zip(record.validation, record.after_validation, strict=False):
         _assert_params(resumed, steps[n_steps - 1], atol=0)  # training resumes from its own weights
     actnorms = [k for k in record.buffers_at_fit_end if k.endswith("initialized")]
     assert actnorms and all(bool(record.buffers_at_fit_end[k]) for k in actnorms)

@@ -124,7 +124,7 @@ def test_n_bits_range(bad):
     with pytest.raises(ValueError, match=message):
         DensityModule(glow(), n_bits=bad)
     module = DensityModule(glow(), n_bits=None)
-    with pytest.raises(ValueError, match="n_bits must be an integer in 1..8"):
+    with pytest.raises(ValueError, match=r"n_bits must be an integer in 1\.\.8"):
         module.n_bits = bad
     module.n_bits = 3
     assert module.n_bits == 3

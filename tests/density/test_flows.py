@@ -1,4 +1,5 @@
-"""Every invertible layer: inverse(forward(x)) == x and log-det == log|det| of the brute-force Jacobian.
+"""Every invertible layer: inverse(forward(x)) == x, and its log-det is log|det| of the
+brute-force Jacobian.
 
 A multi-level Glow's log p(x) against the change of variables, each latent under its own prior.
 """
@@ -22,7 +23,7 @@ def _randomise(module: torch.nn.Module, scale: float = 0.2) -> torch.nn.Module:
     """Move every parameter off its (often identity) initial value by ``scale`` x N(0, 1)."""
     g = torch.Generator().manual_seed(0)
     with torch.no_grad():
-        for name, p in module.named_parameters():
+        for p in module.parameters():
             p.add_(scale * torch.randn(p.shape, generator=g, dtype=p.dtype))
         for m in module.modules():
             if isinstance(m, ActNorm):

@@ -189,9 +189,11 @@ def test_skip_follows_the_decision_of_all_ranks():
     is counted alike on every rank, so all ranks stop together."""
     module = DensityModule(NaNAt([]), n_bits=8, nonfinite="skip", max_consecutive_skips=2)
     module._trainer = FakeTrainer(world_size=2, strategy=FakeStrategy([1, 2]))
-    with pytest.warns(UserWarning, match="at step 1: step skipped"):
-        with pytest.raises(FloatingPointError, match="at step 2: 2 steps in a row skipped"):
-            steps(module, 4)
+    with (
+        pytest.warns(UserWarning, match="at step 1: step skipped"),
+        pytest.raises(FloatingPointError, match="at step 2: 2 steps in a row skipped"),
+    ):
+        steps(module, 4)
     assert int(module.skipped_steps) == 2
 
 

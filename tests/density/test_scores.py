@@ -41,7 +41,8 @@ def test_typicality_entropy_is_estimated_on_reference_data():
 
 def test_batch_typicality_catches_a_set_that_is_too_typical():
     """In-distribution bits/dim scatter +-1 around the entropy H; the OOD set sits at H + 0.5.
-    One at a time the OOD inputs look *more* typical (AUROC 0); batches of 50 expose them (AUROC ~1)."""
+    One at a time the OOD inputs look *more* typical (AUROC 0); batches of 50 expose them
+    (AUROC ~1)."""
     h = 4.0
     in_bpd = h + torch.tensor([1.0, -1.0]).repeat(500)
     ood_bpd = torch.full((1000,), h + 0.5)
@@ -174,7 +175,10 @@ def test_density_module_evaluates_scores_end_to_end(tmp_path, monkeypatch):
     module = DensityModule(
         Uniform(), n_bits=8, ood_scores=[Typicality(batch_sizes=[2]), InputComplexity()]
     )
-    make = lambda k: DataLoader(TensorDataset(k, torch.zeros(len(k))), batch_size=4)  # noqa: E731
+
+    def make(k):
+        return DataLoader(TensorDataset(k, torch.zeros(len(k))), batch_size=4)
+
     noise = torch.randint(0, 256, (8, 1, 8, 8))
     constant = torch.full((8, 1, 8, 8), 7)
     rows = module.evaluate_ood(
