@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import partial
+from typing import Literal
 
 import torch
 from lightning.pytorch import LightningDataModule
@@ -10,7 +11,19 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from lit_rev.data.files import DataFileError
 from lit_rev.data.images import ImageSource
-from lit_rev.data.transforms import Grayed, MappedDataset, augment, convert, map_images, quantize
+from lit_rev.data.transforms import (
+    Augmentation,
+    Grayed,
+    MappedDataset,
+    augment,
+    convert,
+    map_images,
+    quantize,
+)
+from lit_rev.options import check_choice
+
+# Which split of the OOD sources is tested: their test split, or all of their images.
+OODSplit = Literal["test", "all"]
 
 
 class ImageDataModule(LightningDataModule):
@@ -48,18 +61,16 @@ class ImageDataModule(LightningDataModule):
         val_fraction: float = 0.1,
         max_train: int | None = None,
         max_test: int | None = None,
-        ood_split: str = "test",
-        augment: str = "none",
+        ood_split: OODSplit = "test",
+        augment: Augmentation = "none",
         num_workers: int = 0,
         seed: int = 0,
     ):
         super().__init__()
         if not 0.0 <= val_fraction < 1.0:
             raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
-        if augment not in ("none", "flip", "crop_flip"):
-            raise ValueError(f"augment must be none, flip or crop_flip, got {augment!r}")
-        if ood_split not in ("test", "all"):
-            raise ValueError(f"ood_split must be 'test' or 'all', got {ood_split!r}")
+        check_choice("augment", augment, Augmentation)
+        check_choice("ood_split", ood_split, OODSplit)
         quantize(torch.zeros(1, dtype=torch.uint8), n_bits)  # validates n_bits
         self.source = dataset
         # A Grayed without a source grays the in-distribution *test* split.

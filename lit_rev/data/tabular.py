@@ -36,10 +36,12 @@ from lit_rev.data.tabular_parsing import (
     GERMAN_NUMERIC,
     Encoder,
     Table,
+    UnknownCategories,
     parse_adult,
     parse_compas,
     parse_german,
 )
+from lit_rev.options import check_choice
 
 
 @dataclass(frozen=True)
@@ -175,7 +177,7 @@ class TabularDataModule(LightningDataModule):
         test_fraction: float = 0.3,
         max_train: int | None = None,
         max_test: int | None = None,
-        unknown_categories: str = "error",
+        unknown_categories: UnknownCategories = "error",
         root: str | None = None,
         download: bool = False,
         num_workers: int = 0,
@@ -193,6 +195,7 @@ class TabularDataModule(LightningDataModule):
             raise ValueError("need 0 <= val_fraction < 1 and 0 < test_fraction < 1")
         if download and root is None:
             raise ValueError("download=True needs root: the directory to download into")
+        check_choice("unknown_categories", unknown_categories, UnknownCategories)
         self.protected = protected
         self.protected_in_inputs = protected_in_inputs
         self.batch_size = batch_size

@@ -12,10 +12,15 @@ from __future__ import annotations
 import csv
 import io
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 
 from lit_rev.data.files import DataFileError
+from lit_rev.options import check_choice
+
+# What a category absent from the training split does when encoded: an error, or all zeros.
+UnknownCategories = Literal["error", "ignore"]
 
 ADULT_COLUMNS = (
     "age",
@@ -246,15 +251,17 @@ class Encoder:
 
     numeric: tuple[str, ...]
     categorical: tuple[str, ...]
-    unknown: str = "error"
+    unknown: UnknownCategories = "error"
     means: dict[str, float] = field(default_factory=dict)
     stds: dict[str, float] = field(default_factory=dict)
     categories: dict[str, list[str]] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        check_choice("unknown", self.unknown, UnknownCategories)
+
     def fit(self, table: Table) -> Encoder:
         """Learn the means, standard deviations and categories of ``table``; returns ``self``."""
-        if self.unknown not in ("error", "ignore"):
-            raise ValueError(f"unknown must be 'error' or 'ignore', got {self.unknown!r}")
+        check_choice("unknown", self.unknown, UnknownCategories)  # may have been reassigned
         for name in self.numeric:
             values = table.floats(name)
             self.means[name] = float(values.mean())

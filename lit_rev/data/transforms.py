@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from lit_rev.data.images import ImageSource, ImageTensors, to_gray
+from lit_rev.options import check_choice
+
+# Train-time augmentations of :func:`augment` (and ``ImageDataModule``'s ``augment``).
+Augmentation = Literal["none", "flip", "crop_flip"]
 
 
 def convert(images: torch.Tensor, channels: int, size: int) -> torch.Tensor:
@@ -131,7 +137,7 @@ def channel_mean(dataset: Dataset, max_items: int = 2000) -> torch.Tensor:
     return (total / n).view(-1, 1, 1)
 
 
-def augment(x: torch.Tensor, kind: str, pad: int = 4) -> torch.Tensor:
+def augment(x: torch.Tensor, kind: Augmentation, pad: int = 4) -> torch.Tensor:
     """Train-time augmentation of one uint8 ``(C, H, W)`` image.
 
     Args:
@@ -140,10 +146,9 @@ def augment(x: torch.Tensor, kind: str, pad: int = 4) -> torch.Tensor:
             ``crop_flip`` (a random crop of the zero-padded image, then the flip).
         pad: the padding of ``crop_flip``, in pixels on every side.
     """
+    check_choice("kind", kind, Augmentation)
     if kind == "none":
         return x
-    if kind not in ("flip", "crop_flip"):
-        raise ValueError(f"unknown augmentation {kind!r}; expected none, flip or crop_flip")
     if kind == "crop_flip":
         h, w = x.shape[-2:]
         padded = F.pad(x, (pad, pad, pad, pad))
