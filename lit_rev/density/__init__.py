@@ -1,4 +1,9 @@
-"""Density models for "Do Deep Generative Models Know What They Don't Know?" (Nalisnick et al. 2019)."""
+"""Density models and OOD scores of "Do Deep Generative Models Know What They Don't Know?".
+
+Nalisnick et al. 2019: Glow, PixelCNN++ and a VAE behind one :class:`DensityModule`, which
+reports bits/dim and the OOD evaluation; the paper's analyses are in
+:mod:`lit_rev.density.analysis`.
+"""
 
 from lit_rev.density.callbacks import CPUTimeBudget, PolyakAveraging
 from lit_rev.density.flows import (

@@ -2,7 +2,8 @@
 
     python -m lit_rev.density.analysis decomposition --config <yaml> --ckpt_path <ckpt>
     python -m lit_rev.density.analysis graying       --config <yaml> --ckpt_path <ckpt>
-    python -m lit_rev.density.analysis second_order  --config <yaml> --ckpt_path <ckpt> [--ood_set NAME]
+    python -m lit_rev.density.analysis second_order  --config <yaml> --ckpt_path <ckpt> \
+        [--ood_set NAME]
 
 Each command builds the model and data from the same YAML as ``fit``/``test`` (any
 ``--section.key=value`` override after ``--`` is passed through), loads the checkpoint,
@@ -68,9 +69,10 @@ def images_of(dataset, limit: int | None = None) -> torch.Tensor:
 def decomposition(
     module, sets: dict[str, torch.Tensor]
 ) -> tuple[list[dict], dict[str, dict[str, torch.Tensor]]]:
-    """Per set, the mean of ``log p(x)``, of ``log p(z)`` and of ``log|det|`` (nats per image and bits/dim).
+    """Per set, the means of ``log p(x)``, ``log p(z)`` and ``log|det|``.
 
-    Needs a flow (a network with ``log_prob_parts``). Returns the rows and the per-image values.
+    In nats per image and in bits/dim, to see which term makes an OOD set look likely. Needs a
+    flow (a network with ``log_prob_parts``). Returns the rows and the per-image values.
     """
     if not hasattr(module.network, "log_prob_parts"):
         raise TypeError(
@@ -100,7 +102,10 @@ def decomposition(
 
 
 def decomposition_figure(values: dict[str, dict[str, torch.Tensor]], in_name: str):
-    """Two panels of overlaid histograms: ``log p(z)`` and ``log|det|`` per set (the paper's Fig. 2 style)."""
+    """Two panels of overlaid histograms: ``log p(z)`` and ``log|det|`` per set.
+
+    In the style of the paper's Fig. 2; ``in_name`` (the training set) goes in the title.
+    """
     import matplotlib.pyplot as plt
     import numpy as np
 
@@ -130,7 +135,10 @@ def decomposition_figure(values: dict[str, dict[str, torch.Tensor]], in_name: st
 
 # ----------------------------------------------------------------------------- graying
 def gray(k: torch.Tensor, factor: float, mean: torch.Tensor, n_bits: int) -> torch.Tensor:
-    """Shrink integer images toward the per-channel ``mean`` (shape ``(C, 1, 1)``): ``mean + factor (k - mean)``."""
+    """Shrink integer images toward the per-channel ``mean``: ``mean + factor (k - mean)``.
+
+    ``mean`` has shape ``(C, 1, 1)``; the result is rounded and clipped to ``[0, 2**n_bits)``.
+    """
     return (mean + factor * (k.double() - mean)).round().clamp(0, 2**n_bits - 1).long()
 
 
@@ -154,6 +162,7 @@ def graying_curve(module, k: torch.Tensor, factors=GRAYING_FACTORS) -> list[dict
 
 
 def graying_figure(rows: list[dict], in_name: str):
+    """Bits/dim against the graying factor, from the rows of :func:`graying_curve`."""
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4))
@@ -169,7 +178,9 @@ def graying_figure(rows: list[dict], in_name: str):
 def hessian_vector_products(
     log_density, x0: torch.Tensor, directions: torch.Tensor
 ) -> torch.Tensor:
-    """``H(x0) v`` for every row ``v`` of ``directions (B, *x0.shape)``, ``H`` the Hessian of ``log_density`` at ``x0``.
+    """``H(x0) v`` for every row ``v`` of ``directions (B, *x0.shape)``.
+
+    ``H`` is the Hessian of ``log_density`` at ``x0``.
 
     All ``B`` products come from one double backward: ``x0`` is repeated ``B`` times as a
     batch, which is exact because the model scores each image of a batch independently.
@@ -184,8 +195,9 @@ def hessian_vector_products(
 def hessian_quadratic_forms(
     log_density, x0: torch.Tensor, d: torch.Tensor, chunk: int = 64
 ) -> torch.Tensor:
-    """``d_n^T H(x0) d_n`` for every row ``d_n`` of ``d (N, *x0.shape)``, one Hessian-vector
-    product each (``chunk`` per double backward).
+    """``d_n^T H(x0) d_n`` for every row ``d_n`` of ``d (N, *x0.shape)``.
+
+    One Hessian-vector product each, ``chunk`` per double backward.
 
     Their mean over centred images is ``Tr(H(x0) Sigma)`` with ``Sigma`` the (1/N) covariance,
     without forming a D x D matrix.
@@ -214,11 +226,19 @@ def hessian_trace(
     probes: int = 64,
     seed: int = 0,
 ) -> float:
-    """``Tr(H(x0) Delta)`` with ``H`` the Hessian of ``log_density`` (a function of a batch ``(N, *x0.shape)``).
+    """``Tr(H(x0) Delta)`` with ``H`` the Hessian of ``log_density`` at ``x0``.
 
-    ``delta``: the per-dimension diagonal of ``Delta`` (shape of ``x0``) or the full matrix ``(D, D)``.
-    ``method="exact"``: one Hessian-vector product per dimension (``Tr(H Delta) = sum_i (H Delta e_i)_i``),
-    ``chunk`` per pass; ``"hutchinson"``: ``E_v[(H v) . (Delta v)]`` over ``probes`` Rademacher ``v``.
+    Args:
+        log_density: a function of a batch ``(N, *x0.shape)``, one value per image.
+        x0: the point of the Hessian.
+        delta: the per-dimension diagonal of ``Delta`` (shape of ``x0``) or the full matrix
+            ``(D, D)``.
+        method: ``"exact"``: one Hessian-vector product per dimension
+            (``Tr(H Delta) = sum_i (H Delta e_i)_i``); ``"hutchinson"``:
+            ``E_v[(H v) . (Delta v)]`` over ``probes`` Rademacher ``v``.
+        chunk: Hessian-vector products per double backward.
+        probes: random probes of ``"hutchinson"``.
+        seed: seed of the probes.
     """
     check_choice("method", method, TraceMethod)
     d = x0.numel()
@@ -291,7 +311,10 @@ def covariance_difference_trace(
 
 
 def squeezed_channel_sums(per_pixel: torch.Tensor) -> torch.Tensor:
-    """Sum over positions of a ``(C, H, W)`` map after Glow's squeeze: ``(4C,)``, the channels the first 1x1 convolutions see."""
+    """Sum over positions of a ``(C, H, W)`` map after Glow's squeeze: ``(4C,)``.
+
+    One value per squeezed channel, the channels the first 1x1 convolutions see.
+    """
     c, h, w = per_pixel.shape
     squeezed = (
         per_pixel.view(c, h // 2, 2, w // 2, 2)
@@ -302,7 +325,10 @@ def squeezed_channel_sums(per_pixel: torch.Tensor) -> torch.Tensor:
 
 
 def first_level_convs(glow) -> list[torch.Tensor]:
-    """The 1x1-convolution weight matrices ``u_k`` (``(C', C')``, in order) of the first level's steps."""
+    """The 1x1-convolution weight matrices ``u_k`` (``(C', C')``) of the first level's steps.
+
+    In the order of the steps, detached, in float64.
+    """
     return [step.layers[1].weight_matrix().detach().double() for step in glow.levels[0]]
 
 
@@ -350,8 +376,9 @@ def cv_glow_closed_form(
     x0: torch.Tensor | None = None,
     sigma: float | None = None,
 ) -> dict[str, float]:
-    """Closed forms of the second-order term ``1/2 Tr(H (Sigma_q - Sigma_p))`` of a CV-Glow
-    (nats per image).
+    """Closed forms of the second-order term ``1/2 Tr(H (Sigma_q - Sigma_p))`` of a CV-Glow.
+
+    In nats per image.
 
     ``x_p``, ``x_q``: continuous images ``(N, C, H, W)`` of the two sets.
 
@@ -415,8 +442,9 @@ def second_order(
     chunk: int = 64,
     diagonal_only: bool = True,
 ) -> dict:
-    """Taylor prediction of ``E_q[log p(x)] - E_p[log p(x)]`` around ``x0``, and the measured
-    gap (nats per image).
+    """Taylor prediction of ``E_q[log p(x)] - E_p[log p(x)]`` around ``x0``, and the measured gap.
+
+    In nats per image.
 
     ``x0`` is the mid point of the two sets' means ``mu_p``, ``mu_q``; ``Sigma_p``, ``Sigma_q``
     their full (1/N) covariances. Expanding ``log p`` to second order around ``x0``,
@@ -528,8 +556,9 @@ SECOND_ORDER_QUANTITIES = (
 
 
 def second_order_rows(result: dict, dims: int) -> list[dict]:
-    """One row per quantity of :func:`second_order`: nats per image and the same as bits/dim
-    (``-nats / (D ln 2)``: a gain in log p is a drop in bits/dim).
+    """One row per quantity of :func:`second_order`, in nats per image and in bits/dim.
+
+    Bits/dim are ``-nats / (D ln 2)``: a gain in log p is a drop in bits/dim.
     """
     to_bpd = -1 / (dims * math.log(2))
     return [
@@ -568,6 +597,7 @@ def load(config: str, ckpt_path: str | None, overrides: list[str] = ()):
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
+    """Run one analysis from the command line (see the module docstring); returns its rows."""
     parser = argparse.ArgumentParser(
         prog="python -m lit_rev.density.analysis", description=__doc__.split("\n\n")[0]
     )

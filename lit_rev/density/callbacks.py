@@ -1,5 +1,7 @@
-"""Callbacks of the density models: training budgets measured in CPU time, so runs on a shared
-machine get the same compute, and Polyak averaging of the weights used at evaluation.
+"""Callbacks of the density models: CPU-time budgets and Polyak averaging.
+
+Training budgets are measured in CPU time, so runs on a shared machine get the same compute;
+Polyak averaging gives the weights used at evaluation.
 """
 
 from __future__ import annotations
@@ -28,22 +30,27 @@ class CPUTimeBudget(Callback):
         self._start: float | None = None
 
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """Start the CPU clock."""
         self._start = time.process_time()
 
     def on_train_batch_end(
         self, trainer: Trainer, pl_module: LightningModule, outputs, batch, batch_idx
     ) -> None:
+        """Stop training once the budget is spent."""
         if self._start is not None and time.process_time() - self._start >= self.seconds:
             if not trainer.should_stop:
                 rank_zero_info(
-                    f"CPU budget of {self.seconds:.0f} s reached at step {trainer.global_step}; stopping"
+                    f"CPU budget of {self.seconds:.0f} s reached at step {trainer.global_step}; "
+                    "stopping"
                 )
             trainer.should_stop = True
 
 
 class PolyakAveraging(WeightAveraging):
-    """Polyak averaging: an exponential moving average of the weights, used wherever the model
-    is evaluated (openai/glow's and openai/pixel-cnn's ``polyak`` option).
+    """Polyak averaging: an exponential moving average of the weights, used at evaluation.
+
+    The average is what the model is evaluated with wherever it is evaluated (openai/glow's and
+    openai/pixel-cnn's ``polyak`` option).
 
     After every optimizer step ``theta_avg <- decay * theta_avg + (1 - decay) * theta`` (the
     first step copies ``theta``). The averaged weights are the ones evaluated:
@@ -85,11 +92,13 @@ class PolyakAveraging(WeightAveraging):
         self._swapped_for_validation = False
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        """Create the average (Lightning's setup); a new ``fit`` starts with nothing swapped."""
         super().setup(trainer, pl_module, stage)
         if stage == "fit":
             self._swapped = self._swapped_for_validation = False
 
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """Move the average to the module's device (the strategy has placed the module)."""
         if self._device is None and self._average_model is not None:
             self._average_model.to(pl_module.device)  # the strategy has moved the module by now
 
@@ -107,20 +116,23 @@ class PolyakAveraging(WeightAveraging):
         self._swapped = not self._swapped
 
     def on_validation_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """Swap the averaged weights in for a validation run of ``fit``."""
         fitting = trainer.state.fn == TrainerFn.FITTING
         if self._average_model is not None and fitting and not self._swapped:
             self._swap_models(pl_module)
             self._swapped_for_validation = True
 
     def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        pass  # the module's own hook (the sample grid) runs after the callbacks': swap back later
+        """Keep the average in: the module's own hook (the sample grid) runs after this one."""
 
     def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """Swap the training weights back after a validation run of ``fit``."""
         if self._swapped_for_validation:
             self._swap_models(pl_module)
             self._swapped_for_validation = False
 
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """Leave the module holding the average, for the evaluations after training."""
         if self._average_model is not None and not self._swapped:
             self._swap_models(pl_module)
             n = int(self._average_model.n_averaged)
@@ -130,6 +142,7 @@ class PolyakAveraging(WeightAveraging):
             )
 
     def on_save_checkpoint(self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict):
+        """Store the average as ``state_dict``, the training weights and the count beside it."""
         if self._average_model is None:
             return  # outside fit: the module's weights are stored as they are
         module_state = checkpoint["state_dict"]
@@ -151,6 +164,7 @@ class PolyakAveraging(WeightAveraging):
         checkpoint["averaging_state"] = {"n_averaged": n_averaged}
 
     def on_load_checkpoint(self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict):
+        """On a resumed ``fit``, restore the average and give the module its training weights."""
         if self._average_model is None or trainer.state.fn != TrainerFn.FITTING:
             return  # test/predict/validate: the module was loaded from state_dict, the average
         if "current_model_state" in checkpoint and "averaging_state" in checkpoint:

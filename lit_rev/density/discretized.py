@@ -33,7 +33,8 @@ def from_unit_range(x: torch.Tensor, n_bits: int) -> torch.Tensor:
 
 
 def _log_sigmoid_difference(a: torch.Tensor, b: torch.Tensor, width: torch.Tensor) -> torch.Tensor:
-    """``log(sigmoid(a) - sigmoid(b))`` for ``a = b + width``, ``width > 0``, stably:
+    """``log(sigmoid(a) - sigmoid(b))`` for ``a = b + width``, ``width > 0``, stably.
+
     ``sigmoid(a) - sigmoid(b) = sigmoid(a) sigmoid(-b) (1 - exp(-width))`` (``width`` passed
     directly, not as ``a - b``, so a very wide logistic keeps its tiny, nonzero bin mass).
     """
@@ -43,7 +44,9 @@ def _log_sigmoid_difference(a: torch.Tensor, b: torch.Tensor, width: torch.Tenso
 def discretized_logistic_log_prob(
     k: torch.Tensor, mean: torch.Tensor, log_scale: torch.Tensor, n_bits: int
 ) -> torch.Tensor:
-    """Elementwise ``log P(k)`` under a discretised logistic(``mean``, ``exp(log_scale)``) on ``[-1, 1]``.
+    """Elementwise ``log P(k)`` under a discretised logistic on ``[-1, 1]``.
+
+    The logistic has location ``mean`` and scale ``exp(log_scale)``.
 
     ``k`` is integer, ``mean``/``log_scale`` broadcast against it; returns the same shape.
     """
@@ -60,14 +63,20 @@ def discretized_logistic_log_prob(
 
 
 def mixture_param_count(channels: int, num_mixtures: int) -> int:
-    """Output channels a network needs for :func:`discretized_mixture_log_prob`:
-    per mixture one logit, ``C`` means, ``C`` log-scales and ``C (C-1) / 2`` channel coefficients.
+    """Output channels a network needs for :func:`discretized_mixture_log_prob`.
+
+    Per mixture one logit, ``C`` means, ``C`` log-scales and ``C (C-1) / 2`` channel
+    coefficients.
     """
     return num_mixtures * (1 + 2 * channels + channels * (channels - 1) // 2)
 
 
 def _split_mixture_params(params: torch.Tensor, channels: int, num_mixtures: int):
-    """``(N, P, H, W)`` -> logits ``(N, M, H, W)``, means/log-scales ``(N, M, C, H, W)``, coeffs ``(N, M, C(C-1)/2, H, W)``."""
+    """Split the network output ``(N, P, H, W)`` into the mixture's parameters.
+
+    Logits ``(N, M, H, W)``, means and log-scales ``(N, M, C, H, W)``, channel coefficients
+    ``(N, M, C(C-1)/2, H, W)``.
+    """
     n, _, h, w = params.shape
     m, c = num_mixtures, channels
     logits = params[:, :m]
@@ -78,7 +87,10 @@ def _split_mixture_params(params: torch.Tensor, channels: int, num_mixtures: int
 
 
 def _conditioned_means(means: torch.Tensor, coeffs: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """PixelCNN++'s channel autoregression: ``mu_c + sum_{j<c} coeff_{c,j} x_j`` (``x`` the earlier channels' values)."""
+    """PixelCNN++'s channel autoregression: ``mu_c + sum_{j<c} coeff_{c,j} x_j``.
+
+    ``x`` holds the channels' values, so channel ``c`` depends on the earlier ones only.
+    """
     channels = means.shape[2]
     out, pair = [means[:, :, 0]], 0
     for c in range(1, channels):
@@ -91,15 +103,22 @@ def _conditioned_means(means: torch.Tensor, coeffs: torch.Tensor, x: torch.Tenso
 def discretized_mixture_log_prob(
     k: torch.Tensor, params: torch.Tensor, num_mixtures: int, n_bits: int
 ) -> torch.Tensor:
-    """``log P(k)`` per image under PixelCNN++'s discretised logistic mixture (Salimans et al. 2017, eq. 2-3).
+    """``log P(k)`` per image under PixelCNN++'s discretised logistic mixture.
 
-    Per pixel: ``P(k_pixel) = sum_m pi_m prod_c P_logistic(k_c | mu_{m,c} + sum_{j<c} a_{m,c,j} x_j, s_{m,c})``,
-    the channels of one pixel depending linearly on the earlier channels' values.
+    Salimans et al. 2017, eq. 2-3. Per pixel
+
+        P(k_pixel) = sum_m pi_m prod_c Logistic(k_c | mu_{m,c} + sum_{j<c} a_{m,c,j} x_j, s_{m,c}):
+
+    the channels of one pixel depend linearly on the earlier channels' values.
 
     Args:
         k: integer images ``(N, C, H, W)``.
         params: network output ``(N, mixture_param_count(C, M), H, W)``.
-    Returns ``(N,)`` natural-log masses.
+        num_mixtures: ``M``, the logistics per pixel.
+        n_bits: bits per pixel value (``k`` in ``[0, 2**n_bits)``).
+
+    Returns:
+        ``(N,)`` natural-log masses.
     """
     channels = k.shape[1]
     logits, means, log_scales, coeffs = _split_mixture_params(params, channels, num_mixtures)
@@ -116,7 +135,9 @@ def discretized_mixture_log_prob(
 def sample_discretized_mixture(
     params: torch.Tensor, channels: int, num_mixtures: int, n_bits: int
 ) -> torch.Tensor:
-    """One integer pixel per location from the mixture: ``params (N, P, H, W)`` -> ``(N, C, H, W)`` int64.
+    """One integer pixel per location from the mixture, ``(N, C, H, W)`` int64.
+
+    ``params`` is the network output ``(N, P, H, W)``.
 
     A continuous logistic sample rounded to its bin has exactly the discretised law, because
     the bins (edge bins open-ended) partition the real line. Later channels condition on the

@@ -1,4 +1,6 @@
-"""Invertible layers of Glow. Each maps ``x -> (y, log|det dy/dx|)`` per sample and has ``inverse``.
+"""Invertible layers of Glow.
+
+Each maps ``x -> (y, log|det dy/dx|)`` per sample and has ``inverse``.
 
 Inputs are ``(N, C, H, W)``; every log-det is a ``(N,)`` tensor (natural log).
 """
@@ -21,10 +23,17 @@ Coupling = Literal["affine", "additive"]
 
 
 class FlowLayer(nn.Module):
+    """An invertible layer that also returns the log-determinant of its Jacobian.
+
+    The interface every Glow layer follows, so a flow can chain them and sum their log-dets.
+    """
+
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``x -> (y, log|det dy/dx|)``, the log-det ``(N,)``."""
         raise NotImplementedError
 
     def inverse(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``y -> (x, log|det dx/dy|)``: the inverse of :meth:`forward` and minus its log-det."""
         raise NotImplementedError
 
 
@@ -46,6 +55,7 @@ class ActNorm(FlowLayer):
 
     @torch.no_grad()
     def initialize(self, x: torch.Tensor) -> None:
+        """Set bias and scale so that the batch ``x`` has zero mean, unit variance per channel."""
         moments = torch.stack([x.mean(dim=(0, 2, 3)), (x * x).mean(dim=(0, 2, 3))]).double()
         if dist.is_available() and dist.is_initialized():
             dist.all_reduce(moments)
@@ -56,12 +66,17 @@ class ActNorm(FlowLayer):
         self.initialized.fill_(True)
 
     def forward(self, x):
+        """Normalise ``x`` (initialising on the first training batch).
+
+        Every position gets the same scale, so the log-det is ``H * W * sum(log_scale)``.
+        """
         if self.training and not self.initialized:
             self.initialize(x)
         log_det = self.log_scale.sum() * x.shape[2] * x.shape[3]
         return (x + self.bias) * torch.exp(self.log_scale), log_det.expand(x.shape[0])
 
     def inverse(self, y):
+        """Undo the affine map."""
         log_det = -self.log_scale.sum() * y.shape[2] * y.shape[3]
         return y * torch.exp(-self.log_scale) - self.bias, log_det.expand(y.shape[0])
 
@@ -80,19 +95,20 @@ class InvConv1x1(FlowLayer):
         w, _ = torch.linalg.qr(torch.randn(channels, channels, generator=g, dtype=torch.float64))
         self.lu = lu
         if lu:
-            p, l, u = torch.linalg.lu(w)
-            s = torch.diagonal(u)
-            self.register_buffer("perm", p.float())
+            perm, lower, upper = torch.linalg.lu(w)
+            s = torch.diagonal(upper)
+            self.register_buffer("perm", perm.float())
             self.register_buffer("sign_s", torch.sign(s).float())
             self.register_buffer("lower_mask", torch.tril(torch.ones(channels, channels), -1))
             self.register_buffer("eye", torch.eye(channels))
-            self.lower = nn.Parameter(l.float())
-            self.upper = nn.Parameter(torch.triu(u, 1).float())
+            self.lower = nn.Parameter(lower.float())
+            self.upper = nn.Parameter(torch.triu(upper, 1).float())
             self.log_s = nn.Parameter(torch.log(torch.abs(s)).float())
         else:
             self.weight = nn.Parameter(w.float())
 
     def weight_matrix(self) -> torch.Tensor:
+        """The ``(C, C)`` matrix ``W`` (assembled from its LU factors with ``lu=True``)."""
         if not self.lu:
             return self.weight
         lower = self.lower * self.lower_mask + self.eye
@@ -100,6 +116,7 @@ class InvConv1x1(FlowLayer):
         return self.perm @ lower @ upper
 
     def log_abs_det(self) -> torch.Tensor:
+        """``log|det W|``: ``sum(log_s)`` with ``lu=True``, else ``slogdet`` in float64."""
         return (
             self.log_s.sum()
             if self.lu
@@ -107,18 +124,24 @@ class InvConv1x1(FlowLayer):
         )
 
     def forward(self, x):
+        """``W x`` at every position; log-det ``H W log|det W|``."""
         w = self.weight_matrix()
         log_det = self.log_abs_det() * x.shape[2] * x.shape[3]
         return F.conv2d(x, w.view(*w.shape, 1, 1)), log_det.expand(x.shape[0])
 
     def inverse(self, y):
+        """``W^-1 y`` at every position, ``W^-1`` computed in float64."""
         w_inv = torch.linalg.inv(self.weight_matrix().double()).to(y.dtype)
         log_det = -self.log_abs_det() * y.shape[2] * y.shape[3]
         return F.conv2d(y, w_inv.view(*w_inv.shape, 1, 1)), log_det.expand(y.shape[0])
 
 
 class ZeroConv2d(nn.Module):
-    """3x3 convolution initialised at zero with a per-channel ``exp(3 * log_scale)`` output gain (openai/glow)."""
+    """3x3 convolution initialised at zero, with a per-channel output gain ``exp(3 * log_scale)``.
+
+    As openai/glow: a layer it ends starts as the identity (coupling) or a standard normal
+    (prior), which keeps the first training steps stable.
+    """
 
     def __init__(self, in_channels: int, out_channels: int):
         super().__init__()
@@ -128,11 +151,15 @@ class ZeroConv2d(nn.Module):
         self.log_scale = nn.Parameter(torch.zeros(1, out_channels, 1, 1))
 
     def forward(self, x):
+        """The convolution times the per-channel gain."""
         return self.conv(x) * torch.exp(3 * self.log_scale)
 
 
 def coupling_network(in_channels: int, hidden: int, out_channels: int) -> nn.Sequential:
-    """conv3x3 - ReLU - conv1x1 - ReLU - zero-initialised conv3x3, so each coupling starts as the identity."""
+    """conv3x3 - ReLU - conv1x1 - ReLU - zero-initialised conv3x3.
+
+    The last layer starts at zero, so each coupling starts as the identity.
+    """
     return nn.Sequential(
         nn.Conv2d(in_channels, hidden, 3, padding=1),
         nn.ReLU(inplace=True),
@@ -143,7 +170,11 @@ def coupling_network(in_channels: int, hidden: int, out_channels: int) -> nn.Seq
 
 
 class AffineCoupling(FlowLayer):
-    """``y_b = (x_b + t(x_a)) * sigmoid(s(x_a) + 2)``, ``y_a = x_a`` (openai/glow's sigmoid scale)."""
+    """Affine coupling: ``y_b = (x_b + t(x_a)) * sigmoid(s(x_a) + 2)``, ``y_a = x_a``.
+
+    The sigmoid scale (openai/glow's) keeps every scale in ``(0, 1)``, so no step can blow up
+    the activations.
+    """
 
     def __init__(self, channels: int, hidden: int):
         super().__init__()
@@ -157,12 +188,14 @@ class AffineCoupling(FlowLayer):
         return shift, log_scale
 
     def forward(self, x):
+        """Transform the second half of the channels given the first; log-det ``sum(log_scale)``."""
         xa, xb = x[:, : self.half], x[:, self.half :]
         shift, log_scale = self._shift_scale(xa)
         yb = (xb + shift) * torch.exp(log_scale)
         return torch.cat([xa, yb], 1), log_scale.flatten(1).sum(1)
 
     def inverse(self, y):
+        """Undo :meth:`forward` (the first half is unchanged, so ``t`` and ``s`` are known)."""
         ya, yb = y[:, : self.half], y[:, self.half :]
         shift, log_scale = self._shift_scale(ya)
         xb = yb * torch.exp(-log_scale) - shift
@@ -170,7 +203,10 @@ class AffineCoupling(FlowLayer):
 
 
 class AdditiveCoupling(FlowLayer):
-    """``y_b = x_b + t(x_a)``: volume preserving, log-det 0 (the paper's constant-volume Glow)."""
+    """Additive coupling ``y_b = x_b + t(x_a)``: volume preserving, log-det 0.
+
+    The coupling of the paper's constant-volume Glow (CV-Glow).
+    """
 
     def __init__(self, channels: int, hidden: int):
         super().__init__()
@@ -178,10 +214,12 @@ class AdditiveCoupling(FlowLayer):
         self.net = coupling_network(self.half, hidden, channels - self.half)
 
     def forward(self, x):
+        """Shift the second half of the channels by ``t`` of the first; log-det 0."""
         xa, xb = x[:, : self.half], x[:, self.half :]
         return torch.cat([xa, xb + self.net(xa)], 1), x.new_zeros(x.shape[0])
 
     def inverse(self, y):
+        """Subtract the shift again."""
         ya, yb = y[:, : self.half], y[:, self.half :]
         return torch.cat([ya, yb - self.net(ya)], 1), y.new_zeros(y.shape[0])
 
@@ -190,6 +228,7 @@ class Squeeze(FlowLayer):
     """Space-to-depth: ``(C, H, W) -> (4C, H/2, W/2)``; log-det 0."""
 
     def forward(self, x):
+        """Fold each 2x2 block of pixels into 4 channels."""
         n, c, h, w = x.shape
         if h % 2 or w % 2:
             raise ValueError(f"Squeeze needs even height and width, got {h}x{w}")
@@ -197,6 +236,7 @@ class Squeeze(FlowLayer):
         return x.reshape(n, 4 * c, h // 2, w // 2), x.new_zeros(n)
 
     def inverse(self, y):
+        """Unfold every 4 channels into a 2x2 block of pixels."""
         n, c, h, w = y.shape
         y = y.view(n, c // 4, 2, 2, h, w).permute(0, 1, 4, 2, 5, 3)
         return y.reshape(n, c // 4, 2 * h, 2 * w), y.new_zeros(n)
@@ -214,6 +254,7 @@ class FlowStep(FlowLayer):
         )
 
     def forward(self, x):
+        """The three layers in order, their log-dets summed."""
         total = x.new_zeros(x.shape[0])
         for layer in self.layers:
             x, ld = layer(x)
@@ -221,6 +262,7 @@ class FlowStep(FlowLayer):
         return x, total
 
     def inverse(self, y):
+        """The three inverses in reverse order, their log-dets summed."""
         total = y.new_zeros(y.shape[0])
         for layer in reversed(self.layers):
             y, ld = layer.inverse(y)
@@ -235,7 +277,11 @@ def gaussian_log_prob(z: torch.Tensor, mean: torch.Tensor, log_std: torch.Tensor
 
 
 class SplitPrior(nn.Module):
-    """Glow's split: half the channels leave the flow as latents with a prior conditioned on the other half."""
+    """Glow's split: half the channels leave the flow as latents.
+
+    Their Gaussian prior's mean and log-std are a zero-initialised convolution of the other
+    half, which goes on through the flow.
+    """
 
     def __init__(self, channels: int):
         super().__init__()

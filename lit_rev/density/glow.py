@@ -19,7 +19,21 @@ from lit_rev.options import check_choice
 
 
 class Glow(nn.Module):
-    #: ``log_prob`` is a log-*density* of continuous input (see :class:`~lit_rev.density.DensityModule`).
+    """Multi-scale Glow over ``in_channels x image_size x image_size`` continuous images.
+
+    Args:
+        in_channels: channels of the images.
+        image_size: height and width; divisible by ``2**levels``.
+        levels: resolutions; each squeezes, and each but the last splits off half its channels.
+        steps: flow steps (ActNorm, 1x1 convolution, coupling) per level.
+        hidden_channels: width of every coupling network.
+        coupling: ``"affine"`` (Glow) or ``"additive"`` (volume preserving: CV-Glow).
+        lu: LU-parametrised 1x1 convolutions (cheap log-det) instead of a full matrix.
+        learn_top: learn the top prior's mean and log-std (else fixed at ``N(0, I)``).
+    """
+
+    #: ``log_prob`` is a log-*density* of continuous input (see
+    #: :class:`~lit_rev.density.DensityModule`).
     likelihood = "density"
 
     def __init__(
@@ -62,6 +76,7 @@ class Glow(nn.Module):
 
     @property
     def num_dims(self) -> int:
+        """Dimensions ``D`` of one image (``C * H * W``)."""
         return self.in_channels * self.image_size**2
 
     def _encode(self, x):
@@ -101,6 +116,7 @@ class Glow(nn.Module):
         return torch.cat([z.flatten(1) for z in latents], 1), log_det
 
     def _decode(self, latents: list[torch.Tensor | None], temperature: float = 1.0):
+        """``latents -> (x, log|det dx/dz|)``; a ``None`` latent is drawn from its split prior."""
         h = latents[-1]
         log_det = h.new_zeros(h.shape[0])
         for i in reversed(range(len(self.levels))):

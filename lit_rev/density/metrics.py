@@ -45,9 +45,11 @@ class BitsPerDim(Metric):
         self.add_state("count", default=torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
 
     def update(self, bpd: torch.Tensor) -> None:
+        """Add the per-image bits/dim ``bpd`` (any shape) to the running sum (float64)."""
         bpd = bpd.detach()
         self.total += bpd.double().sum()
         self.count += bpd.numel()
 
     def compute(self) -> torch.Tensor:
+        """The mean bits/dim of every image seen (0 before the first)."""
         return (self.total / self.count.clamp_min(1)).float()

@@ -41,11 +41,16 @@ OPTIMIZERS = {"adam": torch.optim.Adam, "adamax": torch.optim.Adamax, "adamw": t
 
 
 class DensityModule(LightningModule):
-    """Maximum-likelihood training of ``network`` with bits/dim metrics and the OOD report on ``test``.
+    """Maximum-likelihood training of a density ``network``; bits/dim and the OOD report.
+
+    One module for every model family, so flows and discrete models are trained, scored and
+    compared in the same units (bits/dim) and by the same OOD evaluation on ``test``.
 
     Args:
         network: an ``nn.Module`` with ``log_prob`` and ``likelihood`` (``"density"``/``"mass"``).
-        lr, optimizer, weight_decay: optimiser (``adamax`` as openai/glow, ``adam``, ``adamw``).
+        lr: peak learning rate (after the warm-up).
+        optimizer: ``"adamax"`` (as openai/glow), ``"adam"`` or ``"adamw"``.
+        weight_decay: the optimiser's weight decay (L2 for Adam/Adamax, decoupled for AdamW).
         warmup_steps: linear learning-rate warm-up (Glow diverges without it).
         lr_decay: after the warm-up, the learning rate is multiplied by this factor at every
             optimizer step (``lr * lr_decay**(step + 1 - warmup_steps)``; PixelCNN++'s reference
@@ -59,8 +64,9 @@ class DensityModule(LightningModule):
             ``train/skipped_steps``.
         max_consecutive_skips: under ``nonfinite="skip"``, this many skipped steps in a row
             stop training with the same error as ``"raise"`` (a diverged model only skips).
-        num_samples, temperature: the sample grid logged to TensorBoard every validation epoch
-            (``num_samples=0``: none; networks with ``sequential_sampling`` skip it under ``fast_dev_run``).
+        num_samples: samples in the grid logged to TensorBoard every validation epoch
+            (``0``: none; networks with ``sequential_sampling`` skip it under ``fast_dev_run``).
+        temperature: the sampling temperature of that grid.
         ood_scores: OOD scores (:mod:`lit_rev.density.scores`) computed with bits/dim on ``test``
             and by :class:`~lit_rev.density.OODEvaluation`, each reported as AUROC per OOD set.
         perturb: train on inputs whose pixels are each replaced by a uniform random value with
@@ -90,7 +96,8 @@ class DensityModule(LightningModule):
         likelihood = getattr(network, "likelihood", None)
         if likelihood not in get_args(Likelihood) or not hasattr(network, "log_prob"):
             raise TypeError(
-                f"{type(network).__name__} needs a log_prob method and likelihood = 'density' or 'mass'"
+                f"{type(network).__name__} needs a log_prob method and "
+                "likelihood = 'density' or 'mass'"
             )
         if not 0.0 <= perturb <= 1.0:
             raise ValueError(f"perturb must be in [0, 1], got {perturb}")
@@ -115,6 +122,11 @@ class DensityModule(LightningModule):
 
     @property
     def n_bits(self) -> int:
+        """The quantisation depth of the images.
+
+        The one given; else the attached DataModule's, the network's own, or 8. Set it to fix
+        the depth outside a Trainer (e.g. to the DataModule's, when analysing a checkpoint).
+        """
         if self._n_bits is None:
             dm = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
             return int(getattr(dm, "n_bits", None) or getattr(self.network, "n_bits", None) or 8)
@@ -122,7 +134,6 @@ class DensityModule(LightningModule):
 
     @n_bits.setter
     def n_bits(self, value: int | None) -> None:
-        """Fix the quantisation depth outside a Trainer (e.g. to the DataModule's, when analysing a checkpoint)."""
         if value is not None and not (float(value) == int(value) and 1 <= int(value) <= 8):
             raise ValueError(
                 f"n_bits must be an integer in 1..8 (images are uint8) or None, got {value}"
@@ -185,6 +196,7 @@ class DensityModule(LightningModule):
 
     @property
     def likelihood(self) -> Likelihood:
+        """The network's ``likelihood``: ``"density"`` (flows) or ``"mass"`` (discrete models)."""
         return self.network.likelihood
 
     def model_input(self, k: torch.Tensor, noise: bool) -> torch.Tensor:
@@ -217,7 +229,12 @@ class DensityModule(LightningModule):
         return scores
 
     def prepare_ood_scores(self, reference_loader=None, max_batches: int | None = None) -> None:
-        """Let every OOD score fit what it needs (entropy estimate, background model) before scoring."""
+        """Let every OOD score fit what it needs before scoring.
+
+        E.g. :class:`~lit_rev.density.Typicality`'s entropy estimate or
+        :class:`~lit_rev.density.LikelihoodRatio`'s background model. ``reference_loader``
+        defaults to the attached DataModule's validation (else training) split.
+        """
         if reference_loader is None and self._trainer is not None and self.ood_scores:
             dm = getattr(self.trainer, "datamodule", None)
             if dm is not None and hasattr(dm, "val_dataloader"):
@@ -227,6 +244,7 @@ class DensityModule(LightningModule):
             scorer.prepare(self, reference_loader, max_batches)
 
     def training_step(self, batch, batch_idx):
+        """One maximum-likelihood step on a batch of integer images; returns the mean bits/dim."""
         k = batch[0]
         if self.hparams.perturb > 0:
             k = perturb_images(k, self.hparams.perturb, self.n_bits)
@@ -266,6 +284,7 @@ class DensityModule(LightningModule):
         return loss
 
     def on_train_end(self):
+        """Warn how many steps were skipped for a non-finite loss, if any."""
         if int(self.skipped_steps):
             rank_zero_warn(
                 f"{int(self.skipped_steps)} of {self.global_step} training steps were skipped "
@@ -273,6 +292,7 @@ class DensityModule(LightningModule):
             )
 
     def validation_step(self, batch, batch_idx):
+        """Accumulate the validation bits/dim (dequantised as at evaluation)."""
         self.val_bpd(self.scores(batch[0], noise=self.hparams.eval_noise)["bpd"])
         self.log("val/bpd", self.val_bpd, prog_bar=True)
 
@@ -283,6 +303,7 @@ class DensityModule(LightningModule):
         return not (fast and getattr(self.network, "sequential_sampling", False))
 
     def on_validation_epoch_end(self):
+        """Log the sample grid to TensorBoard (rank 0, not in the sanity check)."""
         if (
             self.trainer.sanity_checking
             or not self.trainer.is_global_zero
@@ -308,6 +329,7 @@ class DensityModule(LightningModule):
 
     # ----- test: the OOD evaluation -----
     def on_test_epoch_start(self):
+        """Reset the gathered scores and prepare the OOD scores."""
         self._test_scores = {}
         limit = (
             self.trainer.limit_test_batches
@@ -317,6 +339,7 @@ class DensityModule(LightningModule):
         self.prepare_ood_scores(max_batches=limit)
 
     def test_step(self, batch, batch_idx, dataloader_idx: int = 0):
+        """Score a batch of test set ``dataloader_idx`` and keep the per-image scores."""
         scores = self.test_scores(batch[0])
         store = self._test_scores.setdefault(dataloader_idx, {})
         for key, value in scores.items():
@@ -329,6 +352,7 @@ class DensityModule(LightningModule):
         )
 
     def on_test_epoch_end(self):
+        """Gather every set's scores over the ranks and write the OOD report on rank 0."""
         gathered = {}
         for idx in sorted(self._test_scores):
             gathered[self._set_name(idx)] = {
@@ -339,8 +363,10 @@ class DensityModule(LightningModule):
             self.write_report(gathered)
 
     def predict_step(self, batch, batch_idx, dataloader_idx: int = 0) -> dict[str, torch.Tensor]:
-        """Per-image scores of every test set: ``bpd``, for flows its parts, the columns the OOD
-        scores read and every per-image OOD score (``complexity``, ``typicality``, ...).
+        """Per-image scores of a batch of test set ``dataloader_idx``.
+
+        ``bpd``, for flows its parts, the columns the OOD scores read and every per-image OOD
+        score (``complexity``, ``typicality``, ...).
         """
         scores = self.test_scores(batch[0])
         for scorer in self.ood_scores:
@@ -348,6 +374,7 @@ class DensityModule(LightningModule):
         return {k: v.detach().cpu() for k, v in scores.items()}
 
     def on_predict_epoch_start(self):
+        """Prepare the OOD scores before the first batch."""
         self.prepare_ood_scores()
 
     def _set_name(self, idx: int) -> str:
@@ -362,10 +389,17 @@ class DensityModule(LightningModule):
     def evaluate_ood(
         self, loaders, names: list[str], max_batches: int | None = None, reference_loader=None
     ) -> list[dict]:
-        """Score every loader (``names[0]`` is in-distribution) and write the report; outside a Trainer loop.
+        """Score every loader and write the OOD report, outside a Trainer loop.
 
-        ``reference_loader``: in-distribution data for OOD scores that need it (default: the
-        DataModule's validation split).
+        Args:
+            loaders: one loader of integer images per set, in-distribution first.
+            names: the sets' names, one per loader (``names[0]`` is in-distribution).
+            max_batches: score at most this many batches per set.
+            reference_loader: in-distribution data for OOD scores that need it (default: the
+                DataModule's validation split).
+
+        Returns:
+            The report's rows, one per set.
         """
         from rich.progress import track
 
@@ -430,14 +464,16 @@ class DensityModule(LightningModule):
             from torchvision.utils import save_image
 
             save_image(self.sample_grid(), f"{out_dir}/samples.png")
+        kind = "probability mass" if self.likelihood == "mass" else "density"
         rank_zero_info(
-            f"{type(self.network).__name__} log_prob is a log-{'probability mass' if self.likelihood == 'mass' else 'density'}; n_bits={self.n_bits}"
+            f"{type(self.network).__name__} log_prob is a log-{kind}; n_bits={self.n_bits}"
         )
         return rows
 
     def lr_factor(self, step: int) -> float:
-        """The learning rate of optimizer step ``step`` (from 0) over ``lr``: a linear warm-up to 1
-        at step ``warmup_steps - 1``, then ``lr_decay`` per step.
+        """The learning rate of optimizer step ``step`` (from 0) over ``lr``.
+
+        A linear warm-up to 1 at step ``warmup_steps - 1``, then a factor ``lr_decay`` per step.
         """
         warmup = max(1, self.hparams.warmup_steps)
         if step + 1 < warmup:
@@ -445,6 +481,7 @@ class DensityModule(LightningModule):
         return self.hparams.lr_decay ** (step + 1 - warmup)
 
     def configure_optimizers(self):
+        """The chosen optimiser, its learning rate scheduled per step by :meth:`lr_factor`."""
         opt = OPTIMIZERS[self.hparams.optimizer](
             self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay
         )

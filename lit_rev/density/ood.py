@@ -10,11 +10,10 @@ OOD scores beyond bits/dim (:mod:`lit_rev.density.scores`, higher = more OOD) ad
 ``<stem>_scores`` with one row per (score, OOD set).
 
 A non-finite score (a diverged or untrained model) is never turned into a result: an AUROC
-over NaN/inf values would rank them anyway (``torchmetrics`` gave 1.000 "separated" for
-sets whose every bits/dim was NaN). Such an AUROC cell is ``None`` (``null`` in the JSON,
-``n/a`` in the tables), the ``no_auroc`` column says why, the ``reading`` says there is
-none, the report's metadata holds ``status: failed ...`` and the printed summary says the
-run failed.
+over NaN/inf values would rank them anyway and look like a finding. Such an AUROC cell is
+``None`` (``null`` in the JSON, ``n/a`` in the tables), the ``no_auroc`` column says why, the
+``reading`` says there is none, the report's metadata holds ``status: failed ...`` and the
+printed summary says the run failed.
 """
 
 from __future__ import annotations
@@ -88,8 +87,10 @@ def derived_scores(
 
 
 def ood_rows(scores: dict[str, dict[str, torch.Tensor]], in_name: str, scorers=None) -> list[dict]:
-    """One summary row per set: size, mean/std of bits/dim and its parts, AUROC against ``in_name``
-    of bits/dim and of every score of ``scorers``.
+    """One summary row per set: size, bits/dim and its parts, and AUROCs against ``in_name``.
+
+    Each row holds the mean and std of bits/dim, the means of its parts, and the AUROC of
+    bits/dim and of every score of ``scorers``.
 
     An AUROC that cannot be given (a non-finite score in either set, or no scores) is ``None``
     and the row's ``no_auroc`` column says why (``<score>: <reason>``, joined by ``; ``); when
@@ -150,7 +151,9 @@ def write_ood_report(
     stem: str = "ood_report",
     scorers=None,
 ) -> list[dict]:
-    """Write the table (JSON/CSV/Markdown), overlaid histograms (PNG + TensorBoard), print the table.
+    """Write the OOD table (JSON/CSV/Markdown) and overlaid histograms, and print the table.
+
+    The histograms go to PNG files and, given a ``logger``, to TensorBoard at ``step``.
 
     ``meta["status"]`` in the JSON is ``"ok"``, or ``"failed: ..."`` listing every non-finite
     score (see :func:`failures`); then the printed summary says the run failed and a warning
@@ -214,14 +217,16 @@ def write_ood_report(
         best_text = "; ".join(best) or "none (no AUROC could be given)"
         summary += f"\nBest OOD score per set: {best_text}"
     rank_zero_info(
-        f"\nOOD evaluation (score = bits/dim, OOD = positive class; lower bits/dim = more likely)\n{table}\n{summary}\nReport: {out_dir / (stem + '.md')}\n"
+        "\nOOD evaluation (score = bits/dim, OOD = positive class; lower bits/dim = more likely)"
+        f"\n{table}\n{summary}\nReport: {out_dir / (stem + '.md')}\n"
     )
     return rows
 
 
 def score_rows(rows: list[dict]) -> list[dict]:
-    """The AUROC columns of ``rows`` in long form: one row per (score, OOD set); a missing
-    AUROC (``None``) carries its reason from the row's ``no_auroc`` in ``no_auroc``.
+    """The AUROC columns of ``rows`` in long form: one row per (score, OOD set).
+
+    A missing AUROC (``None``) carries its reason from the row's ``no_auroc`` in ``no_auroc``.
     """
     out = []
     for r in rows:
@@ -248,6 +253,7 @@ class OODEvaluation(Callback):
         self.max_batches = max_batches
 
     def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """Score every test set of the DataModule and write the OOD report (rank 0)."""
         if not trainer.is_global_zero or trainer.datamodule is None:
             return
         dm = trainer.datamodule

@@ -16,7 +16,7 @@ initialisation, as in openai/pixel-cnn (Salimans & Kingma 2016): ``w = g v / ||v
 the first training batch, ``g`` and the bias are set so that each layer's output has zero
 mean and standard deviation ``init_scale`` per channel (0.1 for the gated ResNet's last
 convolution, so every block starts close to the identity). Off by default (plain
-convolutions), so models and numbers from before the option are unchanged.
+convolutions); the paper configs switch it on.
 """
 
 from __future__ import annotations
@@ -46,8 +46,10 @@ def right_shift(x: torch.Tensor) -> torch.Tensor:
 
 
 class WeightNorm(nn.Module):
-    """``w = g v / ||v||`` (Salimans & Kingma 2016) around a ``Conv2d``, ``ConvTranspose2d`` or
-    ``Linear`` ``layer``, with data-dependent initialisation of ``g`` and the bias.
+    """Weight normalisation ``w = g v / ||v||`` (Salimans & Kingma 2016) with data-dependent init.
+
+    Wraps a ``Conv2d``, ``ConvTranspose2d`` or ``Linear`` ``layer``; ``g`` and the bias are
+    initialised from the first training batch.
 
     ``v`` is ``layer.weight`` (drawn from ``N(0, 0.05^2)`` as openai/pixel-cnn, which sets how
     fast Adam turns its direction), ``||v||`` its norm over everything but the output channel,
@@ -118,6 +120,7 @@ class WeightNorm(nn.Module):
         self._known_initialized = True
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The layer with weight ``g v / ||v||`` (initialising on the first training batch)."""
         if self.training and not self._known_initialized:
             if bool(self.initialized):
                 self._known_initialized = True
@@ -131,7 +134,10 @@ def _maybe_weight_norm(layer: nn.Module, weight_norm: bool, init_scale: float = 
 
 
 class DownShiftedConv2d(nn.Module):
-    """Convolution whose output at ``(i, j)`` sees rows ``<= i`` only (a ``kh x kw`` window ending at row ``i``, centred on ``j``)."""
+    """Convolution whose output at ``(i, j)`` sees rows ``<= i`` only.
+
+    A ``kh x kw`` window ending at row ``i``, centred on column ``j``.
+    """
 
     def __init__(
         self,
@@ -149,6 +155,7 @@ class DownShiftedConv2d(nn.Module):
         self.conv = _maybe_weight_norm(conv, weight_norm, init_scale)
 
     def forward(self, x):
+        """Pad so the window stays causal, then convolve (same size out for stride 1)."""
         return self.conv(F.pad(x, self.pad))
 
 
@@ -171,12 +178,15 @@ class DownRightShiftedConv2d(nn.Module):
         self.conv = _maybe_weight_norm(conv, weight_norm, init_scale)
 
     def forward(self, x):
+        """Pad so the window stays causal, then convolve (same size out for stride 1)."""
         return self.conv(F.pad(x, self.pad))
 
 
 class ShiftedDeconv2d(nn.Module):
-    """Stride-2 transposed convolution (x2 upsampling) cropped so it stays down-shifted
-    (``kernel=(2, 3)``, centred columns) or down-right-shifted (``right=True``, ``kernel=(2, 2)``).
+    """Stride-2 transposed convolution (x2 upsampling), cropped so it stays causal.
+
+    Down-shifted (``kernel=(2, 3)``, centred columns) or down-right-shifted (``right=True``,
+    ``kernel=(2, 2)``).
     """
 
     def __init__(
@@ -189,6 +199,7 @@ class ShiftedDeconv2d(nn.Module):
         self.deconv = _maybe_weight_norm(deconv, weight_norm)
 
     def forward(self, x):
+        """Upsample ``x`` twofold and crop the rows and columns that would see the future."""
         kh, kw = self.kernel
         y = self.deconv(x)
         h, w = y.shape[-2:]
@@ -202,8 +213,10 @@ def concat_elu(x: torch.Tensor) -> torch.Tensor:
 
 
 class GatedResnet(nn.Module):
-    """``x + a * sigmoid(b)``,
-    ``(a, b) = conv(concat_elu(conv(concat_elu(x)) + nin(concat_elu(skip))))``.
+    """PixelCNN++'s gated ResNet block: ``x + a * sigmoid(b)``.
+
+    ``(a, b) = conv(concat_elu(conv(concat_elu(x)) + nin(concat_elu(skip))))``, with dropout
+    before the second convolution.
 
     ``conv(in, out, init_scale)`` builds the shifted convolutions; with ``weight_norm`` the
     last one (the gate) is initialised to output scale ``GATE_INIT_SCALE`` (openai/pixel-cnn).
@@ -228,6 +241,7 @@ class GatedResnet(nn.Module):
         self.conv_out = conv(2 * channels, 2 * channels, self.GATE_INIT_SCALE)
 
     def forward(self, x, skip=None):
+        """The gated residual of ``x``, fed by the short-cut input ``skip`` where given."""
         h = self.conv_in(concat_elu(x))
         if skip is not None:
             h = h + self.skip(concat_elu(skip))
@@ -244,14 +258,26 @@ class PixelCNNPP(nn.Module):
     ``[0, 2**n_bits)`` and returns the exact log-probability mass ``log P(k)``
     (natural log, ``(N,)``).
 
-    ``weight_norm``: weight-normalise every convolution with data-dependent init on the first
-    training batch (:class:`WeightNorm`), as the reference implementation; ``False`` keeps
-    plain convolutions.
+    Args:
+        in_channels: channels of the images.
+        image_size: height and width; divisible by ``2**(scales - 1)``.
+        n_bits: bits per pixel value.
+        resnets_per_scale: gated ResNet blocks per resolution in the up pass (one more in the
+            down pass, except at the coarsest resolution).
+        filters: channels of every block.
+        num_mixtures: logistics in each pixel's mixture.
+        scales: resolutions of the U-Net, each half the previous.
+        dropout: dropout rate inside the gated ResNet blocks.
+        weight_norm: weight-normalise every convolution with data-dependent init on the first
+            training batch (:class:`WeightNorm`), as the reference implementation; ``False``
+            keeps plain convolutions.
     """
 
-    #: ``log_prob`` is a log-probability *mass* of integer images (see :class:`~lit_rev.density.DensityModule`).
+    #: ``log_prob`` is a log-probability *mass* of integer images (see
+    #: :class:`~lit_rev.density.DensityModule`).
     likelihood = "mass"
-    #: sampling needs one network pass per pixel: :class:`DensityModule` skips sample grids under ``fast_dev_run``.
+    #: sampling needs one network pass per pixel: :class:`DensityModule` skips sample grids
+    #: under ``fast_dev_run``.
     sequential_sampling = True
 
     def __init__(
@@ -315,13 +341,17 @@ class PixelCNNPP(nn.Module):
 
     @property
     def num_dims(self) -> int:
+        """Dimensions ``D`` of one image (``C * H * W``)."""
         return self.in_channels * self.image_size**2
 
     def _dtype(self) -> torch.dtype:
         return next(self.parameters()).dtype
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Mixture parameters ``(N, P, H, W)`` from pixels in ``[-1, 1]``; position ``i`` depends on positions ``< i`` only."""
+        """Mixture parameters ``(N, P, H, W)`` from pixels in ``[-1, 1]``.
+
+        The parameters at position ``i`` (raster order) depend on the pixels before ``i`` only.
+        """
         x = torch.cat([x, torch.ones_like(x[:, :1])], 1)
         us = [down_shift(self.u_init(x))]
         uls = [down_shift(self.ul_init_up(x)) + right_shift(self.ul_init_left(x))]
@@ -342,7 +372,7 @@ class PixelCNNPP(nn.Module):
         return self.out(F.elu(ul))
 
     def log_prob(self, k: torch.Tensor) -> torch.Tensor:
-        """``log P(k) = sum_i log P(k_i | k_<i)`` of integer images ``(N, C, H, W)``, shape ``(N,)``."""
+        """``log P(k) = sum_i log P(k_i | k_<i)`` of integer images ``(N, C, H, W)``: ``(N,)``."""
         params = self(to_unit_range(k, self.n_bits, self._dtype()))
         return discretized_mixture_log_prob(k, params, self.num_mixtures, self.n_bits)
 

@@ -36,7 +36,10 @@ from lit_rev.density.metrics import bits_per_dim
 
 
 class OODScore:
-    """Base class: subclasses override :meth:`compute` and, where needed, ``prepare``/``columns``."""
+    """Base class of the OOD scores.
+
+    Subclasses override :meth:`compute` and, where needed, :meth:`prepare` and :meth:`columns`.
+    """
 
     def prepare(self, module, reference_loader=None, max_batches: int | None = None) -> None:
         """Called once before scoring (``module`` is the :class:`DensityModule`)."""
@@ -52,8 +55,9 @@ class OODScore:
         raise NotImplementedError
 
     def per_image(self, columns: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """The scores of :meth:`compute` that belong to single images (one value per row of
-        ``columns``), written per image by ``predict``; scores of batches of images are left out.
+        """The scores of :meth:`compute` that belong to single images (one value per row).
+
+        ``predict`` writes them per image; scores of batches of images are left out.
         """
         return self.compute(columns)
 
@@ -74,7 +78,8 @@ def _reference_bpd(module, loader, max_batches: int | None) -> torch.Tensor:
     module.train(was_training)
     if not values:
         raise ValueError(
-            "Typicality needs in-distribution reference data to estimate the entropy; the loader was empty"
+            "Typicality needs in-distribution reference data to estimate the entropy; "
+            "the loader was empty"
         )
     return torch.cat(values).double()
 
@@ -82,7 +87,11 @@ def _reference_bpd(module, loader, max_batches: int | None) -> torch.Tensor:
 def random_batch_means(
     values: torch.Tensor, batch_size: int, num_batches: int, seed: int = 0
 ) -> torch.Tensor:
-    """Means of ``num_batches`` random batches of ``batch_size`` distinct elements of ``values`` (seeded)."""
+    """Means of ``num_batches`` random batches of ``batch_size`` distinct elements of ``values``.
+
+    The batches are drawn from a generator seeded by ``seed``; fewer than ``batch_size``
+    values give no batch.
+    """
     g = torch.Generator().manual_seed(seed)
     n = len(values)
     if n < batch_size:
@@ -92,7 +101,7 @@ def random_batch_means(
 
 
 class Typicality(OODScore):
-    """Typicality test (Nalisnick et al. 2019): ``|bpd - H|``, ``H`` the model's entropy in bits/dim.
+    """Typicality test (Nalisnick et al. 2019): ``|bpd - H|``, ``H`` the model's entropy.
 
     ``H`` is the mean bits/dim of held-out in-distribution data (the DataModule's validation
     split, else its training split), i.e. a Monte Carlo estimate of ``E_p[-log2 p(x)] / D``.
@@ -103,6 +112,7 @@ class Typicality(OODScore):
         num_batches: random batches drawn per set and ``M`` (seeded).
         entropy: a fixed ``H`` (bits/dim) instead of the estimate.
         max_reference_batches: cap on reference batches for the estimate.
+        seed: seed of the random batches (batches of ``M`` images use ``seed + M``).
     """
 
     def __init__(
@@ -121,6 +131,7 @@ class Typicality(OODScore):
         self._fixed = entropy is not None
 
     def prepare(self, module, reference_loader=None, max_batches=None):
+        """Estimate the entropy ``H`` on ``reference_loader`` (unless a fixed one was given)."""
         if self._fixed:
             return
         if reference_loader is None:
@@ -131,6 +142,7 @@ class Typicality(OODScore):
         self.entropy = float(_reference_bpd(module, reference_loader, limit).mean())
 
     def compute(self, columns):
+        """``typicality`` per image and ``typicality_M{M}`` per random batch of ``M`` images."""
         if self.entropy is None:
             raise RuntimeError("Typicality.prepare was not called and no entropy was given")
         bpd = columns["bpd"].double()
@@ -142,16 +154,19 @@ class Typicality(OODScore):
         return out
 
     def per_image(self, columns):
+        """``typicality`` alone: the batch scores belong to no single image."""
         return {"typicality": self.compute(columns)["typicality"]}
 
     def describe(self):
+        """The entropy ``H`` the scores were measured against."""
         return {"typicality_entropy_bpd": self.entropy}
 
 
 def png_bits(image: torch.Tensor, n_bits: int = 8, compress_level: int = 9) -> int:
     """Length in bits of the PNG file of one integer image ``(C, H, W)`` in ``[0, 2**n_bits)``.
 
-    Pixels are written as 8-bit values (``k << (8 - n_bits)``); gray for ``C = 1``, RGB for ``C = 3``.
+    Pixels are written as 8-bit values (``k << (8 - n_bits)``); gray for ``C = 1``, RGB for
+    ``C = 3``.
     """
     from PIL import Image
 
@@ -169,7 +184,9 @@ def png_bits(image: torch.Tensor, n_bits: int = 8, compress_level: int = 9) -> i
 
 
 class InputComplexity(OODScore):
-    """Input complexity (Serra et al. 2020): ``S(x) = bpd(x) - L(x) / D``, ``L`` the PNG length in bits.
+    """Input complexity (Serra et al. 2020): ``S(x) = bpd(x) - L(x) / D``.
+
+    ``L(x)`` is the length in bits of ``x``'s PNG file, ``D`` its number of dimensions.
 
     A simple image (low ``L``) that the model finds likely only because it is simple gets a
     high score; the PNG header's constant cost shifts every score equally.
@@ -179,6 +196,7 @@ class InputComplexity(OODScore):
         self.compress_level = compress_level
 
     def columns(self, module, k, scores):
+        """``png_bpd``: each image's PNG length in bits per dimension."""
         dims = k[0].numel()
         bits = [png_bits(image, module.n_bits, self.compress_level) for image in k]
         return {
@@ -186,6 +204,7 @@ class InputComplexity(OODScore):
         }
 
     def compute(self, columns):
+        """``complexity = bpd - png_bpd`` per image."""
         return {"complexity": columns["bpd"].double() - columns["png_bpd"].double()}
 
 
@@ -221,8 +240,9 @@ def read_state_dict(path: str | Path, what: str) -> dict[str, torch.Tensor]:
 
 
 def state_dict_mismatch(target: nn.Module, state: dict[str, torch.Tensor], limit: int = 10) -> str:
-    """What keeps ``target.load_state_dict(state, strict=True)`` from working, or ``""``:
-    missing and unexpected keys and shape mismatches, ``limit`` of each.
+    """What keeps ``target.load_state_dict(state, strict=True)`` from working, or ``""``.
+
+    Missing and unexpected keys and shape mismatches, at most ``limit`` of each.
     """
     own = target.state_dict()
     missing = [k for k in own if k not in state]
@@ -265,6 +285,7 @@ class LikelihoodRatio(OODScore):
         self.background: nn.Module | None = None
 
     def prepare(self, module, reference_loader=None, max_batches=None):
+        """Load the background model from ``ckpt_path`` (strictly, weights only), once."""
         if self.background is not None:
             self.background.to(module.device)
             return
@@ -294,6 +315,7 @@ class LikelihoodRatio(OODScore):
             p.requires_grad_(False)
 
     def columns(self, module, k, scores):
+        """``background_bpd``: each image's bits/dim under the background model."""
         x = module.model_input(k, noise=False)
         with torch.no_grad():
             log_prob = self.background.to(k.device).log_prob(x)
@@ -301,17 +323,21 @@ class LikelihoodRatio(OODScore):
         return {"background_bpd": bits_per_dim(log_prob, k[0].numel(), module.n_bits, likelihood)}
 
     def compute(self, columns):
+        """``likelihood_ratio = bpd - background_bpd`` per image."""
         return {"likelihood_ratio": columns["bpd"].double() - columns["background_bpd"].double()}
 
     def describe(self):
+        """The background checkpoint the ratio was taken against."""
         return {"likelihood_ratio_background": str(self.ckpt_path)}
 
 
 def perturb_images(
     k: torch.Tensor, rate: float, n_bits: int, generator: torch.Generator | None = None
 ) -> torch.Tensor:
-    """Ren et al. 2019's background-model training noise: each pixel (subpixel) replaced by a
-    uniform random value in ``[0, 2**n_bits)`` with probability ``rate``.
+    """Ren et al. 2019's background-model training noise.
+
+    Each pixel (subpixel) is replaced by a uniform random value in ``[0, 2**n_bits)`` with
+    probability ``rate``.
     """
     if rate <= 0:
         return k

@@ -1,4 +1,6 @@
-"""A convolutional VAE over quantised pixels (Kingma & Welling 2014), as used by Nalisnick et al. 2019.
+"""A convolutional VAE over quantised pixels (Kingma & Welling 2014).
+
+The VAE of Nalisnick et al. 2019:
 
     encoder  q(z | k) = N(mu(k), diag sigma(k)^2)           prior  p(z) = N(0, I)
     decoder  p(k | z) = prod_i DiscretisedLogistic(k_i; m_i(z), s_i(z))
@@ -47,7 +49,9 @@ class VAE(nn.Module):
     """Convolutional VAE with a diagonal Gaussian posterior and a discretised logistic decoder.
 
     Args:
-        in_channels, image_size, n_bits: the images (integers in ``[0, 2**n_bits)``).
+        in_channels: channels of the images.
+        image_size: height and width of the images.
+        n_bits: bits per pixel value (the images are integers in ``[0, 2**n_bits)``).
         latent_dim: size of ``z``.
         hidden_channels: width of the conv stacks (doubled after each halving).
         importance_samples: ``S`` of the importance-weighted bound ``log_prob`` returns in
@@ -106,6 +110,7 @@ class VAE(nn.Module):
 
     @property
     def num_dims(self) -> int:
+        """Dimensions ``D`` of one image (``C * H * W``)."""
         return self.in_channels * self.image_size**2
 
     def posterior(self, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -117,7 +122,10 @@ class VAE(nn.Module):
         return mean, log_std.clamp(-10, 5)
 
     def decode(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-pixel logistic mean (in ``[-1, 1]`` units) and log-scale of ``p(k | z)``, each ``(N, C, H, W)``."""
+        """Per-pixel logistic mean and log-scale of ``p(k | z)``, each ``(N, C, H, W)``.
+
+        The mean is in the ``[-1, 1]`` units of :func:`~lit_rev.density.discretized.to_unit_range`.
+        """
         h = self.from_latent(z).view(-1, self.base_channels, self.base_size, self.base_size)
         mean, log_scale = self.decoder(h).chunk(2, 1)
         return mean, log_scale
@@ -128,9 +136,11 @@ class VAE(nn.Module):
         return discretized_logistic_log_prob(k, mean, log_scale, self.n_bits).flatten(1).sum(1)
 
     def seeded_noise(self, k: torch.Tensor, samples: int, seed: int) -> torch.Tensor:
-        """Standard normal draws ``(samples, N, latent_dim)``; image ``n`` draws its own from a CPU
-        generator seeded by a hash of ``seed``, its shape and its pixel values, so its draws
-        do not depend on the other images of the batch, on its position, or on the device.
+        """Standard normal draws ``(samples, N, latent_dim)``, seeded per image.
+
+        Image ``n`` draws its own from a CPU generator seeded by a hash of ``seed``, its shape
+        and its pixel values, so its draws do not depend on the other images of the batch, on
+        its position, or on the device.
         """
         images = k.detach().to("cpu", torch.int64).contiguous()
         header = seed.to_bytes(8, "little") + str(tuple(images.shape[1:])).encode()
@@ -142,9 +152,10 @@ class VAE(nn.Module):
         return torch.stack(draws, 1)
 
     def log_weights(self, k: torch.Tensor, samples: int, seed: int | None = None) -> torch.Tensor:
-        """``log p(k, z_s) - log q(z_s | k)`` for ``samples`` draws ``z_s ~ q(z | k)``:
-        ``(samples, N)``. ``seed``: draw with :meth:`seeded_noise` (reproducible per image);
-        ``None``: from the global random stream.
+        """``log p(k, z_s) - log q(z_s | k)`` for ``samples`` draws ``z_s ~ q(z | k)``: ``(S, N)``.
+
+        ``seed``: draw with :meth:`seeded_noise` (reproducible per image); ``None``: from the
+        global random stream.
         """
         mean, log_std = self.posterior(k)
         noise = None
@@ -166,7 +177,10 @@ class VAE(nn.Module):
         return torch.cat(out)
 
     def elbo(self, k: torch.Tensor) -> torch.Tensor:
-        """One-sample reparameterised ELBO, ``(N,)``, with the KL term in closed form (lower variance)."""
+        """One-sample reparameterised ELBO, ``(N,)``.
+
+        The KL term is taken in closed form, which has a lower variance than sampling it.
+        """
         mean, log_std = self.posterior(k)
         z = mean + torch.exp(log_std) * torch.randn_like(mean)
         kl = 0.5 * (mean**2 + torch.exp(2 * log_std) - 1 - 2 * log_std).sum(1)
@@ -175,21 +189,26 @@ class VAE(nn.Module):
     def iwae_bound(
         self, k: torch.Tensor, samples: int | None = None, seed: int | None = None
     ) -> torch.Tensor:
-        """Importance-weighted bound ``L_S``, ``(N,)``, with ``S = samples`` (default
-        ``importance_samples``). ``seed``: per-image seeded draws (:meth:`seeded_noise`);
-        ``None``: from the global random stream.
+        """Importance-weighted bound ``L_S``, ``(N,)``.
+
+        ``S = samples`` (default ``importance_samples``). ``seed``: per-image seeded draws
+        (:meth:`seeded_noise`); ``None``: from the global random stream.
         """
         return log_mean_exp(self.log_weights(k, samples or self.importance_samples, seed), 0)
 
     def log_prob(self, k: torch.Tensor) -> torch.Tensor:
-        """Lower bound on ``log P(k)`` (natural log, ``(N,)``): the ELBO in training, ``L_S`` in
-        eval mode, its draws seeded per image by ``eval_seed``.
+        """Lower bound on ``log P(k)`` (natural log, ``(N,)``).
+
+        The ELBO in training; ``L_S`` in eval mode, its draws seeded per image by ``eval_seed``.
         """
         return self.elbo(k) if self.training else self.iwae_bound(k, seed=self.eval_seed)
 
     @torch.no_grad()
     def sample(self, n: int, temperature: float = 1.0) -> torch.Tensor:
-        """``n`` integer images: ``z ~ N(0, temperature^2 I)``, then each pixel from ``p(k | z)``."""
+        """``n`` integer images: ``z ~ N(0, temperature^2 I)``, then every pixel from ``p(k | z)``.
+
+        The pixels are drawn independently given ``z``, as the decoder models them.
+        """
         z = temperature * torch.randn(n, self.latent_dim, device=self.from_latent.weight.device)
         mean, log_scale = self.decode(z)
         u = torch.rand_like(mean).clamp(1e-5, 1 - 1e-5)
