@@ -1,5 +1,7 @@
-"""GRAD (Raff & Sylvester 2018): gradient reversal against discrimination, its baselines
-(Vanilla, ALFR, LFR), fairness metrics and the leakage probe. See docs/fair.md.
+"""GRAD (Raff & Sylvester 2018): gradient reversal against discrimination.
+
+The slice holds GRAD's Lightning modules, its baselines (Vanilla, ALFR, LFR), the fairness
+metrics and the leakage probe. See docs/fair.md.
 """
 
 from lit_rev.fair.base import FairModule

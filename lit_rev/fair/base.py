@@ -1,5 +1,7 @@
-"""``FairModule``: what every fairness model shares: lazy construction from the DataModule,
-validation and test metrics, the leakage probe and the results table.
+"""``FairModule``, the base class of every fairness model.
+
+It holds what the models share: lazy construction from the DataModule, validation and test
+metrics, the leakage probe and the results table.
 
 A subclass builds its networks in :meth:`build` and says how to turn inputs into the
 predicted probability of the positive label (:meth:`predict_proba`) and into its
@@ -33,11 +35,12 @@ from lit_rev.report import format_table, log_dir_of, write_report
 
 
 class FairModule(LightningModule):
-    """Base class. Args shared by every fairness model:
+    """Base class of the fairness models; its arguments are shared by all of them.
 
     Args:
         input_dim: width of ``x``; ``None`` reads it from the DataModule.
-        protected_classes: group count of each protected attribute; ``None`` reads the DataModule.
+        protected_classes: group count of each protected attribute; ``None`` reads the
+            DataModule.
         protected_names: their names (for logs); ``None`` reads the DataModule.
         consistency_k: neighbours of the consistency metric.
         probes: leakage probes run at test time (``logistic``, ``mlp``); empty for none.
@@ -54,18 +57,17 @@ class FairModule(LightningModule):
         probe_max_train: int | None = 20000,
     ):
         super().__init__()
-        self.consistency_k, self.probes, self.probe_max_train = (
-            consistency_k,
-            list(probes or []),
-            probe_max_train,
-        )
+        self.consistency_k = consistency_k
+        self.probes = list(probes or [])
+        self.probe_max_train = probe_max_train
         self.built = False
         self.consistency_columns: list[int] | None = None
         self.test_results: dict[str, float] = {}
 
     def build_if_known(self) -> None:
-        """Subclasses call this at the end of ``__init__``, after ``save_hyperparameters()``:
-        the networks are built now if the shapes were given (as when loading a checkpoint).
+        """Build the networks now if the shapes are known, as when loading a checkpoint.
+
+        Subclasses call this at the end of ``__init__``, after ``save_hyperparameters()``.
         """
         if (
             self.hparams.get("input_dim") is not None
@@ -79,6 +81,7 @@ class FairModule(LightningModule):
 
     # --- to implement -----------------------------------------------------------------------
     def build(self, input_dim: int, protected_classes: list[int]) -> None:
+        """Create the networks for ``input_dim`` columns and these protected group counts."""
         raise NotImplementedError
 
     def predict_proba(self, x: Tensor) -> Tensor:
@@ -118,6 +121,7 @@ class FairModule(LightningModule):
         self.built = True
 
     def setup(self, stage: str) -> None:
+        """Read the shapes (and consistency columns) from the DataModule; build if not built."""
         datamodule = getattr(self.trainer, "datamodule", None)
         if datamodule is not None:
             self.consistency_columns = getattr(datamodule, "consistency_columns", None)
@@ -125,7 +129,8 @@ class FairModule(LightningModule):
             return
         if datamodule is None or not hasattr(datamodule, "protected_classes"):
             raise ValueError(
-                f"{type(self).__name__} needs input_dim and protected_classes, or a tabular DataModule to read them from"
+                f"{type(self).__name__} needs input_dim and protected_classes, "
+                "or a tabular DataModule to read them from"
             )
         self.hparams.input_dim = datamodule.input_dim
         self.hparams.protected_classes = list(datamodule.protected_classes)
@@ -143,15 +148,16 @@ class FairModule(LightningModule):
         return min(1.0, step / total)
 
     def step_without_ddp_hooks(self, optimizer, loss: Tensor, module: nn.Module) -> None:
-        """One ``optimizer`` step on ``module``'s parameters from ``loss``, for the *extra*
-        adversary updates on a detached code. Gradients come from ``autograd.grad`` and are
-        averaged over processes by hand: a second ``backward`` within one DDP forward would
-        trip DDP's hooks.
+        """One ``optimizer`` step on ``module``'s parameters from ``loss``, outside DDP's hooks.
+
+        Used for the *extra* adversary updates on a detached code. Gradients come from
+        ``autograd.grad`` and are averaged over processes by hand: a second ``backward`` within
+        one DDP forward would trip DDP's hooks.
         """
         params = [p for p in module.parameters() if p.requires_grad]
         grads = torch.autograd.grad(loss, params)
         optimizer.zero_grad()
-        for p, g in zip(params, grads):
+        for p, g in zip(params, grads, strict=True):
             p.grad = (
                 self.trainer.strategy.reduce(g, reduce_op="mean")
                 if self.trainer.world_size > 1
@@ -162,6 +168,7 @@ class FairModule(LightningModule):
 
     # --- validation -------------------------------------------------------------------------
     def validation_step(self, batch, batch_idx):
+        """Accumulate validation accuracy and each attribute's discrimination on a batch."""
         x, y, s = batch
         p = self.predict_proba(x)
         self.val_accuracy(p, y.long())
@@ -172,6 +179,7 @@ class FairModule(LightningModule):
 
     # --- test: metrics, leakage probe, results table ----------------------------------------
     def test_step(self, batch, batch_idx, dataloader_idx: int = 0):
+        """Accumulate every test metric (overall and per protected attribute) on a batch."""
         x, y, s = batch
         p = self.predict_proba(x)
         fair_x = x if self.consistency_columns is None else x[:, self.consistency_columns]
@@ -187,10 +195,11 @@ class FairModule(LightningModule):
 
     # --- predict: one row per person --------------------------------------------------------
     def predict_step(self, batch, batch_idx, dataloader_idx: int = 0) -> dict[str, Tensor]:
-        """Per row: the predicted label (probability > 0.5, the threshold of the accuracy
-        metric), the true label, both class probabilities (``prob`` is ``(B, 2)``: negative,
-        positive) and each protected attribute's group, so fairness metrics can be recomputed
-        from the written predictions.
+        """One row per person, enough to recompute the fairness metrics from the predictions.
+
+        Per row: the predicted label (probability > 0.5, the threshold of the accuracy metric),
+        the true label, both class probabilities (``prob`` is ``(B, 2)``: negative, positive)
+        and each protected attribute's group.
         """
         x, y, s = batch
         p = self.predict_proba(x).float()
@@ -204,6 +213,7 @@ class FairModule(LightningModule):
         return out
 
     def on_test_epoch_end(self) -> None:
+        """Compute the test metrics and the probe; log them and write the results table."""
         results: dict[str, float] = {}
         for name, metric in self.test_metrics.items():
             results[name] = float(metric.compute())
@@ -231,6 +241,11 @@ class FairModule(LightningModule):
         return torch.cat(z), torch.cat(s)
 
     def probe_results(self) -> dict[str, float]:
+        """Fit each leakage probe on the training split's representation, score it on test.
+
+        Returns ``probe_<kind>_acc_<attribute>``, ``probe_<kind>_auroc_<attribute>`` and
+        ``majority_<attribute>``; empty without probes or without a tabular DataModule.
+        """
         datamodule = getattr(self.trainer, "datamodule", None)
         probes = self.probes
         if not probes or datamodule is None or getattr(datamodule, "train_set", None) is None:

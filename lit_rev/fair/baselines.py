@@ -53,6 +53,7 @@ class ALFRModule(FairModule):
         self.build_if_known()
 
     def build(self, input_dim: int, protected_classes: list[int]) -> None:
+        """Encoder, decoder, label classifier and one adversary head per attribute."""
         hp = self.hparams
         self.encoder = mlp(input_dim, hp.hidden[:-1], hp.hidden[-1], final_activation=True)
         decoder_hidden = (
@@ -63,18 +64,22 @@ class ALFRModule(FairModule):
         self.adversary = AttributeHeads(hp.hidden[-1], protected_classes, hp.head_hidden)
 
     def representation(self, x: Tensor) -> Tensor:
+        """The encoder's code ``z``."""
         return self.encoder(x)
 
     def predict_proba(self, x: Tensor) -> Tensor:
+        """Positive-label probability of the classifier on the code."""
         return torch.sigmoid(self.classifier(self.encoder(x)).squeeze(-1))
 
     def configure_optimizers(self):
+        """One Adam for encoder, decoder and classifier; one for the adversary."""
         players = [self.encoder, self.decoder, self.classifier]
         model = torch.optim.Adam([p for m in players for p in m.parameters()], lr=self.hparams.lr)
         adversary = torch.optim.Adam(self.adversary.parameters(), lr=self.hparams.lr)
         return [model, adversary]
 
     def training_step(self, batch, batch_idx):
+        """``adversary_steps`` adversary updates on the detached code, then one model update."""
         x, y, s = batch
         model_opt, adversary_opt = self.optimizers()
         hp = self.hparams
@@ -93,7 +98,8 @@ class ALFRModule(FairModule):
             + hp.label_weight * label
             - hp.adversary_weight * adversary
         )
-        model_opt.step()  # the adversary's own gradients from this pass are discarded (zero_grad above)
+        # the adversary's own gradients from this pass are discarded (zero_grad above)
+        model_opt.step()
 
         self.log_dict(
             {
@@ -114,9 +120,9 @@ class LFRModule(FairModule):
     which is its representation. Predictions ``p_n = Σ_k M_nk w_k`` with ``w_k ∈ [0, 1]``
     (Eq. 6). The loss ``A_z L_z + A_x L_x + A_y L_y`` (Eq. 4):
 
-        L_z = Σ_k | mean_{s=1} M_nk − mean_{s=0} M_nk |       statistical parity of the codes (Eq. 5)
-        L_x = mean_n ‖x_n − Σ_k M_nk v_k‖²                     reconstruction (Eq. 6)
-        L_y = mean_n CE(y_n, p_n)                              prediction (Eq. 7)
+        L_z = Σ_k | mean_{s=1} M_nk − mean_{s=0} M_nk |   statistical parity of codes (Eq. 5)
+        L_x = mean_n ‖x_n − Σ_k M_nk v_k‖²                 reconstruction (Eq. 6)
+        L_y = mean_n CE(y_n, p_n)                          prediction (Eq. 7)
 
     ``L_x`` and ``L_y`` are means over rows where the paper sums them, so ``A_z`` here is the
     paper's ``A_z / N``; AIF360 also averages ``L_z`` over ``k``, so its default ``A_z = 50`` with
@@ -124,22 +130,12 @@ class LFRModule(FairModule):
     of groups; for several attributes the ``L_z`` add up. One ``α`` for all groups: Zemel et al.
     fit one per group, which needs ``s`` at prediction time.
 
-    Why the earlier version (``A_z = 50``, batches of 64-256, prototypes ``N(0, 0.5²)``) always
-    collapsed to a constant predictor:
-
-    - ``L_z`` is computed per batch, and a batch's group means are noisy: ``E|gap_k|`` grows like
-      ``1/√batch`` even for a code independent of ``s``, while a constant code scores exactly 0.
-      For a trained, fair Adult code ``L_z`` is 0.011 on the full training set but 0.14 averaged
-      over batches of 256 (0.27 at 64), against a gain in ``L_y`` of ~0.18 over the constant
-      predictor. The configs therefore train full-batch (``batch_size`` ≥ the training set), as
-      Zemel et al. and AIF360 do (with L-BFGS there; Adam full-batch did as well here).
-    - ``A_z = 50`` is far past the useful range in this normalisation: even full-batch, a constant
-      code has a lower loss than the fair non-constant codes found at ``A_z = 1``. Useful values
-      are ~0.1-3 (Adult), ``A_z = 10`` can collapse.
-    - With mini-batches, random prototypes made it worse: the one with the smallest norm takes
-      ~87% of Adult's rows at step 0 and the others get almost no gradient. ``init: kmeans++``
-      (default) seeds the prototypes on training rows and sets each ``w_k`` to the label rate of
-      the rows softly assigned to ``v_k``.
+    Train it full batch (``batch_size`` ≥ the training set), as Zemel et al. and AIF360 do:
+    ``L_z`` is computed per batch, and a batch's noisy group means favour a constant code, which
+    scores exactly 0, so mini-batches collapse it to a constant predictor. ``init: kmeans++``
+    (default) seeds the prototypes on training rows and sets each ``w_k`` to the label rate of
+    the rows softly assigned to ``v_k``: random prototypes leave most of them without gradient.
+    docs/fair.md has the measurements behind both choices.
 
     Data-dependent initialisation happens in ``setup("fit")`` from the DataModule's
     ``train_set`` (or, without one, from the first training batch), once: a module loaded from a
@@ -147,7 +143,8 @@ class LFRModule(FairModule):
 
     Args:
         prototypes: ``K``.
-        fairness_weight, recon_weight, label_weight: ``A_z``, ``A_x``, ``A_y``.
+        fairness_weight, recon_weight, label_weight: ``A_z``, ``A_x``, ``A_y`` (in this
+            normalisation the useful ``A_z`` lie far below AIF360's 50; see docs/fair.md).
         lr: Adam learning rate.
         init: ``kmeans++`` (prototypes seeded on training rows, ``w`` from their label rates) or
             ``normal`` (prototypes ``N(0, 0.5²)``, ``w = 0.5``: the old start, kept for comparison;
@@ -175,6 +172,7 @@ class LFRModule(FairModule):
         self.build_if_known()
 
     def build(self, input_dim: int, protected_classes: list[int]) -> None:
+        """Prototypes ``v``, log-weights ``log α`` and prediction logits ``w`` (random start)."""
         k = self.hparams.prototypes
         self.prototypes = nn.Parameter(torch.randn(k, input_dim) * 0.5)
         self.log_alpha = nn.Parameter(torch.zeros(input_dim))  # α_d = exp(log α_d) > 0
@@ -183,16 +181,18 @@ class LFRModule(FairModule):
 
     # --- model --------------------------------------------------------------------------------
     def distances(self, x: Tensor) -> Tensor:
-        """``(B, K)`` ``Σ_d α_d (x_nd − v_kd)²``, expanded into matrix products (no ``B×K×D`` tensor)."""
+        """``(B, K)`` ``Σ_d α_d (x_nd − v_kd)²``, as matrix products (no ``B×K×D`` tensor)."""
         alpha = self.log_alpha.clamp(-15.0, 15.0).exp()
         v = self.prototypes
         sq = (x * x) @ alpha[:, None] - 2.0 * x @ (v * alpha).T + ((v * v) @ alpha)[None]
         return sq.clamp_min(0.0)
 
     def representation(self, x: Tensor) -> Tensor:
+        """``(B, K)`` soft assignment ``M`` of each row to the prototypes."""
         return torch.softmax(-self.distances(x), dim=1)
 
     def predict_proba(self, x: Tensor) -> Tensor:
+        """``p_n = Σ_k M_nk w_k``."""
         return self.representation(x) @ torch.sigmoid(self.w_logit)
 
     def losses(self, x: Tensor, y: Tensor, s: Tensor) -> dict[str, Tensor]:
@@ -204,9 +204,8 @@ class LFRModule(FairModule):
         reconstruction = ((x - m @ self.prototypes) ** 2).sum(1).mean()
         parity = torch.zeros((), device=x.device)
         for a in range(s.shape[1]):
-            means = torch.stack(
-                [m[s[:, a] == g].mean(0) for g in s[:, a].unique()]
-            )  # (groups present, K)
+            # (groups present, K)
+            means = torch.stack([m[s[:, a] == g].mean(0) for g in s[:, a].unique()])
             parity = parity + (means[:, None] - means[None]).abs().sum() / 2  # each pair once
         loss = (
             hp.fairness_weight * parity + hp.recon_weight * reconstruction + hp.label_weight * label
@@ -216,20 +215,19 @@ class LFRModule(FairModule):
     # --- data-dependent initialisation --------------------------------------------------------
     @torch.no_grad()
     def initialise_from(self, x: Tensor, y: Tensor) -> None:
-        """k-means++ seeding of the prototypes on the rows ``x`` (global torch RNG), then
-        ``w_k`` = label rate of the rows softly assigned to ``v_k``. Rank 0's choice is broadcast.
+        """Seed the prototypes on the rows ``x`` by k-means++, and ``w`` from the labels ``y``.
+
+        ``w_k`` is the label rate of the rows softly assigned to ``v_k``. The seeding draws from
+        the global torch RNG; rank 0's choice is broadcast to the other processes.
         """
-        x, y = (
-            x.to(self.prototypes.device, self.prototypes.dtype),
-            y.to(self.prototypes.device, self.prototypes.dtype),
-        )
+        x = x.to(self.prototypes.device, self.prototypes.dtype)
+        y = y.to(self.prototypes.device, self.prototypes.dtype)
         k = self.hparams.prototypes
         chosen = [int(torch.randint(len(x), (1,)))]
         nearest = ((x - x[chosen[0]]) ** 2).sum(1)
         for _ in range(1, k):
-            weights = (
-                nearest if nearest.sum() > 0 else torch.ones_like(nearest)
-            )  # fewer distinct rows than K
+            # all zero when there are fewer distinct rows than K: draw uniformly then
+            weights = nearest if nearest.sum() > 0 else torch.ones_like(nearest)
             chosen.append(int(torch.multinomial(weights, 1)))
             nearest = torch.minimum(nearest, ((x - x[chosen[-1]]) ** 2).sum(1))
         self.prototypes.copy_(x[chosen])
@@ -243,20 +241,24 @@ class LFRModule(FairModule):
         self.initialised.fill_(True)
 
     def setup(self, stage: str) -> None:
+        """Build as the base class does; seed once from the DataModule's training rows."""
         super().setup(stage)
         train_set = getattr(getattr(self.trainer, "datamodule", None), "train_set", None)
         if stage == "fit" and not bool(self.initialised) and train_set is not None:
             self.initialise_from(train_set.x, train_set.y)
 
     def on_train_batch_start(self, batch, batch_idx):
-        if not bool(self.initialised):  # no DataModule train_set: seed on the first batch
+        """Without a DataModule ``train_set``, seed on the first training batch."""
+        if not bool(self.initialised):
             self.initialise_from(batch[0], batch[1])
 
     # --- training -----------------------------------------------------------------------------
     def configure_optimizers(self):
+        """Adam on prototypes, ``α`` and ``w``."""
         return torch.optim.Adam(self.parameters(), lr=self.hparams.lr)
 
     def training_step(self, batch, batch_idx):
+        """One step on the weighted loss ``A_z L_z + A_x L_x + A_y L_y``; logs each term."""
         x, y, s = batch
         out = self.losses(x, y, s)
         self.log_dict(

@@ -16,8 +16,8 @@ updates per encoder update (the extra ones on the detached code), ``head_hidden`
 width, and ``ramp: true`` follows DANN's schedule ``λ_p = λ (2/(1+exp(−γp)) − 1)``.
 ``lr_schedule: cosine`` anneals the encoder's and target's learning rate (not the heads')
 to zero over training: with a constant rate the game keeps oscillating and the final
-epoch's discrimination is a lottery (on Adult it swung between 0.02 and 0.10 from epoch to
-epoch); annealed, it settles while the adversary keeps its full rate.
+epoch's discrimination is a lottery (docs/fair.md shows how much); annealed, it settles while
+the adversary keeps its full rate.
 The extra adversary steps take their gradients with ``autograd.grad`` and average them over
 processes by hand, so they work under DDP too.
 """
@@ -49,7 +49,9 @@ class GRADModule(FairModule):
         adversary_steps: head updates per encoder update.
         lr, adversary_lr: Adam learning rates of encoder+target and of the heads.
         dropout: dropout in the encoder.
-        lr_schedule: ``constant`` or ``cosine`` (the encoder and target anneal to 0, once an epoch).
+        weight_decay: Adam weight decay of encoder+target.
+        lr_schedule: ``constant`` or ``cosine`` (the encoder and target anneal to 0, stepped
+            once an epoch).
         **kwargs: :class:`~lit_rev.fair.base.FairModule`'s (probes, consistency_k, shapes).
     """
 
@@ -83,6 +85,7 @@ class GRADModule(FairModule):
         self.build_if_known()
 
     def build(self, input_dim: int, protected_classes: list[int]) -> None:
+        """Encoder, target branch (classifier or decoder + read-out) and adversarial heads."""
         hp = self.hparams
         self.encoder = mlp(
             input_dim, hp.hidden[:-1], hp.hidden[-1], hp.dropout, final_activation=True
@@ -101,14 +104,17 @@ class GRADModule(FairModule):
         self.heads = AttributeHeads(code, protected_classes, hp.head_hidden)
 
     def representation(self, x: Tensor) -> Tensor:
+        """The encoder's code ``z``."""
         return self.encoder(x)
 
     def predict_proba(self, x: Tensor) -> Tensor:
+        """Positive-label probability from the classifier (``pred``) or the read-out (``auto``)."""
         z = self.encoder(x)
         logit = self.target(z) if self.hparams.mode == "pred" else self.readout(z)
         return torch.sigmoid(logit.squeeze(-1))
 
     def configure_optimizers(self):
+        """Adam for encoder+target (+ read-out), Adam for the heads; the cosine on the first."""
         hp = self.hparams
         model_params = list(self.encoder.parameters()) + list(self.target.parameters())
         if hp.mode == "auto":
@@ -122,16 +128,17 @@ class GRADModule(FairModule):
             raise ValueError(
                 "lr_schedule: cosine anneals over trainer.max_epochs; set it to a positive number"
             )
-        return [model, adversary], [torch.optim.lr_scheduler.CosineAnnealingLR(model, T_max=epochs)]
+        cosine = torch.optim.lr_scheduler.CosineAnnealingLR(model, T_max=epochs)
+        return [model, adversary], [cosine]
 
     def on_train_epoch_end(self) -> None:
+        """Step the learning-rate schedule, once an epoch (manual optimisation does not)."""
         schedulers = self.lr_schedulers()
-        if (
-            schedulers is not None
-        ):  # manual optimisation: the schedule is stepped here, once an epoch
+        if schedulers is not None:
             schedulers.step()
 
     def training_step(self, batch, batch_idx):
+        """Extra head-only updates, then one backward through the reversal layer."""
         x, y, s = batch
         model_opt, adversary_opt = self.optimizers()
         self.reversal.progress = self.training_progress(batch_idx)
@@ -189,19 +196,22 @@ class FrozenEncoderClassifier(FairModule):
         self.build_if_known()
 
     def build(self, input_dim: int, protected_classes: list[int]) -> None:
+        """Load and freeze the first stage's encoder (or a random one), then the classifier."""
         hp = self.hparams
         if hp.encoder_ckpt:
             first = GRADModule.load_from_checkpoint(hp.encoder_ckpt, map_location="cpu")
             if first.hparams.input_dim != input_dim:
                 raise ValueError(
-                    f"encoder_ckpt {hp.encoder_ckpt} was trained on {first.hparams.input_dim} input columns, "
-                    f"this data has {input_dim}: use the same DataModule settings as the first stage"
+                    f"encoder_ckpt {hp.encoder_ckpt} was trained on "
+                    f"{first.hparams.input_dim} input columns, this data has {input_dim}: "
+                    "use the same DataModule settings as the first stage"
                 )
             self.encoder = first.encoder
         else:
             rank_zero_warn(
-                "FrozenEncoderClassifier: encoder_ckpt is null, so the classifier reads a frozen RANDOM encoder "
-                "(smoke-test mode). Set --model.encoder_ckpt to a GRAD-auto checkpoint for real results."
+                "FrozenEncoderClassifier: encoder_ckpt is null, so the classifier reads a frozen "
+                "RANDOM encoder (smoke-test mode). Set --model.encoder_ckpt to a GRAD-auto "
+                "checkpoint for real results."
             )
             self.encoder = mlp(
                 input_dim, hp.encoder_hidden[:-1], hp.encoder_hidden[-1], final_activation=True
@@ -211,20 +221,25 @@ class FrozenEncoderClassifier(FairModule):
         self.classifier = mlp(code, hp.hidden, 1)
 
     def on_train_epoch_start(self) -> None:
-        self.encoder.eval()  # frozen: no dropout in the code it hands out
+        """Keep the frozen encoder in eval mode: no dropout in the code it hands out."""
+        self.encoder.eval()
 
     def representation(self, x: Tensor) -> Tensor:
+        """The frozen encoder's code."""
         return self.encoder(x)
 
     def predict_proba(self, x: Tensor) -> Tensor:
+        """Positive-label probability of the classifier on the frozen code."""
         with torch.no_grad():
             z = self.encoder(x)
         return torch.sigmoid(self.classifier(z).squeeze(-1))
 
     def configure_optimizers(self):
+        """Adam on the classifier only: the encoder stays frozen."""
         return torch.optim.Adam(self.classifier.parameters(), lr=self.hparams.lr)
 
     def training_step(self, batch, batch_idx):
+        """One cross-entropy step of the classifier on the detached code."""
         x, y, _ = batch
         logit = self.classifier(self.encoder(x).detach()).squeeze(-1)
         loss = F.binary_cross_entropy_with_logits(logit, y)

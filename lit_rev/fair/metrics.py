@@ -24,7 +24,8 @@ def _flat(preds: Tensor, protected: Tensor) -> tuple[Tensor, Tensor]:
     preds, protected = preds.reshape(-1).float(), protected.reshape(-1).long()
     if preds.shape != protected.shape:
         raise ValueError(
-            f"preds and protected must have the same number of rows, got {preds.shape} and {protected.shape}"
+            "preds and protected must have the same number of rows, "
+            f"got {preds.shape} and {protected.shape}"
         )
     return preds, protected
 
@@ -38,12 +39,12 @@ def _largest_gap(values: Tensor, present: Tensor) -> Tensor:
 
 
 class Discrimination(Metric):
-    """yDiscrim (Zemel et al. 2013, Eq. 14):
+    """yDiscrim (Zemel et al. 2013, Eq. 14), the gap between the groups' mean predictions.
 
         | Σ_{n: s_n=1} p_n / N_{s=1}  −  Σ_{n: s_n=0} p_n / N_{s=0} |
 
-    the gap between the groups' mean predicted probabilities. With ``num_groups > 2`` (a
-    categorical attribute) it is the largest pairwise gap, ``max_g mean_g − min_g mean_g``.
+    With ``num_groups > 2`` (a categorical attribute) it is the largest pairwise gap,
+    ``max_g mean_g − min_g mean_g``.
     Groups without rows are ignored; with a single group present it is 0.
     ``update(preds, protected)``: ``preds`` probabilities ``(N,)``, ``protected`` codes ``(N,)``.
     """
@@ -63,10 +64,12 @@ class Discrimination(Metric):
         )
 
     def update(self, preds: Tensor, protected: Tensor) -> None:
+        """Add each group's sum of predicted probabilities and its row count."""
         preds, protected = _flat(preds, protected)
         if protected.numel() and (protected.min() < 0 or protected.max() >= self.num_groups):
             raise ValueError(
-                f"protected codes must lie in [0, {self.num_groups}), got {protected.unique().tolist()}"
+                f"protected codes must lie in [0, {self.num_groups}), "
+                f"got {protected.unique().tolist()}"
             )
         self.group_sum += torch.bincount(
             protected, weights=preds.double(), minlength=self.num_groups
@@ -74,15 +77,18 @@ class Discrimination(Metric):
         self.group_count += torch.bincount(protected, minlength=self.num_groups).double()
 
     def group_means(self) -> Tensor:
+        """``(num_groups,)`` mean prediction of each group (0 for a group without rows)."""
         return self.group_sum / self.group_count.clamp_min(1)
 
     def compute(self) -> Tensor:
+        """Largest gap between the means of the groups that have rows."""
         return _largest_gap(self.group_means(), self.group_count > 0).float()
 
 
 class DemographicParityDifference(Discrimination):
-    """Demographic-parity difference: ``max_g P(ŷ=1 | s=g) − min_g P(ŷ=1 | s=g)``, i.e.
-    :class:`Discrimination` on hard predictions ``ŷ = [p >= threshold]``.
+    """Demographic-parity difference: :class:`Discrimination` on hard predictions.
+
+    ``max_g P(ŷ=1 | s=g) − min_g P(ŷ=1 | s=g)`` with ``ŷ = [p >= threshold]``.
     """
 
     def __init__(self, num_groups: int = 2, threshold: float = 0.5, **kwargs):
@@ -90,12 +96,15 @@ class DemographicParityDifference(Discrimination):
         self.threshold = threshold
 
     def update(self, preds: Tensor, protected: Tensor) -> None:
+        """Add the batch's hard predictions to each group's counts."""
         super().update((preds >= self.threshold).float(), protected)
 
 
 class Delta(Discrimination):
-    """Delta = accuracy − discrimination (Zemel et al. 2013, Sec. 4.2; Raff & Sylvester Table 2),
-    accuracy of ``ŷ = [p >= threshold]`` against ``y``. ``update(preds, target, protected)``.
+    """Delta = accuracy − discrimination (Zemel et al. 2013, Sec. 4.2; Raff & Sylvester Table 2).
+
+    The accuracy is that of ``ŷ = [p >= threshold]`` against ``y``.
+    ``update(preds, target, protected)``.
     """
 
     higher_is_better = True
@@ -107,22 +116,24 @@ class Delta(Discrimination):
         self.add_state("total", torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
 
     def update(self, preds: Tensor, target: Tensor, protected: Tensor) -> None:
+        """Add the group sums and the batch's correct hard predictions."""
         super().update(preds, protected)
         hard = preds.reshape(-1) >= self.threshold
         self.correct += (hard == target.reshape(-1).bool()).sum()
         self.total += hard.numel()
 
     def compute(self) -> Tensor:
+        """Accuracy minus discrimination."""
         return (self.correct / self.total.clamp_min(1)).float() - super().compute()
 
 
 class EqualizedOddsDifference(Metric):
-    """Equalised-odds difference: the larger of the true-positive-rate gap and the
-    false-positive-rate gap between groups,
+    """Equalised-odds difference: the larger of the groups' TPR gap and FPR gap.
 
         max_{y in {0,1}} ( max_g P(ŷ=1 | y, s=g) − min_g P(ŷ=1 | y, s=g) ),
 
-    each gap taken over the groups that have rows with that label.
+    the true-positive-rate gap (``y = 1``) and the false-positive-rate gap (``y = 0``), each
+    taken over the groups that have rows with that label.
     ``update(preds, target, protected)``.
     """
 
@@ -132,7 +143,8 @@ class EqualizedOddsDifference(Metric):
 
     def __init__(self, num_groups: int = 2, threshold: float = 0.5, **kwargs):
         super().__init__(**kwargs)
-        self.num_groups, self.threshold = num_groups, threshold
+        self.num_groups = num_groups
+        self.threshold = threshold
         # [label, group]: how many rows, and how many predicted positive
         self.add_state(
             "count", torch.zeros(2, num_groups, dtype=torch.float64), dist_reduce_fx="sum"
@@ -142,6 +154,7 @@ class EqualizedOddsDifference(Metric):
         )
 
     def update(self, preds: Tensor, target: Tensor, protected: Tensor) -> None:
+        """Add rows and hard positives to the (label, group) cells."""
         preds, protected = _flat(preds, protected)
         cell = target.reshape(-1).long() * self.num_groups + protected
         self.count += torch.bincount(cell, minlength=2 * self.num_groups).view(2, -1).double()
@@ -151,14 +164,17 @@ class EqualizedOddsDifference(Metric):
         )
 
     def compute(self) -> Tensor:
+        """The larger of the two labels' largest gap in positive rate between groups."""
         rates = self.positive / self.count.clamp_min(1)
         gaps = [_largest_gap(rates[label], self.count[label] > 0) for label in (0, 1)]
         return torch.stack(gaps).max().float()
 
 
 class PositiveRate(Metric):
-    """Share of hard positive predictions, ``mean_n [p_n >= threshold]``. A constant predictor
-    scores perfect discrimination and consistency; this column makes it visible (0 or 1).
+    """Share of hard positive predictions, ``mean_n [p_n >= threshold]``.
+
+    A constant predictor scores perfect discrimination and consistency; this column makes it
+    visible (0 or 1).
     """
 
     is_differentiable = False
@@ -171,18 +187,22 @@ class PositiveRate(Metric):
         self.add_state("total", torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
 
     def update(self, preds: Tensor) -> None:
+        """Count the batch's rows and its hard positives."""
         self.positive += (preds.reshape(-1) >= self.threshold).sum()
         self.total += preds.numel()
 
     def compute(self) -> Tensor:
+        """Hard positives over rows."""
         return (self.positive / self.total.clamp_min(1)).float()
 
 
 def _tied_means(
     score: Tensor, top_values: Tensor, top_indices: Tensor, columns: Tensor, k: int
 ) -> Tensor:
-    """Neighbour means for rows whose tie at the k-th distance straddles the cut: every row
-    strictly closer than the k-th, then the tied rows in index order until ``k`` are taken.
+    """Neighbour means for rows whose tie at the k-th distance straddles the cut.
+
+    Every row strictly closer than the k-th is taken, then the tied rows in index order until
+    ``k`` are taken.
     """
     kth = top_values[:, k - 1 : k]
     n_closer = (top_values < kth).sum(1, keepdim=True)
@@ -210,10 +230,11 @@ def _tied_means(
 def neighbour_means(
     features: Tensor, values: Tensor, k: int, chunk_size: int = 2048, window: int = 64
 ) -> Tensor:
-    """For every row ``n``, the mean of ``values`` over its ``k`` nearest rows (Euclidean on
-    ``features``), row ``n`` itself excluded (by index, so exact duplicates of ``n`` still count as
-    neighbours). Rows tied at the k-th distance are taken in index order, lowest first, so the
-    result does not depend on the sort algorithm.
+    """For every row ``n``, the mean of ``values`` over its ``k`` nearest rows.
+
+    Distances are Euclidean on ``features``; row ``n`` itself is excluded (by index, so exact
+    duplicates of ``n`` still count as neighbours). Rows tied at the k-th distance are taken in
+    index order, lowest first, so the result does not depend on the sort algorithm.
 
     Ranking row ``a``'s neighbours by ``|b|² − 2 a·b`` is ranking by ``|a − b|²`` (``|a|²`` is
     the same for all ``b``), so each chunk of ``chunk_size`` rows costs one ``addmm`` and one
@@ -247,11 +268,11 @@ def neighbour_means(
 
 
 class Consistency(Metric):
-    """yNN consistency (Zemel et al. 2013, Eq. 15; Raff & Sylvester Sec. 4):
+    """yNN consistency (Zemel et al. 2013, Eq. 15; Raff & Sylvester Sec. 4).
 
         1 − (1/N) Σ_n | p_n − (1/k) Σ_{j ∈ kNN(x_n)} p_j |
 
-    with the neighbours found among all rows seen, on the *non-protected* features ``x``, the
+    The neighbours are found among all rows seen, on the *non-protected* features ``x``, the
     point itself excluded (see :func:`neighbour_means` for ties). ``hard=True`` uses
     ``ŷ = [p >= threshold]`` instead of ``p`` (Zemel's original reading, on labels).
     ``update(features, preds)``. The rows are kept (``cat`` states) until ``compute``.
@@ -270,11 +291,15 @@ class Consistency(Metric):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        self.k, self.hard, self.threshold, self.chunk_size = k, hard, threshold, chunk_size
+        self.k = k
+        self.hard = hard
+        self.threshold = threshold
+        self.chunk_size = chunk_size
         self.add_state("features", [], dist_reduce_fx="cat")
         self.add_state("preds", [], dist_reduce_fx="cat")
 
     def update(self, features: Tensor, preds: Tensor) -> None:
+        """Keep the batch's features and (hard, if asked) predictions."""
         preds = preds.reshape(-1).float()
         if self.hard:
             preds = (preds >= self.threshold).float()
@@ -282,6 +307,7 @@ class Consistency(Metric):
         self.preds.append(preds)
 
     def compute(self) -> Tensor:
+        """One minus the mean gap between each prediction and its neighbours' mean."""
         features, preds = dim_zero_cat(self.features), dim_zero_cat(self.preds)
         return (
             1.0 - (preds - neighbour_means(features, preds, self.k, self.chunk_size)).abs().mean()

@@ -17,6 +17,7 @@ def mlp(
     final_activation: bool = False,
 ) -> nn.Sequential:
     """``Linear-ReLU(-Dropout)`` per hidden width, then a ``Linear`` to ``out_dim`` (if given).
+
     ``final_activation`` puts a ReLU after that last layer too (an encoder's output).
     """
     layers: list[nn.Module] = []
@@ -34,8 +35,10 @@ def mlp(
 
 
 class AttributeHeads(nn.Module):
-    """One classifier per protected attribute on a shared input: a single logit for a binary
-    attribute, ``K`` logits for a categorical one with ``K`` groups.
+    """One classifier per protected attribute on a shared input.
+
+    Each head gives a single logit for a binary attribute, ``K`` logits for a categorical one
+    with ``K`` groups.
     """
 
     def __init__(
@@ -52,6 +55,7 @@ class AttributeHeads(nn.Module):
         )
 
     def forward(self, z: Tensor) -> list[Tensor]:
+        """Each head's logits on ``z``, in attribute order."""
         return [head(z) for head in self.heads]
 
     def losses(self, z: Tensor, s: Tensor) -> Tensor:
@@ -60,6 +64,7 @@ class AttributeHeads(nn.Module):
 
 
 def attribute_loss(logits: Tensor, groups: Tensor) -> Tensor:
+    """Cross-entropy of one head's logits against the group codes (binary or categorical)."""
     if logits.shape[-1] == 1:
         return F.binary_cross_entropy_with_logits(logits.squeeze(-1), groups.float())
     return F.cross_entropy(logits, groups)

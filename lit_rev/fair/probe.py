@@ -24,9 +24,20 @@ def leakage_probe(
     max_train: int | None = 20000,
     seed: int = 0,
 ) -> dict[str, float]:
-    """Fit ``kind`` (``logistic`` or ``mlp``) on ``(train_z, train_s)``; return its test
-    ``accuracy``, ``auroc`` (one-vs-rest macro average for more than two groups; NaN if a group
-    is missing from the test split) and the ``majority`` rate.
+    """Fit a fresh classifier on ``(train_z, train_s)`` and score it on the test split.
+
+    Args:
+        train_z: training representation, ``(N, d)``.
+        train_s: training group codes, ``(N,)``.
+        test_z: test representation, ``(M, d)``.
+        test_s: test group codes, ``(M,)``.
+        kind: ``logistic`` (logistic regression) or ``mlp`` (one hidden layer of 64).
+        max_train: cap on the training rows, a seeded random sample; ``None`` for all.
+        seed: seed of that sample and of the MLP.
+
+    Returns:
+        The test ``accuracy``, ``auroc`` (one-vs-rest macro average for more than two groups;
+        NaN if a group is missing from the test split) and the ``majority`` rate.
     """
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import roc_auc_score

@@ -1,7 +1,8 @@
 """Run fairness configs over several seeds and write the results table (mean ± std).
 
     python -m lit_rev.fair.results --config configs/fair/grad_pred_adult.yaml --seeds 5
-    python -m lit_rev.fair.results --config configs/fair/vanilla_adult.yaml configs/fair/grad_pred_adult.yaml \
+    python -m lit_rev.fair.results \
+        --config configs/fair/vanilla_adult.yaml configs/fair/grad_pred_adult.yaml \
         --seeds 5 --out results/fair/adult
     python -m lit_rev.fair.results \
         --config configs/fair/grad_auto_adult.yaml+configs/fair/grad_auto_adult_classifier.yaml
@@ -53,8 +54,10 @@ def stage_args(config: str, seed: int, log_root: Path) -> list[str]:
 
 
 def check_configs(entries: list[str], extra: list[str], log_root: Path) -> None:
-    """Parse and instantiate every config of ``entries`` (each stage of an ``A+B`` chain) with
-    the ``extra`` arguments; exit naming the first bad one before anything is trained.
+    """Parse and instantiate every config of ``entries``; exit naming the first bad one.
+
+    Each stage of an ``A+B`` chain is checked with the ``extra`` arguments, before anything is
+    trained.
     """
     from lit_rev.cli import LitRevCLI
 
@@ -114,8 +117,10 @@ def headline(results: dict[str, float]) -> dict[str, float]:
 
 
 def mean_std(values: list[float]) -> tuple[str, float, float]:
-    """``("mean ± std", mean, std)`` over the finite ``values``: the sample std (ddof=1) needs
-    two of them, else it is ``n/a`` (NaN in the numeric columns), never a made-up 0.
+    """``("mean ± std", mean, std)`` over the finite ``values``.
+
+    The sample std (ddof=1) needs two of them, else it is ``n/a`` (NaN in the numeric
+    columns), never a made-up 0.
     """
     values = np.asarray(values, dtype=float)
     finite = values[np.isfinite(values)]
@@ -130,6 +135,7 @@ def mean_std(values: list[float]) -> tuple[str, float, float]:
 
 
 def summarise(name: str, runs: list[dict[str, float]]) -> tuple[dict, dict]:
+    """One config's row of ``mean ± std`` cells, and its ``_mean``/``_std`` numeric columns."""
     row: dict = {"config": name, "seeds": len(runs)}
     numeric: dict = {}
     for key in runs[0]:
@@ -139,6 +145,7 @@ def summarise(name: str, runs: list[dict[str, float]]) -> tuple[dict, dict]:
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
+    """The command: check every config, run each over the seeds, write and print the tables."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--config", nargs="+", required=True, help="config files; A.yaml+B.yaml chains two stages"
@@ -179,9 +186,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
             print(
                 f"[{label} seed {seed}] "
                 + ", ".join(
-                    f"{k}={results[k]:.4f}"
-                    for k in list(HEADLINE) + ["positive_rate"]
-                    if k in results
+                    f"{k}={results[k]:.4f}" for k in (*HEADLINE, "positive_rate") if k in results
                 ),
                 flush=True,
             )
@@ -205,7 +210,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
         )
     )
     print(
-        f"written to {out}/{name}.md (+ .csv, .json, _numeric.*, _seeds.*); torch threads: {args.threads}"
+        f"written to {out}/{name}.md (+ .csv, .json, _numeric.*, _seeds.*); "
+        f"torch threads: {args.threads}"
     )
     return summary
 

@@ -36,21 +36,28 @@ def dann_ramp(progress: float, gamma: float = 10.0) -> float:
 
 
 class GradientReversal(nn.Module):
-    """``λ`` constant, or ``λ · dann_ramp(p, γ)`` with ``ramp=True``, where the owner sets the
+    """The gradient reversal layer as a module, with a constant or a ramped ``λ``.
+
+    ``λ`` is constant, or ``λ · dann_ramp(p, γ)`` with ``ramp=True``, where the owner sets the
     training progress ``p ∈ [0, 1]`` through :attr:`progress`.
     """
 
     def __init__(self, lambda_: float = 1.0, ramp: bool = False, gamma: float = 10.0):
         super().__init__()
-        self.lambda_, self.ramp, self.gamma = lambda_, ramp, gamma
+        self.lambda_ = lambda_
+        self.ramp = ramp
+        self.gamma = gamma
         self.progress = 1.0
 
     @property
     def current_lambda(self) -> float:
+        """``λ`` at the current progress."""
         return self.lambda_ * dann_ramp(self.progress, self.gamma) if self.ramp else self.lambda_
 
     def forward(self, x: Tensor) -> Tensor:
+        """Identity; the gradient comes back multiplied by ``−current_lambda``."""
         return reverse_gradient(x, self.current_lambda)
 
     def extra_repr(self) -> str:
+        """The settings, shown in the module's ``repr``."""
         return f"lambda_={self.lambda_}, ramp={self.ramp}, gamma={self.gamma}"

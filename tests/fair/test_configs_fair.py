@@ -34,7 +34,7 @@ def test_config_smoke_runs_fit_and_test(config, tmp_path):
         f"--trainer.default_root_dir={tmp_path}",
         "--trainer.enable_model_summary=false",
     ]
-    cli = LitRevCLI(args=["fit"] + args)
+    cli = LitRevCLI(args=["fit", *args])
     assert cli.trainer.state.finished
     cli.trainer.test(cli.model, datamodule=cli.datamodule, verbose=False)
     results = cli.model.test_results

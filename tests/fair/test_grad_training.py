@@ -70,7 +70,7 @@ def test_reversal_removes_most_of_the_discrimination_vanilla_keeps(schedule):
 
 
 def test_cosine_schedule_anneals_the_encoder_but_not_the_heads():
-    model, trainer = _fit(1.0, epochs=3, lr_schedule="cosine", adversary_lr=2e-3)
+    _, trainer = _fit(1.0, epochs=3, lr_schedule="cosine", adversary_lr=2e-3)
     model_opt, adversary_opt = trainer.optimizers
     assert model_opt.param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-12)  # T_max = max_epochs
     assert adversary_opt.param_groups[0]["lr"] == pytest.approx(2e-3)

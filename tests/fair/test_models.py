@@ -74,7 +74,7 @@ def test_vanilla_heads_do_not_touch_the_encoder(tmp_path):
         loss = torch.nn.functional.binary_cross_entropy_with_logits(m.target(z).squeeze(-1), y)
         loss = loss + m.heads.losses(m.reversal(z), s).sum()
         grads.append(torch.autograd.grad(loss, list(m.encoder.parameters())))
-    for ga, gb in zip(*grads):
+    for ga, gb in zip(*grads, strict=True):
         assert torch.allclose(ga, gb)
 
 
@@ -95,10 +95,10 @@ def test_checkpoint_rebuilds_the_network_and_feeds_the_second_stage(tmp_path):
     trainer = _trainer(tmp_path)
     trainer.fit(second, datamodule=data)
     trainer.test(second, datamodule=data, verbose=False)
-    for p, q in zip(second.encoder.parameters(), first.encoder.parameters()):
+    for p, q in zip(second.encoder.parameters(), first.encoder.parameters(), strict=True):
         assert torch.equal(p, q)  # frozen
     assert before is None or all(
-        torch.equal(p, q) for p, q in zip(before, second.encoder.parameters())
+        torch.equal(p, q) for p, q in zip(before, second.encoder.parameters(), strict=True)
     )
     assert second.test_results["accuracy"] > 0.6
 
@@ -195,7 +195,8 @@ def _separable(n=600, seed=0):
 
 
 def test_lfr_learns_a_non_constant_predictor_on_separable_data(tmp_path):
-    """Full batch, plain DataLoader (no DataModule: the prototypes are seeded on the first batch)."""
+    """Full batch, plain DataLoader: no DataModule, so the prototypes are seeded on the first
+    batch."""
     seed_everything(0)
     x, y, s = _separable()
     loader = torch.utils.data.DataLoader(

@@ -97,7 +97,7 @@ def test_a_bad_config_stops_the_command_before_any_run(tmp_path, monkeypatch, ca
     assert ran == [] and not (tmp_path / "out" / "vanilla_german.md").exists()
 
     missing = str(tmp_path / "grad_auto_german_stage2.yaml")
-    with pytest.raises(SystemExit, match="grad_auto_german_stage2.yaml does not exist"):
+    with pytest.raises(SystemExit, match=r"grad_auto_german_stage2\.yaml does not exist"):
         results.main(
             [
                 "--config",

@@ -8,7 +8,10 @@ from lit_rev.data import COMPAS, Adult, DataFileError, German
 from lit_rev.data.tabular import ADULT_FILES, GERMAN_FILE
 from lit_rev.data.tabular_parsing import Encoder, parse_adult, parse_german
 
-ROW = "39, State-gov, 77516, Bachelors, 13, Never-married, Adm-clerical, Not-in-family, White, Male, 2174, 0, 40, United-States, <=50K"
+ROW = (
+    "39, State-gov, 77516, Bachelors, 13, Never-married, Adm-clerical, Not-in-family, White, "
+    "Male, 2174, 0, 40, United-States, <=50K"
+)
 
 
 def test_adult_test_file_quirks_junk_line_trailing_dots_blank_lines_and_missing_values():
@@ -16,7 +19,8 @@ def test_adult_test_file_quirks_junk_line_trailing_dots_blank_lines_and_missing_
         [
             "|1x3 Cross validator",
             ROW + ".",
-            "25, Private, 226802, 11th, 7, Never-married, ?, Own-child, Black, Female, 0, 0, 40, United-States, >50K.",
+            "25, Private, 226802, 11th, 7, Never-married, ?, Own-child, Black, Female, 0, 0, 40, "
+            "United-States, >50K.",
             ROW.replace("<=50K", ">50K."),
             "",
         ]
@@ -89,7 +93,7 @@ def test_adult_several_attributes_and_protected_kept_in_inputs():
     )
     dm.setup()
     assert dm.protected_classes == [2, 5, 4]
-    x, y, s = dm.train_dataloader().__iter__().__next__()
+    x, _, s = dm.train_dataloader().__iter__().__next__()
     assert s.shape == (256, 3) and s.dtype == torch.long and x.shape[1] == dm.input_dim
     names = dm.feature_names
     assert any(n.startswith("sex=") for n in names)
