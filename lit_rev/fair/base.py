@@ -30,7 +30,8 @@ from lit_rev.fair.metrics import (
     EqualizedOddsDifference,
     PositiveRate,
 )
-from lit_rev.fair.probe import leakage_probe
+from lit_rev.fair.probe import Probe, leakage_probe
+from lit_rev.options import check_choice
 from lit_rev.report import format_table, log_dir_of, write_report
 
 
@@ -53,10 +54,12 @@ class FairModule(LightningModule):
         protected_classes: list[int] | None = None,
         protected_names: list[str] | None = None,
         consistency_k: int = 10,
-        probes: list[str] | None = None,
+        probes: list[Probe] | None = None,
         probe_max_train: int | None = 20000,
     ):
         super().__init__()
+        for kind in probes or []:
+            check_choice("probes", kind, Probe)
         self.consistency_k = consistency_k
         self.probes = list(probes or [])
         self.probe_max_train = probe_max_train

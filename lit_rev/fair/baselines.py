@@ -8,12 +8,18 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
 from lit_rev.fair.base import FairModule
 from lit_rev.fair.networks import AttributeHeads, mlp
+from lit_rev.options import check_choice
+
+#: How LFR's prototypes and weights start: seeded on training rows, or at random.
+LFRInit = Literal["kmeans++", "normal"]
 
 
 class ALFRModule(FairModule):
@@ -151,8 +157,6 @@ class LFRModule(FairModule):
             it collapses with mini-batches, not full-batch).
     """
 
-    INITS = ("kmeans++", "normal")
-
     def __init__(
         self,
         prototypes: int = 10,
@@ -160,11 +164,10 @@ class LFRModule(FairModule):
         recon_weight: float = 0.01,
         label_weight: float = 1.0,
         lr: float = 3e-2,
-        init: str = "kmeans++",
+        init: LFRInit = "kmeans++",
         **kwargs,
     ):
-        if init not in self.INITS:
-            raise ValueError(f"init must be one of {self.INITS}, got {init!r}")
+        check_choice("init", init, LFRInit)
         if prototypes < 1:
             raise ValueError(f"prototypes must be >= 1, got {prototypes}")
         super().__init__(**kwargs)

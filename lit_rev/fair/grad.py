@@ -24,6 +24,8 @@ processes by hand, so they work under DDP too.
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
@@ -32,6 +34,12 @@ from torch.nn import functional as F
 from lit_rev.fair.base import FairModule
 from lit_rev.fair.networks import AttributeHeads, mlp
 from lit_rev.fair.reversal import GradientReversal
+from lit_rev.options import check_choice
+
+#: What the target branch does with the code: classify the label, or reconstruct ``x``.
+Mode = Literal["pred", "auto"]
+#: The encoder's and target's learning rate: constant, or annealed to 0 by a cosine.
+LRSchedule = Literal["constant", "cosine"]
 
 
 class GRADModule(FairModule):
@@ -57,7 +65,7 @@ class GRADModule(FairModule):
 
     def __init__(
         self,
-        mode: str = "pred",
+        mode: Mode = "pred",
         hidden: list[int] = [64, 64],  # noqa: B006 (never mutated; a list reads best in YAML)
         head_hidden: list[int] = [64],  # noqa: B006
         decoder_hidden: list[int] | None = None,
@@ -69,14 +77,12 @@ class GRADModule(FairModule):
         adversary_lr: float | None = None,
         weight_decay: float = 0.0,
         dropout: float = 0.0,
-        lr_schedule: str = "constant",
+        lr_schedule: LRSchedule = "constant",
         **kwargs,
     ):
         super().__init__(**kwargs)
-        if lr_schedule not in ("constant", "cosine"):
-            raise ValueError(f"lr_schedule must be 'constant' or 'cosine', got {lr_schedule!r}")
-        if mode not in ("pred", "auto"):
-            raise ValueError(f"mode must be 'pred' or 'auto', got {mode!r}")
+        check_choice("lr_schedule", lr_schedule, LRSchedule)
+        check_choice("mode", mode, Mode)
         if adversary_steps < 1:
             raise ValueError("adversary_steps must be >= 1")
         self.save_hyperparameters()

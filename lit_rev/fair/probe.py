@@ -11,8 +11,14 @@ its AUROC at 0.5.
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import numpy as np
+
+from lit_rev.options import check_choice
+
+#: The leakage probes: logistic regression or a small MLP (scikit-learn).
+Probe = Literal["logistic", "mlp"]
 
 
 def leakage_probe(
@@ -20,7 +26,7 @@ def leakage_probe(
     train_s: np.ndarray,
     test_z: np.ndarray,
     test_s: np.ndarray,
-    kind: str = "logistic",
+    kind: Probe = "logistic",
     max_train: int | None = 20000,
     seed: int = 0,
 ) -> dict[str, float]:
@@ -45,6 +51,7 @@ def leakage_probe(
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
+    check_choice("kind", kind, Probe)
     train_s, test_s = np.asarray(train_s).ravel(), np.asarray(test_s).ravel()
     if max_train is not None and len(train_z) > max_train:
         pick = np.random.default_rng(seed).permutation(len(train_z))[:max_train]
@@ -55,12 +62,10 @@ def leakage_probe(
         return {**result, "accuracy": result["majority"], "auroc": math.nan}
     if kind == "logistic":
         classifier = LogisticRegression(max_iter=1000)
-    elif kind == "mlp":
+    else:
         classifier = MLPClassifier(
             hidden_layer_sizes=(64,), max_iter=100, early_stopping=True, random_state=seed
         )
-    else:
-        raise ValueError(f"probe kind must be 'logistic' or 'mlp', got {kind!r}")
     probe = make_pipeline(StandardScaler(), classifier).fit(train_z, train_s)
     result["accuracy"] = float((probe.predict(test_z) == test_s).mean())
     proba = probe.predict_proba(test_z)
