@@ -1,4 +1,4 @@
-"""Activation memory and step time of RevNets against ResNets, with and without the memory-saving backward.
+"""Activation memory and step time of RevNets against ResNets, with and without memory saving.
 
 For ResNet-32/110/164 and RevNet-38/110/164 at batch 128, 32x32 inputs (CPU, or the GPU when
 present), in memory-saving and plain mode, one fresh process per measurement:
@@ -164,9 +164,9 @@ def run_isolated(args, impl: str, name: str, saving: bool) -> dict | None:
     ]
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode != 0:
-        print(
-            f"  {impl} {name} {'saving' if saving else 'plain'} failed: {done.stderr.strip().splitlines()[-1:]}"
-        )
+        mode = "saving" if saving else "plain"
+        last_line = done.stderr.strip().splitlines()[-1:]
+        print(f"  {impl} {name} {mode} failed: {last_line}")
         return None
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -174,7 +174,7 @@ def run_isolated(args, impl: str, name: str, saving: bool) -> dict | None:
 def reconstruction_errors(
     dtype: torch.dtype, depths=(1, 10, 25, 50, 100), seed: int = 0
 ) -> dict[int, float]:
-    """Relative error of the input of a 100-block reversible stack reconstructed through k inverses."""
+    """Relative error of a 100-block reversible stack's input reconstructed through k inverses."""
     torch.manual_seed(seed)
     seq = ReversibleSequence(
         [ReversibleBlock(residual_function(8, 8), residual_function(8, 8)) for _ in range(100)]
@@ -305,9 +305,8 @@ def main(argv: list[str] | None = None) -> None:
         if torch.cuda.is_available()
         else f"CPU, {args.threads} thread(s)"
     )
-    print(
-        f"batch {args.batch_size}, {args.image_size}x{args.image_size}, {device}, torch {torch.__version__}"
-    )
+    size = f"{args.image_size}x{args.image_size}"
+    print(f"batch {args.batch_size}, {size}, {device}, torch {torch.__version__}")
     rows = []
     for depth in args.depths:
         for name in PAIRS[depth]:
@@ -318,7 +317,8 @@ def main(argv: list[str] | None = None) -> None:
                     row = run_isolated(args, impl, name, saving)
                     if row is not None:
                         print(
-                            f"  {impl:8s} {name:10s} {row['mode']:6s} saved {row['saved_mib']:8.1f} MiB  "
+                            f"  {impl:8s} {name:10s} {row['mode']:6s} "
+                            f"saved {row['saved_mib']:8.1f} MiB  "
                             f"peak {row['peak_mib']:8.1f} MiB  step {row['step_s']:.3f} s",
                             flush=True,
                         )

@@ -74,8 +74,10 @@ def free_path(directory: str | Path, name: str) -> Path:
 
 
 def output_path(trainer: Trainer, name: str) -> Path:
-    """Where a run writes ``name``: its own directory (overwriting there is fine), else a free
-    name under ``trainer.default_root_dir`` (a shared directory: never overwrite there).
+    """Where a run writes ``name``: its own directory, else a free name in the root directory.
+
+    Overwriting in the run's own directory is fine; ``trainer.default_root_dir`` is shared
+    (the working directory, say), so there the first free name is taken.
     """
     own = run_dir(trainer)
     if own is not None:
@@ -85,12 +87,12 @@ def output_path(trainer: Trainer, name: str) -> Path:
 
 # --- checkpoints ----------------------------------------------------------------------------
 class LastCheckpoint(ModelCheckpoint):
-    """``ModelCheckpoint`` (``last.ckpt`` and the latest epoch's file at epoch ends, exactly as
-    Lightning's default) that also rewrites ``last.ckpt`` every ``every_n_steps`` optimiser steps.
+    """``ModelCheckpoint`` that also rewrites ``last.ckpt`` every ``every_n_steps`` optimiser steps.
 
-    Lightning cannot combine step and epoch triggers in one ``ModelCheckpoint``; here the epoch
-    triggers are Lightning's and the step saves write only ``last.ckpt``. ``every_n_steps=0``
-    saves at epoch ends only.
+    At epoch ends it writes ``last.ckpt`` and the latest epoch's file, exactly as Lightning's
+    default. Lightning cannot combine step and epoch triggers in one ``ModelCheckpoint``; here
+    the epoch triggers are Lightning's and the step saves write only ``last.ckpt``.
+    ``every_n_steps=0`` saves at epoch ends only.
     """
 
     def __init__(self, every_n_steps: int = 500, **kwargs: Any):
@@ -105,16 +107,18 @@ class LastCheckpoint(ModelCheckpoint):
 
     @property
     def state_key(self) -> str:
-        # The key a plain ModelCheckpoint has: checkpoints resume across either callback.
+        """The key a plain ``ModelCheckpoint`` has: checkpoints resume across either callback."""
         return super().state_key.replace(type(self).__qualname__, ModelCheckpoint.__qualname__, 1)
 
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """Count steps from the start step (a resumed run's is its checkpoint's)."""
         super().on_train_start(trainer, pl_module)
         self._step_saved = trainer.global_step  # a resumed run counts from its checkpoint
 
     def on_train_batch_end(
         self, trainer: Trainer, pl_module: LightningModule, *args: Any, **kwargs: Any
     ) -> None:
+        """Lightning's checks, then ``last.ckpt`` when ``every_n_steps`` steps have passed."""
         super().on_train_batch_end(trainer, pl_module, *args, **kwargs)
         step = trainer.global_step
         # ">=" rather than "%": with several optimisers per batch the step can jump past N.
@@ -131,9 +135,10 @@ class LastCheckpoint(ModelCheckpoint):
 
 
 class FaultCheckpoint(Callback):
-    """On any exception or signal during ``fit`` (after at least one step), saves the full
-    training state (weights, optimiser, schedulers, loop counters) to
-    ``<checkpoint dir>/on_exception.ckpt`` and prints the ``--ckpt_path`` that resumes it.
+    """Saves the full training state when an exception or a signal stops ``fit``.
+
+    After at least one step, the state (weights, optimiser, schedulers, loop counters) goes to
+    ``<checkpoint dir>/on_exception.ckpt``, and the ``--ckpt_path`` that resumes it is printed.
 
     The directory is the ``ModelCheckpoint``'s (the run's ``checkpoints/``), resolved when the
     fault happens; without a logger a free name is used so another run's file is never
@@ -169,6 +174,7 @@ class FaultCheckpoint(Callback):
     def on_exception(
         self, trainer: Trainer, pl_module: LightningModule, exception: BaseException
     ) -> None:
+        """Save the state and print how to resume (``fit`` only, after at least one step)."""
         if trainer.state.fn != TrainerFn.FITTING or trainer.fast_dev_run:
             return
         if trainer.global_step == 0:  # nothing trained yet, nothing to lose
@@ -204,8 +210,11 @@ class FaultCheckpoint(Callback):
 
 # --- predict --------------------------------------------------------------------------------
 def per_image_columns(prediction: Any, module: LightningModule) -> dict[str, list]:
-    """Columns of one ``predict_step`` output: ``(N,)`` tensors as they are, ``(N, K)`` tensors
-    as ``key_0`` ... ``key_{K-1}``; a bare tensor is called ``prediction``.
+    """Columns of one ``predict_step`` output, one value per image each.
+
+    ``(N,)`` tensors are kept as they are, ``(N, K)`` tensors become columns ``key_0`` ...
+    ``key_{K-1}``; a bare tensor is called ``prediction``. Anything else, or columns of
+    different lengths, raises with the module's name.
     """
     if isinstance(prediction, torch.Tensor):
         prediction = {"prediction": prediction}
@@ -237,11 +246,12 @@ def per_image_columns(prediction: Any, module: LightningModule) -> dict[str, lis
 
 
 class PredictionWriter(BasePredictionWriter):
-    """Writes ``predict`` outputs to ``predictions.csv`` in the run's directory, one row per
-    image: ``set`` (the DataModule's ``test_names`` where it has them, else the dataloader
-    index), ``index`` (position in that set's dataset) and every per-image column of the
-    module's ``predict_step`` (see :func:`per_image_columns`). Prints the path at the end.
-    With several processes, process ``r > 0`` writes ``predictions_rank{r}.csv``.
+    """Writes ``predict`` outputs to ``predictions.csv`` in the run's directory.
+
+    One row per image: ``set`` (the DataModule's ``test_names`` where it has them, else the
+    dataloader index), ``index`` (position in that set's dataset) and every per-image column
+    of the module's ``predict_step`` (see :func:`per_image_columns`). Prints the path at the
+    end. With several processes, process ``r > 0`` writes ``predictions_rank{r}.csv``.
     """
 
     def __init__(self, filename: str = "predictions.csv"):
@@ -254,11 +264,15 @@ class PredictionWriter(BasePredictionWriter):
         self._seen: dict[int, int] = {}
 
     def on_predict_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """Choose this run's file (a process ``r > 0`` gets its own); nothing is written yet."""
         name = self.filename
         if trainer.global_rank > 0:
             name = f"{Path(name).stem}_rank{trainer.global_rank}{Path(name).suffix}"
-        self.path, self.rows, self._seen = output_path(trainer, name), 0, {}
-        self._file, self._writer = None, None
+        self.path = output_path(trainer, name)
+        self.rows = 0
+        self._seen = {}
+        self._file = None
+        self._writer = None
 
     @staticmethod
     def _set_name(trainer: Trainer, dataloader_idx: int) -> str:
@@ -270,6 +284,7 @@ class PredictionWriter(BasePredictionWriter):
     def write_on_batch_end(
         self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx
     ):
+        """Append one row per image of the batch (the first batch opens the file)."""
         if prediction is None:
             return
         columns = per_image_columns(prediction, pl_module)
@@ -280,7 +295,8 @@ class PredictionWriter(BasePredictionWriter):
         self._seen[dataloader_idx] = self._seen.get(dataloader_idx, 0) + n
         if self._writer is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._file = open(self.path, "w", newline="")
+            # Open across batches (each hook writes its rows) and closed in _close, so no `with`.
+            self._file = open(self.path, "w", newline="")  # noqa: SIM115
             self._writer = csv.DictWriter(self._file, fieldnames=["set", "index", *columns])
             self._writer.writeheader()
         elif set(columns) != set(self._writer.fieldnames[2:]):
@@ -297,9 +313,11 @@ class PredictionWriter(BasePredictionWriter):
     def _close(self) -> None:
         if self._file is not None:
             self._file.close()
-            self._file, self._writer = None, None
+            self._file = None
+            self._writer = None
 
     def on_predict_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """Close the file and print where the rows went."""
         self._close()
         if self.rows:
             print(f"predictions: {self.rows} rows written to {self.path}", flush=True)
@@ -307,19 +325,23 @@ class PredictionWriter(BasePredictionWriter):
     def on_exception(
         self, trainer: Trainer, pl_module: LightningModule, exception: BaseException
     ) -> None:
+        """Close the file: the rows written so far stay readable."""
         self._close()
 
 
 # --- config ---------------------------------------------------------------------------------
 class RunConfigSaver(SaveConfigCallback):
-    """Saves the run's config as ``config.yaml`` in the logger's version directory (the run's
-    own, overwritten there as Lightning does). With no logger (``--trainer.logger=false``)
+    """Saves the run's config as ``config.yaml`` in the run's directory, never over another run's.
+
+    The run's directory is the logger's version directory (overwritten there, as Lightning
+    does). With no logger (``--trainer.logger=false``)
     Lightning would write ``config.yaml`` into ``trainer.default_root_dir`` (the working
     directory), over whatever is there; here it takes the first free name instead
     (``config_1.yaml`` ...) and says so.
     """
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        """Save the config once, where the class docstring says."""
         if self.already_saved:
             return
         if run_dir(trainer) is not None:
@@ -339,9 +361,11 @@ class RunConfigSaver(SaveConfigCallback):
 
 # --- terminal output ------------------------------------------------------------------------
 class StepBoundProgressBar(RichProgressBar):
-    """Rich progress bar whose epoch label reads ``Epoch 4/9`` when the run is bounded by
-    ``max_epochs`` and ``Epoch 4 (max_steps 800)`` when it is bounded by steps only (Lightning
-    prints ``Epoch 4/-2`` there: ``max_epochs - 1`` with ``max_epochs=-1``).
+    """Rich progress bar whose epoch label shows the bound the run stops at.
+
+    It reads ``Epoch 4/9`` when the run is bounded by ``max_epochs`` and
+    ``Epoch 4 (max_steps 800)`` when it is bounded by steps only (Lightning prints
+    ``Epoch 4/-2`` there: ``max_epochs - 1`` with ``max_epochs=-1``).
     """
 
     def _get_train_description(self, current_epoch: int) -> str:
@@ -374,6 +398,7 @@ class SummaryWithoutUnmeasuredFlops(RichModelSummary):
         total_flops,
         **summarize_kwargs,
     ) -> None:
+        """Print Lightning's rich summary, without the FLOPs where none were measured."""
         if total_flops:
             return RichModelSummary.summarize(
                 summary_data,
@@ -398,7 +423,7 @@ class SummaryWithoutUnmeasuredFlops(RichModelSummary):
             table.add_column(
                 name, style="dim" if name == " " else None, justify="left" if left else "right"
             )
-        for row in zip(*(values for _, values in kept)):
+        for row in zip(*(values for _, values in kept), strict=True):
             table.add_row(*row)
         console = get_console()
         console.print(table)

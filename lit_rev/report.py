@@ -32,6 +32,7 @@ def _fmt(value: Any, digits: int) -> str:
 
 
 def columns_of(rows: Sequence[dict]) -> list[str]:
+    """Every key of ``rows``, in the order of first appearance (rows may differ in keys)."""
     cols: list[str] = []
     for row in rows:
         cols.extend(k for k in row if k not in cols)
@@ -49,9 +50,12 @@ def format_table(rows: Sequence[dict], digits: int = 3, markdown: bool = False) 
         lines += ["| " + " | ".join(r) + " |" for r in cells]
         return "\n".join(lines)
     widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(cols)]
-    line = lambda values: "  ".join(
-        v.rjust(w) if i else v.ljust(w) for i, (v, w) in enumerate(zip(values, widths))
-    )
+
+    def line(values: Sequence[str]) -> str:
+        # the first column left-aligned, the others right-aligned; one value per column
+        padded = zip(values, widths, strict=True)
+        return "  ".join(v.rjust(w) if i else v.ljust(w) for i, (v, w) in enumerate(padded))
+
     return "\n".join([line(cols), line(["-" * w for w in widths])] + [line(r) for r in cells])
 
 
@@ -119,7 +123,10 @@ def save_figure(fig, directory: str | Path, name: str, logger=None, step: int = 
 
 
 def log_dir_of(trainer, fallback: str | Path = ".") -> Path:
-    """Where a run writes its reports: the logger's version directory, else ``trainer.default_root_dir``."""
+    """Where a run writes its reports.
+
+    The logger's version directory, else ``trainer.default_root_dir``, else ``fallback``.
+    """
     logger = trainer.logger
     if logger is not None and getattr(logger, "log_dir", None):
         return Path(logger.log_dir)

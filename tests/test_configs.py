@@ -39,5 +39,5 @@ def test_configs_exist():
 def test_config_parses_and_smoke_runs(config, fake_vision, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     args = smoke_args(config, tmp_path)
-    main(["fit"] + args)
-    main(["test"] + args)
+    main(["fit", *args])
+    main(["test", *args])

@@ -25,7 +25,8 @@ class StopAt(Callback):
     process, or an exception raised from the training loop."""
 
     def __init__(self, step: int = 3, how: str = "sigterm"):
-        self.step, self.how = step, how
+        self.step = step
+        self.how = how
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         if trainer.global_step != self.step:

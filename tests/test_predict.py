@@ -73,7 +73,7 @@ def test_revnet_classifier_predict_writes_classes_and_probabilities(tmp_path, ca
     )
     rows = read_rows(written_path(capsys.readouterr().out))
     probs = [f"prob_{c}" for c in range(10)]
-    assert list(rows[0]) == ["set", "index", "predicted", "label"] + probs
+    assert list(rows[0]) == ["set", "index", "predicted", "label", *probs]
     assert len(rows) == 12 and {r["set"] for r in rows} == {"mnist5k"}
     test_set = cli.datamodule.test_sets[0]
     for r in rows:
