@@ -1,4 +1,8 @@
-"""RevNets: "The Reversible Residual Network: Backpropagation Without Storing Activations" (Gomez et al. 2017)."""
+"""RevNets, the ResNets they are compared with, and the tools that measure their memory.
+
+Gomez et al. (2017), "The Reversible Residual Network: Backpropagation Without Storing
+Activations". See docs/revnet.md.
+"""
 
 from lit_rev.revnet.blocks import (
     DownsampleCoupling,

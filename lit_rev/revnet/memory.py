@@ -40,6 +40,7 @@ class SavedTensorMeter:
 
     @property
     def bytes(self) -> int:
+        """Bytes of the distinct storages saved so far (since the last ``__enter__``)."""
         return sum(self._seen.values())
 
     def _pack(self, t: torch.Tensor) -> tuple[torch.Tensor, int]:
@@ -94,7 +95,10 @@ def peak_rss_bytes() -> int:
 
 
 def reset_peak_rss() -> bool:
-    """Reset the kernel's peak-RSS mark to the current RSS (Linux ``clear_refs``); ``False`` if not possible."""
+    """Reset the kernel's peak-RSS mark to the current RSS (Linux ``clear_refs``).
+
+    Returns ``False`` where that is not possible (the peak then counts from the process start).
+    """
     try:
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")
@@ -106,9 +110,13 @@ def reset_peak_rss() -> bool:
 class ActivationMemoryMonitor(Callback):
     """Logs activation memory of each training step (every ``every_n_steps``) to the loggers.
 
-    * ``memory/saved_activations_mib``: bytes autograd saved during the forward, parameters excluded;
+    * ``memory/saved_activations_mib``: bytes autograd saved during the forward, parameters
+      excluded;
     * ``memory/peak_rss_mib`` (CPU): the process's peak resident set during the step;
-    * ``memory/cuda_peak_allocated_mib`` (GPU): ``torch.cuda.max_memory_allocated`` during the step.
+    * ``memory/cuda_peak_allocated_mib`` (GPU): ``torch.cuda.max_memory_allocated`` during the
+      step.
+
+    The latest values are also kept in ``last``.
     """
 
     def __init__(self, every_n_steps: int = 1):
@@ -123,6 +131,7 @@ class ActivationMemoryMonitor(Callback):
     def on_train_batch_start(
         self, trainer: Trainer, pl_module: LightningModule, batch, batch_idx: int
     ) -> None:
+        """Reset the peak-memory marks and start counting saved tensors (on measured steps)."""
         if not self._active(trainer):
             return
         if pl_module.device.type == "cuda":
@@ -140,11 +149,13 @@ class ActivationMemoryMonitor(Callback):
     def on_before_backward(
         self, trainer: Trainer, pl_module: LightningModule, loss: torch.Tensor
     ) -> None:
+        """Stop counting: what the forward saved is all the backward will use."""
         self._close_meter()
 
     def on_train_batch_end(
         self, trainer: Trainer, pl_module: LightningModule, outputs, batch, batch_idx: int
     ) -> None:
+        """Log the step's saved bytes and peak memory."""
         if self._meter is None:
             return
         self._close_meter()
@@ -160,5 +171,6 @@ class ActivationMemoryMonitor(Callback):
     def on_exception(
         self, trainer: Trainer, pl_module: LightningModule, exception: BaseException
     ) -> None:
+        """Remove the saved-tensor hooks so they do not outlive a failed step."""
         self._close_meter()
         self._meter = None

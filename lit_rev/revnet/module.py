@@ -1,8 +1,13 @@
-"""``ImageClassifier``: cross-entropy training of any backbone, with the RevNet paper's SGD schedule."""
+"""``ImageClassifier``: cross-entropy training of any backbone.
+
+The optimiser and its schedule are the RevNet paper's: SGD with momentum, the learning rate
+divided by 10 at fixed milestones.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -10,8 +15,13 @@ from lightning.pytorch import LightningModule
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
+from lit_rev.options import check_choice
+
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR_STD = (0.2470, 0.2435, 0.2616)
+
+# What the learning-rate milestones count: optimiser steps or epochs.
+Interval = Literal["step", "epoch"]
 
 
 class ImageClassifier(LightningModule):
@@ -26,6 +36,8 @@ class ImageClassifier(LightningModule):
     Args:
         backbone: the network, e.g. ``RevNet("revnet38")``.
         num_classes: number of classes (must match the backbone's head).
+        milestones: when the learning rate is multiplied by ``gamma``.
+        interval: what ``milestones`` count: ``"step"`` (optimiser steps) or ``"epoch"``.
         top_k: accuracies to report; ``[1, 5]`` logs ``acc`` and ``acc_top5``.
         mean, std: per-channel normalisation (one value each for gray images).
     """
@@ -41,15 +53,14 @@ class ImageClassifier(LightningModule):
         decay_all: bool = False,
         milestones: Sequence[int] = (40_000, 60_000),
         gamma: float = 0.1,
-        interval: str = "step",
+        interval: Interval = "step",
         top_k: Sequence[int] = (1,),
         mean: Sequence[float] = CIFAR_MEAN,
         std: Sequence[float] = CIFAR_STD,
         n_bits: int = 8,
     ):
         super().__init__()
-        if interval not in ("step", "epoch"):
-            raise ValueError(f"interval must be 'step' or 'epoch', got {interval!r}")
+        check_choice("interval", interval, Interval)
         if len(mean) != len(std):
             raise ValueError("mean and std need one value per channel")
         self.save_hyperparameters(ignore=["backbone"])
@@ -77,6 +88,7 @@ class ImageClassifier(LightningModule):
         return "acc" if k == 1 else f"acc_top{k}"
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        """Integer pixels to ``[0, 1]``, then per-channel ``(x - mean) / std``."""
         return (x.float() / self.max_pixel - self.mean) / self.std
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -105,6 +117,7 @@ class ImageClassifier(LightningModule):
         return loss
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        """One cross-entropy step on a batch ``(images, labels)``; logs the learning rate too."""
         loss = self._step(batch, "train")
         self.log(
             "lr",
@@ -116,23 +129,27 @@ class ImageClassifier(LightningModule):
         return loss
 
     def validation_step(self, batch, batch_idx: int) -> None:
+        """Validation loss and accuracies of a batch."""
         self._step(batch, "val")
 
     def test_step(self, batch, batch_idx: int, dataloader_idx: int = 0) -> None:
+        """Test loss and accuracies of a batch of the first (in-distribution) loader."""
         if dataloader_idx == 0:  # later loaders of an ImageDataModule are out-of-distribution sets
             self._step(batch, "test")
 
     def predict_step(
         self, batch, batch_idx: int, dataloader_idx: int = 0
     ) -> dict[str, torch.Tensor]:
-        """Per image: the predicted class, the label the data carries and every class probability
-        (``prob`` is ``(B, num_classes)``; the CSV writer makes it ``prob_0`` ... columns).
+        """Per image: the predicted class, the label the data carries and every class probability.
+
+        ``prob`` is ``(B, num_classes)``; the CSV writer makes it ``prob_0`` ... columns.
         """
         x, y = batch
         prob = self(x).float().softmax(dim=-1)
         return {"predicted": prob.argmax(dim=-1), "label": y, "prob": prob}
 
     def configure_optimizers(self):
+        """SGD (weight decay on the chosen parameters only) and the multistep schedule."""
         hp = self.hparams
         decayed = [p for p in self.parameters() if hp.decay_all or p.dim() > 1]
         kept = [p for p in self.parameters() if not (hp.decay_all or p.dim() > 1)]

@@ -1,26 +1,31 @@
 """RevNets and the pre-activation ResNets they are compared with, at the paper's shapes.
 
-Every network is stem (conv-BN-ReLU) -> body -> head (BN-ReLU-pool-linear). The body is one :class:`ReversibleSequence`: for a
-RevNet, reversible blocks plus one stored :class:`DownsampleCoupling` where a stage changes
-resolution or width (the official code stores every stage's first unit; a first
-unit that keeps the shape is reversible here, which computes the same function); for a ResNet, plain residual units (there ``memory_saving=True`` means
-each unit is recomputed from its stored input, i.e. per-unit checkpointing).
+Every network is stem (conv-BN-ReLU) -> body -> head (BN-ReLU-pool-linear). The body is one
+:class:`ReversibleSequence`. For a RevNet it holds reversible blocks plus one stored
+:class:`DownsampleCoupling` where a stage changes resolution or width (the official code
+stores every stage's first unit; a first unit that keeps the shape is reversible here, which
+computes the same function). For a ResNet it holds plain residual units (there
+``memory_saving=True`` means each unit is recomputed from its stored input, i.e. per-unit
+checkpointing).
 
 Shapes (``units`` per stage, ``channels`` = stem then each stage; bottleneck stages output 4x):
 
     resnet32   5-5-5     16-16-32-64          revnet38   3-3-3     32-32-64-112
     resnet110  18-18-18  16-16-32-64          revnet110  9-9-9     32-32-64-128
     resnet164  18-18-18  16-16-32-64 (bn)     revnet164  9-9-9     32-32-64-128 (bn)
-    resnet101  3-4-23-3  64-64-128-256-512    revnet104  2-2-11-2  128-128-256-512-832 (bn, ImageNet)
+    resnet101  3-4-23-3  64-64-128-256-512    revnet104  2-2-11-2  128-128-256-512-832
+                                                                   (bn, ImageNet)
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch import nn
 
+from lit_rev.options import check_choice
 from lit_rev.revnet.blocks import (
     DownsampleCoupling,
     PoolPadShortcut,
@@ -29,9 +34,30 @@ from lit_rev.revnet.blocks import (
 )
 from lit_rev.revnet.reversible import ReversibleBlock, ReversibleSequence
 
+# The names of ARCHITECTURES (a test keeps the two equal).
+Preset = Literal[
+    "resnet32",
+    "resnet110",
+    "resnet164",
+    "resnet101",
+    "revnet38",
+    "revnet110",
+    "revnet164",
+    "revnet104",
+]
+
 
 @dataclass(frozen=True)
 class Architecture:
+    """The shape of a network.
+
+    Attributes:
+        units: residual units per stage.
+        channels: the stem's output channels, then each stage's (before the 4x of bottlenecks).
+        bottleneck: bottleneck units (1x1, 3x3, 1x1) instead of basic ones (3x3, 3x3).
+        imagenet: the ImageNet stem (7x7 stride-2 conv and a max-pool) instead of a 3x3 conv.
+    """
+
     units: tuple[int, ...]
     channels: tuple[int, ...]
     bottleneck: bool
@@ -84,7 +110,7 @@ class _ResidualNetwork(nn.Module):
 
     def __init__(
         self,
-        preset: str,
+        preset: Preset,
         num_classes: int,
         memory_saving: bool,
         in_channels: int,
@@ -95,8 +121,7 @@ class _ResidualNetwork(nn.Module):
         dropout: float,
     ):
         super().__init__()
-        if preset not in ARCHITECTURES:
-            raise ValueError(f"unknown preset {preset!r}; expected one of {sorted(ARCHITECTURES)}")
+        check_choice("preset", preset, Preset)
         base = ARCHITECTURES[preset]
         arch = Architecture(
             tuple(units) if units is not None else base.units,
@@ -106,11 +131,12 @@ class _ResidualNetwork(nn.Module):
         )
         if len(arch.channels) != len(arch.units) + 1:
             raise ValueError(f"need one channel count for the stem and one per stage, got {arch}")
-        self.arch, self.num_classes = arch, num_classes
+        self.arch = arch
+        self.num_classes = num_classes
         widen = 4 if arch.bottleneck else 1
         self.stem = _stem(in_channels, arch.channels[0], arch.imagenet)
         blocks, width = [], arch.channels[0]
-        for stage, (n, c) in enumerate(zip(arch.units, arch.channels[1:])):
+        for stage, (n, c) in enumerate(zip(arch.units, arch.channels[1:], strict=True)):
             stride = 1 if stage == 0 else 2
             for unit in range(n):
                 first_of_net = stage == 0 and unit == 0
@@ -166,7 +192,8 @@ class RevNet(_ResidualNetwork):
     """A reversible residual network (Gomez et al. 2017).
 
     Args:
-        preset: ``revnet38``, ``revnet110``, ``revnet164`` (CIFAR) or ``revnet104`` (ImageNet).
+        preset: ``revnet38``, ``revnet110``, ``revnet164`` (CIFAR) or ``revnet104`` (ImageNet);
+            a ResNet preset gives a RevNet of that ResNet's shape.
         num_classes: size of the linear head.
         memory_saving: reconstruct activations in the backward instead of storing them.
         in_channels: image channels (1 for MNIST).
@@ -178,7 +205,7 @@ class RevNet(_ResidualNetwork):
 
     def __init__(
         self,
-        preset: str = "revnet38",
+        preset: Preset = "revnet38",
         num_classes: int = 10,
         memory_saving: bool = True,
         in_channels: int = 3,
@@ -229,14 +256,16 @@ class ResNet(_ResidualNetwork):
 
     Shortcuts that change shape are pooled/zero-padded for basic units and 1x1 projections
     for bottleneck units. ``memory_saving=True`` recomputes each unit from its stored input
-    (per-unit checkpointing); the paper's baseline is ``False``. Other args as :class:`RevNet`.
+    (per-unit checkpointing); the paper's baseline is ``False``. Other args as :class:`RevNet`
+    (``preset`` names ``resnet32``, ``resnet110``, ``resnet164`` or ``resnet101``; a RevNet
+    preset gives a ResNet of that RevNet's shape).
     """
 
     reversible = False
 
     def __init__(
         self,
-        preset: str = "resnet32",
+        preset: Preset = "resnet32",
         num_classes: int = 10,
         memory_saving: bool = False,
         in_channels: int = 3,
@@ -268,33 +297,40 @@ class ResNet(_ResidualNetwork):
 
 
 def resnet32(num_classes: int = 10, memory_saving: bool = False, **kwargs) -> ResNet:
+    """ResNet-32 (CIFAR); other arguments as :class:`ResNet`."""
     return ResNet("resnet32", num_classes, memory_saving, **kwargs)
 
 
 def resnet110(num_classes: int = 10, memory_saving: bool = False, **kwargs) -> ResNet:
+    """ResNet-110 (CIFAR); other arguments as :class:`ResNet`."""
     return ResNet("resnet110", num_classes, memory_saving, **kwargs)
 
 
 def resnet164(num_classes: int = 10, memory_saving: bool = False, **kwargs) -> ResNet:
+    """ResNet-164 (CIFAR, bottleneck units); other arguments as :class:`ResNet`."""
     return ResNet("resnet164", num_classes, memory_saving, **kwargs)
 
 
 def revnet38(num_classes: int = 10, memory_saving: bool = True, **kwargs) -> RevNet:
+    """RevNet-38 (CIFAR), ResNet-32's counterpart; other arguments as :class:`RevNet`."""
     return RevNet("revnet38", num_classes, memory_saving, **kwargs)
 
 
 def revnet110(num_classes: int = 10, memory_saving: bool = True, **kwargs) -> RevNet:
+    """RevNet-110 (CIFAR), ResNet-110's counterpart; other arguments as :class:`RevNet`."""
     return RevNet("revnet110", num_classes, memory_saving, **kwargs)
 
 
 def revnet164(num_classes: int = 10, memory_saving: bool = True, **kwargs) -> RevNet:
+    """RevNet-164 (CIFAR), ResNet-164's counterpart; other arguments as :class:`RevNet`."""
     return RevNet("revnet164", num_classes, memory_saving, **kwargs)
 
 
 def revnet104(num_classes: int = 1000, memory_saving: bool = True, **kwargs) -> RevNet:
+    """RevNet-104 (ImageNet), ResNet-101's counterpart; other args as :class:`RevNet`."""
     return RevNet("revnet104", num_classes, memory_saving, **kwargs)
 
 
-def build(preset: str, **kwargs) -> nn.Module:
-    """``RevNet`` or ``ResNet`` from a preset name."""
+def build(preset: Preset, **kwargs) -> nn.Module:
+    """``RevNet`` or ``ResNet`` from a preset name; keyword arguments as those classes."""
     return (RevNet if preset.startswith("revnet") else ResNet)(preset, **kwargs)

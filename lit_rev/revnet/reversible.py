@@ -1,4 +1,4 @@
-"""Reversible blocks, and a sequence of blocks whose backward recomputes activations instead of storing them.
+"""Reversible blocks, and a sequence of blocks whose backward recomputes its activations.
 
 A :class:`ReversibleBlock` splits its input on channels, ``x = (x1, x2)``, and computes
 
@@ -36,9 +36,11 @@ LOW_PRECISION = (torch.float16, torch.bfloat16)
 
 @contextlib.contextmanager
 def frozen_running_stats(module: nn.Module):
-    """Batch norms inside ``module`` normalise as they would, but leave their running statistics alone.
+    """Batch norms inside ``module`` normalise as they would but leave their running statistics.
 
-    In training mode they still use batch statistics; in eval mode the running ones.
+    In training mode they still use batch statistics; in eval mode the running ones. The
+    backward's recomputations run under it, so the statistics move once per step, as in the
+    forward.
     """
     norms = [m for m in module.modules() if isinstance(m, _BatchNorm) and m.track_running_stats]
     for m in norms:
@@ -73,14 +75,26 @@ def replayed_rng(states: Sequence[torch.Tensor] | None, device: torch.device):
 
 
 class ReversibleBlock(nn.Module):
-    """``y1 = x1 + F(x2)``, ``y2 = x2 + G(y1)`` on the two channel halves of ``x``; F and G any modules."""
+    """``y1 = x1 + F(x2)``, ``y2 = x2 + G(y1)`` on the two channel halves of ``x``.
+
+    Args:
+        f: F, any module from half the input's channels to half the output's.
+        g: G, likewise.
+    """
 
     def __init__(self, f: nn.Module, g: nn.Module):
         super().__init__()
-        self.f, self.g = f, g
+        self.f = f
+        self.g = g
 
     def forward(self, x: torch.Tensor, rng_log: list | None = None) -> torch.Tensor:
-        # ``rng_log`` collects the random state before F and before G so the backward can replay them.
+        """``(y1, y2)`` concatenated on channels.
+
+        Args:
+            x: the input; its channels are split in halves ``x1``, ``x2``.
+            rng_log: where given, the random state before F and before G is appended to it,
+                so that the backward can replay them (dropout masks).
+        """
         x1, x2 = x.chunk(2, dim=1)
         if rng_log is not None:
             rng_log.append(rng_state(x.device))
@@ -112,7 +126,7 @@ def _grad(outputs: torch.Tensor, inputs: list[torch.Tensor], grad_outputs: torch
 
 
 def _reversible_step(block: ReversibleBlock, y: tuple, dy: tuple, rng, need_x1: bool):
-    """One block backwards: reconstruct its input and back-propagate through it, F and G run once each.
+    """One block backwards: reconstruct its input and back-propagate, running F and G once each.
 
     Takes and returns channel halves, so no concatenation happens between reversible blocks.
     With ``dy1_total = dy1 + G'(y1)^T dy2`` (y1 also feeds y2 through G):
@@ -135,6 +149,16 @@ def _reversible_step(block: ReversibleBlock, y: tuple, dy: tuple, rng, need_x1: 
     dx2_f, *df = _grad(f, [x2, *f_params], dy1_total)
     dx2 = dy2 + dx2_f if dx2_f is not None else dy2
     return (x1, x2.detach()), (dy1_total, dx2), df + dg
+
+
+def _halves(t: torch.Tensor | tuple) -> tuple:
+    """The two channel halves of ``t`` (already halves: as they are)."""
+    return t if isinstance(t, tuple) else tuple(t.chunk(2, dim=1))
+
+
+def _whole(t: torch.Tensor | tuple) -> torch.Tensor:
+    """``t`` as one tensor (channel halves concatenated)."""
+    return torch.cat(t, dim=1) if isinstance(t, tuple) else t
 
 
 def _stored_step(block: nn.Module, x: torch.Tensor, dy: torch.Tensor, rng):
@@ -164,7 +188,8 @@ class _MemorySavingFunction(torch.autograd.Function):
         )
         keep_rng = seq.preserve_rng_state
         to_save: list[torch.Tensor] = []
-        plan = []  # per block: (index of its stored input or None, indices of its rng states, input dtype)
+        # per block: (index of its stored input or None, indices of its rng states, input dtype)
+        plan = []
         for block in seq.blocks:
             reversible = isinstance(block, ReversibleBlock)
             stored = None
@@ -193,8 +218,6 @@ class _MemorySavingFunction(torch.autograd.Function):
         y, *saved = ctx.saved_tensors
         blocks, plan = list(ctx.seq.blocks), ctx.plan
         grads: list[list] = [[] for _ in blocks]
-        halves = lambda t: t if isinstance(t, tuple) else tuple(t.chunk(2, dim=1))  # noqa: E731
-        whole = lambda t: torch.cat(t, dim=1) if isinstance(t, tuple) else t  # noqa: E731
         with torch.autocast(**ctx.autocast), frozen_running_stats(ctx.seq):
             for i in reversed(range(len(blocks))):
                 stored, rng_index, dtype = plan[i]
@@ -203,20 +226,24 @@ class _MemorySavingFunction(torch.autograd.Function):
                     # The input is needed only as the output of a previous reversible block.
                     need_x = i > 0 and plan[i - 1][0] is None
                     x, dy, grads[i] = _reversible_step(
-                        blocks[i], halves(y), halves(dy), rng, need_x1=need_x
+                        blocks[i], _halves(y), _halves(dy), rng, need_x1=need_x
                     )
                     y = tuple(t.to(dtype) for t in x) if need_x else None
                 else:
                     y = saved[stored]
-                    dy, grads[i] = _stored_step(blocks[i], y, whole(dy), rng)
-        return (whole(dy), None, *(g for block_grads in grads for g in block_grads))
+                    dy, grads[i] = _stored_step(blocks[i], y, _whole(dy), rng)
+        return (_whole(dy), None, *(g for block_grads in grads for g in block_grads))
 
 
 class ReversibleSequence(nn.Module):
-    """Blocks run in order; with ``memory_saving`` only non-reversible blocks' inputs are kept for backward.
+    """Blocks run in order; with ``memory_saving`` the backward keeps few activations.
+
+    Only the inputs of the blocks that are not reversible are kept for the backward (and the
+    final output); the reversible blocks' inputs are reconstructed from their outputs.
 
     Args:
-        blocks: :class:`ReversibleBlock` instances and any other modules (whose inputs are stored).
+        blocks: :class:`ReversibleBlock` instances and any other modules (whose inputs are
+            stored).
         memory_saving: use the reconstructing backward when autograd is recording; otherwise
             (and always under ``no_grad``) the blocks run as a plain ``nn.Sequential``.
         preserve_rng_state: replay the random state in the backward so dropout masks match the
@@ -240,6 +267,7 @@ class ReversibleSequence(nn.Module):
         self.preserve_rng_state = preserve_rng_state
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The blocks applied in order; memory-saving when autograd records and it is on."""
         if x.dtype in LOW_PRECISION and torch.is_autocast_enabled(x.device.type):
             x = x.float()
         params = [p for block in self.blocks for p in block.parameters()]
@@ -254,4 +282,5 @@ class ReversibleSequence(nn.Module):
         return x
 
     def extra_repr(self) -> str:
+        """``memory_saving=...`` in the module's printout."""
         return f"memory_saving={self.memory_saving}"

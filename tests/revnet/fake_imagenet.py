@@ -1,4 +1,6 @@
-"""A tiny ImageNet in the real ``ImageFolder`` layout: ``<root>/imagenet/{train,val}/<wnid>/*.JPEG``.
+"""A tiny ImageNet in the real ``ImageFolder`` layout.
+
+The layout is ``<root>/imagenet/{train,val}/<wnid>/*.JPEG``.
 
 ``write_fake_imagenet(root)`` writes a few small random JPEGs per class (one gray, to exercise the
 RGB conversion) and returns ``root``; point ``$LIT_REV_DATA`` at it to run the ImageNet config.

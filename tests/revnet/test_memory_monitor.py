@@ -77,7 +77,7 @@ def test_meter_allows_legitimate_inplace_ops_and_gives_plain_gradients():
             loss.backward()
             grads[metered, saving] = [x.grad.clone()] + [p.grad.clone() for p in net.parameters()]
     for saving in (True, False):
-        for g_meter, g_plain in zip(grads[True, saving], grads[False, saving]):
+        for g_meter, g_plain in zip(grads[True, saving], grads[False, saving], strict=True):
             assert torch.equal(g_meter, g_plain)
 
 

@@ -1,4 +1,7 @@
-"""The memory-saving backward against plain autograd: gradients, BN statistics, RNG, autocast, memory."""
+"""The memory-saving backward against plain autograd.
+
+Gradients, batch-norm statistics, random state, autocast and memory.
+"""
 
 import copy
 import math
@@ -47,7 +50,7 @@ def _angle_degrees(a: list[torch.Tensor], b: list[torch.Tensor]) -> float:
     return math.degrees(math.acos(cos.item()))
 
 
-@pytest.mark.parametrize("name", CIFAR_BUILDERS + ["revnet104"])
+@pytest.mark.parametrize("name", [*CIFAR_BUILDERS, "revnet104"])
 def test_float64_gradients_equal_plain_autograd(name):
     torch.manual_seed(0)
     net = build(name, num_classes=10).double()
@@ -55,7 +58,7 @@ def test_float64_gradients_equal_plain_autograd(name):
     saving = _gradients(net, x, y, memory_saving=True)
     plain = _gradients(net, x, y, memory_saving=False)
     assert len(saving) == 1 + len(list(net.parameters()))
-    for i, (a, b) in enumerate(zip(saving, plain)):
+    for i, (a, b) in enumerate(zip(saving, plain, strict=True)):
         scale = b.norm().item()
         assert scale > 0 or i > 0, "the input gradient must not vanish"
         assert (a - b).norm().item() <= 1e-8 * scale + 1e-300, (
@@ -78,7 +81,7 @@ def test_float32_gradient_angle_under_one_degree(name):
     print(f"{name}: float32 angle between memory-saving and plain gradients = {angle:.2e} degrees")
     assert angle < 1.0
     # Reconstruction in float32 is not exact: the two are close but not bit-identical.
-    assert max((a - b).abs().max().item() for a, b in zip(saving, plain)) > 0
+    assert max((a - b).abs().max().item() for a, b in zip(saving, plain, strict=True)) > 0
 
 
 def _small_revnet(**kwargs) -> RevNet:
@@ -108,7 +111,7 @@ def test_batchnorm_buffers_equal_plain_run_after_one_step():
                 b, torch.ones_like(b)
             )
     assert changed > 0
-    for a, b in zip(saving_net.parameters(), plain_net.parameters()):
+    for a, b in zip(saving_net.parameters(), plain_net.parameters(), strict=True):
         assert torch.allclose(a, b, atol=1e-6)
 
 
@@ -125,9 +128,11 @@ def test_dropout_masks_are_replayed():
     after_plain = torch.rand(3)
     torch.manual_seed(321)
     other = _gradients(net, x, y, memory_saving=False)
-    for a, b in zip(saving, plain):
+    for a, b in zip(saving, plain, strict=True):
         assert torch.allclose(a, b, rtol=1e-8, atol=1e-12)
-    assert any(not torch.allclose(a, b) for a, b in zip(other, plain)), "dropout had no effect"
+    assert any(not torch.allclose(a, b) for a, b in zip(other, plain, strict=True)), (
+        "dropout had no effect"
+    )
     assert torch.equal(after_saving, after_plain), (
         "the backward must not disturb the global random state"
     )
@@ -147,7 +152,7 @@ def test_eval_mode_and_gradient_accumulation_match_plain():
             F.cross_entropy(net(x), y).backward()
             F.cross_entropy(net(x2), y2).backward()  # accumulates into .grad
             grads[saving] = [p.grad.clone() for p in net.parameters()]
-        for a, b in zip(grads[True], grads[False]):
+        for a, b in zip(grads[True], grads[False], strict=True):
             assert torch.allclose(a, b, rtol=1e-8, atol=1e-14)
 
 
@@ -182,7 +187,8 @@ def test_autocast_bfloat16_on_cpu():
             g is not None and g.dtype == torch.float32 and torch.isfinite(g).all()
             for g in grads[saving]
         )
-    # The same bf16 operations run in both modes, and the float32 stream inverts to float32 precision.
+    # The same bf16 operations run in both modes, and the float32 stream inverts to float32
+    # precision.
     assert _angle_degrees(grads[True], grads[False]) < 1.0
 
 
@@ -232,7 +238,7 @@ def test_inverse_reconstructs_a_100_block_stack(dtype, bound):
     for k in range(1, 101):  # k blocks inverted: z should be the input of block 100 - k
         z = seq.blocks[100 - k].inverse(z)
         errors[k] = ((z - ys[100 - k]).norm() / ys[100 - k].norm()).item()
-    assert all(torch.equal(a, b) for a, b in zip(buffers, seq.buffers()))
+    assert all(torch.equal(a, b) for a, b in zip(buffers, seq.buffers(), strict=True))
     final = ((z - x).norm() / x.norm()).item()
     print(f"{dtype}: relative error of the reconstructed input after 100 blocks = {final:.2e}")
     assert final < bound

@@ -1,4 +1,7 @@
-"""The RevNet configs through ``python -m lit_rev``: every config parses, the ImageNet one runs, DDP matches one process."""
+"""The RevNet configs through ``python -m lit_rev``.
+
+Every config parses, the ImageNet one runs, DDP matches one process.
+"""
 
 import os
 import subprocess
@@ -50,7 +53,8 @@ def test_imagenet_config_smoke_runs_on_fake_imagenet(tmp_path, monkeypatch):
     assert cli.trainer.state.finished
     assert "memory/saved_activations_mib" in cli.trainer.logged_metrics
     main(["predict", *args])
-    rows = list(tmp_path.glob("predictions*.csv"))[0].read_text().splitlines()
+    (written,) = tmp_path.glob("predictions*.csv")
+    rows = written.read_text().splitlines()
     assert rows[0].startswith("set,index,predicted,label,prob_0") and len(rows) == 1 + 2
 
 

@@ -1,4 +1,7 @@
-"""Builders (shapes, parameter counts), the classifier module, the memory callback and the ImageNet data."""
+"""RevNet builders, the classifier, the memory callback and the ImageNet data.
+
+Builders are checked for their shapes and parameter counts.
+"""
 
 import pytest
 import torch
