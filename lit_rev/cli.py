@@ -17,7 +17,7 @@ and the run's config saved without overwriting files of other runs. ``validate``
 from __future__ import annotations
 
 import sys
-from typing import Optional
+from typing import Any
 
 import torch
 from lightning.pytorch import LightningDataModule, LightningModule, Trainer
@@ -53,6 +53,15 @@ EVALUATING = ("validate", "test", "predict")
 
 
 class LitRevCLI(LightningCLI):
+    """``LightningCLI`` with this project's defaults: subclass mode, seed 0, TensorBoard logs.
+
+    Besides Lightning's arguments it takes ``--torch_threads``, ``--checkpoint_every_n_steps``
+    and ``--allow_untrained`` (see ``--help``), adds the default callbacks of
+    :mod:`lit_rev.callbacks` to the Trainer, and exits nonzero where a run failed in a way
+    Lightning would exit 0 on: a SIGTERM stop (143) or an OOD evaluation with non-finite
+    scores (1). Arguments as ``LightningCLI`` without the model and data classes.
+    """
+
     def __init__(self, *args, **kwargs):
         quiet_third_party_noise()
         kwargs.setdefault("subclass_mode_model", True)
@@ -61,14 +70,19 @@ class LitRevCLI(LightningCLI):
         kwargs.setdefault("save_config_callback", RunConfigSaver)
         kwargs.setdefault("save_config_kwargs", {"overwrite": True})
         kwargs.setdefault("trainer_defaults", trainer_defaults())
-        super().__init__(LightningModule, LightningDataModule, *args, **kwargs)
+        # LightningCLI runs the subcommand inside __init__ (unless run=False).
+        with sigterm_exits_nonzero():  # Lightning's SIGTERM stop would otherwise exit 0
+            super().__init__(LightningModule, LightningDataModule, *args, **kwargs)
+        self._exit_if_the_evaluation_failed()
 
     def add_arguments_to_parser(self, parser) -> None:
+        """Add ``--torch_threads``, ``--checkpoint_every_n_steps`` and ``--allow_untrained``."""
         parser.add_argument(
             "--torch_threads",
-            type=Optional[int],
+            type=int | None,
             default=None,
-            help="torch.set_num_threads for this run (small models on few cores are often fastest with 1)",
+            help="torch.set_num_threads for this run "
+            "(small models on few cores are often fastest with 1)",
         )
         parser.add_argument(
             "--checkpoint_every_n_steps",
@@ -89,6 +103,7 @@ class LitRevCLI(LightningCLI):
         return self.config.get(self.subcommand, self.config) if self.subcommand else self.config
 
     def before_instantiate_classes(self) -> None:
+        """Set the thread count, and refuse to score an untrained model (see ``--help``)."""
         config = self._subcommand_config()
         threads = config.get("torch_threads")
         if threads:
@@ -98,7 +113,9 @@ class LitRevCLI(LightningCLI):
             self._refuse_untrained(config)
 
     def _refuse_untrained(self, config) -> None:
-        """``test`` without ``--ckpt_path`` scores random weights and prints the paper's table as
+        """Exit 2 where an evaluation would score random weights, unless asked for.
+
+        ``test`` without ``--ckpt_path`` scores random weights and prints the paper's table as
         if it were a result: refused unless asked for (or a ``fast_dev_run`` smoke test).
 
         ``--ckpt_path last`` is refused too: in a new process Lightning looks for ``last.ckpt`` in
@@ -126,36 +143,57 @@ class LitRevCLI(LightningCLI):
             )
             raise SystemExit(2)
 
-    def _instantiate_trainer(self, config: dict, callbacks: list[Callback]) -> Trainer:
-        # Default callbacks are added only where the config has none of that kind, so a YAML
-        # that lists its own callbacks keeps the rich bar and `last.ckpt` unless it replaces them.
-        config = dict(config)
-        given = list(config.get("callbacks") or []) + list(callbacks)
-        has = lambda kind: any(isinstance(c, kind) for c in given)  # noqa: E731
-        if config.get("enable_progress_bar") is not False and not has(ProgressBar):
-            callbacks.append(StepBoundProgressBar())
-        if config.get("enable_model_summary") is not False and not has(ModelSummary):
-            callbacks.append(SummaryWithoutUnmeasuredFlops())
+    def instantiate_trainer(self, **kwargs: Any) -> Trainer:
+        """The Trainer, with a default callback of each kind the config does not list.
+
+        The defaults are the rich progress bar and model summary of :mod:`lit_rev.callbacks`,
+        :class:`LastCheckpoint` (``--checkpoint_every_n_steps``), :class:`FaultCheckpoint` and
+        :class:`PredictionWriter`. A YAML that lists its own callback of one of these kinds
+        keeps it instead of that default, and keeps the other defaults; ``enable_progress_bar``,
+        ``enable_model_summary`` or ``enable_checkpointing`` set to false drop theirs.
+
+        Args:
+            kwargs: Trainer arguments that override the config's, as in ``LightningCLI``.
+        """
+        config = self.config_init.get(str(self.subcommand), self.config_init)
+        trainer = {**(config.get("trainer") or {}), **kwargs}
+        listed = trainer.get("callbacks") or []
+        listed = list(listed) if isinstance(listed, list) else [listed]
+        # Callbacks that a subclass adds as parser arguments (add_lightning_class_args) are
+        # top-level entries of the config; Lightning adds them to the Trainer after these.
+        as_arguments = [v for _, v in config.items(nested=False) if isinstance(v, Callback)]
+        given = listed + as_arguments
+        defaults: list[Callback] = []
+
+        def has(kind: type) -> bool:
+            return any(isinstance(c, kind) for c in given)
+
+        if trainer.get("enable_progress_bar") is not False and not has(ProgressBar):
+            defaults.append(StepBoundProgressBar())
+        if trainer.get("enable_model_summary") is not False and not has(ModelSummary):
+            defaults.append(SummaryWithoutUnmeasuredFlops())
             # else Lightning logs that it skips its own default summary
-            config["enable_model_summary"] = False
-        if config.get("enable_checkpointing") is not False:
+            kwargs["enable_model_summary"] = False
+        if trainer.get("enable_checkpointing") is not False:
             if not has(ModelCheckpoint):
                 every = self._subcommand_config().get(
                     "checkpoint_every_n_steps", DEFAULT_CHECKPOINT_EVERY_N_STEPS
                 )
-                callbacks.append(LastCheckpoint(every_n_steps=int(every)))
+                defaults.append(LastCheckpoint(every_n_steps=int(every)))
             if not has(FaultCheckpoint):
-                callbacks.append(FaultCheckpoint())
+                defaults.append(FaultCheckpoint())
         if not has(BasePredictionWriter):
-            callbacks.append(PredictionWriter())
-        return super()._instantiate_trainer(config, callbacks)
+            defaults.append(PredictionWriter())
+        kwargs["callbacks"] = listed + defaults
+        return super().instantiate_trainer(**kwargs)
 
-    def _run_subcommand(self, subcommand: str) -> None:
-        with sigterm_exits_nonzero():  # Lightning's SIGTERM stop would otherwise exit 0
-            super()._run_subcommand(subcommand)
-        # A density evaluation with non-finite scores printed "THE RUN FAILED"; a script or a
-        # scheduler that reads only the exit code must see it too.
-        failed = getattr(self.model, "ood_failures", None)
+    def _exit_if_the_evaluation_failed(self) -> None:
+        """Exit 1 where a density evaluation found non-finite scores.
+
+        The report then says "THE RUN FAILED"; a script or a scheduler that reads only the exit
+        code must see it too.
+        """
+        failed = getattr(getattr(self, "model", None), "ood_failures", None)
         if failed:
             print(
                 f"error: the OOD evaluation failed: {'; '.join(failed)}",
@@ -176,6 +214,7 @@ def trainer_defaults() -> dict:
 
 
 def main(args: list[str] | None = None) -> LitRevCLI:
+    """Run ``python -m lit_rev`` with ``args`` (default: ``sys.argv``); returns the CLI."""
     return LitRevCLI(args=args)
 
 

@@ -229,3 +229,69 @@ def test_evaluating_a_diverged_checkpoint_exits_nonzero(tmp_path, capsys):
         main(["test", "--config", str(config), f"--ckpt_path={ckpt}"])
     assert stop.value.code == 1
     assert "the OOD evaluation failed" in capsys.readouterr().err
+
+
+def _callbacks_of(tmp_path, callbacks: str = "[]", *args: str) -> list:
+    from lit_rev.cli import LitRevCLI
+
+    config = tiny_config(tmp_path, callbacks=callbacks)
+    cli = LitRevCLI(args=["--config", str(config), *args], run=False)
+    return cli.trainer.callbacks
+
+
+def _kinds(callbacks: list) -> list[str]:
+    return sorted(type(c).__name__ for c in callbacks)
+
+
+def test_every_run_gets_the_default_callbacks(tmp_path):
+    callbacks = _callbacks_of(
+        tmp_path, "[]", "--trainer.enable_progress_bar=true", "--checkpoint_every_n_steps=7"
+    )
+    assert _kinds(callbacks) == [
+        "FaultCheckpoint",
+        "LastCheckpoint",
+        "PredictionWriter",
+        "RunConfigSaver",
+        "StepBoundProgressBar",
+        "SummaryWithoutUnmeasuredFlops",
+    ]
+    (last,) = [c for c in callbacks if type(c).__name__ == "LastCheckpoint"]
+    assert last.every_n_steps == 7
+
+
+def test_a_callback_the_config_lists_replaces_only_the_default_of_its_kind(tmp_path):
+    listed = (
+        "[{class_path: lightning.pytorch.callbacks.ModelCheckpoint, init_args: {save_top_k: 0}},"
+        " {class_path: lightning.pytorch.callbacks.TQDMProgressBar},"
+        " {class_path: lightning.pytorch.callbacks.ModelSummary}]"
+    )
+    callbacks = _callbacks_of(tmp_path, listed, "--trainer.enable_progress_bar=true")
+    assert _kinds(callbacks) == [
+        "FaultCheckpoint",
+        "ModelCheckpoint",
+        "ModelSummary",
+        "PredictionWriter",
+        "RunConfigSaver",
+        "TQDMProgressBar",
+    ]
+
+
+def test_switching_a_feature_off_drops_its_default_callbacks(tmp_path):
+    off = ["--trainer.enable_checkpointing=false", "--trainer.enable_model_summary=false"]
+    callbacks = _callbacks_of(tmp_path, "[]", *off)
+    assert _kinds(callbacks) == ["PredictionWriter", "RunConfigSaver"]
+
+
+def test_the_cli_overrides_no_protected_lightning_method():
+    """Lightning may rename or change its protected methods in any release; LitRevCLI uses the
+    public hooks only (``instantiate_trainer``, ``before_instantiate_classes``, ``__init__``)."""
+    from lightning.pytorch.cli import LightningCLI
+
+    from lit_rev.cli import LitRevCLI
+
+    protected = [
+        name
+        for name in vars(LitRevCLI)
+        if name.startswith("_") and not name.startswith("__") and hasattr(LightningCLI, name)
+    ]
+    assert protected == []
