@@ -4,7 +4,8 @@ import fakedata
 import pytest
 import torch
 from fakedata import N_TEST, N_TRAIN
-from lightning.pytorch import LightningModule, Trainer
+from lightning.pytorch import LightningModule
+from trainers import quiet_trainer
 
 from lit_rev.data import (
     CIFAR10,
@@ -159,16 +160,7 @@ def test_corrupt_ood_file_stops_fit_before_the_first_step(damaged_root, tmp_path
     ood = [LFWCrops(), SVHN(root=str(damaged_root), download=False)]
     dm = ImageDataModule(Digits(), ood=ood, batch_size=8)
     model = _StepCounter()
-    trainer = Trainer(
-        max_steps=2,
-        accelerator="cpu",
-        devices=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=tmp_path,
-    )
+    trainer = quiet_trainer(tmp_path, max_steps=2)
     with pytest.raises(DataFileError, match=r"OOD set 'svhn'.*test_32x32\.mat is corrupt"):
         trainer.fit(model, datamodule=dm)
     assert model.steps == 0

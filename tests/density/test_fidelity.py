@@ -12,9 +12,10 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 import yaml
-from lightning.pytorch import Callback, Trainer
+from lightning.pytorch import Callback
 from lightning.pytorch.callbacks import ModelCheckpoint
 from torch.utils.data import DataLoader, TensorDataset
+from trainers import quiet_trainer
 
 from lit_rev.density import (
     VAE,
@@ -246,16 +247,7 @@ def _params(module):
 def _trainer(tmp_path, callbacks, **kwargs):
     checkpoints = any(isinstance(c, ModelCheckpoint) for c in callbacks)
     kwargs.setdefault("enable_checkpointing", checkpoints)
-    return Trainer(
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        accelerator="cpu",
-        default_root_dir=tmp_path,
-        callbacks=callbacks,
-        num_sanity_val_steps=0,
-        **kwargs,
-    )
+    return quiet_trainer(tmp_path, callbacks=callbacks, num_sanity_val_steps=0, **kwargs)
 
 
 def _ema(steps, decay):

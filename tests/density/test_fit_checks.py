@@ -7,7 +7,7 @@ the first step, and ``n_bits`` that disagreed with the data's skewed bits/dim si
 
 import pytest
 import torch
-from lightning.pytorch import Trainer
+from trainers import quiet_trainer
 
 from lit_rev.data.datamodule import ImageDataModule
 from lit_rev.data.images import Digits
@@ -24,15 +24,7 @@ def digits(**kwargs):
 
 
 def fit(module, dm, tmp_path):
-    trainer = Trainer(
-        fast_dev_run=1,
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=tmp_path,
-        accelerator="cpu",
-        devices=1,
-    )
+    trainer = quiet_trainer(tmp_path, fast_dev_run=1)
     trainer.fit(module, dm)
     return trainer
 

@@ -4,6 +4,7 @@ import pytest
 import torch
 import torch.nn as nn
 from toy_densities import Categorical, UniformDensity
+from trainers import quiet_trainer
 
 from lit_rev.density import (
     BitsPerDim,
@@ -116,21 +117,12 @@ def test_lr_decays_per_step_after_warmup():
 
 def test_lr_decay_steps_with_the_trainer(tmp_path):
     """Lightning steps the schedule once per optimizer step (``interval: step``)."""
-    from lightning.pytorch import Trainer
     from torch.utils.data import DataLoader, TensorDataset
 
     k = torch.randint(0, 256, (8, 1, 2, 2), dtype=torch.uint8)
     loader = DataLoader(TensorDataset(k, torch.zeros(8)), batch_size=2)
     module = DensityModule(UniformDensity(), lr=0.1, warmup_steps=2, lr_decay=0.5, num_samples=0)
-    trainer = Trainer(
-        max_steps=5,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=tmp_path,
-        accelerator="cpu",
-    )
+    trainer = quiet_trainer(tmp_path, max_steps=5)
     trainer.fit(module, loader)
     assert trainer.global_step == 5
     # the learning rate of the next (6th) step: 0.1 * 0.5**(5 + 1 - 2)

@@ -11,9 +11,9 @@ import warnings
 
 import pytest
 import torch
-from lightning.pytorch import Trainer
 from test_report import strict_load
 from toy_densities import UniformDensity
+from trainers import quiet_trainer
 
 from lit_rev.data.datamodule import ImageDataModule
 from lit_rev.data.images import Digits
@@ -200,19 +200,6 @@ def test_skip_follows_the_decision_of_all_ranks():
 def digits(batch_size=16, **kwargs):
     return ImageDataModule(
         Digits(), batch_size=batch_size, max_train=64, max_test=16, val_fraction=0.0, **kwargs
-    )
-
-
-def quiet_trainer(tmp_path, **kwargs):
-    return Trainer(
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=tmp_path,
-        accelerator="cpu",
-        devices=1,
-        **kwargs,
     )
 
 

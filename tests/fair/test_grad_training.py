@@ -5,6 +5,7 @@ import pytest
 import torch
 from lightning.pytorch import Trainer, seed_everything
 from torch.utils.data import DataLoader, TensorDataset
+from trainers import quiet_trainer
 
 from lit_rev.fair import Discrimination, GRADModule
 
@@ -37,16 +38,7 @@ def _fit(lambda_: float, epochs: int = 6, **kwargs) -> tuple[GRADModule, Trainer
         lr=3e-3,
         **kwargs,
     )
-    trainer = Trainer(
-        max_epochs=epochs,
-        accelerator="cpu",
-        devices=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-    )
+    trainer = quiet_trainer(max_epochs=epochs, num_sanity_val_steps=0)
     trainer.fit(model, DataLoader(TensorDataset(x, y, s), batch_size=100, shuffle=True))
     return model, trainer
 
@@ -83,15 +75,7 @@ def test_unknown_schedule_is_rejected():
 
 def test_cosine_schedule_needs_a_number_of_epochs():
     model = GRADModule(input_dim=3, protected_classes=[2], lr_schedule="cosine")
-    trainer = Trainer(
-        max_epochs=-1,
-        max_steps=2,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    )
+    trainer = quiet_trainer(max_epochs=-1, max_steps=2)
     x, y, s = proxy_data(40, torch.Generator().manual_seed(0))
     with pytest.raises(ValueError, match="max_epochs"):
         trainer.fit(model, DataLoader(TensorDataset(x, y, s), batch_size=20))

@@ -2,7 +2,8 @@ import math
 
 import pytest
 import torch
-from lightning.pytorch import Trainer, seed_everything
+from lightning.pytorch import seed_everything
+from trainers import quiet_trainer
 
 from lit_rev.data import Adult, German
 from lit_rev.fair import ALFRModule, FrozenEncoderClassifier, GRADModule, LFRModule
@@ -11,17 +12,7 @@ torch.set_num_threads(1)  # small nets on few cores run erratically with more th
 
 
 def _trainer(tmp_path, **kwargs):
-    defaults = dict(
-        max_epochs=1,
-        accelerator="cpu",
-        devices=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=tmp_path,
-    )
-    return Trainer(**{**defaults, **kwargs})
+    return quiet_trainer(tmp_path, **{"max_epochs": 1, **kwargs})
 
 
 def small_adult(**kwargs):

@@ -6,8 +6,9 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from lightning.pytorch import LightningModule, Trainer
+from lightning.pytorch import LightningModule
 from torch.utils.data import DataLoader, TensorDataset
+from trainers import quiet_trainer
 
 from lit_rev.revnet import (
     ActivationMemoryMonitor,
@@ -21,15 +22,7 @@ INPLACE_ERROR = "modified by an inplace operation"
 
 
 def _trainer(tmp_path, callbacks, max_steps=1):
-    return Trainer(
-        max_steps=max_steps,
-        callbacks=callbacks,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=tmp_path,
-    )
+    return quiet_trainer(tmp_path, max_steps=max_steps, callbacks=callbacks)
 
 
 def _exp_then_inplace_mul(x: torch.Tensor) -> torch.Tensor:

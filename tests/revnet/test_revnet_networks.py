@@ -6,8 +6,8 @@ Builders are checked for their shapes and parameter counts.
 import pytest
 import torch
 from fake_imagenet import write_fake_imagenet
-from lightning.pytorch import Trainer
 from torch.utils.data import DataLoader, TensorDataset
+from trainers import quiet_trainer
 
 from lit_rev.data.imagenet import ImageNetDataModule
 from lit_rev.revnet import (
@@ -102,15 +102,7 @@ def test_memory_callback_logs_saved_bytes_and_peak_rss(tmp_path):
         model = _tiny_classifier()
         model.backbone.memory_saving = saving
         monitor = ActivationMemoryMonitor()
-        trainer = Trainer(
-            max_steps=2,
-            callbacks=[monitor],
-            logger=False,
-            enable_checkpointing=False,
-            enable_progress_bar=False,
-            default_root_dir=tmp_path,
-            enable_model_summary=False,
-        )
+        trainer = quiet_trainer(tmp_path, max_steps=2, callbacks=[monitor])
         trainer.fit(model, loader)
         monitors[saving] = monitor.last
         saved[saving] = monitor.last["memory/saved_activations_mib"]
