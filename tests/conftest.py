@@ -5,16 +5,23 @@ from pathlib import Path
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).parent))
 REPO = Path(__file__).resolve().parents[1]
 
-torch.set_num_threads(int(os.environ.get("LIT_REV_TEST_THREADS", "1")))
+
+@pytest.fixture(scope="session", autouse=True)
+def _torch_threads():
+    """One torch thread unless ``LIT_REV_TEST_THREADS`` says otherwise: small nets on few cores
+    run erratically (and many times slower) with more."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(int(os.environ.get("LIT_REV_TEST_THREADS", "1")))
+    yield
+    torch.set_num_threads(previous)
 
 
 @pytest.fixture(scope="session")
 def fake_vision_root(tmp_path_factory):
     """A directory holding tiny MNIST/FashionMNIST/CIFAR/SVHN/CelebA files in their real formats."""
-    import fakedata
+    from tests import fakedata
 
     return fakedata.write_all(tmp_path_factory.mktemp("vision"))
 
@@ -22,7 +29,7 @@ def fake_vision_root(tmp_path_factory):
 @pytest.fixture
 def fake_vision(fake_vision_root, monkeypatch):
     """``LIT_REV_DATA`` points at the fake sets and torchvision's MD5 tables accept them."""
-    import fakedata
+    from tests import fakedata
 
     fakedata.patch_md5(monkeypatch, fake_vision_root)
     monkeypatch.setenv("LIT_REV_DATA", str(fake_vision_root))

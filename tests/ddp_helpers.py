@@ -1,5 +1,6 @@
-"""DDP test helpers: a callback the CLI loads by class path (the tests directory is put on
-PYTHONPATH) and a runner that fits a config on two gloo CPU processes."""
+"""DDP test helpers: a callback the CLI loads by class path (the repository root is put on
+PYTHONPATH so that ``tests.ddp_helpers`` imports) and a runner that fits a config on two gloo
+CPU processes."""
 
 import os
 import subprocess
@@ -9,7 +10,7 @@ from pathlib import Path
 import torch
 from lightning.pytorch import Callback
 
-TESTS = Path(__file__).resolve().parent
+REPO = Path(__file__).resolve().parents[1]
 
 
 class DumpParameters(Callback):
@@ -24,10 +25,10 @@ def fit_on_two_ranks(cli_args: list[str], workdir: Path) -> tuple[dict, dict]:
     """``python -m lit_rev fit <cli_args>`` on 2 CPU processes (DDP, gloo) with
     :class:`DumpParameters` as the only callback; returns both ranks' final state dicts."""
     dump = workdir / "dump_parameters.yaml"
-    dump.write_text("trainer:\n  callbacks: [{class_path: ddp_helpers.DumpParameters}]\n")
+    dump.write_text("trainer:\n  callbacks: [{class_path: tests.ddp_helpers.DumpParameters}]\n")
     env = {
         **os.environ,
-        "PYTHONPATH": f"{TESTS}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+        "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
         "DUMP_DIR": str(workdir),
     }
     cmd = [

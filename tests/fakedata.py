@@ -110,14 +110,9 @@ def write_imagenet(root: Path) -> None:
 
     Written by the RevNet tests' own writer, ``tests/revnet/fake_imagenet.py``.
     """
-    import importlib.util
+    from tests.revnet.fake_imagenet import write_fake_imagenet
 
-    spec = importlib.util.spec_from_file_location(
-        "fake_imagenet", Path(__file__).parent / "revnet" / "fake_imagenet.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    module.write_fake_imagenet(root)
+    write_fake_imagenet(root)
 
 
 # Planted in the first validation image of the fake ImageNet32 (zero elsewhere):

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from ddp_helpers import assert_identical_parameters, fit_on_two_ranks
 
 from lit_rev.cli import main
+from tests.ddp_helpers import assert_identical_parameters, fit_on_two_ranks
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -12,12 +12,10 @@ from pathlib import Path
 import pytest
 import torch
 from lightning.pytorch import Callback
-from test_cli import tiny_config
 
 from lit_rev.callbacks import SIGTERM_EXIT_CODE
 from lit_rev.cli import main
-
-TESTS = Path(__file__).resolve().parent
+from tests.test_cli import tiny_config
 
 
 class StopAt(Callback):

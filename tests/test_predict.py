@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_cli import tiny_config
 
 from lit_rev.callbacks import per_image_columns
 from lit_rev.cli import main
+from tests.test_cli import tiny_config
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 

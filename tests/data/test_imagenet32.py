@@ -2,14 +2,14 @@
 
 import shutil
 
-import fakedata
 import numpy as np
 import pytest
 import torch
-from fakedata import IMAGENET32_MARKERS, N_TEST, N_TRAIN
 
 from lit_rev.data import DataFileError, ImageDataModule, ImageNet32
 from lit_rev.data.imagenet32 import TRAIN_FILES
+from tests import fakedata
+from tests.fakedata import IMAGENET32_MARKERS, N_TEST, N_TRAIN
 
 
 def file_labels(base, names):

@@ -1,11 +1,8 @@
 from pathlib import Path
 
-import fakedata
 import pytest
 import torch
-from fakedata import N_TEST, N_TRAIN
 from lightning.pytorch import LightningModule
-from trainers import quiet_trainer
 
 from lit_rev.data import (
     CIFAR10,
@@ -20,6 +17,9 @@ from lit_rev.data import (
     ImageDataModule,
     LFWCrops,
 )
+from tests import fakedata
+from tests.fakedata import N_TEST, N_TRAIN
+from tests.trainers import quiet_trainer
 
 
 @pytest.mark.parametrize(
@@ -83,7 +83,7 @@ def test_missing_set_names_the_directory(tmp_path, monkeypatch):
 def test_corrupt_file_is_refused(fake_vision_root, tmp_path, monkeypatch):
     import shutil
 
-    import fakedata
+    from tests import fakedata
 
     shutil.copytree(fake_vision_root / "cifar-10-batches-py", tmp_path / "cifar-10-batches-py")
     fakedata.patch_md5(monkeypatch, fake_vision_root)

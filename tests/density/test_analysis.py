@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_cli import tiny_config
 
 from lit_rev.density import DensityModule, Glow, LikelihoodRatio
 from lit_rev.density.analysis import (
@@ -21,6 +20,7 @@ from lit_rev.density.analysis import (
     second_order,
     squeezed_channel_sums,
 )
+from tests.test_cli import tiny_config
 
 REPO = __import__("pathlib").Path(__file__).resolve().parents[2]
 

@@ -6,12 +6,12 @@ from typing import get_args
 
 import pytest
 import torch
-from test_cli import tiny_config
-from toy_densities import UniformDensity
 
 from lit_rev.cli import main
 from lit_rev.density import DensityModule, FlowStep, Glow, analysis, bits_per_dim
 from lit_rev.density.module import OPTIMIZERS, Optimizer
+from tests.test_cli import tiny_config
+from tests.toy_densities import UniformDensity
 
 
 @pytest.mark.parametrize(

@@ -15,7 +15,6 @@ import yaml
 from lightning.pytorch import Callback
 from lightning.pytorch.callbacks import ModelCheckpoint
 from torch.utils.data import DataLoader, TensorDataset
-from trainers import quiet_trainer
 
 from lit_rev.density import (
     VAE,
@@ -27,6 +26,7 @@ from lit_rev.density import (
     WeightNorm,
 )
 from lit_rev.density.pixelcnnpp import GatedResnet
+from tests.trainers import quiet_trainer
 
 REPO = Path(__file__).resolve().parents[2]
 

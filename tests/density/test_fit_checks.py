@@ -7,11 +7,11 @@ the first step, and ``n_bits`` that disagreed with the data's skewed bits/dim si
 
 import pytest
 import torch
-from trainers import quiet_trainer
 
 from lit_rev.data.datamodule import ImageDataModule
 from lit_rev.data.images import Digits
 from lit_rev.density import VAE, DensityModule, Glow, PixelCNNPP
+from tests.trainers import quiet_trainer
 
 NET = "model.init_args.network.init_args"
 

@@ -3,8 +3,6 @@ import math
 import pytest
 import torch
 import torch.nn as nn
-from toy_densities import Categorical, UniformDensity
-from trainers import quiet_trainer
 
 from lit_rev.density import (
     BitsPerDim,
@@ -15,6 +13,8 @@ from lit_rev.density import (
     write_ood_report,
 )
 from lit_rev.density.ood import auroc
+from tests.toy_densities import Categorical, UniformDensity
+from tests.trainers import quiet_trainer
 
 
 def test_bits_per_dim_of_known_densities():

@@ -11,14 +11,14 @@ import warnings
 
 import pytest
 import torch
-from test_report import strict_load
-from toy_densities import UniformDensity
-from trainers import quiet_trainer
 
 from lit_rev.data.datamodule import ImageDataModule
 from lit_rev.data.images import Digits
 from lit_rev.density import DensityModule, ood_rows, write_ood_report
 from lit_rev.density.scores import OODScore, Typicality
+from tests.test_report import strict_load
+from tests.toy_densities import UniformDensity
+from tests.trainers import quiet_trainer
 
 NAN, INF = float("nan"), float("inf")
 

@@ -7,8 +7,6 @@ import pytest
 import torch
 from PIL import Image
 from torch.utils.data import DataLoader, TensorDataset
-from toy_densities import Categorical
-from toy_densities import UniformDensity as Uniform
 
 from lit_rev.density import (
     DensityModule,
@@ -19,6 +17,8 @@ from lit_rev.density import (
 )
 from lit_rev.density.ood import auroc
 from lit_rev.density.scores import perturb_images, png_bits, random_batch_means
+from tests.toy_densities import Categorical
+from tests.toy_densities import UniformDensity as Uniform
 
 
 def test_typicality_single_inputs_known_values():

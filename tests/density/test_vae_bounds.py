@@ -19,11 +19,11 @@ import math
 import numpy as np
 import pytest
 import torch
-from test_discrete_models import _randomise, all_images
 from torch.distributions import Normal, kl_divergence
 
 from lit_rev.density import VAE
 from lit_rev.density.discretized import discretized_logistic_log_prob
+from tests.density.test_discrete_models import _randomise, all_images
 
 
 def _vae(**kwargs) -> VAE:

@@ -5,7 +5,8 @@ prototypes from data on each rank, so a missing reduce or broadcast shows up her
 from pathlib import Path
 
 import pytest
-from ddp_helpers import assert_identical_parameters, fit_on_two_ranks
+
+from tests.ddp_helpers import assert_identical_parameters, fit_on_two_ranks
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "fair"
 

@@ -5,11 +5,9 @@ import pytest
 import torch
 from lightning.pytorch import Trainer, seed_everything
 from torch.utils.data import DataLoader, TensorDataset
-from trainers import quiet_trainer
 
 from lit_rev.fair import Discrimination, GRADModule
-
-torch.set_num_threads(1)
+from tests.trainers import quiet_trainer
 
 
 def proxy_data(n: int, generator: torch.Generator):

@@ -3,12 +3,10 @@ import math
 import pytest
 import torch
 from lightning.pytorch import seed_everything
-from trainers import quiet_trainer
 
 from lit_rev.data import Adult, German
 from lit_rev.fair import ALFRModule, FrozenEncoderClassifier, GRADModule, LFRModule
-
-torch.set_num_threads(1)  # small nets on few cores run erratically with more threads
+from tests.trainers import quiet_trainer
 
 
 def _trainer(tmp_path, **kwargs):

@@ -8,7 +8,6 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch import LightningModule
 from torch.utils.data import DataLoader, TensorDataset
-from trainers import quiet_trainer
 
 from lit_rev.revnet import (
     ActivationMemoryMonitor,
@@ -17,6 +16,7 @@ from lit_rev.revnet import (
     RevNet,
     SavedTensorMeter,
 )
+from tests.trainers import quiet_trainer
 
 INPLACE_ERROR = "modified by an inplace operation"
 

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from fake_imagenet import write_fake_imagenet
 
 from lit_rev.cli import LitRevCLI, main
 from lit_rev.revnet import ImageClassifier
+from tests.revnet.fake_imagenet import write_fake_imagenet
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIGS = sorted((REPO / "configs" / "revnet").glob("*.yaml"))

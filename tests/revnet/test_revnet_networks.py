@@ -5,9 +5,7 @@ Builders are checked for their shapes and parameter counts.
 
 import pytest
 import torch
-from fake_imagenet import write_fake_imagenet
 from torch.utils.data import DataLoader, TensorDataset
-from trainers import quiet_trainer
 
 from lit_rev.data.imagenet import ImageNetDataModule
 from lit_rev.revnet import (
@@ -23,6 +21,8 @@ from lit_rev.revnet import (
     revnet38,
     revnet104,
 )
+from tests.revnet.fake_imagenet import write_fake_imagenet
+from tests.trainers import quiet_trainer
 
 
 @pytest.mark.parametrize("name", sorted(ARCHITECTURES))

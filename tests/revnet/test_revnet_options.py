@@ -5,11 +5,11 @@ time)."""
 from typing import get_args
 
 import pytest
-from test_revnet_cli import TINY
 
 from lit_rev.cli import main
 from lit_rev.revnet import ARCHITECTURES, ImageClassifier, ResNet, RevNet, build
 from lit_rev.revnet.networks import Preset
+from tests.revnet.test_revnet_cli import TINY
 
 
 @pytest.mark.parametrize(
