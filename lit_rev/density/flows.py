@@ -2,12 +2,14 @@
 
 Each maps ``x -> (y, log|det dy/dx|)`` per sample and has ``inverse``.
 
-Inputs are ``(N, C, H, W)``; every log-det is a ``(N,)`` tensor (natural log).
+Inputs are ``(N, C, H, W)``; every log-det is a ``(N,)`` tensor (natural log). Layers are
+chained by :class:`FlowSequence` alone, so composition and log-det accumulation are written once.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from typing import Literal
 
 import torch
@@ -242,32 +244,73 @@ class Squeeze(FlowLayer):
         return y.reshape(n, c // 4, 2 * h, 2 * w), y.new_zeros(n)
 
 
+class FlowSequence(FlowLayer, nn.ModuleList):
+    """Flow layers applied in order: one invertible layer whose log-det is the sum of theirs.
+
+    The only place where layers are chained: :class:`FlowStep` is a sequence of ActNorm,
+    1x1 convolution and coupling, and each level of :class:`~lit_rev.density.Glow` is a
+    sequence of flow steps. An ``nn.ModuleList``, so its layers are indexed and iterated like
+    one and are saved under the keys ``"0"``, ``"1"``, ...
+
+    Args:
+        layers: the :class:`FlowLayer` s, in the order :meth:`forward` applies them.
+    """
+
+    def __init__(self, layers: Iterable[FlowLayer] = ()):
+        super().__init__(layers)
+
+    def forward(self, x, log_det: torch.Tensor | None = None):
+        """Each layer's forward in order; ``(y, log_det + sum of their log-dets)``.
+
+        Args:
+            x: the input of the first layer.
+            log_det: ``(N,)`` running sum the layers' log-dets are added to, one at a time
+                (zeros when ``None``). A caller that chains several sequences passes its running
+                sum, so the float sum is accumulated in the same order as one flat chain.
+        """
+        return self._cascade(x, log_det, self)
+
+    def inverse(self, y, log_det: torch.Tensor | None = None):
+        """Each layer's inverse in reverse order; ``(x, log_det + sum of their log-dets)``."""
+        return self._cascade(y, log_det, [layer.inverse for layer in reversed(self)])
+
+    @staticmethod
+    def _cascade(h, log_det, maps):
+        """Apply each of ``maps`` (``h -> (h, log-det)``) in turn, adding its log-det to the sum."""
+        total = h.new_zeros(h.shape[0]) if log_det is None else log_det
+        for bijection in maps:
+            h, map_log_det = bijection(h)
+            total = total + map_log_det
+        return h, total
+
+
 class FlowStep(FlowLayer):
-    """One Glow step: ActNorm, invertible 1x1 convolution, coupling."""
+    """One Glow step: the :class:`FlowSequence` ActNorm, invertible 1x1 convolution, coupling.
+
+    Args:
+        channels: channels of the input (and output).
+        hidden: width of the coupling network.
+        coupling: ``"affine"`` (:class:`AffineCoupling`) or ``"additive"``
+            (:class:`AdditiveCoupling`).
+        lu: LU-parametrised 1x1 convolution (see :class:`InvConv1x1`).
+    """
 
     def __init__(self, channels: int, hidden: int, coupling: Coupling = "affine", lu: bool = True):
         super().__init__()
         check_choice("coupling", coupling, Coupling)
         coupling_cls = AffineCoupling if coupling == "affine" else AdditiveCoupling
-        self.layers = nn.ModuleList(
+        # an attribute rather than a base class: checkpoints name these layers ``layers.<i>``
+        self.layers = FlowSequence(
             [ActNorm(channels), InvConv1x1(channels, lu=lu), coupling_cls(channels, hidden)]
         )
 
     def forward(self, x):
         """The three layers in order, their log-dets summed."""
-        total = x.new_zeros(x.shape[0])
-        for layer in self.layers:
-            x, ld = layer(x)
-            total = total + ld
-        return x, total
+        return self.layers(x)
 
     def inverse(self, y):
         """The three inverses in reverse order, their log-dets summed."""
-        total = y.new_zeros(y.shape[0])
-        for layer in reversed(self.layers):
-            y, ld = layer.inverse(y)
-            total = total + ld
-        return y, total
+        return self.layers.inverse(y)
 
 
 def gaussian_log_prob(z: torch.Tensor, mean: torch.Tensor, log_std: torch.Tensor) -> torch.Tensor:
