@@ -1,14 +1,9 @@
-"""The analyses of Nalisnick et al. 2019, as functions and as commands.
+"""The analyses of Nalisnick et al. 2019, as pure functions of a density module and images.
 
-    python -m lit_rev.density.analysis decomposition --config <yaml> --ckpt_path <ckpt>
-    python -m lit_rev.density.analysis graying       --config <yaml> --ckpt_path <ckpt>
-    python -m lit_rev.density.analysis second_order  --config <yaml> --ckpt_path <ckpt> \
-        [--ood_set NAME]
-
-Each command builds the model and data from the same YAML as ``fit``/``test`` (any
-``--section.key=value`` override after ``--`` is passed through), loads the checkpoint,
-prints a table and writes ``<name>.{json,csv,md}`` and a figure to ``--out_dir`` (default:
-the checkpoint's run directory).
+Each analysis takes a :class:`~lit_rev.density.DensityModule` and integer images ``(N, C, H, W)``
+and returns rows (and, for the figures, per-image values); nothing here reads configs or
+files. The command ``python -m lit_rev.commands.analysis {decomposition,graying,second_order}``
+runs them on a trained checkpoint and writes the reports.
 
 * **Decomposition** (flows): ``log p(x) = log p(z) + log|det dz/dx|``; per set, the mean and
   histogram of each term, to see which one makes an OOD set look likely.
@@ -25,18 +20,14 @@ the checkpoint's run directory).
 
 from __future__ import annotations
 
-import argparse
 import copy
 import math
-from pathlib import Path
-from typing import Literal, get_args
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 
-from lit_rev.density.scores import read_state_dict, state_dict_mismatch
 from lit_rev.options import check_choice
-from lit_rev.report import format_table, save_figure, write_report
 
 GRAYING_FACTORS = (1.0, 0.75, 0.5, 0.25, 0.0)
 
@@ -540,7 +531,7 @@ def second_order(
     return result
 
 
-# ----------------------------------------------------------------------------- command line
+# ----------------------------------------------------------------------------- tables
 SECOND_ORDER_QUANTITIES = (
     ("measured_gap", "measured: E_q[log p] - E_p[log p]"),
     ("predicted", "Taylor prediction around x0 (first + second order)"),
@@ -566,128 +557,3 @@ def second_order_rows(result: dict, dims: int) -> list[dict]:
         for key, what in SECOND_ORDER_QUANTITIES
         if key in result
     ]
-
-
-def load(config: str, ckpt_path: str | None, overrides: list[str] = ()):
-    """Model and DataModule from a ``fit`` YAML (plus overrides), with the checkpoint's weights.
-
-    The checkpoint is read with ``torch.load(weights_only=True)`` (no code in it runs) and
-    loaded strictly: a checkpoint of another architecture or config is an error naming both
-    files and the keys that disagree, never a partly initialised model.
-    """
-    from lit_rev.cli import LitRevCLI
-
-    cli = LitRevCLI(args=["--config", config, "--trainer.logger=false", *overrides], run=False)
-    module, dm = cli.model, cli.datamodule
-    if ckpt_path:
-        state = read_state_dict(ckpt_path, "analysis")
-        mismatch = state_dict_mismatch(module, state)
-        if mismatch:
-            given = f" with overrides {' '.join(overrides)}" if overrides else ""
-            raise ValueError(
-                f"the checkpoint {ckpt_path} does not fit the model of the config {config}{given}: "
-                f"{mismatch}. Pass the config (and overrides) the checkpoint was trained with, "
-                "e.g. the config.yaml in its run directory"
-            )
-        module.load_state_dict(state, strict=True)
-    if module.hparams.get("n_bits") is None:
-        module.n_bits = getattr(dm, "n_bits", 8)
-    module.eval()
-    return module, dm
-
-
-def main(argv: list[str] | None = None) -> list[dict]:
-    """Run one analysis from the command line (see the module docstring); returns its rows."""
-    parser = argparse.ArgumentParser(
-        prog="python -m lit_rev.density.analysis", description=__doc__.split("\n\n")[0]
-    )
-    parser.add_argument("analysis", choices=["decomposition", "graying", "second_order"])
-    parser.add_argument("--config", required=True)
-    parser.add_argument("--ckpt_path", default=None)
-    parser.add_argument(
-        "--out_dir", default=None, help="default: the checkpoint's run directory (else .)"
-    )
-    parser.add_argument("--max_images", type=int, default=1000, help="images per set")
-    parser.add_argument(
-        "--ood_set",
-        default=None,
-        help="second_order: the set q (default: a grayed set if any, else the first OOD set)",
-    )
-    parser.add_argument("--method", default="exact", choices=get_args(TraceMethod))
-    parser.add_argument(
-        "--probes", type=int, default=64, help="second_order --method hutchinson: random probes"
-    )
-    parser.add_argument(
-        "--curvature_points",
-        type=int,
-        default=0,
-        help="second_order: also average the Hessian over this many "
-        "in-distribution images (2 x max_images Hessian-vector products each)",
-    )
-    parser.add_argument("--torch_threads", type=int, default=None)
-    args, overrides = parser.parse_known_args(argv)
-    overrides = [o for o in overrides if o != "--"]
-    if args.torch_threads:
-        torch.set_num_threads(args.torch_threads)
-    module, dm = load(args.config, args.ckpt_path, overrides)
-    dm.setup("test")
-    sets = {
-        name: images_of(ds, args.max_images)
-        for name, ds in zip(dm.test_names, dm.test_sets, strict=True)
-    }
-    in_name = dm.test_names[0]
-    out_dir = (
-        Path(args.out_dir)
-        if args.out_dir
-        else (Path(args.ckpt_path).resolve().parents[1] if args.ckpt_path else Path("."))
-    )
-    meta = {
-        "config": args.config,
-        "ckpt_path": args.ckpt_path,
-        "network": type(module.network).__name__,
-        "torch_threads": torch.get_num_threads(),
-        "max_images": args.max_images,
-    }
-    if args.analysis == "decomposition":
-        rows, values = decomposition(module, sets)
-        save_figure(decomposition_figure(values, in_name), out_dir, "decomposition")
-    elif args.analysis == "graying":
-        rows = graying_curve(module, sets[in_name])
-        save_figure(graying_figure(rows, in_name), out_dir, "graying")
-    else:
-        if len(dm.test_names) < 2:
-            raise ValueError(
-                f"second_order needs an OOD set q; the config {args.config} "
-                f"has only {dm.test_names}"
-            )
-        q = args.ood_set or next((n for n in dm.test_names[1:] if "gray" in n), dm.test_names[1])
-        if q not in sets:
-            raise ValueError(
-                f"--ood_set {q!r} is not a test set of {args.config}; "
-                f"choose one of {dm.test_names[1:]}"
-            )
-        result = second_order(
-            module,
-            sets[in_name],
-            sets[q],
-            method=args.method,
-            probes=args.probes,
-            curvature_points=args.curvature_points,
-        )
-        rows = second_order_rows(result, sets[in_name][0].numel())
-        quantities = dict(SECOND_ORDER_QUANTITIES)
-        meta.update({"p": in_name, "q": q})
-        meta.update({k: v for k, v in result.items() if k not in quantities})
-    write_report(rows, out_dir, args.analysis, meta)
-    title = ""
-    if args.analysis == "second_order":
-        title = f"p = {in_name}, q = {meta['q']}; nats per image and bits/dim"
-    print(
-        f"\n{args.analysis} ({type(module.network).__name__}, trained on {in_name}) {title}\n"
-        f"{format_table(rows)}\nReport: {out_dir / (args.analysis + '.md')}"
-    )
-    return rows
-
-
-if __name__ == "__main__":
-    main()

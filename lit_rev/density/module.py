@@ -140,6 +140,17 @@ class DensityModule(LightningModule):
             )
         self._n_bits = None if value is None else int(value)
 
+    def use_datamodule(self, dm) -> None:
+        """Take from ``dm`` what an attached DataModule gives, for use without a Trainer.
+
+        Within a Trainer an unset ``n_bits`` follows the attached DataModule's; a module built
+        outside one (by :func:`lit_rev.config.instantiate`, to analyse a checkpoint) is given
+        ``dm`` here and then scores images of that depth as the run did.
+        """
+        data_bits = getattr(dm, "n_bits", None)
+        if self._n_bits is None and data_bits is not None:
+            self.n_bits = data_bits
+
     def setup(self, stage: str) -> None:
         """Check the network against the attached DataModule before any step (:meth:`check_fit`)."""
         dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from lit_rev.commands.analysis import load, main
 from lit_rev.density import DensityModule, Glow, LikelihoodRatio
 from lit_rev.density.analysis import (
     covariance_difference_trace,
@@ -15,8 +16,6 @@ from lit_rev.density.analysis import (
     gray,
     graying_curve,
     hessian_trace,
-    load,
-    main,
     second_order,
     squeezed_channel_sums,
 )

@@ -1,11 +1,12 @@
-"""The multi-seed results command, on German with a one-epoch budget."""
+"""The multi-seed results command (lit_rev.commands.fair_results), on German with a one-epoch
+budget, and the tables of lit_rev.fair.results."""
 
 import csv
 from pathlib import Path
 
 import pytest
 
-from lit_rev.fair.results import main
+from lit_rev.commands.fair_results import main
 
 CONFIGS = Path(__file__).parents[2] / "configs" / "fair"
 
@@ -46,7 +47,7 @@ def test_results_command_writes_mean_and_std_tables_and_chains_grad_auto(tmp_pat
 def test_every_config_the_module_names_exists():
     import re
 
-    import lit_rev.fair.results as results
+    import lit_rev.commands.fair_results as results
 
     named = re.findall(r"configs/fair/[\w]+\.yaml", results.__doc__)
     assert named, "the usage examples name configs"
@@ -72,7 +73,7 @@ def test_one_seed_has_no_std_and_a_missing_seed_is_counted():
 
 
 def test_a_bad_config_stops_the_command_before_any_run(tmp_path, monkeypatch, capsys):
-    import lit_rev.fair.results as results
+    import lit_rev.commands.fair_results as results
 
     ran = []
     monkeypatch.setattr(results, "run_once", lambda *args: ran.append(args) or {"accuracy": 0.5})
