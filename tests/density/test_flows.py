@@ -1,8 +1,13 @@
-"""Every invertible layer: inverse(forward(x)) == x, and its log-det is log|det| of the
-brute-force Jacobian.
+"""Flow layers and Glow.
 
-A multi-level Glow's log p(x) against the change of variables, each latent under its own prior.
+One generic test is the single check of every flow layer's bijection: inverse(forward(x)) == x,
+the log-det against log|det| of the brute-force Jacobian, and the inverse's log-det is minus the
+forward's. Then the composite's running sum, the checkpoint keys, layer-specific behaviour, and
+a multi-level Glow's log p(x) against the change of variables, each latent under its own prior.
 """
+
+from collections.abc import Callable
+from typing import NamedTuple
 
 import pytest
 import torch
@@ -12,6 +17,8 @@ from lit_rev.density import (
     ActNorm,
     AdditiveCoupling,
     AffineCoupling,
+    FlowLayer,
+    FlowSequence,
     FlowStep,
     Glow,
     InvConv1x1,
@@ -31,58 +38,236 @@ def _randomise(module: torch.nn.Module, scale: float = 0.2) -> torch.nn.Module:
     return module.double().eval()
 
 
-LAYERS = {
-    "actnorm": lambda: ActNorm(4),
-    "invconv_lu": lambda: InvConv1x1(4, lu=True, seed=1),
-    "invconv_plain": lambda: InvConv1x1(4, lu=False, seed=1),
-    "affine_coupling": lambda: AffineCoupling(4, hidden=8),
-    "additive_coupling": lambda: AdditiveCoupling(4, hidden=8),
-    "squeeze": lambda: Squeeze(),
-    "flow_step_affine": lambda: FlowStep(4, 8, "affine"),
-    "flow_step_additive": lambda: FlowStep(4, 8, "additive", lu=False),
+class FlowCase(NamedTuple):
+    """A flow to check: how to build it, one input's shape, and the tolerances of the checks."""
+
+    build: Callable[[], torch.nn.Module]
+    shape: tuple[int, int, int]
+    round_trip_atol: float = 1e-10  # inverse(forward(x)) against x, and the two log-dets
+    log_det_atol: float = 1e-8  # the log-det against the brute-force Jacobian's
+    images: bool = False  # draw inputs as pixels in [-0.5, 0.5) rather than N(0, 1)
+
+
+def _glow(coupling):
+    return Glow(
+        in_channels=1, image_size=8, levels=2, steps=2, hidden_channels=8, coupling=coupling
+    )
+
+
+#: Every flow layer class, and Glow (whose bijection has the same interface with flat latents).
+FLOWS = {
+    "actnorm": FlowCase(lambda: ActNorm(4), (4, 4, 4)),
+    "invconv_lu": FlowCase(lambda: InvConv1x1(4, lu=True, seed=1), (4, 4, 4)),
+    "invconv_plain": FlowCase(lambda: InvConv1x1(4, lu=False, seed=1), (4, 4, 4)),
+    "affine_coupling": FlowCase(lambda: AffineCoupling(4, hidden=8), (4, 4, 4)),
+    "additive_coupling": FlowCase(lambda: AdditiveCoupling(4, hidden=8), (4, 4, 4)),
+    "squeeze": FlowCase(lambda: Squeeze(), (4, 4, 4)),
+    "flow_step_affine": FlowCase(lambda: FlowStep(4, 8, "affine"), (4, 4, 4)),
+    "flow_step_additive": FlowCase(lambda: FlowStep(4, 8, "additive", lu=False), (4, 4, 4)),
+    # layers that do not commute, a change of shape and a nested sequence (a flow step)
+    "flow_sequence": FlowCase(
+        lambda: FlowSequence(
+            [
+                ActNorm(4),
+                AffineCoupling(4, hidden=8),
+                Squeeze(),
+                InvConv1x1(16, lu=False, seed=2),
+                FlowStep(16, 8, "additive"),
+            ]
+        ),
+        (4, 4, 4),
+    ),
+    "glow_affine": FlowCase(lambda: _glow("affine"), (1, 8, 8), 1e-9, 1e-7, images=True),
+    "glow_additive": FlowCase(lambda: _glow("additive"), (1, 8, 8), 1e-9, 1e-7, images=True),
 }
 
 
-def _flat_forward(layer, shape):
+def _flat_forward(flow, shape):
     def f(v):
-        y, _ = layer(v.view(1, *shape))
+        y, _ = flow(v.view(1, *shape))
         return y.flatten()
 
     return f
 
 
-@pytest.mark.parametrize("name", LAYERS)
-def test_layer_round_trip_and_log_det(name):
-    layer = _randomise(LAYERS[name]())
-    shape = (4, 4, 4)
-    x = torch.randn(3, *shape, dtype=torch.float64)
-    y, log_det = layer(x)
-    x_back, inv_log_det = layer.inverse(y)
-    assert torch.allclose(x_back, x, atol=1e-10)
-    assert torch.allclose(inv_log_det, -log_det, atol=1e-10)
+@pytest.mark.parametrize("name", FLOWS)
+def test_flow_round_trip_and_log_det(name):
+    case = FLOWS[name]
+    flow = _randomise(case.build())
+    x = torch.randn(3, *case.shape, dtype=torch.float64)
+    if case.images:
+        x = torch.rand(3, *case.shape, dtype=torch.float64) - 0.5
+    y, log_det = flow(x)
+    assert log_det.shape == (3,)
+    x_back, inv_log_det = flow.inverse(y)
+    assert torch.allclose(x_back, x, atol=case.round_trip_atol)
+    assert torch.allclose(inv_log_det, -log_det, atol=case.round_trip_atol)
     for i in range(len(x)):
-        jac = torch.autograd.functional.jacobian(_flat_forward(layer, shape), x[i].flatten())
-        assert log_det[i].item() == pytest.approx(torch.linalg.slogdet(jac)[1].item(), abs=1e-8)
+        jac = torch.autograd.functional.jacobian(_flat_forward(flow, case.shape), x[i].flatten())
+        brute_force = torch.linalg.slogdet(jac)[1].item()
+        assert log_det[i].item() == pytest.approx(brute_force, abs=case.log_det_atol)
 
 
-@pytest.mark.parametrize("coupling", ["affine", "additive"])
-def test_glow_round_trip_and_log_det(coupling):
-    glow = _randomise(
-        Glow(in_channels=1, image_size=8, levels=2, steps=2, hidden_channels=8, coupling=coupling)
-    )
+def _subclasses(cls):
+    return {cls} | {s for sub in cls.__subclasses__() for s in _subclasses(sub)}
+
+
+def test_every_flow_layer_class_is_in_the_generic_test():
+    """A new :class:`FlowLayer` is checked by the generic test only once it is in ``FLOWS``."""
+    layer_classes = {
+        c
+        for c in _subclasses(FlowLayer)
+        if c is not FlowLayer and c.__module__.startswith("lit_rev")
+    }
+    covered = {type(case.build()) for case in FLOWS.values()}
+    assert layer_classes - covered == set()
+
+
+@pytest.mark.parametrize("direction", ["forward", "inverse"])
+def test_flow_sequence_adds_each_log_det_to_the_running_sum_in_order(direction):
+    """The composite applies its layers in order (reversed for the inverse) and adds each
+    log-det to the running sum it is given, one at a time: the float sum of a chain of sequences
+    is that of one flat chain. Checked bitwise in float32 against the layers run by hand."""
+    torch.manual_seed(0)
+    layers = [FlowStep(4, 8), ActNorm(4), FlowStep(4, 8, lu=False), InvConv1x1(4, seed=3)]
+    sequence = FlowSequence(layers)
+    _randomise(sequence).float()
+    x = torch.randn(5, 4, 4, 4)
+    start = 1000 * torch.randn(5)
+    if direction == "forward":
+        maps = list(layers)
+        h, log_det = sequence(x, start)
+        _, from_zero = sequence(x)
+    else:
+        maps = [layer.inverse for layer in reversed(layers)]
+        h, log_det = sequence.inverse(x, start)
+        _, from_zero = sequence.inverse(x)
+    expected_h, expected, expected_from_zero = x, start, torch.zeros(5)
+    for bijection in maps:
+        expected_h, step_log_det = bijection(expected_h)
+        expected = expected + step_log_det
+        expected_from_zero = expected_from_zero + step_log_det
+    assert torch.equal(h, expected_h)
+    assert torch.equal(log_det, expected)
+    assert torch.equal(from_zero, expected_from_zero)
+
+
+@pytest.mark.parametrize("direction", ["forward", "inverse"])
+def test_glow_log_det_is_one_running_sum_over_its_steps(direction, monkeypatch):
+    """Glow adds every flow step's log-det, level after level, to one running sum (as it did
+    before its levels became :class:`FlowSequence` s): the float32 bits of its log-det are those
+    of the step log-dets summed one at a time in the order the steps ran."""
+    step_log_dets = []
+
+    def recording(method):
+        def run(self, h):
+            h, log_det = method(self, h)
+            step_log_dets.append(log_det)
+            return h, log_det
+
+        return run
+
+    monkeypatch.setattr(FlowStep, direction, recording(getattr(FlowStep, direction)))
+    torch.manual_seed(0)
+    glow = Glow(in_channels=2, image_size=8, levels=3, steps=3, hidden_channels=8)
+    glow = _randomise(glow, scale=0.1).float()
+    x = torch.rand(8, 2, 8, 8) - 0.5
+    with torch.no_grad():
+        z, log_det = glow(x)
+        if direction == "inverse":
+            step_log_dets.clear()
+            _, log_det = glow.inverse(z)
+    assert len(step_log_dets) == 9 and torch.isfinite(log_det).all()
+    expected = torch.zeros(8)
+    for step_log_det in step_log_dets:
+        expected = expected + step_log_det
+    assert torch.equal(log_det, expected)
+
+
+#: A two-level Glow's checkpoint keys: a renamed or regrouped submodule breaks old checkpoints.
+GLOW_KEYS = [
+    "top_mean",
+    "top_log_std",
+    "levels.0.0.layers.0.bias",
+    "levels.0.0.layers.0.log_scale",
+    "levels.0.0.layers.0.initialized",
+    "levels.0.0.layers.1.lower",
+    "levels.0.0.layers.1.upper",
+    "levels.0.0.layers.1.log_s",
+    "levels.0.0.layers.1.perm",
+    "levels.0.0.layers.1.sign_s",
+    "levels.0.0.layers.1.lower_mask",
+    "levels.0.0.layers.1.eye",
+    "levels.0.0.layers.2.net.0.weight",
+    "levels.0.0.layers.2.net.0.bias",
+    "levels.0.0.layers.2.net.2.weight",
+    "levels.0.0.layers.2.net.2.bias",
+    "levels.0.0.layers.2.net.4.log_scale",
+    "levels.0.0.layers.2.net.4.conv.weight",
+    "levels.0.0.layers.2.net.4.conv.bias",
+    "levels.1.0.layers.0.bias",
+    "levels.1.0.layers.0.log_scale",
+    "levels.1.0.layers.0.initialized",
+    "levels.1.0.layers.1.lower",
+    "levels.1.0.layers.1.upper",
+    "levels.1.0.layers.1.log_s",
+    "levels.1.0.layers.1.perm",
+    "levels.1.0.layers.1.sign_s",
+    "levels.1.0.layers.1.lower_mask",
+    "levels.1.0.layers.1.eye",
+    "levels.1.0.layers.2.net.0.weight",
+    "levels.1.0.layers.2.net.0.bias",
+    "levels.1.0.layers.2.net.2.weight",
+    "levels.1.0.layers.2.net.2.bias",
+    "levels.1.0.layers.2.net.4.log_scale",
+    "levels.1.0.layers.2.net.4.conv.weight",
+    "levels.1.0.layers.2.net.4.conv.bias",
+    "splits.0.prior.log_scale",
+    "splits.0.prior.conv.weight",
+    "splits.0.prior.conv.bias",
+]
+
+#: An additive flow step with a full 1x1 convolution matrix.
+FLOW_STEP_KEYS = [
+    "layers.0.bias",
+    "layers.0.log_scale",
+    "layers.0.initialized",
+    "layers.1.weight",
+    "layers.2.net.0.weight",
+    "layers.2.net.0.bias",
+    "layers.2.net.2.weight",
+    "layers.2.net.2.bias",
+    "layers.2.net.4.log_scale",
+    "layers.2.net.4.conv.weight",
+    "layers.2.net.4.conv.bias",
+]
+
+
+@pytest.mark.parametrize(
+    "build, keys",
+    [
+        (
+            lambda: Glow(in_channels=1, image_size=4, levels=2, steps=1, hidden_channels=4),
+            GLOW_KEYS,
+        ),
+        (lambda: FlowStep(4, 4, "additive", lu=False), FLOW_STEP_KEYS),
+    ],
+    ids=["glow", "flow_step"],
+)
+def test_state_dict_keys_are_those_of_saved_checkpoints(build, keys):
+    model = build()
+    assert list(model.state_dict()) == keys
+    build().load_state_dict(model.state_dict(), strict=True)
+
+
+def test_glow_latents_are_flat_and_additive_volume_does_not_depend_on_x():
+    glow = _randomise(_glow("affine"))
     x = torch.rand(2, 1, 8, 8, dtype=torch.float64) - 0.5
-    z, log_det = glow(x)
-    assert z.shape == (2, 64)
-    x_back, inv_log_det = glow.inverse(z)
-    assert torch.allclose(x_back, x, atol=1e-9)
-    assert torch.allclose(inv_log_det, -log_det, atol=1e-9)
-    jac = torch.autograd.functional.jacobian(
-        lambda v: glow(v.view(1, 1, 8, 8))[0][0], x[0].flatten()
-    )
-    assert log_det[0].item() == pytest.approx(torch.linalg.slogdet(jac)[1].item(), abs=1e-7)
-    if coupling == "additive":
-        # CV-Glow: the volume term does not depend on x
-        assert torch.allclose(glow.log_prob_parts(x)[1], glow.log_prob_parts(-x)[1])
+    assert glow(x)[0].shape == (2, 64)
+    # CV-Glow: the volume term does not depend on x
+    cv_glow = _randomise(_glow("additive"))
+    assert cv_glow(x)[0].shape == (2, 64)
+    assert torch.allclose(cv_glow.log_prob_parts(x)[1], cv_glow.log_prob_parts(-x)[1])
 
 
 def test_glow_log_prob_is_prior_plus_log_det():
