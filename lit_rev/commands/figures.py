@@ -36,7 +36,21 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from lit_rev.commands.fair_results import run_once
+from lit_rev.config import instantiate
+from lit_rev.density.analysis import (
+    decomposition,
+    decomposition_figure,
+    graying_curve,
+    graying_figure,
+    images_of,
+    score_images,
+)
+from lit_rev.density.ood import auroc
+from lit_rev.fair.results import headline
 from lit_rev.report import save_figure, write_report
+from lit_rev.revnet import SavedTensorMeter, build
+from lit_rev.revnet.memory import MIB
 
 REPO = Path(__file__).resolve().parents[2]
 QUICKSTART = REPO / "configs" / "quickstart.yaml"
@@ -132,7 +146,10 @@ def train_quickstart(
         "--trainer.enable_progress_bar=false",
         *overrides,
     ]
-    print(f"  training: {' '.join(command[1:])}", flush=True)
+    print(
+        f"  training (the quickstart takes about 3 min on one thread): {' '.join(command[1:])}",
+        flush=True,
+    )
     started = time.time()
     done = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
     if done.returncode != 0 or not ckpt.is_file():
@@ -156,9 +173,6 @@ def quickstart_sets(
     The module and DataModule are rebuilt from the config and the checkpoint of
     :func:`train_quickstart` by :func:`lit_rev.config.instantiate`.
     """
-    from lit_rev.config import instantiate
-    from lit_rev.density.analysis import images_of
-
     config = train_kwargs.get("config", QUICKSTART)
     ckpt = train_quickstart(work_dir, overrides, **train_kwargs)
     module, dm = instantiate(str(config), overrides=list(overrides), ckpt_path=str(ckpt))
@@ -178,8 +192,6 @@ def bpd_histograms_plot(bpd: dict[str, torch.Tensor], in_name: str, title: str =
     them. All panels share the bins (0.5-99.5 percentiles of every value), so they compare.
     """
     import matplotlib.pyplot as plt
-
-    from lit_rev.density.ood import auroc
 
     for name, values in bpd.items():
         require_finite("bits/dim histograms", f"the bits/dim of {name}", values)
@@ -222,8 +234,6 @@ def quickstart_bpd_histograms(
     **train_kwargs,
 ) -> Path:
     """Figure 1: the quickstart Glow's bits/dim, test set against each OOD set; the PNG's path."""
-    from lit_rev.density.analysis import score_images
-
     module, in_name, sets = quickstart_sets(work_dir, overrides, max_images, **train_kwargs)
     bpd = {name: score_images(module, k)["bpd"].double() for name, k in sets.items()}
     rows = [
@@ -236,8 +246,6 @@ def quickstart_bpd_histograms(
 
 def decomposition_plot(values: dict[str, dict[str, torch.Tensor]], in_name: str):
     """:func:`lit_rev.density.analysis.decomposition_figure` after a finiteness check."""
-    from lit_rev.density.analysis import decomposition_figure
-
     for name, parts in values.items():
         for key in ("log_pz", "log_det"):
             require_finite("decomposition", f"{key} of {name}", parts[key])
@@ -254,8 +262,6 @@ def quickstart_decomposition(
     **train_kwargs,
 ) -> Path:
     """Figure 2: the quickstart Glow's ``log p(z)`` and ``log|det|`` per set; the PNG's path."""
-    from lit_rev.density.analysis import decomposition
-
     module, in_name, sets = quickstart_sets(work_dir, overrides, max_images, **train_kwargs)
     rows, values = decomposition(module, sets)
     write_report(rows, work_dir, "quickstart_decomposition")
@@ -264,8 +270,6 @@ def quickstart_decomposition(
 
 def graying_plot(rows: list[dict], in_name: str):
     """:func:`lit_rev.density.analysis.graying_figure` with a legend, after a finiteness check."""
-    from lit_rev.density.analysis import graying_figure
-
     require_finite("graying curve", "bits/dim", [r["bpd"] for r in rows])
     fig = graying_figure(rows, in_name)
     ax = fig.axes[0]
@@ -279,6 +283,7 @@ def graying_plot(rows: list[dict], in_name: str):
             ha="center",
             fontsize=8,
         )
+    ax.margins(y=0.12)  # room for the labels of the end points
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
@@ -292,8 +297,6 @@ def quickstart_graying(
     **train_kwargs,
 ) -> Path:
     """Figure 3: the quickstart Glow's bits/dim against the graying factor; the PNG's path."""
-    from lit_rev.density.analysis import graying_curve
-
     module, in_name, sets = quickstart_sets(work_dir, overrides, max_images, **train_kwargs)
     rows = graying_curve(module, sets[in_name])
     write_report(rows, work_dir, "quickstart_graying")
@@ -309,9 +312,6 @@ def saved_activation_mib(
     Counted by :class:`lit_rev.revnet.SavedTensorMeter` (each storage once, parameters
     excluded) on random CIFAR-shaped inputs, train mode.
     """
-    from lit_rev.revnet import SavedTensorMeter, build
-    from lit_rev.revnet.memory import MIB
-
     torch.manual_seed(seed)
     net = build(name, memory_saving=memory_saving).train()
     x = torch.randn(batch_size, 3, image_size, image_size)
@@ -350,6 +350,7 @@ def revnet_memory_rows(
 def revnet_memory_plot(rows: list[dict], batch_size: int, image_size: int):
     """Saved-activation MiB against depth (log y), one line per family and kind of backward."""
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
     require_finite("RevNet memory", "saved MiB", [r["saved_mib"] for r in rows])
     styles = {
@@ -378,6 +379,9 @@ def revnet_memory_plot(rows: list[dict], batch_size: int, image_size: int):
                 xytext=(4, 3),
             )
     ax.set_yscale("log")
+    ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    ax.yaxis.set_minor_formatter(NullFormatter())
     ax.set_xticks(sorted({r["depth"] for r in rows}))
     ax.set_xlabel("depth (layers; ResNet-32/110/164 beside RevNet-38/110/164)")
     ax.set_ylabel("activations saved for backward (MiB, log scale)")
@@ -408,14 +412,6 @@ def revnet_memory(
 
 
 # ----------------------------------------------------------------------------- GRAD plane
-def _run_once():
-    try:
-        from lit_rev.commands.fair_results import headline, run_once
-    except ImportError:  # before the move of issue 12, section 4
-        from lit_rev.fair.results import headline, run_once
-    return run_once, headline
-
-
 def grad_plane_rows(
     work_dir: str | Path,
     runs: dict[str, Sequence[str]] | None = None,
@@ -427,7 +423,6 @@ def grad_plane_rows(
     Returns one row per run: its label, test accuracy and discrimination (of the first
     protected attribute) and the seconds it took. Logs go to ``<work_dir>/fair``.
     """
-    run_once, headline = _run_once()
     rows = []
     for label, chain in (runs or GRAD_PLANE_RUNS).items():
         configs = [str(c if Path(c).is_absolute() else FAIR / c) for c in chain]
@@ -453,7 +448,10 @@ def grad_plane_rows(
 
 
 def grad_plane_plot(rows: list[dict], title: str = ""):
-    """Each run a labelled point: test accuracy (x) against discrimination (y)."""
+    """Each run a labelled point: discrimination (x) against test accuracy (y).
+
+    The axes of ``notebooks/grad_tradeoff.ipynb``: the fair and accurate corner is top left.
+    """
     import matplotlib.pyplot as plt
 
     for r in rows:
@@ -463,31 +461,29 @@ def grad_plane_plot(rows: list[dict], title: str = ""):
     colors = {"Vanilla": "black", "GRAD-pred": "tab:green", "GRAD-auto": "tab:olive"}
     for r in rows:
         grad = r["model"].startswith("GRAD")
+        point = (r["discrimination"], r["accuracy"])
         ax.scatter(
-            r["accuracy"],
-            r["discrimination"],
+            *point,
             s=60,
             zorder=3,
             marker="o" if grad else "s",
             color=colors.get(r["model"], "tab:blue"),
         )
-        ax.annotate(
-            r["model"],
-            (r["accuracy"], r["discrimination"]),
-            fontsize=9,
-            textcoords="offset points",
-            xytext=(6, 4),
-        )
+        ax.annotate(r["model"], point, fontsize=9, textcoords="offset points", xytext=(6, 4))
     accuracy = [r["accuracy"] for r in rows]
     discrimination = [r["discrimination"] for r in rows]
-    pad_x = max(0.01, 0.15 * (max(accuracy) - min(accuracy)))
-    ax.set_xlim(min(accuracy) - pad_x, max(accuracy) + 2.5 * pad_x)
-    ax.set_ylim(0, max(discrimination) * 1.2 + 1e-3)
-    ax.set_xlabel("test accuracy (higher is better)")
-    ax.set_ylabel("discrimination |P(ŷ=1|s=1) − P(ŷ=1|s=0)| (lower is better)")
-    ax.yaxis.label.set_size(9)
+    pad = max(0.005, 0.15 * (max(accuracy) - min(accuracy)))
+    ax.set_ylim(min(accuracy) - pad, max(accuracy) + pad)
+    ax.set_xlim(0, max(discrimination) * 1.25 + 1e-3)
+    ax.set_xlabel("discrimination |mean p(s=1) − mean p(s=0)| (lower is fairer)")
+    ax.set_ylabel("test accuracy")
     ax.set_title(title or "Adult, protected attribute sex: accuracy vs discrimination", fontsize=10)
     ax.grid(True, alpha=0.3)
+    kinds = [
+        ax.scatter([], [], marker="o", color="gray", label="GRAD (gradient reversal)"),
+        ax.scatter([], [], marker="s", color="gray", label="Vanilla and baselines"),
+    ]
+    ax.legend(handles=kinds, fontsize=8, loc="lower right")
     fig.tight_layout()
     return fig
 

@@ -156,7 +156,7 @@ def test_quickstart_figures_train_once_and_refuse_a_diverged_model(tmp_path, cap
     for path in paths:
         assert_png(path)
     log = capsys.readouterr().out
-    assert log.count("training:") == 1 and log.count("reusing the trained quickstart Glow") == 2
+    assert log.count("  training (") == 1 and log.count("reusing the trained quickstart Glow") == 2
     rows = json.loads((tmp_path / "quickstart_bpd_histograms.json").read_text())["rows"]
     assert [r["n"] for r in rows] == [16] * 6  # the in-distribution set and 5 OOD sets
 
