@@ -285,7 +285,7 @@ class FlowSequence(FlowLayer, nn.ModuleList):
 
 
 class FlowStep(FlowLayer):
-    """One Glow step: the :class:`FlowSequence` ActNorm, invertible 1x1 convolution, coupling.
+    """One Glow step: ActNorm, invertible 1x1 convolution and coupling, as a :class:`FlowSequence`.
 
     Args:
         channels: channels of the input (and output).

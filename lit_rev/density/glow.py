@@ -94,11 +94,11 @@ class Glow(nn.Module):
         log_det = x.new_zeros(x.shape[0])
         latents = []
         h = x
-        for i, steps in enumerate(self.levels):
+        for i, level in enumerate(self.levels):
             h, _ = self.squeeze(h)
             # channels-last activations: faster oneDNN convolutions on CPU, the same values
             h = h.contiguous(memory_format=torch.channels_last)
-            h, log_det = steps(h, log_det)
+            h, log_det = level(h, log_det)
             if i < len(self.splits):
                 h, z, lp = self.splits[i].split(h)
                 latents.append(z)
