@@ -283,15 +283,27 @@ def test_switching_a_feature_off_drops_its_default_callbacks(tmp_path):
 
 
 def test_the_cli_overrides_no_protected_lightning_method():
-    """Lightning may rename or change its protected methods in any release; LitRevCLI uses the
-    public hooks only (``instantiate_trainer``, ``before_instantiate_classes``, ``__init__``)."""
+    """Lightning may rename or change its protected methods in any release; LitRevCLI and the
+    parser set-up it shares with lit_rev.config use the public hooks only
+    (``instantiate_trainer``, ``instantiate_classes``, ``before_instantiate_classes``,
+    ``__init__``)."""
     from lightning.pytorch.cli import LightningCLI
 
+    import lit_rev.cli
+    import lit_rev.config
     from lit_rev.cli import LitRevCLI
 
+    ours = [
+        kind
+        for module in (lit_rev.cli, lit_rev.config)
+        for kind in vars(module).values()
+        if isinstance(kind, type) and issubclass(kind, LightningCLI) and kind is not LightningCLI
+    ]
+    assert LitRevCLI in ours and lit_rev.config.ConfigBuilder in ours
     protected = [
-        name
-        for name in vars(LitRevCLI)
+        f"{kind.__name__}.{name}"
+        for kind in ours
+        for name in vars(kind)
         if name.startswith("_") and not name.startswith("__") and hasattr(LightningCLI, name)
     ]
     assert protected == []

@@ -394,6 +394,16 @@ def test_a_checkpoint_written_by_fit_loads_weights_only_and_strictly(tmp_path, m
         assert torch.equal(value, saved["state_dict"][f"network.{key}"]), key
 
 
+def test_a_bad_override_exits_2_naming_the_key(tmp_path, capsys):
+    """As ``python -m lit_rev`` does: the parser's message, no traceback."""
+    config = tiny_fit_config(tmp_path)
+    with pytest.raises(SystemExit) as stop:
+        main(["graying", "--config", config, "--", "--model.init_args.optimizer=sgd"])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert 'Parser key "optimizer"' in err and "sgd" in err and "steps2/tiny.yaml" in err
+
+
 @pytest.mark.slow
 def test_analysis_commands_end_to_end(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
