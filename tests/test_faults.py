@@ -63,7 +63,7 @@ def restore_sigint():
 def test_a_stopped_fit_leaves_a_checkpoint_that_resumes_it(
     tmp_path, restore_sigint, how, raised, code
 ):
-    stop_at = f"[{{class_path: test_faults.StopAt, init_args: {{how: {how}}}}}]"
+    stop_at = f"[{{class_path: tests.test_faults.StopAt, init_args: {{how: {how}}}}}]"
     stopping = tiny_config(
         tmp_path / "stop", callbacks=stop_at, **{"max_steps: 3": "max_steps: 50"}
     )
