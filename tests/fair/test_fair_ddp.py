@@ -11,6 +11,7 @@ from tests.ddp_helpers import assert_identical_parameters, fit_on_two_ranks
 CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "fair"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("config, epochs", [("grad_pred_german.yaml", 2), ("lfr_german.yaml", 3)])
 def test_two_ranks_end_with_identical_parameters(config, epochs, tmp_path):
     rank0, rank1 = fit_on_two_ranks(
