@@ -1,4 +1,4 @@
-"""Callbacks every ``python -m lit_rev`` run gets by default (``lit_rev.cli`` adds them).
+"""Callbacks every ``python -m lit_rev`` run gets by default (``lit_rev.config.ConfigBuilder`` adds them).
 
 - :class:`LastCheckpoint`: Lightning's ``ModelCheckpoint(save_last=True)`` (epoch ends), plus
   ``last.ckpt`` every ``every_n_steps`` optimiser steps, so a run killed mid-epoch loses at
