@@ -1,4 +1,6 @@
-"""Callbacks every ``python -m lit_rev`` run gets by default (``lit_rev.config.ConfigBuilder`` adds them).
+"""Callbacks every ``python -m lit_rev`` run gets by default.
+
+``lit_rev.config.ConfigBuilder`` adds them to every Trainer it builds.
 
 - :class:`LastCheckpoint`: Lightning's ``ModelCheckpoint(save_last=True)`` (epoch ends), plus
   ``last.ckpt`` every ``every_n_steps`` optimiser steps, so a run killed mid-epoch loses at
