@@ -73,8 +73,6 @@ REVNET_PAIRS: dict[int, tuple[str, str]] = {
     164: ("resnet164", "revnet164"),
 }
 
-FIGURE_DPI = 120  # what lit_rev.report.save_figure writes
-
 
 class NonFiniteResult(ValueError):
     """A figure's numbers hold NaN or infinity: the run diverged or is untrained, nothing drawn."""
@@ -125,10 +123,10 @@ def train_quickstart(
         if recorded == request and ckpt.is_file():
             print(f"  reusing the trained quickstart Glow: {ckpt} (--retrain trains it again)")
             return ckpt
-        held = f"the run of {recorded}" if recorded else "an unfinished run"
+        held = f"a run of other settings, {recorded}," if recorded else "an unfinished run"
         raise FileExistsError(
-            f"{run_dir} holds {held}, not of {request}. Pass --retrain (retrain=True) to replace "
-            "it, or another --work_dir"
+            f"{run_dir} holds {held} not one of {request}. Pass --retrain (retrain=True) to "
+            "replace it, or another --work_dir"
         )
     if run_dir.exists():
         shutil.rmtree(run_dir)
@@ -140,7 +138,7 @@ def train_quickstart(
         "--config",
         str(config),
         f"--torch_threads={torch_threads}",
-        f"--trainer.logger.init_args.save_dir={Path(work_dir)}",
+        f"--trainer.logger.init_args.save_dir={Path(work_dir).resolve()}",
         "--trainer.logger.init_args.name=quickstart",
         "--trainer.logger.init_args.version=run",
         "--trainer.enable_progress_bar=false",
@@ -151,7 +149,7 @@ def train_quickstart(
         flush=True,
     )
     started = time.time()
-    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
+    done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0 or not ckpt.is_file():
         tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-20:])
         raise RuntimeError(
