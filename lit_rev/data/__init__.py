@@ -1,9 +1,12 @@
 """Shared data layer of every slice.
 
-Image sources (embedded and torchvision), the image and ImageNet DataModules, the tabular
-fairness DataModules, and checksummed data files.
+Image sources (embedded and torchvision); the DataModules, all built on
+:class:`BaseDataModule`: images, ImageNet, and the tabular fairness sets (``AdultDataModule``,
+``GermanDataModule``, ``COMPASDataModule``; ``Adult``, ``German``, ``COMPAS`` are their
+deprecated former names); and checksummed data files.
 """
 
+from lit_rev.data.base import BaseDataModule
 from lit_rev.data.datamodule import ImageDataModule
 from lit_rev.data.files import DataFileError, shipped_file, verified_path
 from lit_rev.data.imagenet import ImageNetDataModule
@@ -19,7 +22,15 @@ from lit_rev.data.images import (
     NaturalPatches,
     UniformNoise,
 )
-from lit_rev.data.tabular import COMPAS, Adult, German, TabularDataModule
+from lit_rev.data.tabular import (
+    COMPAS,
+    Adult,
+    AdultDataModule,
+    COMPASDataModule,
+    German,
+    GermanDataModule,
+    TabularDataModule,
+)
 from lit_rev.data.transforms import Grayed, convert, quantize
 from lit_rev.data.vision import CIFAR10, CIFAR100, MNIST, SVHN, CelebA, FashionMNIST
 
@@ -30,12 +41,16 @@ __all__ = [
     "MNIST",
     "SVHN",
     "Adult",
+    "AdultDataModule",
+    "BaseDataModule",
+    "COMPASDataModule",
     "CelebA",
     "ConstantImages",
     "DataFileError",
     "Digits",
     "FashionMNIST",
     "German",
+    "GermanDataModule",
     "Grayed",
     "ImageDataModule",
     "ImageNet32",

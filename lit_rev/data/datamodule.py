@@ -6,9 +6,9 @@ from functools import partial
 from typing import Literal
 
 import torch
-from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from lit_rev.data.base import BaseDataModule
 from lit_rev.data.files import DataFileError
 from lit_rev.data.images import ImageSource
 from lit_rev.data.transforms import (
@@ -26,7 +26,7 @@ from lit_rev.options import check_choice
 OODSplit = Literal["test", "all"]
 
 
-class ImageDataModule(LightningDataModule):
+class ImageDataModule(BaseDataModule):
     """Serves ``(x, y)`` batches: ``x`` uint8 ``(B, C, H, W)`` with values in ``[0, 2**n_bits)``.
 
     Args:
@@ -35,12 +35,20 @@ class ImageDataModule(LightningDataModule):
         ood: out-of-distribution sources; each becomes its own named test dataloader, in
             order, after the in-distribution one. A :class:`Grayed` without a source grays
             the in-distribution set.
-        channels, image_size: the common shape (default: the in-distribution set's).
+        channels: the common number of channels (default: the in-distribution set's).
+        image_size: the common height and width (default: the in-distribution set's).
         n_bits: quantisation depth (Glow on CelebA uses 5).
+        batch_size: the training batch size (per process).
+        test_batch_size: the validation and test batch size (default: ``batch_size``).
         val_fraction: part of the training split held out for validation.
-        max_train, max_test: optional caps (seeded subsets) for quick runs.
+        max_train: optional cap on the training split (a seeded subset) for quick runs.
+        max_test: optional cap on each test set, OOD sets included (seeded subsets).
         ood_split: which split of the OOD sources to test on (``test`` or ``all``).
         augment: ``none``, ``flip`` or ``crop_flip``; only ever applied to the training split.
+        num_workers: worker processes of each loader; 0 loads in the main process.
+        seed: seeds the train/val split and the caps.
+
+    ``test_set`` is the in-distribution test set; ``test_sets`` holds it and the OOD sets.
 
     Every split a stage reads is opened (and checksummed, where the set has checksums) in
     :meth:`prepare_data` and again, from the sources' caches, in :meth:`setup`: for ``fit``
@@ -66,7 +74,14 @@ class ImageDataModule(LightningDataModule):
         num_workers: int = 0,
         seed: int = 0,
     ):
-        super().__init__()
+        super().__init__(
+            batch_size=batch_size,
+            test_batch_size=test_batch_size,
+            max_train=max_train,
+            max_test=max_test,
+            num_workers=num_workers,
+            seed=seed,
+        )
         if not 0.0 <= val_fraction < 1.0:
             raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
         check_choice("augment", augment, Augmentation)
@@ -84,17 +99,10 @@ class ImageDataModule(LightningDataModule):
         self.channels = channels
         self.image_size = image_size
         self.n_bits = n_bits
-        self.batch_size = batch_size
-        self.test_batch_size = test_batch_size or batch_size
         self.val_fraction = val_fraction
-        self.max_train = max_train
-        self.max_test = max_test
         self.ood_split = ood_split
         self.augment = augment
-        self.num_workers = num_workers
-        self.seed = seed
         self.test_names = _unique([self.source.name] + [s.name for s in self.ood_sources])
-        self.train_set = self.val_set = None
         self.test_sets: list[Dataset] = []
 
     @property
@@ -140,9 +148,6 @@ class ImageDataModule(LightningDataModule):
     def _prepare(self, dataset: Dataset) -> Dataset:
         c, s, _ = self.shape
         return map_images(dataset, lambda x: quantize(convert(x, c, s), self.n_bits))
-
-    def _cap(self, dataset: Dataset, cap: int | None, salt: int) -> Dataset:
-        return seeded_subset(dataset, cap, self.seed + salt)
 
     def _sources_of(self, stage: str | None) -> list[tuple[ImageSource, str]]:
         """``(source, split)`` of every set ``stage`` reads.
@@ -208,46 +213,11 @@ class ImageDataModule(LightningDataModule):
             self.test_sets = [
                 self._cap(self._prepare(ds), self.max_test, 2 + i) for i, ds in enumerate(sets)
             ]
-
-    def _loader(self, dataset: Dataset, batch_size: int, shuffle: bool = False) -> DataLoader:
-        return make_loader(dataset, batch_size, shuffle, self.num_workers)
-
-    def train_dataloader(self) -> DataLoader:
-        """Shuffled training batches; a ragged last batch is dropped (see :func:`make_loader`)."""
-        return self._loader(self.train_set, self.batch_size, shuffle=True)
-
-    def val_dataloader(self):
-        """Validation batches in order, or none where ``val_fraction`` is 0."""
-        return self._loader(self.val_set, self.test_batch_size) if self.val_set is not None else []
+            self.test_set = self.test_sets[0]
 
     def test_dataloader(self) -> list[DataLoader]:
         """One loader per test set: the in-distribution set, then the OOD sets in order."""
         return [self._loader(ds, self.test_batch_size) for ds in self.test_sets]
-
-    def predict_dataloader(self) -> list[DataLoader]:
-        """The test loaders: prediction scores the same sets."""
-        return self.test_dataloader()
-
-
-def seeded_subset(dataset: Dataset, cap: int | None, seed: int) -> Dataset:
-    """At most ``cap`` items of ``dataset``, chosen by a seeded permutation, in original order."""
-    if cap is None or len(dataset) <= cap:
-        return dataset
-    g = torch.Generator().manual_seed(seed)
-    return Subset(dataset, torch.randperm(len(dataset), generator=g)[:cap].sort().values.tolist())
-
-
-def make_loader(dataset: Dataset, batch_size: int, shuffle: bool, num_workers: int) -> DataLoader:
-    """The project's DataLoader: training loaders shuffle and drop a ragged last batch."""
-    return DataLoader(
-        dataset,
-        batch_size=batch_size,
-        shuffle=shuffle,
-        num_workers=num_workers,
-        persistent_workers=num_workers > 0,
-        pin_memory=torch.cuda.is_available(),
-        drop_last=shuffle and len(dataset) > batch_size,
-    )
 
 
 def _unique(names: list[str]) -> list[str]:

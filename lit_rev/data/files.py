@@ -15,7 +15,7 @@ class DataFileError(RuntimeError):
 SHIPPED = {
     "mnist_5k.csv.gz": "846f6cad587fea3877f6e0fe0a1968dfc68867ce170d3bc9fc2dccdbed17961d",
     # gzip copies (mtime 0) of the raw tabular files; their decompressed bytes are checked
-    # against the public sources' hashes by shipped_gzip (see lit_rev/data/tabular.py).
+    # against the public sources' hashes by shipped_gzip (see lit_rev/data/tabular_schemas.py).
     "adult.data.gz": "171e93e0be014947c678f8e0fd17485ec99e8c273d1a7a0b506bb9139e95800b",
     "adult.test.gz": "88304f2ff4ca392efdb76452aa377e96dde27622ff90070ed0913c464bb7aa32",
     "german.data.gz": "a4cc977b7fc38d60827f2f881d8377954ece4d7ade5d026e827307bb63395df2",

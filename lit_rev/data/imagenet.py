@@ -10,10 +10,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lightning.pytorch import LightningDataModule
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
-from lit_rev.data.datamodule import make_loader, seeded_subset
+from lit_rev.data.base import BaseDataModule
 from lit_rev.data.files import DataFileError
 from lit_rev.data.vision import default_root
 
@@ -28,14 +27,21 @@ def _transforms(train: bool, image_size: int, resize: int):
     return v2.Compose([v2.PILToTensor(), v2.RGB(), *steps])
 
 
-class ImageNetDataModule(LightningDataModule):
+class ImageNetDataModule(BaseDataModule):
     """Serves ``(x, y)``: ``x`` uint8 ``(B, 3, image_size, image_size)``, ``y`` int64 class indices.
 
     Args:
         root: directory holding ``imagenet/``; default ``$LIT_REV_DATA`` (or ``./data``).
-        batch_size, test_batch_size: per-process batch sizes.
-        image_size, resize: crop size, and the shorter side validation images are resized to.
-        max_train, max_val: optional seeded subsets for quick runs.
+        batch_size: the training batch size (per process).
+        test_batch_size: the validation batch size (default: ``batch_size``).
+        image_size: the crop size.
+        resize: the shorter side validation images are resized to before the centre crop.
+        max_train: optional cap on the training split (a seeded subset) for quick runs.
+        max_val: optional cap on the validation split (a seeded subset).
+        num_workers: worker processes of each loader (JPEG decoding is the bottleneck).
+        seed: seeds the caps.
+
+    The validation split is also ``test_set``: ILSVRC-2012's validation split is its test split.
     """
 
     def __init__(
@@ -50,18 +56,26 @@ class ImageNetDataModule(LightningDataModule):
         num_workers: int = 8,
         seed: int = 0,
     ):
-        super().__init__()
+        super().__init__(
+            batch_size=batch_size,
+            test_batch_size=test_batch_size,
+            max_train=max_train,
+            max_test=max_val,
+            num_workers=num_workers,
+            seed=seed,
+        )
         self.root = root
-        self.batch_size = batch_size
-        self.test_batch_size = test_batch_size or batch_size
         self.image_size = image_size
         self.resize = resize
-        self.max_train = max_train
-        self.max_val = max_val
-        self.num_workers = num_workers
-        self.seed = seed
-        self.train_set: Dataset | None = None
-        self.val_set: Dataset | None = None
+
+    @property
+    def max_val(self) -> int | None:
+        """The cap of the validation split, which is also the test split (``max_test``)."""
+        return self.max_test
+
+    @max_val.setter
+    def max_val(self, cap: int | None) -> None:
+        self.max_test = cap
 
     @property
     def directory(self) -> Path:
@@ -79,9 +93,6 @@ class ImageNetDataModule(LightningDataModule):
         except (FileNotFoundError, RuntimeError) as err:
             raise DataFileError(f"ImageNet {split} split not found under {path}: {err}") from err
 
-    def _cap(self, dataset: Dataset, cap: int | None, salt: int) -> Dataset:
-        return seeded_subset(dataset, cap, self.seed + salt)
-
     @property
     def num_classes(self) -> int:
         """Number of class folders of the validation split (1,000 for ILSVRC-2012)."""
@@ -93,22 +104,4 @@ class ImageNetDataModule(LightningDataModule):
             self.train_set = self._cap(self._folder("train", train=True), self.max_train, 1)
         if self.val_set is None:
             self.val_set = self._cap(self._folder("val", train=False), self.max_val, 2)
-
-    def _loader(self, dataset: Dataset, batch_size: int, shuffle: bool) -> DataLoader:
-        return make_loader(dataset, batch_size, shuffle, self.num_workers)
-
-    def train_dataloader(self) -> DataLoader:
-        """Shuffled, augmented training batches; a ragged last batch is dropped."""
-        return self._loader(self.train_set, self.batch_size, shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        """Centre-cropped validation batches in order."""
-        return self._loader(self.val_set, self.test_batch_size, shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        """The validation loader: ILSVRC-2012's validation split is its test split."""
-        return self.val_dataloader()
-
-    def predict_dataloader(self) -> DataLoader:
-        """The validation loader."""
-        return self.val_dataloader()
+            self.test_set = self.val_set

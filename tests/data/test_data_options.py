@@ -13,8 +13,8 @@ import torch
 import yaml
 
 from lit_rev.cli import main
-from lit_rev.data import Digits, German, ImageDataModule
-from lit_rev.data.tabular_parsing import Encoder, Table
+from lit_rev.data import Digits, GermanDataModule, ImageDataModule
+from lit_rev.data.tables import Encoder, Table
 from lit_rev.data.transforms import augment
 
 REPO = Path(__file__).resolve().parents[2]
@@ -77,7 +77,7 @@ def _reassigned_encoder_fit():
         ),
         # checked when the DataModule is built, not only when setup() fits the encoder
         (
-            lambda: German(unknown_categories="drop"),
+            lambda: GermanDataModule(unknown_categories="drop"),
             "unknown_categories must be one of 'error', 'ignore', got 'drop'",
         ),
         (

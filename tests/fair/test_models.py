@@ -4,7 +4,7 @@ import pytest
 import torch
 from lightning.pytorch import seed_everything
 
-from lit_rev.data import Adult, German
+from lit_rev.data import AdultDataModule, GermanDataModule
 from lit_rev.fair import ALFRModule, FrozenEncoderClassifier, GRADModule, LFRModule
 from tests.trainers import quiet_trainer
 
@@ -14,7 +14,7 @@ def _trainer(tmp_path, **kwargs):
 
 
 def small_adult(**kwargs):
-    return Adult(**{"max_train": 1500, "max_test": 600, "batch_size": 128, **kwargs})
+    return AdultDataModule(**{"max_train": 1500, "max_test": 600, "batch_size": 128, **kwargs})
 
 
 @pytest.mark.parametrize(
@@ -92,7 +92,7 @@ def test_checkpoint_rebuilds_the_network_and_feeds_the_second_stage(tmp_path):
     assert second.test_results["accuracy"] > 0.6
 
     with pytest.raises(ValueError, match="input columns"):
-        other = German()
+        other = GermanDataModule()
         trainer = _trainer(tmp_path)
         trainer.fit(FrozenEncoderClassifier(encoder_ckpt=str(path)), datamodule=other)
 

@@ -1,12 +1,21 @@
 import gzip
+import warnings
 from pathlib import Path
 
 import pytest
 import torch
 
-from lit_rev.data import COMPAS, Adult, DataFileError, German
-from lit_rev.data.tabular import ADULT_FILES, GERMAN_FILE
-from lit_rev.data.tabular_parsing import Encoder, parse_adult, parse_german
+from lit_rev.data import (
+    COMPAS,
+    Adult,
+    AdultDataModule,
+    COMPASDataModule,
+    DataFileError,
+    German,
+    GermanDataModule,
+)
+from lit_rev.data.tables import Encoder
+from lit_rev.data.tabular_schemas import ADULT_FILES, GERMAN_FILE, parse_adult, parse_german
 
 ROW = (
     "39, State-gov, 77516, Bachelors, 13, Never-married, Adm-clerical, Not-in-family, White, "
@@ -61,7 +70,7 @@ def test_unknown_category_at_test_time_is_a_clear_error_or_zeros():
 
 
 def test_shipped_adult_counts_and_identical_one_hot_columns_in_train_and_test():
-    dm = Adult(protected=["sex"])
+    dm = AdultDataModule(protected=["sex"])
     dm.setup()
     assert len(dm.train_set) + len(dm.val_set) + len(dm.test_set) == 45222
     assert len(dm.test_set) == 15060
@@ -88,7 +97,7 @@ def test_shipped_adult_counts_and_identical_one_hot_columns_in_train_and_test():
 
 
 def test_adult_several_attributes_and_protected_kept_in_inputs():
-    dm = Adult(
+    dm = AdultDataModule(
         protected=["sex", "race", "age"], protected_in_inputs=True, max_train=500, max_test=300
     )
     dm.setup()
@@ -105,24 +114,24 @@ def test_adult_several_attributes_and_protected_kept_in_inputs():
 
 
 def test_german_and_compas():
-    dm = German(protected=["age"], seed=3)
+    dm = GermanDataModule(protected=["age"], seed=3)
     dm.setup()
     assert len(dm.train_set) + len(dm.val_set) + len(dm.test_set) == 1000
     assert len(dm.test_set) == 300
-    sex = German(protected=["sex"])
+    sex = GermanDataModule(protected=["sex"])
     sex.setup()
     assert not any(n.startswith("personal_status") for n in sex.feature_names)
     # A92/A95 are female: 310 of 1,000 rows
     total = sum(int(t.s.sum()) for t in (sex.train_set, sex.val_set, sex.test_set))
     assert total == 310
-    compas = COMPAS(protected=["race"])
+    compas = COMPASDataModule(protected=["race"])
     compas.setup()
     assert len(compas.train_set) + len(compas.val_set) + len(compas.test_set) == 6172
     assert not any(n.startswith("race=") for n in compas.feature_names)
 
 
 def test_seeded_splits_differ_by_seed_and_repeat_by_seed():
-    a, b, c = German(seed=0), German(seed=0), German(seed=1)
+    a, b, c = GermanDataModule(seed=0), GermanDataModule(seed=0), GermanDataModule(seed=1)
     for dm in (a, b, c):
         dm.setup()
     assert torch.equal(a.test_set.x, b.test_set.x)
@@ -131,7 +140,7 @@ def test_seeded_splits_differ_by_seed_and_repeat_by_seed():
 
 def test_unknown_protected_attribute_is_rejected():
     with pytest.raises(ValueError, match="unknown protected attribute"):
-        Adult(protected=["height"])
+        AdultDataModule(protected=["height"])
 
 
 def _root_with(tmp_path, raw, data: bytes) -> Path:
@@ -144,17 +153,17 @@ def test_raw_files_from_a_directory_are_checksummed(tmp_path):
         (Path(__file__).parents[2] / "lit_rev/data/files/german.data.gz").read_bytes()
     )
     root = _root_with(tmp_path, GERMAN_FILE, original)
-    dm = German(root=str(root))
+    dm = GermanDataModule(root=str(root))
     dm.setup()
     assert len(dm.test_set) == 300
     (tmp_path / "german.data").write_bytes(original.replace(b"A11", b"A12", 1))
     with pytest.raises(DataFileError, match=r"checksum mismatch for .*german.data"):
-        German(root=str(root)).setup()
+        GermanDataModule(root=str(root)).setup()
 
 
 def test_missing_raw_file_names_it(tmp_path):
     with pytest.raises(DataFileError, match=r"not found: .*compas-scores-two-years.csv"):
-        COMPAS(root=str(tmp_path)).setup()
+        COMPASDataModule(root=str(tmp_path)).setup()
 
 
 def test_download_path_fetches_missing_files_then_verifies(tmp_path, monkeypatch):
@@ -167,12 +176,12 @@ def test_download_path_fetches_missing_files_then_verifies(tmp_path, monkeypatch
         Path(filename).write_bytes(gzip.decompress((shipped / f"{name}.gz").read_bytes()))
 
     monkeypatch.setattr("urllib.request.urlretrieve", fake_urlretrieve)
-    dm = Adult(root=str(tmp_path / "raw"), download=True, max_train=100, max_test=100)
+    dm = AdultDataModule(root=str(tmp_path / "raw"), download=True, max_train=100, max_test=100)
     dm.setup()
     assert sorted(fetched) == sorted(f.url for f in ADULT_FILES)
     assert (tmp_path / "raw" / "adult.test").is_file()
     with pytest.raises(ValueError, match="download=True needs root"):
-        Adult(download=True)
+        AdultDataModule(download=True)
 
 
 def test_corrupt_shipped_copy_is_a_checksum_error(tmp_path, monkeypatch):
@@ -180,4 +189,33 @@ def test_corrupt_shipped_copy_is_a_checksum_error(tmp_path, monkeypatch):
 
     monkeypatch.setitem(files.SHIPPED, "german.data.gz", "0" * 64)
     with pytest.raises(DataFileError, match=r"checksum mismatch for .*german.data.gz"):
-        German().setup()
+        GermanDataModule().setup()
+
+
+@pytest.mark.parametrize(
+    "old, new",
+    [(Adult, AdultDataModule), (German, GermanDataModule), (COMPAS, COMPASDataModule)],
+    ids=["Adult", "German", "COMPAS"],
+)
+def test_former_names_warn_name_the_new_class_and_give_the_same_data(old, new):
+    kwargs = {"protected_in_inputs": True, "max_train": 300, "max_test": 120, "seed": 2}
+    with pytest.warns(DeprecationWarning, match=rf"^{old.__name__} is deprecated.* {new.__name__}"):
+        former = old(**kwargs)
+    assert isinstance(former, new)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the new name builds without a warning
+        current = new(**kwargs)
+    former.setup()
+    current.setup()
+    assert former.feature_names == current.feature_names
+    assert former.consistency_columns == current.consistency_columns
+    for split in ("train_set", "val_set", "test_set"):
+        a, b = getattr(former, split), getattr(current, split)
+        for name in ("x", "y", "s"):
+            assert torch.equal(getattr(a, name), getattr(b, name)), (split, name)
+    first_batches = []
+    for dm in (former, current):
+        torch.manual_seed(0)
+        first_batches.append(next(iter(dm.train_dataloader())))
+    for a, b in zip(*first_batches, strict=True):
+        assert torch.equal(a, b)

@@ -1,0 +1,104 @@
+"""``BaseDataModule``: the batch sizes, caps, seed and loaders every lit_rev DataModule shares."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar
+
+import torch
+from lightning.pytorch import LightningDataModule
+from torch.utils.data import DataLoader, Dataset, Subset
+
+
+class BaseDataModule(LightningDataModule):
+    """What every lit_rev DataModule shares: batch sizes, seeded caps and loaders.
+
+    A subclass builds ``train_set``, ``val_set`` (``None`` where there is no validation split)
+    and ``test_set`` in ``setup``, capping them with :meth:`_cap`; the four dataloader methods
+    serve them. Training loaders shuffle and drop a ragged last batch (where there is more
+    than one batch), so every training step sees ``batch_size`` rows; the other loaders keep
+    the data's order and every item.
+
+    Args:
+        batch_size: the training batch size (per process).
+        test_batch_size: the batch size of the validation, test and prediction loaders;
+            ``None`` means ``batch_size``.
+        max_train: optional cap on the training split (a seeded subset) for quick runs.
+        max_test: optional cap on each test split (a seeded subset).
+        num_workers: worker processes of each loader; 0 loads in the main process.
+        seed: seeds the caps (and whatever seeded splits a subclass makes).
+    """
+
+    #: ``collate_fn`` of every loader; ``None`` is torch's default (stacks per-item tensors).
+    collate_fn: ClassVar[Callable[[Any], Any] | None] = None
+    #: Whether loaders pin their batches in page-locked memory (only where CUDA is available).
+    pin_memory: ClassVar[bool] = True
+
+    def __init__(
+        self,
+        batch_size: int,
+        test_batch_size: int | None = None,
+        max_train: int | None = None,
+        max_test: int | None = None,
+        num_workers: int = 0,
+        seed: int = 0,
+    ):
+        super().__init__()
+        self.batch_size = batch_size
+        self.test_batch_size = test_batch_size or batch_size
+        self.max_train = max_train
+        self.max_test = max_test
+        self.num_workers = num_workers
+        self.seed = seed
+        self.train_set: Dataset | None = None
+        self.val_set: Dataset | None = None
+        self.test_set: Dataset | None = None
+
+    # --- caps ---------------------------------------------------------------------------------
+    def _cap(self, dataset: Any, cap: int | None, salt: int) -> Any:
+        """At most ``cap`` items of ``dataset``, chosen by :meth:`_cap_indices`, in order.
+
+        ``salt`` tells the splits apart: each split's subset is drawn with its own seed.
+        """
+        if cap is None or len(dataset) <= cap:
+            return dataset
+        return self._subset(dataset, self._cap_indices(len(dataset), cap, salt))
+
+    def _cap_indices(self, n: int, cap: int, salt: int) -> Sequence[int]:
+        """``cap`` of ``range(n)``, sorted: the start of a permutation seeded with seed + salt."""
+        g = torch.Generator().manual_seed(self.seed + salt)
+        return torch.randperm(n, generator=g)[:cap].sort().values.tolist()
+
+    def _subset(self, dataset: Any, indices: Sequence[int]) -> Any:
+        """The items ``indices`` of ``dataset``."""
+        return Subset(dataset, indices)
+
+    # --- loaders ------------------------------------------------------------------------------
+    def _loader(self, dataset: Dataset, batch_size: int, shuffle: bool = False) -> DataLoader:
+        """The project's DataLoader: ``shuffle`` for training, which also drops a ragged batch."""
+        return DataLoader(
+            dataset,
+            batch_size=batch_size,
+            shuffle=shuffle,
+            num_workers=self.num_workers,
+            collate_fn=self.collate_fn,
+            persistent_workers=self.num_workers > 0,
+            pin_memory=self.pin_memory and torch.cuda.is_available(),
+            drop_last=shuffle and len(dataset) > batch_size,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        """Shuffled training batches; a ragged last batch is dropped."""
+        return self._loader(self.train_set, self.batch_size, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader | list:
+        """Validation batches in order, or none (an empty list) without a validation split."""
+        return self._loader(self.val_set, self.test_batch_size) if self.val_set is not None else []
+
+    def test_dataloader(self) -> DataLoader | list[DataLoader]:
+        """Test batches in order."""
+        return self._loader(self.test_set, self.test_batch_size)
+
+    def predict_dataloader(self) -> DataLoader | list[DataLoader]:
+        """The test loaders: prediction scores the same sets."""
+        return self.test_dataloader()
