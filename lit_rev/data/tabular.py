@@ -21,6 +21,7 @@ and ``download=True`` first fetches missing ones from UCI / ProPublica into ``ro
 
 from __future__ import annotations
 
+import sys
 import warnings
 from collections.abc import Sequence
 from typing import ClassVar
@@ -274,8 +275,10 @@ class RenamedDataModuleWarning(DeprecationWarning):
 
 
 # Python hides DeprecationWarnings raised outside ``__main__``, and ``class_path: Adult`` is
-# built inside jsonargparse: show this one, so that whoever runs an old config sees it.
-warnings.filterwarnings("default", category=RenamedDataModuleWarning)
+# built inside jsonargparse: show this one, so that whoever runs an old config sees it, unless
+# warnings are configured on the command line (-W, PYTHONWARNINGS).
+if not sys.warnoptions:
+    warnings.filterwarnings("default", category=RenamedDataModuleWarning)
 
 
 def _warn_renamed(old: str, new: type[TabularDataModule]) -> None:

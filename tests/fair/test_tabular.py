@@ -1,4 +1,7 @@
 import gzip
+import os
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 
@@ -219,3 +222,19 @@ def test_former_names_warn_name_the_new_class_and_give_the_same_data(old, new):
         first_batches.append(next(iter(dm.train_dataloader())))
     for a, b in zip(*first_batches, strict=True):
         assert torch.equal(a, b)
+
+
+def test_the_former_names_warn_even_where_python_hides_deprecation_warnings():
+    # Python shows a DeprecationWarning only when raised from __main__; ``class_path: German``
+    # is built inside jsonargparse, so the warning is raised here from another module.
+    code = (
+        "import lit_rev.data as data\n"
+        "exec(compile('data.German()', 'config_parser', 'exec'), "
+        "{'data': data, '__name__': 'config_parser'})\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONWARNINGS"}
+    run = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert run.returncode == 0, run.stderr
+    assert "German is deprecated" in run.stderr and "use GermanDataModule" in run.stderr
