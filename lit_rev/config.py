@@ -236,8 +236,9 @@ def instantiate(
     Parsed like ``python -m lit_rev fit --config ...`` (same parser, defaults and seeding:
     ``seed_everything`` seeds the global random state, so an untrained model has the same
     weights as the command line's), without building a Trainer or a logger. A model that takes
-    settings from the DataModule a Trainer would attach (``DensityModule``'s ``n_bits``) is
-    given ``datamodule`` through its public ``use_datamodule``, so it scores as in a run.
+    settings from the DataModule a Trainer would attach (``DensityModule``'s ``n_bits``, a
+    fairness module's input width) is given ``datamodule`` through its public
+    ``use_datamodule`` before any checkpoint is loaded, so it scores as in a run.
 
     Args:
         config: a YAML path, or several applied in order like repeated ``--config``.
@@ -258,6 +259,10 @@ def instantiate(
     """
     built = _build(_ModelAndData, config, overrides)
     model, datamodule = built.model, built.datamodule
+    # before the weights: a fairness module builds its networks from the DataModule's shapes
+    use_datamodule = getattr(model, "use_datamodule", None)
+    if datamodule is not None and callable(use_datamodule):
+        use_datamodule(datamodule)
     if ckpt_path is not None:
         state = read_state_dict(ckpt_path, "instantiate")
         mismatch = state_dict_mismatch(model, state)
@@ -268,9 +273,6 @@ def instantiate(
                 "the checkpoint was trained with, e.g. the config.yaml in its run directory"
             )
         model.load_state_dict(state, strict=True)
-    use_datamodule = getattr(model, "use_datamodule", None)
-    if datamodule is not None and callable(use_datamodule):
-        use_datamodule(datamodule)
     return model, datamodule
 
 

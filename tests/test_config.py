@@ -14,6 +14,8 @@ from lit_rev.cli import main as cli_main
 from lit_rev.config import ConfigError, instantiate, instantiate_with_trainer
 from tests.test_cli import tiny_config
 
+REPO = Path(__file__).resolve().parents[1]
+
 OVERRIDES = ["--model.init_args.lr=0.01", "--data.init_args.batch_size=8"]
 
 
@@ -178,3 +180,20 @@ def test_instantiate_with_trainer_builds_the_run_of_the_cli(tmp_path):
     assert trainer.logger.log_dir == cli.trainer.logger.log_dir
     assert dict(model.hparams) == dict(cli.model.hparams)
     assert type(dm) is type(cli.datamodule)
+
+
+def test_a_fairness_checkpoint_loads_into_a_module_built_from_its_config(tmp_path, monkeypatch):
+    """Fairness modules size their networks from the DataModule (no ``input_dim`` in the
+    config): ``instantiate`` gives them the DataModule before loading, so the weights fit."""
+    monkeypatch.chdir(tmp_path)
+    config = str(REPO / "configs" / "fair" / "vanilla_german.yaml")
+    run = ["--trainer.max_epochs=1", "--model.init_args.probes=[]", "--torch_threads=1"]
+    cli = cli_main(["fit", "--config", config, *run, f"--trainer.default_root_dir={tmp_path}"])
+    last = Path(cli.trainer.logger.log_dir) / "checkpoints" / "last.ckpt"
+    x = cli.datamodule.test_set.x[:16]
+    fitted = cli.model.eval().predict_proba(x)
+
+    model, dm = instantiate(config, ["--model.init_args.probes=[]"], ckpt_path=last)
+    assert model.hparams.input_dim == dm.input_dim == x.shape[1]
+    assert model.consistency_columns == dm.consistency_columns
+    assert torch.equal(model.eval().predict_proba(x), fitted)

@@ -125,8 +125,18 @@ class FairModule(LightningModule):
 
     def setup(self, stage: str) -> None:
         """Read the shapes (and consistency columns) from the DataModule; build if not built."""
-        datamodule = getattr(self.trainer, "datamodule", None)
+        self.use_datamodule(getattr(self.trainer, "datamodule", None))
+
+    def use_datamodule(self, datamodule) -> None:
+        """Take from ``datamodule`` what an attached one gives, for use with or without a Trainer.
+
+        Reads its consistency columns and, unless the networks are built already, its input
+        width and protected groups, then builds them: a module made by
+        :func:`lit_rev.config.instantiate` from a config without ``input_dim`` can so load a
+        checkpoint of that config.
+        """
         if datamodule is not None:
+            input_dim = getattr(datamodule, "input_dim", None)  # a tabular one encodes here
             self.consistency_columns = getattr(datamodule, "consistency_columns", None)
         if self.built:
             return
@@ -135,7 +145,7 @@ class FairModule(LightningModule):
                 f"{type(self).__name__} needs input_dim and protected_classes, "
                 "or a tabular DataModule to read them from"
             )
-        self.hparams.input_dim = datamodule.input_dim
+        self.hparams.input_dim = input_dim
         self.hparams.protected_classes = list(datamodule.protected_classes)
         self.hparams.protected_names = list(datamodule.protected)
         self._build_all(
