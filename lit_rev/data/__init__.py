@@ -31,7 +31,7 @@ from lit_rev.data.tabular import (
     GermanDataModule,
     TabularDataModule,
 )
-from lit_rev.data.transforms import Grayed, convert, quantize
+from lit_rev.data.transforms import Grayed, UpsideDown, convert, quantize
 from lit_rev.data.vision import CIFAR10, CIFAR100, MNIST, SVHN, CelebA, FashionMNIST
 
 __all__ = [
@@ -63,6 +63,7 @@ __all__ = [
     "NaturalPatches",
     "TabularDataModule",
     "UniformNoise",
+    "UpsideDown",
     "convert",
     "quantize",
     "shipped_file",

@@ -1,4 +1,4 @@
-"""Shape conversion, quantisation, graying and augmentation of uint8 image tensors."""
+"""Shape conversion, quantisation, graying, flipping and augmentation of uint8 image tensors."""
 
 from __future__ import annotations
 
@@ -125,6 +125,62 @@ class Grayed(ImageSource):
         base = self.source.dataset(split)
         mean = channel_mean(base)
         return map_images(base, lambda x: gray_images(x, self.factor, mean))
+
+
+# Which split of its source an :class:`UpsideDown` reads, whatever split it is asked for.
+SourceSplit = Literal["train", "test", "all"]
+
+
+def upside_down(images: torch.Tensor) -> torch.Tensor:
+    """``images`` (``(..., H, W)``) flipped vertically: row ``i`` becomes row ``H - 1 - i``."""
+    return images.flip(-2)
+
+
+class UpsideDown(ImageSource):
+    """Another source's images flipped upside down: a near-OOD set.
+
+    The flip is vertical (rows reversed, columns kept), not a 180-degree rotation. Digits such
+    as 0, 1 and 8 look alike either way up while 2, 4 or 7 do not, so a model of upright digits
+    sees images close to its training set: a near-OOD set, harder to detect than unrelated ones.
+    Labels are the source's.
+
+    Args:
+        source: the set to flip, e.g. the in-distribution set's own source.
+        split: the source's split to read whatever split is asked for (e.g. ``test``, so that
+            flipped in-distribution training images never enter the OOD set), or None to read
+            the split asked for.
+        name: the set's name in reports; by default ``<source>-upsidedown``.
+    """
+
+    def __init__(
+        self, source: ImageSource, split: SourceSplit | None = None, name: str | None = None
+    ):
+        super().__init__(name)
+        if not isinstance(source, ImageSource):
+            raise TypeError(
+                f"UpsideDown source must be an ImageSource, got {type(source).__name__}; "
+                "give one, e.g. source: MNIST5k"
+            )
+        if split is not None:
+            check_choice("split", split, SourceSplit)
+        self.source = source
+        self.split = split
+
+    @property
+    def name(self) -> str:
+        """The name given, or ``<source>-upsidedown``."""
+        return self._name or f"{self.source.name}-upsidedown"
+
+    def _source_split(self, split: str) -> str:
+        return self.split if self.split is not None else split
+
+    def verify(self, split: str) -> None:
+        """Verify the source's split that :meth:`dataset` reads."""
+        self.source.verify(self._source_split(split))
+
+    def dataset(self, split: str) -> Dataset:
+        """The source's ``split`` (or the fixed ``split`` given), every image upside down."""
+        return map_images(self.source.dataset(self._source_split(split)), upside_down)
 
 
 def channel_mean(dataset: Dataset, max_items: int = 2000) -> torch.Tensor:
