@@ -95,6 +95,21 @@ class ImageClassifier(LightningModule):
         """Logits for a uint8 (or already float in [0, 2**n_bits)) batch."""
         return self.backbone(self.normalize(x))
 
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Penultimate features of a uint8 (or float) batch: the backbone's ``features``.
+
+        Feature-based OOD detectors (:mod:`lit_rev.ood.detectors`) read these. Raises
+        ``AttributeError`` naming the backbone when it has no ``features`` method.
+        """
+        features = getattr(self.backbone, "features", None)
+        if not callable(features):
+            raise AttributeError(
+                f"backbone {type(self.backbone).__name__} has no features(x) method; feature-based"
+                " OOD detectors need one returning the penultimate features (RevNet and ResNet"
+                " have it)"
+            )
+        return features(self.normalize(x))
+
     def _step(self, batch, stage: str) -> torch.Tensor:
         x, y = batch
         logits = self(x)

@@ -1,6 +1,7 @@
 """RevNets and the pre-activation ResNets they are compared with, at the paper's shapes.
 
-Every network is stem (conv-BN-ReLU) -> body -> head (BN-ReLU-pool-linear). The body is one
+Every network is stem (conv-BN-ReLU) -> body -> head (BN-ReLU-pool-linear); ``features(x)`` is
+everything before the head's linear layer (what OOD detectors read). The body is one
 :class:`ReversibleSequence`. For a RevNet it holds reversible blocks plus one stored
 :class:`DownsampleCoupling` where a stage changes resolution or width (the official code
 stores every stage's first unit; a first unit that keeps the shape is reversible here, which
@@ -181,8 +182,17 @@ class _ResidualNetwork(nn.Module):
     def memory_saving(self, value: bool) -> None:
         self.body.memory_saving = bool(value)
 
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Penultimate features ``(N, width)``: the head's BN-ReLU-pool, before its linear layer.
+
+        Feature-based OOD detectors (Mahalanobis, KNN) read these; the logits are
+        ``self.head[-1](self.features(x))``.
+        """
+        return self.head[:-1](self.body(self.stem(x)))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.body(self.stem(x)))
+        """Logits ``(N, num_classes)``: the head's linear layer on :meth:`features`."""
+        return self.head[-1](self.features(x))
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

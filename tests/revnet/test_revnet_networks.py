@@ -14,6 +14,7 @@ from lit_rev.revnet import (
     ActivationMemoryMonitor,
     DownsampleCoupling,
     ImageClassifier,
+    ResNet,
     ReversibleBlock,
     RevNet,
     build,
@@ -125,3 +126,41 @@ def test_imagenet_datamodule_serves_uint8_crops(tmp_path):
     assert xv.shape[1:] == (3, 32, 32)
     with pytest.raises(Exception, match="ImageNet"):
         ImageNetDataModule(root=str(tmp_path / "missing")).setup("fit")
+
+
+@pytest.mark.parametrize("cls", [RevNet, ResNet])
+@pytest.mark.parametrize("memory_saving", [False, True])
+def test_features_reproduce_the_logits_through_the_last_layer(cls, memory_saving):
+    torch.manual_seed(0)
+    net = cls("revnet38", units=[1, 1], channels=[8, 8, 16], num_classes=4, in_channels=1)
+    net.memory_saving = memory_saving
+    x = torch.randn(3, 1, 8, 8)
+    net.train()
+    assert torch.equal(net(x), net.head(net.body(net.stem(x))))  # batch statistics
+    net.eval()
+    features = net.features(x)
+    assert features.shape == (3, net.out_channels)
+    logits = net(x)
+    assert torch.equal(logits, net.head[-1](features))
+    assert torch.equal(logits, net.head(net.body(net.stem(x))))  # forward as it was
+    # checkpoint keys unchanged: the head is still BN (0), ReLU, pool, flatten, linear (4)
+    assert [k for k in net.state_dict() if k.startswith("head.")] == [
+        "head.0.weight",
+        "head.0.bias",
+        "head.0.running_mean",
+        "head.0.running_var",
+        "head.0.num_batches_tracked",
+        "head.4.weight",
+        "head.4.bias",
+    ]
+
+
+def test_classifier_features_normalise_then_ask_the_backbone():
+    model = _tiny_classifier().eval()
+    x = torch.randint(0, 256, (5, 1, 8, 8), dtype=torch.uint8)
+    features = model.features(x)
+    assert torch.equal(features, model.backbone.features(model.normalize(x)))
+    assert torch.equal(model(x), model.backbone.head[-1](features))
+    no_features = ImageClassifier(torch.nn.Flatten(), num_classes=4, mean=[0.5], std=[0.25])
+    with pytest.raises(AttributeError, match="backbone Flatten has no features"):
+        no_features.features(x)

@@ -1,0 +1,401 @@
+"""Post-hoc OOD detectors for a trained classifier, beside the density models' likelihood scores.
+
+Every detector follows the project's convention: **higher score = more out-of-distribution**,
+so its AUROC (OOD the positive class) sits beside the AUROC of raw bits/dim.
+
+* :class:`MaxSoftmax` (Hendrycks & Gimpel 2017): ``-max_c softmax(f(x))_c``.
+* :class:`MaxLogit` (Hendrycks et al. 2022): ``-max_c f(x)_c``.
+* :class:`Energy` (Liu et al. 2020): the free energy ``-T logsumexp(f(x) / T)``.
+* :class:`ODIN` (Liang et al. 2018): the input moved by ``epsilon`` against the gradient of
+  the temperature-scaled maximum softmax, ``x~ = x - eps * sign(-grad_x log max S(x; T))``,
+  then ``-max S(x~; T)``.
+* :class:`Mahalanobis` (Lee et al. 2018): class means and one tied covariance of the
+  penultimate features on the training split; the squared Mahalanobis distance to the
+  closest class mean.
+* :class:`KNN` (Sun et al. 2022): the Euclidean distance from the L2-normalised penultimate
+  feature to its k-th nearest L2-normalised training feature.
+
+``network(x)`` must return logits ``(N, classes)``; the feature-based detectors also call
+``network.features(x)`` for the penultimate features ``(N, D)`` (lit_rev's RevNet, ResNet and
+``ImageClassifier`` have it). ``x`` is a batch as the DataModule's loaders give it (uint8
+images for an ``ImageClassifier``, which normalises them itself).
+
+Detectors that fit statistics (Mahalanobis, KNN) fit them in :meth:`ClassifierDetector.fit`
+from the training loader alone, so they never see an OOD set. Statistics and scores are
+float64: a confident classifier's maximum softmax sits within 1e-8 of 1, where float32 would
+turn distinct images into ties. The network runs in eval mode under ``torch.no_grad`` (ODIN
+takes a gradient with respect to the input only); its mode is restored afterwards.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+from collections.abc import Iterable, Iterator
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from tqdm import tqdm  # not tqdm.auto: its asyncio class calls iter() on the loader twice
+
+from lit_rev.options import check_choice
+
+# The names of DETECTORS (a test keeps the two equal).
+DetectorName = Literal["msp", "max_logit", "energy", "odin", "mahalanobis", "knn"]
+
+# KNN scores queries in chunks whose distance matrix to the bank holds about this many entries
+# (32 MiB of float64), so that a large training bank does not need a (batch, bank) matrix.
+KNN_CHUNK_ENTRIES = 2**22
+
+
+def _device(network: nn.Module) -> torch.device:
+    """Where the network's parameters live (CPU for a network without parameters)."""
+    parameter = next(network.parameters(), None)
+    return parameter.device if parameter is not None else torch.device("cpu")
+
+
+@contextlib.contextmanager
+def _evaluating(network: nn.Module) -> Iterator[None]:
+    """The network in eval mode (running batch-norm statistics, no dropout), then as it was."""
+    was_training = network.training
+    network.eval()
+    try:
+        yield
+    finally:
+        network.train(was_training)
+
+
+def _features(detector: str, network: nn.Module, x: Tensor) -> Tensor:
+    """``network.features(x)`` as float64 ``(N, D)``, or a ``TypeError`` saying what is missing."""
+    features = getattr(network, "features", None)
+    if not callable(features):
+        raise TypeError(
+            f"detector {detector!r} needs penultimate features, but network "
+            f"{type(network).__name__} has no features(x) method; give it one returning (N, D) "
+            "features before its last linear layer, or use a logit detector (msp, max_logit, "
+            "energy, odin)"
+        )
+    out = features(x)
+    if out.dim() != 2:
+        raise ValueError(
+            f"detector {detector!r}: network.features(x) must return (N, D) features, got shape "
+            f"{tuple(out.shape)}; flatten or pool them in features()"
+        )
+    return out.double()
+
+
+def _training_features(
+    detector: str, network: nn.Module, loader: Iterable
+) -> tuple[Tensor, Tensor]:
+    """Float64 penultimate features and labels of every batch ``(x, y, ...)`` of ``loader``."""
+    device = _device(network)
+    features, labels = [], []
+    with _evaluating(network), torch.no_grad():
+        for batch in tqdm(loader, desc=f"{detector}: training features", disable=None, leave=False):
+            x, y = batch[0], batch[1]
+            features.append(_features(detector, network, x.to(device)))
+            labels.append(torch.as_tensor(y).to(device))
+    if not features:
+        raise ValueError(
+            f"detector {detector!r}: the training loader gave no batch; fit needs the "
+            "in-distribution training split"
+        )
+    return torch.cat(features), torch.cat(labels)
+
+
+class ClassifierDetector:
+    """Base class of the classifier detectors: an optional :meth:`fit`, then :meth:`score`.
+
+    Attributes:
+        name: the detector's column name in a results table, e.g. ``"msp"``.
+    """
+
+    name: str = ""
+
+    def fit(self, network: nn.Module, loader: Iterable) -> ClassifierDetector:
+        """Fit statistics on the training split; detectors without statistics ignore it.
+
+        Args:
+            network: the trained classifier (``network(x)`` gives logits).
+            loader: the in-distribution **training** loader, batches ``(x, y)``; never an OOD set.
+
+        Returns:
+            ``self``.
+        """
+        return self
+
+    def score(self, network: nn.Module, x: Tensor) -> Tensor:
+        """OOD scores ``(N,)`` (float64, on the CPU) of a batch ``x``; higher = more OOD."""
+        raise NotImplementedError
+
+    def describe(self) -> dict:
+        """The detector's settings, for a report's metadata."""
+        return {}
+
+
+class _LogitDetector(ClassifierDetector):
+    """A detector that is a function of the logits alone."""
+
+    def from_logits(self, logits: Tensor) -> Tensor:
+        """The OOD score of each row of float64 logits ``(N, classes)``."""
+        raise NotImplementedError
+
+    def score(self, network: nn.Module, x: Tensor) -> Tensor:
+        """OOD scores ``(N,)`` (float64, on the CPU) of a batch ``x``; higher = more OOD."""
+        with _evaluating(network), torch.no_grad():
+            logits = network(x.to(_device(network)))
+        return self.from_logits(logits.double()).cpu()
+
+
+class MaxSoftmax(_LogitDetector):
+    """Maximum softmax probability (Hendrycks & Gimpel 2017), negated: ``-max_c p(c | x)``."""
+
+    name = "msp"
+
+    def from_logits(self, logits: Tensor) -> Tensor:
+        """``-max_c softmax(logits)_c`` per row."""
+        return -logits.softmax(dim=-1).amax(dim=-1)
+
+
+class MaxLogit(_LogitDetector):
+    """Maximum logit (Hendrycks et al. 2022), negated: ``-max_c f(x)_c``."""
+
+    name = "max_logit"
+
+    def from_logits(self, logits: Tensor) -> Tensor:
+        """``-max_c logits_c`` per row."""
+        return -logits.amax(dim=-1)
+
+
+class Energy(_LogitDetector):
+    """Free energy (Liu et al. 2020), ``E(x) = -T logsumexp(f(x) / T)``: high off the data.
+
+    Args:
+        temperature: ``T`` (1 in the paper's post-hoc detector).
+    """
+
+    name = "energy"
+
+    def __init__(self, temperature: float = 1.0):
+        if not temperature > 0:
+            raise ValueError(f"Energy: temperature must be > 0, got {temperature!r}")
+        self.temperature = float(temperature)
+
+    def from_logits(self, logits: Tensor) -> Tensor:
+        """``-T logsumexp(logits / T)`` per row."""
+        return -self.temperature * torch.logsumexp(logits / self.temperature, dim=-1)
+
+    def describe(self) -> dict:
+        """The temperature."""
+        return {"temperature": self.temperature}
+
+
+class ODIN(ClassifierDetector):
+    """ODIN (Liang et al. 2018): temperature scaling plus a small input perturbation.
+
+    The input moves by ``epsilon`` against the gradient of the temperature-scaled maximum
+    softmax, ``x~ = x - eps * sign(-grad_x log max_c S_c(x; T))`` with
+    ``S(x; T) = softmax(f(x) / T)``; this raises the confidence of in-distribution inputs more
+    than that of OOD ones. The score is ``-max_c S_c(x~; T)``.
+
+    ``epsilon`` is in units of an image scaled to ``[0, 1]``, as in the paper. A network that
+    declares its input range with a ``max_pixel`` attribute (``ImageClassifier``: 255 for
+    uint8 images, which it normalises itself) is perturbed by ``epsilon * max_pixel`` in its
+    own input units, the same step the paper takes on ``[0, 1]`` images (the sign of the
+    gradient does not change under the per-channel normalisation).
+
+    Args:
+        temperature: ``T`` (1000 in the paper).
+        epsilon: the perturbation size on ``[0, 1]`` images (0.0014 in the paper for CIFAR-10).
+        input_scale: the network's input units per ``[0, 1]`` unit; ``None`` reads
+            ``network.max_pixel``, and 1 where the network has none.
+    """
+
+    name = "odin"
+
+    def __init__(
+        self, temperature: float = 1000.0, epsilon: float = 0.0014, input_scale: float | None = None
+    ):
+        if not temperature > 0:
+            raise ValueError(f"ODIN: temperature must be > 0, got {temperature!r}")
+        if not epsilon >= 0:
+            raise ValueError(
+                f"ODIN: epsilon must be >= 0 (0 turns the perturbation off), got {epsilon!r}"
+            )
+        if input_scale is not None and not input_scale > 0:
+            raise ValueError(
+                "ODIN: input_scale must be > 0 or None (read network.max_pixel), "
+                f"got {input_scale!r}"
+            )
+        self.temperature = float(temperature)
+        self.epsilon = float(epsilon)
+        self.input_scale = input_scale
+
+    def step(self, network: nn.Module) -> float:
+        """The perturbation size in the network's input units: ``epsilon`` times the input scale."""
+        scale = self.input_scale
+        if scale is None:
+            scale = float(getattr(network, "max_pixel", 1.0))
+        return self.epsilon * scale
+
+    def perturb(self, network: nn.Module, x: Tensor) -> Tensor:
+        """The perturbed input ``x - step * sign(-grad_x log max_c S_c(x; T))``, float."""
+        x = x.to(_device(network))
+        x = (x if x.is_floating_point() else x.float()).detach().requires_grad_(True)
+        with _evaluating(network), torch.enable_grad():
+            logits = network(x)
+            log_max_softmax = torch.log_softmax(logits / self.temperature, dim=-1).amax(dim=-1)
+            (gradient,) = torch.autograd.grad(log_max_softmax.sum(), x)
+        return (x - self.step(network) * torch.sign(-gradient)).detach()
+
+    def score(self, network: nn.Module, x: Tensor) -> Tensor:
+        """``-max_c softmax(f(x~) / T)_c`` per image (float64, on the CPU); higher = more OOD."""
+        perturbed = self.perturb(network, x)
+        with _evaluating(network), torch.no_grad():
+            logits = network(perturbed)
+        return -(logits.double() / self.temperature).softmax(dim=-1).amax(dim=-1).cpu()
+
+    def describe(self) -> dict:
+        """The temperature and the perturbation size."""
+        return {"temperature": self.temperature, "epsilon": self.epsilon}
+
+
+class Mahalanobis(ClassifierDetector):
+    """Mahalanobis distance to the closest class mean (Lee et al. 2018), penultimate features.
+
+    :meth:`fit` estimates, from the training split only, the class means ``mu_c`` of the
+    penultimate features and one covariance shared by all classes,
+    ``Sigma = (1/N) sum_i (f_i - mu_{y_i})(f_i - mu_{y_i})^T`` (the maximum-likelihood
+    estimate, as the paper's code). Its pseudo-inverse is the precision: ReLU features often
+    have dead dimensions, which make ``Sigma`` singular. The score is
+    ``min_c (f - mu_c)^T Sigma^+ (f - mu_c)``, the negated confidence ``M(x)`` of the paper,
+    without its input preprocessing or layer ensemble (the paper's base detector).
+    """
+
+    name = "mahalanobis"
+
+    def __init__(self):
+        self.classes: Tensor | None = None
+        self.means: Tensor | None = None
+        self.precision: Tensor | None = None
+
+    def fit(self, network: nn.Module, loader: Iterable) -> Mahalanobis:
+        """Class means and the tied precision of the training features (float64)."""
+        features, labels = _training_features(self.name, network, loader)
+        classes, index = torch.unique(labels, sorted=True, return_inverse=True)
+        means = torch.zeros(
+            len(classes), features.shape[1], dtype=features.dtype, device=features.device
+        )
+        means.index_add_(0, index, features)
+        means /= torch.bincount(index, minlength=len(classes)).unsqueeze(1).to(features.dtype)
+        centred = features - means[index]
+        covariance = centred.T @ centred / len(features)
+        self.classes = classes
+        self.means = means
+        self.precision = torch.linalg.pinv(covariance, hermitian=True)
+        return self
+
+    def score(self, network: nn.Module, x: Tensor) -> Tensor:
+        """Squared Mahalanobis distance to the closest class mean (float64, on the CPU)."""
+        if self.means is None or self.precision is None:
+            raise RuntimeError(
+                "Mahalanobis.score called before fit: call fit(network, train_loader) on the "
+                "in-distribution training split first"
+            )
+        with _evaluating(network), torch.no_grad():
+            features = _features(self.name, network, x.to(_device(network)))
+        features = features.to(self.means.device)
+        if features.shape[1] != self.means.shape[1]:
+            raise ValueError(
+                f"Mahalanobis was fitted on {self.means.shape[1]}-dim features but the network "
+                f"gives {features.shape[1]}; score with the network it was fitted on"
+            )
+        distances = []
+        for mean in self.means:  # one class at a time: (N, D) memory, not (N, classes, D)
+            centred = features - mean
+            distances.append((centred @ self.precision * centred).sum(dim=1))
+        return torch.stack(distances, dim=1).amin(dim=1).cpu()
+
+
+class KNN(ClassifierDetector):
+    """Distance to the k-th nearest training feature (Sun et al. 2022), on normalised features.
+
+    :meth:`fit` keeps the L2-normalised penultimate features of the training split (the
+    bank). The score of an input is the Euclidean distance from its L2-normalised feature to
+    its ``k``-th nearest neighbour in the bank; for unit vectors that is ``sqrt(2 - 2 cos)``,
+    a monotone function of the cosine similarity.
+
+    Args:
+        k: which neighbour (50 in the paper for CIFAR-10 with the full training set).
+    """
+
+    name = "knn"
+
+    def __init__(self, k: int = 50):
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise ValueError(f"KNN: k must be an integer >= 1, got {k!r}")
+        self.k = k
+        self.bank: Tensor | None = None
+
+    def fit(self, network: nn.Module, loader: Iterable) -> KNN:
+        """Keep the L2-normalised training features (float64) as the bank."""
+        features, _ = _training_features(self.name, network, loader)
+        if len(features) < self.k:
+            raise ValueError(
+                f"KNN: k={self.k} but the training loader gave only {len(features)} images; "
+                f"lower k to at most {len(features)}"
+            )
+        self.bank = F.normalize(features, dim=1)
+        return self
+
+    def score(self, network: nn.Module, x: Tensor) -> Tensor:
+        """Distance to the k-th nearest normalised training feature (float64, on the CPU)."""
+        if self.bank is None:
+            raise RuntimeError(
+                "KNN.score called before fit: call fit(network, train_loader) on the "
+                "in-distribution training split first"
+            )
+        with _evaluating(network), torch.no_grad():
+            features = _features(self.name, network, x.to(_device(network)))
+        queries = F.normalize(features.to(self.bank.device), dim=1)
+        if queries.shape[1] != self.bank.shape[1]:
+            raise ValueError(
+                f"KNN was fitted on {self.bank.shape[1]}-dim features but the network gives "
+                f"{queries.shape[1]}; score with the network it was fitted on"
+            )
+        chunk = max(1, KNN_CHUNK_ENTRIES // len(self.bank))
+        bank_norms = (self.bank * self.bank).sum(dim=1)
+        kth = []
+        for part in queries.split(chunk):
+            squared = (part * part).sum(dim=1, keepdim=True) + bank_norms - 2 * part @ self.bank.T
+            nearest = squared.clamp_min(0).topk(self.k, dim=1, largest=False).values
+            kth.append(nearest[:, -1].sqrt())
+        return torch.cat(kth).cpu()
+
+    def describe(self) -> dict:
+        """``k`` and the size of the training bank."""
+        return {"k": self.k, "bank": 0 if self.bank is None else len(self.bank)}
+
+
+DETECTORS: dict[str, type[ClassifierDetector]] = {
+    cls.name: cls for cls in (MaxSoftmax, MaxLogit, Energy, ODIN, Mahalanobis, KNN)
+}
+
+
+def make_detector(name: DetectorName, **kwargs) -> ClassifierDetector:
+    """The detector called ``name`` (a key of :data:`DETECTORS`), built with ``kwargs``.
+
+    Raises:
+        ValueError: ``name`` is not a detector (the message lists the choices).
+        TypeError: ``kwargs`` holds an argument the detector does not take (the message
+            lists those it takes).
+    """
+    check_choice("detector", name, DetectorName)
+    cls = DETECTORS[name]
+    try:
+        inspect.signature(cls).bind(**kwargs)
+    except TypeError:
+        taken = ", ".join(inspect.signature(cls).parameters) or "no arguments"
+        raise TypeError(f"detector {name!r} takes {taken}; got {', '.join(kwargs)}") from None
+    return cls(**kwargs)
