@@ -1,0 +1,129 @@
+"""The four OOD-detection metrics every table of the project reports, with one convention.
+
+The convention, stated once for the whole project:
+
+- A score is higher for an input that looks more out-of-distribution (bits/dim, typicality,
+  energy, ...). A detector whose natural output is a confidence is negated before it gets here.
+- ``auroc`` and ``aupr_out`` take the OOD set as the positive class, ranked by the score.
+- ``aupr_in`` takes the in-distribution set as the positive class, ranked by the negated
+  score. AUPR is the average precision (the step-wise area of sklearn's
+  ``average_precision_score``), not a trapezoid over the precision-recall curve.
+- ``fpr_at_95_tpr``: the true-positive rate is measured on the in-distribution set (the
+  ODIN / OpenOOD convention: an input is *accepted* as in-distribution when its score is at or
+  below a threshold). The threshold ``t`` is the smallest score at which at least 95% of the
+  in-distribution scores are ``<= t``; every input scoring ``<= t`` is accepted, ties at ``t``
+  included, in either set. The value is the fraction of the OOD set accepted at ``t``. This is
+  the first point with ``tpr >= 0.95`` on the ROC curve with the in-distribution set positive
+  and the negated score, i.e. ``sklearn.metrics.roc_curve(..., drop_intermediate=False)``.
+  sklearn's default ``drop_intermediate=True`` (what OpenOOD calls) drops collinear points of
+  the curve, which can skip that point and give a larger FPR: with each of 20 score values
+  held by one in-distribution and one OOD input, the exact answer is 0.95 and the default
+  curve gives 1.0. (OpenOOD v1.5's ``auc_and_fpr_recall`` measures the TPR on the OOD set
+  instead; see docs/density.md.)
+
+All four are computed with torchmetrics (``BinaryAUROC``, ``BinaryAveragePrecision``,
+``BinaryROC``) at every distinct score, with no threshold binning, so ties are exact, and in
+float64. Two things are done around torchmetrics to keep that so: the scores are replaced by
+their dense ranks scaled to ``[0, 1]`` (torchmetrics applies a sigmoid to values outside
+``[0, 1]``, which in float64 ties every score above ~37: all metrics depend only on the order
+and the ties, which ranks keep), and torch's default dtype is float64 during the calls
+(torchmetrics counts true/false positives in the default dtype, float32 otherwise, where e.g.
+19/20 rounds below 0.95).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+from torch import Tensor
+from torchmetrics.classification import BinaryAUROC, BinaryAveragePrecision, BinaryROC
+
+# The column order every OOD table of the project uses.
+OOD_METRICS = ("auroc", "aupr_in", "aupr_out", "fpr_at_95_tpr")
+
+# The share of the in-distribution set accepted at the FPR@95 threshold.
+TPR_LEVEL = 0.95
+
+
+def checked_scores(scores: Tensor, name: str) -> Tensor:
+    """``scores`` as a float64 vector, or ``ValueError`` naming ``name``: empty or non-finite.
+
+    A metric over NaN or infinite scores would rank them anyway and look like a finding, so
+    there is none: the caller reports the run as failed instead.
+    """
+    values = torch.as_tensor(scores).detach().cpu()
+    if values.ndim != 1:
+        raise ValueError(
+            f"{name} must hold one score per input, shape (N,), got shape {tuple(values.shape)}; "
+            "flatten or select the score column"
+        )
+    if not len(values):
+        raise ValueError(f"{name} is empty: an OOD metric needs at least one score in each set")
+    values = values.to(torch.float64)
+    bad = int((~torch.isfinite(values)).sum())
+    if bad:
+        raise ValueError(
+            f"{name} holds {bad} non-finite (NaN or infinite) of {len(values)} scores: no "
+            "OOD metric is given over them; the model diverged or is untrained, fix it or "
+            "drop those inputs"
+        )
+    return values
+
+
+@contextmanager
+def float64_default() -> Iterator[None]:
+    """Make float64 torch's default dtype inside the block (and restore the previous one).
+
+    torchmetrics multiplies its integer targets by a Python float, which gives the default
+    dtype: with float64 the ROC and precision-recall counts and rates are float64.
+    """
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(previous)
+
+
+def ood_metrics(in_scores: Tensor, ood_scores: Tensor) -> dict[str, float]:
+    """AUROC, AUPR-in, AUPR-out and FPR@95 of telling ``ood_scores`` from ``in_scores``.
+
+    Higher scores mean more OOD; see the module docstring for the convention (OOD positive for
+    ``auroc`` and ``aupr_out``, in-distribution positive for ``aupr_in``, the TPR of
+    ``fpr_at_95_tpr`` measured on the in-distribution set, ties at its threshold accepted).
+
+    Args:
+        in_scores: ``(N,)`` scores of the in-distribution set.
+        ood_scores: ``(M,)`` scores of the OOD set.
+
+    Returns:
+        ``{"auroc", "aupr_in", "aupr_out", "fpr_at_95_tpr"}`` (the order of
+        :data:`OOD_METRICS`), each a float in ``[0, 1]``.
+
+    Raises:
+        ValueError: a set is empty, not a vector, or holds a NaN or infinite score.
+    """
+    inside = checked_scores(in_scores, "in_scores")
+    outside = checked_scores(ood_scores, "ood_scores")
+    scores = torch.cat([inside, outside])
+    distinct, rank = torch.unique(scores, sorted=True, return_inverse=True)
+    top = max(len(distinct) - 1, 1)
+    more_ood = rank.to(torch.float64) / top  # same order and ties as the scores, in [0, 1]
+    more_in = (top - rank).to(torch.float64) / top  # the negated scores' order
+    is_ood = torch.cat([torch.zeros(len(inside)), torch.ones(len(outside))]).long()
+    is_in = 1 - is_ood
+    with float64_default():
+        auroc = BinaryAUROC(thresholds=None)(more_ood, is_ood)
+        aupr_out = BinaryAveragePrecision(thresholds=None)(more_ood, is_ood)
+        aupr_in = BinaryAveragePrecision(thresholds=None)(more_in, is_in)
+        fpr, tpr, _ = BinaryROC(thresholds=None)(more_in, is_in)
+    # tpr ends at 1, so a point with tpr >= 0.95 exists; argmax gives the first.
+    first = int(torch.argmax((tpr >= TPR_LEVEL).to(torch.int8)))
+    return {
+        "auroc": float(auroc),
+        "aupr_in": float(aupr_in),
+        "aupr_out": float(aupr_out),
+        "fpr_at_95_tpr": float(fpr[first]),
+    }
