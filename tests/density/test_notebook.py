@@ -24,3 +24,5 @@ def test_notebook_runs(tmp_path, monkeypatch):
     )
     assert "typicality" in outputs and "complexity" in outputs
     assert not any(o.get("output_type") == "error" for c in nb.cells for o in c.get("outputs", []))
+    shown = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+    assert any("image/png" in o.get("data", {}) for o in shown), "no plot is shown"

@@ -25,3 +25,5 @@ def test_tradeoff_notebook_executes(tmp_path, monkeypatch):
     assert [r["model"] for r in rows] == ["GRAD-pred"] * 5 + ["Vanilla", "ALFR", "LFR"]
     assert [r["lambda"] for r in rows[:5]] == [0.1, 0.3, 1.0, 3.0, 10.0]
     assert (tmp_path / "grad_tradeoff.png").is_file()
+    outputs = [o for c in notebook.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+    assert any("image/png" in o.get("data", {}) for o in outputs), "the plot is not shown"
