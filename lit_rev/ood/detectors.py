@@ -241,6 +241,12 @@ class ODIN(ClassifierDetector):
 
     def perturb(self, network: nn.Module, x: Tensor) -> Tensor:
         """The perturbed input ``x - step * sign(-grad_x log max_c S_c(x; T))``, float."""
+        if torch.is_inference_mode_enabled():
+            raise RuntimeError(
+                "ODIN needs the gradient with respect to the input, which torch.inference_mode "
+                "forbids; score outside it (a Lightning Trainer running the scoring needs "
+                "inference_mode=False)"
+            )
         x = x.to(_device(network))
         x = (x if x.is_floating_point() else x.float()).detach().requires_grad_(True)
         with _evaluating(network), torch.enable_grad():

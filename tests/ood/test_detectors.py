@@ -182,6 +182,14 @@ def test_odin_takes_no_parameter_gradient_and_restores_the_mode():
     assert net.calls == [("forward", False, True), ("forward", False, False)]
 
 
+def test_odin_explains_that_it_cannot_run_under_inference_mode():
+    net = LinearNet([[1.0], [-1.0]])
+    with torch.inference_mode(), pytest.raises(RuntimeError, match="inference_mode=False"):
+        ODIN().score(net, torch.tensor([[0.5]], dtype=torch.float64))
+    with torch.no_grad():  # plain no_grad is fine: ODIN turns autograd on for its input gradient
+        assert ODIN().score(net, torch.tensor([[0.5]], dtype=torch.float64)).shape == (1,)
+
+
 def mahalanobis_by_numpy(train, labels, queries, inverse):
     classes = np.unique(labels)
     means = np.stack([train[labels == c].mean(axis=0) for c in classes])
