@@ -1,7 +1,8 @@
 """Tiny image sets written in each set's real on-disk format.
 
-``write_all(root)`` creates MNIST, FashionMNIST, CIFAR-10, CIFAR-100, SVHN, CelebA, the
-ImageNet folder tree and downsampled ImageNet 32x32 under ``root`` (a few images each);
+``write_all(root)`` creates MNIST, FashionMNIST, CIFAR-10, CIFAR-100, SVHN, CelebA, DTD
+(Textures), Places365 (small images), the ImageNet folder tree and downsampled ImageNet 32x32
+under ``root`` (a few images each);
 ``patch_md5(monkeypatch, root)`` points torchvision's MD5 tables at the fake files, so the
 real loading code (integrity check included) runs on them.
 """
@@ -105,6 +106,83 @@ def write_celeba(root: Path) -> None:
     )
 
 
+# DTD's fake textures: N_TRAIN + N_TEST images split evenly over the classes; in every partition
+# each class has DTD_PER_CLASS images in its train, val and test lists (N_TRAIN = train + val).
+DTD_CLASSES = ("banded", "blotchy", "braided", "bubbly")
+DTD_PER_CLASS = {"train": 6, "val": 4, "test": 5}
+
+
+def write_dtd(root: Path) -> Path:
+    """DTD's published layout: ``dtd/dtd/images/<texture>/<texture>_<nnnn>.jpg`` (RGB JPEGs
+    of 300 to 400 pixels a side, none square, wide and tall in turn) and
+    ``dtd/dtd/labels/{train,val,test}<1-10>.txt`` (one ``<texture>/<file>`` a line), each
+    partition a seeded shuffle of every class's images."""
+    base = Path(root) / "dtd" / "dtd"
+    rng = _rng(6)
+    per_class = sum(DTD_PER_CLASS.values())
+    names = {}
+    for texture in DTD_CLASSES:
+        (base / "images" / texture).mkdir(parents=True, exist_ok=True)
+        names[texture] = [f"{texture}_{i:04d}.jpg" for i in range(1, per_class + 1)]
+        for i, name in enumerate(names[texture]):
+            short, long = rng.integers(300, 350), rng.integers(351, 400)
+            h, w = (short, long) if i % 2 else (long, short)
+            _jpeg(base / "images" / texture / name, rng.integers(0, 256, (h, w, 3)))
+    (base / "labels").mkdir(exist_ok=True)
+    for partition in range(1, 11):
+        lists = {split: [] for split in DTD_PER_CLASS}
+        for texture in DTD_CLASSES:
+            order = rng.permutation(names[texture]).tolist()
+            for split, n in DTD_PER_CLASS.items():
+                lists[split] += [f"{texture}/{name}" for name in order[:n]]
+                order = order[n:]
+        for split, lines in lists.items():
+            (base / "labels" / f"{split}{partition}.txt").write_text("\n".join(lines) + "\n")
+    return base
+
+
+PLACES_CATEGORIES = ("/a/abbey", "/a/airfield", "/b/bakery/shop", "/c/canyon", "/s/ski_slope")
+
+
+def write_places365(root: Path) -> Path:
+    """Places365-Standard's layout (small images) under ``root/places365``:
+    ``categories_places365.txt`` (``/a/abbey 0``), ``places365_val.txt``
+    (``Places365_val_00000001.jpg 3``) with ``val_256/*.jpg``, and
+    ``places365_train_standard.txt`` (``/a/abbey/00000001.jpg 0``) with
+    ``data_256_standard/<category>/*.jpg``. Images are 256x256 JPEGs; the first validation
+    image is grayscale, as a few published ones are."""
+    base = Path(root) / "places365"
+    base.mkdir(parents=True, exist_ok=True)
+    rng = _rng(7)
+    (base / "categories_places365.txt").write_text(
+        "".join(f"{c} {i}\n" for i, c in enumerate(PLACES_CATEGORIES))
+    )
+    val_lines = []
+    (base / "val_256").mkdir(exist_ok=True)
+    for i in range(N_TEST):
+        name = f"Places365_val_{i + 1:08d}.jpg"
+        shape = (256, 256) if i == 0 else (256, 256, 3)
+        _jpeg(base / "val_256" / name, rng.integers(0, 256, shape))
+        val_lines.append(f"{name} {rng.integers(len(PLACES_CATEGORIES))}\n")
+    (base / "places365_val.txt").write_text("".join(val_lines))
+    train_lines = []
+    for i in range(N_TRAIN):
+        label = i % len(PLACES_CATEGORIES)
+        relative = f"{PLACES_CATEGORIES[label]}/{i + 1:08d}.jpg"
+        path = base / "data_256_standard" / relative.lstrip("/")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _jpeg(path, rng.integers(0, 256, (256, 256, 3)))
+        train_lines.append(f"{relative} {label}\n")
+    (base / "places365_train_standard.txt").write_text("".join(train_lines))
+    return base
+
+
+def _jpeg(path: Path, pixels: np.ndarray) -> None:
+    from PIL import Image
+
+    Image.fromarray(pixels.astype(np.uint8)).save(path, quality=90)
+
+
 def write_imagenet(root: Path) -> None:
     """ImageFolder layout ``root/imagenet/{train,val}/<wnid>/*.JPEG``.
 
@@ -160,6 +238,8 @@ def write_all(root: Path) -> Path:
     write_cifar(root, 100)
     write_svhn(root)
     write_celeba(root)
+    write_dtd(root)
+    write_places365(root)
     write_imagenet32(root)
     return root
 
@@ -191,4 +271,17 @@ def patch_md5(monkeypatch, root: Path) -> None:
         tvd.CelebA,
         "file_list",
         [(i, _md5(base / f) if (base / f).exists() else m, f) for i, m, f in tvd.CelebA.file_list],
+    )
+    # DTD has no checksums once extracted; Places365 checks its category and file lists.
+    base = root / "places365"
+    file = tvd.Places365._CATEGORIES_META[0]
+    if (base / file).exists():
+        monkeypatch.setattr(tvd.Places365, "_CATEGORIES_META", (file, _md5(base / file)))
+    monkeypatch.setattr(
+        tvd.Places365,
+        "_FILE_LIST_META",
+        {
+            k: (f, _md5(base / f) if (base / f).exists() else m)
+            for k, (f, m) in tvd.Places365._FILE_LIST_META.items()
+        },
     )

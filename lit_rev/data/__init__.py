@@ -32,12 +32,22 @@ from lit_rev.data.tabular import (
     TabularDataModule,
 )
 from lit_rev.data.transforms import Grayed, UpsideDown, convert, quantize
-from lit_rev.data.vision import CIFAR10, CIFAR100, MNIST, SVHN, CelebA, FashionMNIST
+from lit_rev.data.vision import (
+    CIFAR10,
+    CIFAR100,
+    DTD,
+    MNIST,
+    SVHN,
+    CelebA,
+    FashionMNIST,
+    Places365,
+)
 
 __all__ = [
     "CIFAR10",
     "CIFAR100",
     "COMPAS",
+    "DTD",
     "MNIST",
     "SVHN",
     "Adult",
@@ -61,6 +71,7 @@ __all__ = [
     "LFWCrops",
     "MNIST5k",
     "NaturalPatches",
+    "Places365",
     "TabularDataModule",
     "UniformNoise",
     "UpsideDown",

@@ -7,6 +7,7 @@ from lightning.pytorch import LightningModule
 from lit_rev.data import (
     CIFAR10,
     CIFAR100,
+    DTD,
     MNIST,
     SVHN,
     CelebA,
@@ -16,6 +17,7 @@ from lit_rev.data import (
     Grayed,
     ImageDataModule,
     LFWCrops,
+    Places365,
 )
 from tests import fakedata
 from tests.fakedata import N_TEST, N_TRAIN
@@ -31,6 +33,8 @@ from tests.trainers import quiet_trainer
         (CIFAR100, (3, 32, 32)),
         (SVHN, (3, 32, 32)),
         (CelebA, (3, 148, 148)),
+        (DTD, (3, 32, 32)),
+        (Places365, (3, 32, 32)),
     ],
 )
 def test_torchvision_sets_load_their_real_format(fake_vision, cls, shape):
@@ -38,9 +42,10 @@ def test_torchvision_sets_load_their_real_format(fake_vision, cls, shape):
     for split, n in (("train", N_TRAIN), ("test", N_TEST)):
         ds = source.dataset(split)
         assert len(ds) == n
-        x, y = ds[0]
-        assert x.dtype == torch.uint8 and tuple(x.shape) == shape
-        assert isinstance(y, int)
+        for i in (0, n - 1):
+            x, y = ds[i]
+            assert x.dtype == torch.uint8 and tuple(x.shape) == shape
+            assert isinstance(y, int)
 
 
 def test_cifar_pixels_are_read_in_channel_order(fake_vision):
@@ -107,6 +112,13 @@ DAMAGED = [
     (SVHN, "test_32x32.mat", "test"),
     (CelebA, "celeba/list_eval_partition.txt", "test"),
     (CelebA, "celeba/img_align_celeba/000045.jpg", "test"),
+    (DTD, "dtd/dtd/labels/test1.txt", "test"),
+    (DTD, "dtd/dtd/labels/val1.txt", "train"),
+    (DTD, "dtd/dtd/images/braided/braided_0007.jpg", "all"),
+    (Places365, "places365/places365_val.txt", "test"),
+    (Places365, "places365/categories_places365.txt", "train"),
+    (Places365, "places365/val_256/Places365_val_00000005.jpg", "test"),
+    (Places365, "places365/data_256_standard/c/canyon/00000004.jpg", "train"),
 ]
 
 
