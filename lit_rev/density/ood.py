@@ -1,18 +1,23 @@
-"""Out-of-distribution evaluation of a density model: one row per test set, AUROC, histograms.
+"""Out-of-distribution evaluation of a density model: one row per test set, metrics, histograms.
 
-Scores are per-image bits/dim (lower = more likely). The AUROC of an OOD set is computed
-against the in-distribution test set with OOD as the positive class and bits/dim as the
-score, so 1.0 separates perfectly, 0.5 is chance, and **below 0.5 the model finds the OOD
-set more likely than its own test set**: the effect of Nalisnick et al. (2019).
+Scores are per-image bits/dim (lower = more likely, so higher = more OOD). Each OOD set is
+compared with the in-distribution test set by :func:`lit_rev.ood.ood_metrics`, the project's
+one convention: ``auroc_bpd`` and ``aupr_out_bpd`` take OOD as the positive class,
+``aupr_in_bpd`` the in-distribution set, and ``fpr_at_95_tpr_bpd`` is the fraction of the OOD
+set accepted at the bits/dim that accepts 95% of the in-distribution set. An AUROC of 1.0
+separates perfectly, 0.5 is chance, and **below 0.5 the model finds the OOD set more likely
+than its own test set**: the effect of Nalisnick et al. (2019).
 
-OOD scores beyond bits/dim (:mod:`lit_rev.density.scores`, higher = more OOD) add one
-``auroc_<score>`` column each, computed the same way, and a long table
-``<stem>_scores`` with one row per (score, OOD set).
+OOD scores beyond bits/dim (:mod:`lit_rev.density.scores`, higher = more OOD) add the same
+four columns each (``auroc_<score>``, ``aupr_in_<score>``, ``aupr_out_<score>``,
+``fpr_at_95_tpr_<score>``), and a long table ``<stem>_scores`` with one row per (score, OOD
+set). The files hold every column; the printed table leaves the AUPR columns out to stay
+readable (AUROC and FPR@95 only).
 
-A non-finite score (a diverged or untrained model) is never turned into a result: an AUROC
-over NaN/inf values would rank them anyway and look like a finding. Such an AUROC cell is
-``None`` (``null`` in the JSON, ``n/a`` in the tables), the ``no_auroc`` column says why, the
-``reading`` says there is none, the report's metadata holds ``status: failed ...`` and the
+A non-finite score (a diverged or untrained model) is never turned into a result: a metric
+over NaN/inf values would rank them anyway and look like a finding. Such a score's four cells
+are ``None`` (``null`` in the JSON, ``n/a`` in the tables), the ``no_auroc`` column says why,
+the ``reading`` says there is none, the report's metadata holds ``status: failed ...`` and the
 printed summary says the run failed.
 """
 
@@ -23,8 +28,8 @@ from pathlib import Path
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
-from torchmetrics.classification import BinaryAUROC
 
+from lit_rev.ood import OOD_METRICS, ood_metrics
 from lit_rev.report import format_table, overlaid_histograms, save_figure, write_report
 
 # Per-image score names a density model may produce, all in bits/dim.
@@ -35,12 +40,18 @@ SCORE_LABELS = {
 }
 
 
+# The printed table leaves these metrics out (the files hold them): one line per set stays
+# readable with AUROC and FPR@95 of every score.
+FILE_ONLY_METRICS = ("aupr_in", "aupr_out")
+
+
 def auroc(in_scores: torch.Tensor, ood_scores: torch.Tensor) -> float:
-    """AUROC of separating ``ood_scores`` (positives) from ``in_scores`` by higher score."""
-    metric = BinaryAUROC()
-    scores = torch.cat([in_scores, ood_scores]).double()
-    target = torch.cat([torch.zeros(len(in_scores)), torch.ones(len(ood_scores))]).long()
-    return float(metric(scores, target))
+    """AUROC of separating ``ood_scores`` (positives) from ``in_scores`` by higher score.
+
+    The ``auroc`` of :func:`lit_rev.ood.ood_metrics` (which raises ``ValueError`` for an empty
+    set or a non-finite score).
+    """
+    return ood_metrics(in_scores, ood_scores)["auroc"]
 
 
 def nonfinite_count(values: torch.Tensor) -> int:
@@ -48,19 +59,34 @@ def nonfinite_count(values: torch.Tensor) -> int:
     return int((~torch.isfinite(values)).sum()) if len(values) else 0
 
 
-def checked_auroc(
+def checked_metrics(
     in_scores: torch.Tensor, ood_scores: torch.Tensor, in_name: str, name: str
-) -> tuple[float | None, str | None]:
-    """:func:`auroc`, or ``(None, why)`` where there is none: no scores, or a non-finite one."""
+) -> tuple[dict[str, float | None], str | None]:
+    """:func:`lit_rev.ood.ood_metrics` of two sets and ``None``, or all ``None`` and why not.
+
+    There are no metrics where a set has no scores or a non-finite one: then every metric is
+    ``None`` and the reason says which set and how many scores.
+
+    Args:
+        in_scores: the in-distribution set's scores.
+        ood_scores: the OOD set's scores.
+        in_name: the in-distribution set's name, for the reason.
+        name: the OOD set's name, for the reason.
+    """
     if not len(in_scores) or not len(ood_scores):
         empty = [n for n, v in ((name, ood_scores), (in_name, in_scores)) if not len(v)]
-        return None, f"no scores for {' and '.join(empty)}"
+        return dict.fromkeys(OOD_METRICS), f"no scores for {' and '.join(empty)}"
     bad_ood, bad_in = nonfinite_count(ood_scores), nonfinite_count(in_scores)
     if bad_ood or bad_in:
         sets = ((name, ood_scores, bad_ood), (in_name, in_scores, bad_in))
         counts = ", ".join(f"{bad} of {len(v)} in {n}" for n, v, bad in sets if bad)
-        return None, f"non-finite scores: {counts}"
-    return auroc(in_scores, ood_scores), None
+        return dict.fromkeys(OOD_METRICS), f"non-finite scores: {counts}"
+    return ood_metrics(in_scores, ood_scores), None
+
+
+def metric_columns(metrics: dict[str, float | None], score: str) -> dict[str, float | None]:
+    """``metrics`` of one score as report columns: ``auroc_<score>``, ``aupr_in_<score>``, ..."""
+    return {f"{metric}_{score}": metrics[metric] for metric in OOD_METRICS}
 
 
 def reading(value: float | None, why: str | None = None) -> str:
@@ -87,12 +113,13 @@ def derived_scores(
 
 
 def ood_rows(scores: dict[str, dict[str, torch.Tensor]], in_name: str, scorers=None) -> list[dict]:
-    """One summary row per set: size, bits/dim and its parts, and AUROCs against ``in_name``.
+    """One summary row per set: size, bits/dim and its parts, and OOD metrics against ``in_name``.
 
-    Each row holds the mean and std of bits/dim, the means of its parts, and the AUROC of
-    bits/dim and of every score of ``scorers``.
+    Each row holds the mean and std of bits/dim, the means of its parts, and for bits/dim and
+    every score of ``scorers`` the four columns of :data:`lit_rev.ood.OOD_METRICS`:
+    ``auroc_<score>``, ``aupr_in_<score>``, ``aupr_out_<score>``, ``fpr_at_95_tpr_<score>``.
 
-    An AUROC that cannot be given (a non-finite score in either set, or no scores) is ``None``
+    Metrics that cannot be given (a non-finite score in either set, or no scores) are ``None``
     and the row's ``no_auroc`` column says why (``<score>: <reason>``, joined by ``; ``); when
     any set has a non-finite bits/dim, every row gets its count in ``nonfinite_bpd``.
     """
@@ -116,10 +143,12 @@ def ood_rows(scores: dict[str, dict[str, torch.Tensor]], in_name: str, scorers=N
                 row[part] = s[part].double().mean().item()
         if name != in_name:
             why = {}
-            row["auroc_bpd"], why["bpd"] = checked_auroc(ref, s["bpd"], in_name, name)
+            metrics, why["bpd"] = checked_metrics(ref, s["bpd"], in_name, name)
+            row.update(metric_columns(metrics, "bpd"))
             for key, values in derived[name].items():
                 ref_values = derived[in_name].get(key, values[:0])
-                row[f"auroc_{key}"], why[key] = checked_auroc(ref_values, values, in_name, name)
+                metrics, why[key] = checked_metrics(ref_values, values, in_name, name)
+                row.update(metric_columns(metrics, key))
             row["reading"] = reading(row["auroc_bpd"], why["bpd"])
             missing = "; ".join(f"{key}: {text}" for key, text in why.items() if text)
             if missing:
@@ -153,7 +182,10 @@ def write_ood_report(
 ) -> list[dict]:
     """Write the OOD table (JSON/CSV/Markdown) and overlaid histograms, and print the table.
 
-    The histograms go to PNG files and, given a ``logger``, to TensorBoard at ``step``.
+    The files hold every column of :func:`ood_rows`; the printed table leaves out the AUPR
+    columns (:data:`FILE_ONLY_METRICS`) so that it stays readable: it shows AUROC and FPR@95
+    of every score. The histograms go to PNG files and, given a ``logger``, to TensorBoard at
+    ``step``.
 
     ``meta["status"]`` in the JSON is ``"ok"``, or ``"failed: ..."`` listing every non-finite
     score (see :func:`failures`); then the printed summary says the run failed and a warning
@@ -184,7 +216,7 @@ def write_ood_report(
                 present, xlabel=label, title=f"{label} (trained on {in_name})"
             )
             save_figure(fig, out_dir, f"hist_{key}", logger, step)
-    table = format_table(rows)
+    table = format_table(console_rows(rows))
     fooled = [r["set"] for r in rows if r.get("auroc_bpd") is not None and r["auroc_bpd"] < 0.5]
     summary = (
         f"The model gives {', '.join(fooled)} a higher likelihood than its own test set "
@@ -213,30 +245,44 @@ def write_ood_report(
             if aurocs:
                 key = max(aurocs, key=aurocs.get)
                 raw = "n/a" if r["auroc_bpd"] is None else f"{r['auroc_bpd']:.3f}"
-                best.append(f"{r['set']}: {key} {aurocs[key]:.3f} (bits/dim {raw})")
+                fpr = r[f"fpr_at_95_tpr_{key}"]
+                best.append(
+                    f"{r['set']}: {key} {aurocs[key]:.3f} (FPR@95 {fpr:.3f}; bits/dim {raw})"
+                )
         best_text = "; ".join(best) or "none (no AUROC could be given)"
         summary += f"\nBest OOD score per set: {best_text}"
     rank_zero_info(
-        "\nOOD evaluation (score = bits/dim, OOD = positive class; lower bits/dim = more likely)"
+        "\nOOD evaluation (score = bits/dim, lower = more likely; AUROC: OOD = positive class; "
+        f"FPR@95: share of OOD accepted where 95% of {in_name} is; AUPR-in/out in the files)"
         f"\n{table}\n{summary}\nReport: {out_dir / (stem + '.md')}\n"
     )
     return rows
 
 
-def score_rows(rows: list[dict]) -> list[dict]:
-    """The AUROC columns of ``rows`` in long form: one row per (score, OOD set).
+def console_rows(rows: list[dict]) -> list[dict]:
+    """``rows`` without their :data:`FILE_ONLY_METRICS` columns, for the printed table."""
+    scores = [k[len("auroc_") :] for r in rows for k in r if k.startswith("auroc_")]
+    hidden = {f"{metric}_{score}" for metric in FILE_ONLY_METRICS for score in scores}
+    return [{k: v for k, v in r.items() if k not in hidden} for r in rows]
 
-    A missing AUROC (``None``) carries its reason from the row's ``no_auroc`` in ``no_auroc``.
+
+def score_rows(rows: list[dict]) -> list[dict]:
+    """The metric columns of ``rows`` in long form: one row per (score, OOD set).
+
+    Each row holds the four metrics of :data:`lit_rev.ood.OOD_METRICS` under their plain
+    names (``auroc``, ``aupr_in``, ...). Missing metrics (``None``) carry their reason from
+    the row's ``no_auroc`` in ``no_auroc``.
     """
     out = []
     for r in rows:
         notes = r["no_auroc"].split("; ") if r.get("no_auroc") else []
         why = dict(item.split(": ", 1) for item in notes)
-        for key, value in r.items():
+        for key in r:
             if key.startswith("auroc_"):
                 score = key[len("auroc_") :]
-                row = {"score": score, "set": r["set"], "auroc": value}
-                if value is None:
+                row = {"score": score, "set": r["set"]}
+                row.update({metric: r[f"{metric}_{score}"] for metric in OOD_METRICS})
+                if row["auroc"] is None:
                     row["no_auroc"] = why.get(score, "")
                 out.append(row)
     return out

@@ -1,8 +1,11 @@
+import csv
+import logging
 import math
 
 import pytest
 import torch
 import torch.nn as nn
+from torchmetrics.classification import BinaryAUROC
 
 from lit_rev.density import (
     BitsPerDim,
@@ -13,6 +16,8 @@ from lit_rev.density import (
     write_ood_report,
 )
 from lit_rev.density.ood import auroc
+from lit_rev.ood import OOD_METRICS
+from tests.test_report import strict_load
 from tests.toy_densities import Categorical, UniformDensity
 from tests.trainers import quiet_trainer
 
@@ -145,13 +150,46 @@ def test_auroc_conventions():
     assert auroc(torch.arange(10.0), torch.arange(10.0)) == pytest.approx(0.5)
 
 
-def test_ood_report_rows_and_files(tmp_path):
+def former_auroc(in_scores, ood_scores):
+    """The report's AUROC before lit_rev.ood: torchmetrics on the float64 scores as they are."""
+    scores = torch.cat([in_scores, ood_scores]).double()
+    target = torch.cat([torch.zeros(len(in_scores)), torch.ones(len(ood_scores))]).long()
+    return float(BinaryAUROC()(scores, target))
+
+
+def test_auroc_is_the_former_auroc():
+    """Through lit_rev.ood the AUROC is the former one (which added up its rates in float32:
+    equal to 1e-6, exactly at 0 and 1), except for scores from 37 on, which torchmetrics'
+    sigmoid tied: there the former one was wrong."""
+    g = torch.Generator().manual_seed(0)
+    for in_scores, ood_scores in [
+        (torch.zeros(50), torch.ones(50)),
+        (torch.ones(50), torch.zeros(50)),
+    ]:
+        assert auroc(in_scores, ood_scores) == former_auroc(in_scores, ood_scores)
+    cases = [
+        (torch.arange(10.0), torch.arange(10.0)),
+        (torch.tensor([3.0, 3.5, 4.0]), torch.tensor([1.0, 2.0, 3.5])),
+    ]
+    for _ in range(5):
+        in_scores = 4 + torch.randint(0, 30, (300,), generator=g) / 10  # bits/dim-like, ties
+        cases.append((in_scores, 4.5 + torch.randn(200, generator=g)))
+    for in_scores, ood_scores in cases:
+        assert auroc(in_scores, ood_scores) == pytest.approx(
+            former_auroc(in_scores, ood_scores), abs=1e-6
+        )
+    high_in, high_ood = torch.tensor([40.0, 41.0]), torch.tensor([42.0, 43.0])
+    assert former_auroc(high_in, high_ood) == 0.5 and auroc(high_in, high_ood) == 1.0
+
+
+def test_ood_report_rows_and_files(tmp_path, caplog):
     scores = {
         "in": {"bpd": torch.tensor([3.0, 3.5, 4.0])},
         "easy": {"bpd": torch.tensor([5.0, 6.0])},
         "fooling": {"bpd": torch.tensor([1.0, 2.0])},
     }
-    rows = write_ood_report(scores, "in", tmp_path)
+    with caplog.at_level(logging.INFO):
+        rows = write_ood_report(scores, "in", tmp_path)
     assert [r["set"] for r in rows] == ["in", "easy", "fooling"]
     assert rows[1]["auroc_bpd"] == 1.0 and rows[2]["auroc_bpd"] == 0.0
     assert rows[2]["reading"] == "OOD looks MORE likely"
@@ -159,3 +197,27 @@ def test_ood_report_rows_and_files(tmp_path):
     for name in ("ood_report.json", "ood_report.csv", "ood_report.md", "hist_bpd.png"):
         assert (tmp_path / name).stat().st_size > 0
     assert ood_rows(scores, "in") == rows
+    # the four metrics of bits/dim, side by side; worked by hand for "fooling" (OOD below in):
+    # AUPR-in (in positive, ascending bits/dim): 1, 2 are OOD, then 3, 3.5, 4 in at precision
+    # 1/3, 2/4, 3/5: (1/3 + 1/2 + 3/5) / 3 = 43/90. AUPR-out (OOD positive, descending): the
+    # in-set first, then 2 and 1 at precision 1/4 and 2/5: (1/4 + 2/5) / 2 = 0.325. FPR@95:
+    # 95% of 3 in inputs means all three, threshold 4: both OOD inputs are accepted, 1.
+    columns = ["auroc_bpd", "aupr_in_bpd", "aupr_out_bpd", "fpr_at_95_tpr_bpd"]
+    assert [f"{metric}_bpd" for metric in OOD_METRICS] == columns
+    assert [rows[1][c] for c in columns] == [1.0, 1.0, 1.0, 0.0]
+    assert [rows[2][c] for c in columns] == pytest.approx([0.0, 43 / 90, 0.325, 1.0], abs=1e-12)
+    keys = list(rows[1])
+    assert keys[keys.index("auroc_bpd") : keys.index("auroc_bpd") + 4] == columns
+    assert all(c not in rows[0] for c in columns)  # no metrics for the in-distribution set
+    with open(tmp_path / "ood_report.csv") as f:
+        table = list(csv.DictReader(f))
+    assert float(table[2]["aupr_out_bpd"]) == pytest.approx(0.325)
+    assert (
+        strict_load(tmp_path / "ood_report.json")["rows"][2]["aupr_in_bpd"]
+        == rows[2]["aupr_in_bpd"]
+    )
+    assert "| fpr_at_95_tpr_bpd |" in (tmp_path / "ood_report.md").read_text()
+    # the printed table: AUROC and FPR@95, the AUPR columns only in the files
+    header = next(line for line in caplog.text.splitlines() if line.startswith("set "))
+    assert "auroc_bpd" in header and "fpr_at_95_tpr_bpd" in header
+    assert "aupr_in_bpd" not in header and "aupr_out_bpd" not in header

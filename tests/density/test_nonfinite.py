@@ -16,11 +16,17 @@ from lit_rev.data.datamodule import ImageDataModule
 from lit_rev.data.images import Digits
 from lit_rev.density import DensityModule, ood_rows, write_ood_report
 from lit_rev.density.scores import OODScore, Typicality
+from lit_rev.ood import OOD_METRICS
 from tests.test_report import strict_load
 from tests.toy_densities import UniformDensity
 from tests.trainers import quiet_trainer
 
 NAN, INF = float("nan"), float("inf")
+
+
+def metrics_of(row, score):
+    """The four OOD-metric columns of ``score`` in ``row``, in the order of OOD_METRICS."""
+    return [row[f"{metric}_{score}"] for metric in OOD_METRICS]
 
 
 class Column(OODScore):
@@ -40,16 +46,19 @@ def test_nonfinite_bits_per_dim_get_no_auroc():
     rows = {r["set"]: r for r in ood_rows(scores, "in")}
     for name, bad, n in (("nan_ood", 1, 3), ("inf_ood", 1, 2)):
         assert rows[name]["auroc_bpd"] is None
+        assert metrics_of(rows[name], "bpd") == [None] * 4
         assert rows[name]["reading"] == "no AUROC: non-finite scores"
         assert rows[name]["no_auroc"] == f"bpd: non-finite scores: {bad} of {n} in {name}"
         assert rows[name]["nonfinite_bpd"] == bad
     assert rows["fine"]["auroc_bpd"] == 1.0 and "no_auroc" not in rows["fine"]
+    assert metrics_of(rows["fine"], "bpd") == [1.0, 1.0, 1.0, 0.0]
     assert rows["in"]["nonfinite_bpd"] == 0
 
     # a non-finite in-distribution score leaves no OOD set an AUROC
     scores["in"]["bpd"][0] = NAN
     rows = {r["set"]: r for r in ood_rows(scores, "in")}
     assert rows["fine"]["auroc_bpd"] is None
+    assert metrics_of(rows["fine"], "bpd") == [None] * 4
     assert rows["fine"]["no_auroc"] == "bpd: non-finite scores: 1 of 3 in in"
 
 
@@ -66,7 +75,8 @@ def test_all_nan_run_is_reported_as_failed(tmp_path, caplog):
     assert report["meta"]["status"].startswith("failed: 4 of 4 bits/dim scores of in")
     assert report["meta"]["network"] == "toy"
     assert report["rows"][1]["auroc_bpd"] is None and report["rows"][1]["bpd_mean"] is None
-    assert "| n/a |" in (tmp_path / "ood_report.md").read_text()
+    assert metrics_of(report["rows"][1], "bpd") == [None] * 4
+    assert "| n/a | n/a | n/a | n/a |" in (tmp_path / "ood_report.md").read_text()
 
 
 def test_finite_run_status_is_ok(tmp_path, caplog):
@@ -74,6 +84,7 @@ def test_finite_run_status_is_ok(tmp_path, caplog):
     with caplog.at_level(logging.INFO):
         rows = write_ood_report(scores, "in", tmp_path)
     assert rows[1]["auroc_bpd"] == 1.0 and rows[1]["reading"] == "separated"
+    assert metrics_of(rows[1], "bpd") == [1.0, 1.0, 1.0, 0.0]
     assert "nonfinite_bpd" not in rows[0] and "no_auroc" not in rows[1]
     assert "No OOD set is found more likely" in caplog.text and "FAILED" not in caplog.text
     assert strict_load(tmp_path / "ood_report.json")["meta"]["status"] == "ok"
@@ -89,16 +100,28 @@ def test_nonfinite_derived_scores_get_no_auroc(tmp_path, caplog):
         rows = write_ood_report(scores, "in", tmp_path, scorers=[Column()])
     assert rows[1]["auroc_bpd"] == 1.0 and rows[1]["reading"] == "separated"
     assert rows[1]["auroc_column"] is None
+    assert metrics_of(rows[1], "column") == [None] * 4
+    assert metrics_of(rows[1], "bpd") == [1.0, 1.0, 1.0, 0.0]
     assert rows[1]["no_auroc"] == "column: non-finite scores: 1 of 2 in ood"
     assert "THE RUN FAILED: 1 of 2 column scores of ood are non-finite" in caplog.text
     assert "Best OOD score per set: none" in caplog.text
     long = strict_load(tmp_path / "ood_report_scores.json")["rows"]
     assert long == [
-        {"score": "bpd", "set": "ood", "auroc": 1.0},
+        {
+            "score": "bpd",
+            "set": "ood",
+            "auroc": 1.0,
+            "aupr_in": 1.0,
+            "aupr_out": 1.0,
+            "fpr_at_95_tpr": 0.0,
+        },
         {
             "score": "column",
             "set": "ood",
             "auroc": None,
+            "aupr_in": None,
+            "aupr_out": None,
+            "fpr_at_95_tpr": None,
             "no_auroc": "non-finite scores: 1 of 2 in ood",
         },
     ]
@@ -110,6 +133,7 @@ def test_typicality_without_batches_gets_no_auroc_and_no_nan():
     rows = ood_rows(scores, "in", [Typicality(batch_sizes=[2], entropy=3.5)])
     assert rows[1]["auroc_typicality"] == 1.0
     assert rows[1]["auroc_typicality_M2"] is None
+    assert metrics_of(rows[1], "typicality_M2") == [None] * 4
     assert rows[1]["no_auroc"] == "typicality_M2: no scores for ood"
 
 

@@ -1,6 +1,8 @@
 """OOD scores on synthetic cases with known answers, and their AUROC columns in the report."""
 
+import csv
 import io
+import logging
 import math
 
 import pytest
@@ -17,6 +19,7 @@ from lit_rev.density import (
 )
 from lit_rev.density.ood import auroc
 from lit_rev.density.scores import perturb_images, png_bits, random_batch_means
+from lit_rev.ood import OOD_METRICS
 from tests.toy_densities import Categorical
 from tests.toy_densities import UniformDensity as Uniform
 
@@ -155,19 +158,40 @@ def test_perturbation_rate():
     assert perturb_images(k, 0.0, 8) is k
 
 
-def test_report_has_an_auroc_column_per_score(tmp_path):
+def test_report_has_an_auroc_column_per_score(tmp_path, caplog):
     scores = {
         "in": {"bpd": torch.tensor([3.0, 3.2, 2.8, 3.1])},
         "far": {"bpd": torch.tensor([9.0, 8.0, 9.5])},
         "too_likely": {"bpd": torch.tensor([1.0, 1.1, 0.9])},
     }
-    rows = write_ood_report(
-        scores, "in", tmp_path, scorers=[Typicality(entropy=3.0, batch_sizes=[2], num_batches=5)]
-    )
+    with caplog.at_level(logging.INFO):
+        rows = write_ood_report(
+            scores,
+            "in",
+            tmp_path,
+            scorers=[Typicality(entropy=3.0, batch_sizes=[2], num_batches=5)],
+        )
+    assert "too_likely: typicality 1.000 (FPR@95 0.000; bits/dim 0.000)" in caplog.text
     assert rows[2]["auroc_bpd"] == 0.0 and rows[2]["auroc_typicality"] == 1.0
     assert rows[1]["auroc_typicality"] == 1.0 and "auroc_typicality_M2" in rows[1]
     for name in ("ood_report_scores.csv", "hist_typicality.png"):
         assert (tmp_path / name).stat().st_size > 0
+    # every score has the four metrics: typicality separates too_likely (|bpd - 3| about 2
+    # against at most 0.2), raw bits/dim ranks it below every in-distribution input. By hand,
+    # bits/dim: AUPR-in (in positive, ascending) meets the 3 OOD inputs first, then the 4 in
+    # at precision 1/4, 2/5, 3/6, 4/7; AUPR-out (OOD positive, descending) meets the 4 in first,
+    # then the OOD at 1/5, 2/6, 3/7; the 95% threshold is the largest in score, 3.2: all OOD
+    # accepted.
+    for score in ("bpd", "typicality", "typicality_M2"):
+        assert all(f"{metric}_{score}" in rows[2] for metric in OOD_METRICS)
+    assert [rows[2][f"{m}_typicality"] for m in OOD_METRICS] == [1.0, 1.0, 1.0, 0.0]
+    expected = [0.0, (1 / 4 + 2 / 5 + 3 / 6 + 4 / 7) / 4, (1 / 5 + 2 / 6 + 3 / 7) / 3, 1.0]
+    assert [rows[2][f"{m}_bpd"] for m in OOD_METRICS] == pytest.approx(expected, abs=1e-12)
+    with open(tmp_path / "ood_report_scores.csv") as f:
+        long = list(csv.DictReader(f))
+    assert list(long[0]) == ["score", "set", *OOD_METRICS]
+    typicality = next(r for r in long if r["score"] == "typicality" and r["set"] == "too_likely")
+    assert float(typicality["fpr_at_95_tpr"]) == 0.0 and float(typicality["aupr_in"]) == 1.0
 
 
 def test_density_module_evaluates_scores_end_to_end(tmp_path, monkeypatch):
@@ -188,6 +212,9 @@ def test_density_module_evaluates_scores_end_to_end(tmp_path, monkeypatch):
     assert {"auroc_bpd", "auroc_typicality", "auroc_typicality_M2", "auroc_complexity"} <= set(
         rows[1]
     )
+    scores = ("bpd", "typicality", "typicality_M2", "complexity")
+    assert {f"{m}_{s}" for m in OOD_METRICS for s in scores} <= set(rows[1])
+    assert rows[1]["fpr_at_95_tpr_complexity"] == 0.0 and rows[1]["aupr_out_complexity"] == 1.0
     assert module.test_scores(noise)["png_bpd"].shape == (8,)
 
 
