@@ -253,7 +253,8 @@ def write_ood_report(
         summary += f"\nBest OOD score per set: {best_text}"
     rank_zero_info(
         "\nOOD evaluation (score = bits/dim, lower = more likely; AUROC: OOD = positive class; "
-        f"FPR@95: share of OOD accepted where 95% of {in_name} is; AUPR-in/out in the files)"
+        f"FPR@95: share of OOD accepted at the threshold accepting 95% of {in_name}; "
+        "AUPR-in/out in the files)"
         f"\n{table}\n{summary}\nReport: {out_dir / (stem + '.md')}\n"
     )
     return rows
