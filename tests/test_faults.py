@@ -52,6 +52,7 @@ def restore_sigint():
     signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "how, raised, code",
     [

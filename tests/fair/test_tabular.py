@@ -224,6 +224,7 @@ def test_former_names_warn_name_the_new_class_and_give_the_same_data(old, new):
         assert torch.equal(a, b)
 
 
+@pytest.mark.slow  # a fresh Python process
 def test_the_former_names_warn_even_where_python_hides_deprecation_warnings():
     # Python shows a DeprecationWarning only when raised from __main__; ``class_path: German``
     # is built inside jsonargparse, so the warning is raised here from another module.

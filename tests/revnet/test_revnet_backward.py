@@ -50,7 +50,9 @@ def _angle_degrees(a: list[torch.Tensor], b: list[torch.Tensor]) -> float:
     return math.degrees(math.acos(cos.item()))
 
 
-@pytest.mark.parametrize("name", [*CIFAR_BUILDERS, "revnet104"])
+@pytest.mark.parametrize(
+    "name", [*CIFAR_BUILDERS, pytest.param("revnet104", marks=pytest.mark.slow)]
+)
 def test_float64_gradients_equal_plain_autograd(name):
     torch.manual_seed(0)
     net = build(name, num_classes=10).double()
