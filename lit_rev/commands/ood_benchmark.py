@@ -139,6 +139,7 @@ class ModelSpec:
         self.configs = [resolve_config(c) for c in configs]
         self.overrides = list(overrides) + budget_overrides(max_steps)
         self.ckpt_path = ckpt_path
+        self._checked: tuple[str, Any] | None = None
 
     def describe(self) -> dict:
         """The settings that determine the model (for the report and the scores cache)."""
@@ -156,6 +157,8 @@ class ModelSpec:
         """
         model, model_data = self._instantiate(self.ckpt_path)
         check_fits(self.label, self.configs, model, model_data, data)
+        # a loaded checkpoint is what build() would load again: keep it (and its checked path)
+        self._checked = (self.ckpt_path, model) if self.ckpt_path is not None else None
         return model
 
     def _instantiate(self, ckpt_path: str | None, extra: Sequence[str] = ()):
@@ -174,8 +177,12 @@ class ModelSpec:
         scores the model on its own data). Returns the model and what was done (steps, time).
         """
         start = time.perf_counter()
+        checked, self._checked = self._checked, None
         if self.ckpt_path is not None:
-            model, _ = self._instantiate(self.ckpt_path)
+            if checked is not None and checked[0] == self.ckpt_path:
+                model = checked[1]
+            else:
+                model, _ = self._instantiate(self.ckpt_path)
             info = {"weights": f"checkpoint {self.ckpt_path}"}
         else:
             logger = {
@@ -778,8 +785,9 @@ def heatmap(rows: Sequence[dict], metric: str, columns: Sequence[str]):
         if r["set"] in columns and r[metric] is not None:
             values[labels.index(r["detector"]), list(columns).index(r["set"])] = r[metric]
     lower_is_better = metric == "fpr_at_95_tpr"
-    cmap = plt.get_cmap("viridis_r" if lower_is_better else "viridis").copy()
-    cmap.set_bad("lightgrey")
+    cmap = plt.get_cmap("viridis_r" if lower_is_better else "viridis").with_extremes(
+        bad="lightgrey"
+    )
     width = 1.6 + 1.1 * len(columns)
     fig, ax = plt.subplots(figsize=(width, 1.2 + 0.38 * len(labels)))
     image = ax.imshow(np.ma.masked_invalid(values), cmap=cmap, vmin=0.0, vmax=1.0, aspect="auto")
@@ -894,17 +902,25 @@ def parser() -> ArgumentParser:
     return options
 
 
-def _cache_key(detector: Namespace | dict, data: Namespace | dict, args: Namespace) -> str:
+def _cache_key(
+    detector: BenchmarkDetector, raw: Namespace | dict, data: Namespace | dict, args: Namespace
+) -> str:
+    """What a detector's scores depend on, as one string.
+
+    Its entry, its models (checkpoints included), the data block, the test-set cap, the seed
+    and the training overrides.
+    """
+
     def plain(value):
         return value.as_dict() if isinstance(value, Namespace) else value
 
     settings = {
-        "detector": plain(detector),
+        "detector": plain(raw),
+        "models": [spec.describe() for spec in detector.models()],
         "data": plain(data),
         "max_images": args.max_images,
         "seed": args.seed,
         "train_overrides": list(args.train_overrides),
-        "ckpt_paths": dict(args.ckpt_paths),
     }
     return json.dumps(settings, sort_keys=True, default=str)
 
@@ -982,7 +998,7 @@ def run(args: Namespace, parsed: ArgumentParser) -> tuple[list[dict], list[str]]
     start = time.perf_counter()
     for index, (detector, raw) in enumerate(zip(detectors, raw_detectors, strict=True)):
         cache = out / "scores" / f"{detector.name}.pt"
-        key = _cache_key(raw, raw_data, args)
+        key = _cache_key(detector, raw, raw_data, args)
         cached = None if args.fresh else _load_cached(cache, key)
         head = f"[{index + 1}/{len(detectors)}] {detector.name}"
         if cached is not None:

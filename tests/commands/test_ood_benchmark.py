@@ -1,0 +1,494 @@
+"""python -m lit_rev.commands.ood_benchmark: the table of detector x OOD set x metric, its
+files, missing cells for non-finite scores (and exit 1), the score cache, the configs."""
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import matplotlib.image
+import pytest
+import torch
+import yaml
+
+from lit_rev.commands import ood_benchmark
+from lit_rev.commands.ood_benchmark import (
+    MEAN,
+    BenchmarkError,
+    benchmark_rows,
+    failure_lines,
+    reaches_target,
+    summary_rows,
+    write_tables,
+)
+from lit_rev.config import instantiate
+from lit_rev.ood import OOD_METRICS, ood_metrics
+from lit_rev.ood.ensemble import waic_score
+
+REPO = Path(__file__).resolve().parents[2]
+OOD_CONFIGS = sorted((REPO / "configs" / "ood").glob("*.yaml"))
+EMBEDDED = REPO / "configs" / "ood" / "mnist5k_embedded.yaml"
+QUICK_GLOW = REPO / "configs" / "density" / "quick_glow_mnist5k.yaml"
+# A Glow small enough to build and score in a fraction of a second.
+TINY_GLOW = [
+    "--model.init_args.network.init_args.steps=1",
+    "--model.init_args.network.init_args.hidden_channels=4",
+]
+
+
+def strict_json(path: Path):
+    """The JSON document at ``path``, refusing NaN/Infinity (not JSON)."""
+
+    def refuse(token):
+        raise ValueError(f"{path} holds {token}, which is not JSON")
+
+    return json.loads(path.read_text(), parse_constant=refuse)
+
+
+def fake_scores():
+    """Two detectors on an in-distribution set and three OOD sets, with ties."""
+    g = torch.Generator().manual_seed(0)
+    base = torch.randn(50, generator=g).round(decimals=1)
+    return {
+        "a/score": {
+            "in": base,
+            "far": base + 100,
+            "near": base + 0.3,
+            "same": base.clone(),
+        },
+        "b/score": {
+            "in": -base,
+            "far": torch.randn(40, generator=g),
+            "near": -base + 1,
+            "same": base[:30],
+        },
+    }
+
+
+# ----- the table, on fake scores (fast) -----------------------------------------------------
+def test_table_has_every_detector_set_and_metric():
+    scores = fake_scores()
+    ood = ["far", "near", "same"]
+    rows = benchmark_rows(scores, "in", ood)
+    assert [(r["detector"], r["set"]) for r in rows] == [
+        (label, s) for label in scores for s in [*ood, MEAN]
+    ]
+    for r in rows:
+        assert all(isinstance(r[m], float) and math.isfinite(r[m]) for m in OOD_METRICS)
+        assert "missing" not in r
+        if r["set"] != MEAN:  # each cell is ood_metrics of that pair, nothing else
+            expected = ood_metrics(scores[r["detector"]]["in"], scores[r["detector"]][r["set"]])
+            assert {m: r[m] for m in OOD_METRICS} == expected
+    for label in scores:
+        per_set = [r for r in rows if r["detector"] == label and r["set"] != MEAN]
+        (mean,) = [r for r in rows if r["detector"] == label and r["set"] == MEAN]
+        for m in OOD_METRICS:
+            assert mean[m] == pytest.approx(sum(r[m] for r in per_set) / len(ood))
+    far = next(r for r in rows if r["detector"] == "a/score" and r["set"] == "far")
+    assert far["auroc"] == 1.0 and far["fpr_at_95_tpr"] == 0.0  # known answer: separated
+    same = next(r for r in rows if r["detector"] == "a/score" and r["set"] == "same")
+    assert same["auroc"] == 0.5  # known answer: identical scores
+
+
+def test_nonfinite_scores_give_a_missing_cell_with_the_reason():
+    scores = fake_scores()
+    scores["a/score"]["near"][[3, 7]] = float("nan")
+    scores["b/score"]["in"][0] = float("inf")
+    rows = benchmark_rows(scores, "in", ["far", "near", "same"])
+    cell = {(r["detector"], r["set"]): r for r in rows}
+    near = cell["a/score", "near"]
+    assert all(near[m] is None for m in OOD_METRICS)
+    assert near["missing"] == "non-finite scores: 2 of 50 in near"
+    # the other cells of the detector stand; its mean does not (a set is missing)
+    assert cell["a/score", "far"]["auroc"] == 1.0 and "missing" not in cell["a/score", "far"]
+    assert cell["a/score", MEAN]["auroc"] is None
+    assert cell["a/score", MEAN]["missing"] == "no mean: no metrics for near"
+    # a non-finite in-distribution score leaves no cell of that detector
+    for s in ("far", "near", "same"):
+        assert cell["b/score", s]["auroc"] is None
+        assert cell["b/score", s]["missing"] == "non-finite scores: 1 of 50 in in"
+    lines = failure_lines(rows)
+    assert "a/score on near: non-finite scores: 2 of 50 in near" in lines
+    assert "b/score on far, near, same: non-finite scores: 1 of 50 in in" in lines
+    assert reaches_target(rows, "a/score", ["far", "near", "same"]) == "no"  # 'same' fails
+
+
+def test_a_failed_detector_keeps_its_place_with_the_reason():
+    scores = fake_scores()
+    order = ["a/score", "c/x", "b/score"]
+    rows = benchmark_rows(scores, "in", ["far"], {"c/x": "failed: FloatingPointError: boom"}, order)
+    assert [r["detector"] for r in rows] == ["a/score"] * 2 + ["c/x"] * 2 + ["b/score"] * 2
+    failed = [r for r in rows if r["detector"] == "c/x"]
+    assert failed[0]["missing"] == "failed: FloatingPointError: boom"
+    assert failed[1]["auroc"] is None
+
+
+def test_target_needs_auroc_and_fpr_on_every_set():
+    def row(label, s, auroc, fpr):
+        return {"detector": label, "set": s, "auroc": auroc, "fpr_at_95_tpr": fpr}
+
+    rows = [
+        row("good", "x", 0.95, 0.2),
+        row("good", "y", 1.0, 0.0),
+        row("fpr", "x", 0.99, 0.21),
+        row("fpr", "y", 1.0, 0.0),
+        row("auroc", "x", 0.949, 0.0),
+        row("auroc", "y", 1.0, 0.0),
+        row("missing", "x", None, None),
+        row("missing", "y", 1.0, 0.0),
+    ]
+    verdict = {label: reaches_target(rows, label, ["x", "y"]) for label in ("good", "fpr")}
+    assert verdict == {"good": "yes", "fpr": "no"}
+    assert reaches_target(rows, "auroc", ["x", "y"]) == "no"
+    assert reaches_target(rows, "missing", ["x", "y"]) == "n/a"
+    summary = {r["detector"]: r for r in summary_rows(rows, ["x", "y"])}
+    assert summary["good"]["x"] == "0.950 / 0.200" and summary["good"]["target"] == "yes"
+    assert summary["missing"]["x"] == "n/a"
+
+
+def test_files_are_written_and_parse(tmp_path):
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    scores = fake_scores()
+    scores["b/score"]["near"][0] = float("nan")
+    ood = ["far", "near", "same"]
+    rows = benchmark_rows(scores, "in", ood)
+    logger = TensorBoardLogger(save_dir=str(tmp_path), name="tensorboard", version="")
+    paths = write_tables(rows, ood, tmp_path, {"status": "test"}, logger)
+    document = strict_json(tmp_path / "ood_benchmark.json")
+    assert document["meta"] == {"status": "test"}
+    assert len(document["rows"]) == 2 * 4
+    missing = [r for r in document["rows"] if r.get("missing")]
+    assert [(r["detector"], r["set"]) for r in missing] == [("b/score", "near"), ("b/score", MEAN)]
+    assert missing[0]["auroc"] is None  # null, never NaN
+    with open(tmp_path / "ood_benchmark.csv") as f:
+        table = list(csv.DictReader(f))
+    assert len(table) == 8 and set(OOD_METRICS) <= set(table[0])
+    assert table[0]["auroc"] == str(rows[0]["auroc"])
+    markdown = (tmp_path / "ood_benchmark.md").read_text()
+    assert markdown.startswith("| detector | set | auroc | aupr_in | aupr_out | fpr_at_95_tpr")
+    summary = strict_json(tmp_path / "ood_benchmark_summary.json")["rows"]
+    assert [r["detector"] for r in summary] == ["a/score", "b/score"]
+    assert summary[1]["near"] == "n/a"
+    for metric in ("auroc", "fpr_at_95_tpr"):
+        image = matplotlib.image.imread(paths[f"heatmap_{metric}"])
+        assert image.ndim == 3 and image.std() > 0
+    events = list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
+    assert events and events[0].stat().st_size > 1000  # the two figures and the text
+
+
+# ----- the configs ---------------------------------------------------------------------------
+def test_the_three_benchmark_configs_exist():
+    names = {p.name for p in OOD_CONFIGS}
+    assert {"mnist5k_embedded.yaml", "mnist5k_waic.yaml", "cifar10_openood.yaml"} <= names
+
+
+@pytest.mark.parametrize("config", OOD_CONFIGS, ids=lambda p: p.name)
+def test_benchmark_config_parses(config):
+    options = ood_benchmark.parser()
+    args = options.parse_args(["--config", str(config)])
+    built = options.instantiate_classes(args)
+    assert built.detectors and built.data.test_names[0]
+    for detector in built.detectors:
+        for spec in detector.models():
+            assert all(Path(c).is_file() for c in spec.configs), spec.configs
+
+
+def test_embedded_config_lists_what_the_issue_asks():
+    config = yaml.safe_load(EMBEDDED.read_text())
+    options = ood_benchmark.parser()
+    built = options.instantiate_classes(options.parse_args(["--config", str(EMBEDDED)]))
+    assert built.data.test_names == [
+        "mnist5k",
+        "lfwcrops",
+        "naturalpatches",
+        "digits",
+        "constantimages",
+        "uniformnoise",
+        "mnist5k-upsidedown",
+    ]
+    labels = [label for d in built.detectors for label in d.labels()]
+    classifier = ["msp", "max_logit", "energy", "odin", "mahalanobis", "knn"]
+    density = [f"{m}/{s}" for m in ("glow", "vae", "pixelcnnpp") for s in ("bpd", "typicality")]
+    assert [f"revnet38/{d}" for d in classifier] == labels[:6]
+    assert set(density) < set(labels)
+    assert all(d["init_args"].get("ckpt_path") is None for d in config["detectors"])  # trained
+
+
+def test_a_bad_key_is_an_error_naming_it(tmp_path, capsys):
+    config = yaml.safe_load(EMBEDDED.read_text())
+    config["detectors"][1]["init_args"]["max_stpes"] = 3
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(config))
+    with pytest.raises(SystemExit) as stopped:
+        ood_benchmark.main(["--config", str(path), "--out", str(tmp_path / "out")])
+    assert stopped.value.code == 2
+    assert "max_stpes" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_unknown_detector_or_score_is_refused():
+    with pytest.raises(BenchmarkError, match="unknown classifier detector 'mps'"):
+        ood_benchmark.ClassifierDetectors("r", str(QUICK_GLOW), detectors=["mps"])
+    with pytest.raises(BenchmarkError, match="unknown density score 'bdp'"):
+        ood_benchmark.DensityDetector("g", str(QUICK_GLOW), scores=["bdp"])
+    with pytest.raises(BenchmarkError, match="at least 2 members"):
+        ood_benchmark.WAICEnsemble("w", config=str(QUICK_GLOW), seeds=[0])
+
+
+# ----- runs from checkpoints (fast: tiny Glows, no training) ----------------------------------
+def tiny_benchmark(tmp_path: Path, detectors: list[dict], ood=("ConstantImages", "Digits")) -> Path:
+    config = {
+        "seed": 0,
+        "data": {
+            "class_path": "ImageDataModule",
+            "init_args": {
+                "dataset": "MNIST5k",
+                "ood": list(ood),
+                "ood_split": "all",
+                "max_test": 24,
+                "max_train": 64,
+                "test_batch_size": 12,
+                "val_fraction": 0.05,
+            },
+        },
+        "detectors": detectors,
+    }
+    path = tmp_path / "benchmark.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny_glow():
+    """The tiny Glow of TINY_GLOW, built once (a config parse takes a second or two)."""
+    torch.manual_seed(0)
+    module, _ = instantiate(QUICK_GLOW, TINY_GLOW)
+    return module.eval()
+
+
+def glow_checkpoint(module, path: Path, seed: int = 0, nan: bool = False) -> Path:
+    """``module``'s weights, each moved by seeded noise (seed 0: unchanged), as a checkpoint."""
+    g = torch.Generator().manual_seed(seed)
+    state = {
+        k: v + 0.05 * seed * torch.randn(v.shape, generator=g) if v.is_floating_point() else v
+        for k, v in module.state_dict().items()
+    }
+    if nan:
+        key = next(k for k, v in state.items() if v.is_floating_point() and "weight" in k)
+        state[key] = torch.full_like(state[key], float("nan"))
+    torch.save({"state_dict": state}, path)
+    return path
+
+
+def bpd_of(module, path: Path, images: torch.Tensor) -> torch.Tensor:
+    """Bits/dim of ``images`` under the weights of the checkpoint at ``path``."""
+    module.load_state_dict(torch.load(path, weights_only=True)["state_dict"])
+    with torch.no_grad():
+        return module.eval().scores(images)["bpd"].double()
+
+
+def density(name: str, ckpt_path=None, scores=("bpd", "typicality")) -> dict:
+    args = {"name": name, "config": str(QUICK_GLOW), "scores": list(scores), "overrides": TINY_GLOW}
+    if ckpt_path is not None:
+        args["ckpt_path"] = str(ckpt_path)
+    return {"class_path": "DensityDetector", "init_args": args}
+
+
+def test_nan_scores_give_missing_cells_and_exit_1_and_the_rest_stands(tiny_glow, tmp_path, capsys):
+    bad = glow_checkpoint(tiny_glow, tmp_path / "bad.ckpt", nan=True)
+    good = glow_checkpoint(tiny_glow, tmp_path / "good.ckpt")
+    config = tiny_benchmark(tmp_path, [density("broken", bad), density("fine")])
+    out = tmp_path / "out"
+    argv = ["--config", str(config), "--out", str(out), "--progress", "false"]
+    with pytest.raises(SystemExit) as stopped:  # 'fine' has its checkpoint on the command line
+        ood_benchmark.main([*argv, "--ckpt_paths.fine", str(good)])
+    assert stopped.value.code == 1
+    assert "THE RUN FAILED" in capsys.readouterr().err
+    document = strict_json(out / "ood_benchmark.json")
+    assert document["meta"]["status"].startswith(
+        "failed: broken/bpd, broken/typicality on constantimages: non-finite scores"
+    )
+    rows = document["rows"]
+    assert len(rows) == 2 * 2 * 3  # 2 detectors x 2 scores x (2 sets + mean)
+    for r in rows:
+        if r["detector"].startswith("broken/"):
+            assert r["auroc"] is None and r["missing"].startswith(("non-finite", "no mean"))
+        else:
+            assert all(isinstance(r[m], float) for m in OOD_METRICS) and "missing" not in r
+    assert "non-finite scores: 24 of 24 in constantimages, 24 of 24 in mnist5k" in {
+        r.get("missing") for r in rows
+    }
+    assert {r["detector"] for r in rows} == {
+        "broken/bpd",
+        "broken/typicality",
+        "fine/bpd",
+        "fine/typicality",
+    }
+    assert (out / "scores" / "broken.pt").is_file() and (out / "scores" / "fine.pt").is_file()
+    assert (out / "heatmap_auroc.png").is_file()
+
+    # a rerun with the same out dir reuses both detectors' scores: the same table
+    (out / "ood_benchmark.json").unlink()
+    with pytest.raises(SystemExit):
+        ood_benchmark.main([*argv, "--ckpt_paths.fine", str(good)])
+    assert capsys.readouterr().out.count("scores of an earlier run with the same settings") == 2
+    assert strict_json(out / "ood_benchmark.json")["rows"] == rows
+    # another checkpoint is another setting: recomputed
+    other = glow_checkpoint(tiny_glow, tmp_path / "other.ckpt", seed=1)
+    with pytest.raises(SystemExit):
+        ood_benchmark.main([*argv, "--ckpt_paths.fine", str(other)])
+    assert capsys.readouterr().out.count("scores of an earlier run with the same settings") == 1
+
+
+def test_scores_are_the_models_own_and_waic_combines_them(tiny_glow, tmp_path):
+    """A density detector's bits/dim are DensityModule.scores of the benchmark's images; the
+    WAIC row is waic_score of the members' log-likelihoods in nats."""
+    paths = [glow_checkpoint(tiny_glow, tmp_path / f"m{i}.ckpt", seed=i) for i in range(3)]
+    waic = {
+        "class_path": "WAICEnsemble",
+        "init_args": {
+            "name": "ens",
+            "config": str(QUICK_GLOW),
+            "seeds": [0, 1, 2],
+            "ckpt_paths": [str(p) for p in paths],
+            "overrides": TINY_GLOW,
+        },
+    }
+    single = density("g", paths[0], scores=("bpd", "complexity"))
+    config = tiny_benchmark(tmp_path, [single, waic])
+    out = tmp_path / "o"
+    rows = ood_benchmark.main(["--config", str(config), "--out", str(out), "--progress", "false"])
+    assert [r["detector"] for r in rows] == ["g/bpd"] * 3 + ["g/complexity"] * 3 + ["ens/waic"] * 3
+    saved = torch.load(out / "scores" / "g.pt", weights_only=True)["scores"]
+    saved.update(torch.load(out / "scores" / "ens.pt", weights_only=True)["scores"])
+    options = ood_benchmark.parser()
+    built = options.instantiate_classes(options.parse_args(["--config", str(config)]))
+    built.data.setup("test")
+    for name, loader in zip(built.data.test_names, built.data.test_dataloader(), strict=True):
+        images = torch.cat([x for x, _ in loader])
+        assert len(images) == len(saved["g/complexity"][name]) == 24
+        torch.testing.assert_close(saved["g/bpd"][name], bpd_of(tiny_glow, paths[0], images))
+        nats = [-bpd_of(tiny_glow, p, images) * 28 * 28 * math.log(2) for p in paths]
+        torch.testing.assert_close(saved["ens/waic"][name], waic_score(torch.stack(nats)))
+    for label in ("g/bpd", "ens/waic"):
+        cell = next(r for r in rows if r["detector"] == label and r["set"] == "constantimages")
+        expected = ood_metrics(saved[label]["mnist5k"], saved[label]["constantimages"])
+        assert {m: cell[m] for m in OOD_METRICS} == expected
+
+
+def test_a_model_that_does_not_fit_the_data_stops_before_anything_runs(tmp_path, capsys):
+    config = tiny_benchmark(tmp_path, [density("g")])
+    out = tmp_path / "out"
+    argv = ["--config", str(config), "--out", str(out), "--data.init_args.n_bits=5"]
+    with pytest.raises(SystemExit) as stopped:
+        ood_benchmark.main(argv)
+    assert stopped.value.code == 2
+    err = capsys.readouterr().err
+    assert "detector g" in err and "n_bits" in err and "5" in err
+    assert not out.exists()
+    # trained on another in-distribution set: refused too
+    argv = [
+        "--config",
+        str(config),
+        "--out",
+        str(out),
+        "--data.init_args.dataset=Digits",
+        "--data.init_args.image_size=28",
+    ]
+    with pytest.raises(SystemExit):
+        ood_benchmark.main(argv)
+    assert "trained on 'mnist5k'" in capsys.readouterr().err
+
+
+# ----- end to end, training from nothing (slow) ----------------------------------------------
+TINY_TRAINING = [
+    "--trainer.max_steps=2",
+    "--trainer.limit_val_batches=1",
+    "--trainer.num_sanity_val_steps=0",
+]
+
+
+@pytest.mark.slow
+def test_embedded_benchmark_runs_end_to_end(tmp_path, capsys):
+    out = tmp_path / "out"
+    argv = [
+        "--config",
+        str(EMBEDDED),
+        "--out",
+        str(out),
+        "--max_images",
+        "30",
+        "--data.init_args.max_train=60",
+        "--train_overrides",
+        json.dumps(TINY_TRAINING),
+        "--progress",
+        "false",
+    ]
+    rows = ood_benchmark.main(argv)
+    ood = [
+        "lfwcrops",
+        "naturalpatches",
+        "digits",
+        "constantimages",
+        "uniformnoise",
+        "mnist5k-upsidedown",
+    ]
+    labels = [f"revnet38/{d}" for d in ("msp", "max_logit", "energy", "odin", "mahalanobis", "knn")]
+    labels += [
+        f"{m}/{s}"
+        for m in ("glow", "vae", "pixelcnnpp")
+        for s in ("bpd", "typicality", "complexity")
+    ]
+    assert [(r["detector"], r["set"]) for r in rows] == [
+        (label, s) for label in labels for s in [*ood, MEAN]
+    ]
+    assert all(isinstance(r[m], float) for r in rows for m in OOD_METRICS)
+    document = strict_json(out / "ood_benchmark.json")
+    assert document["rows"] == rows and document["meta"]["status"] == "ok"
+    assert document["meta"]["sets"]["mnist5k"] == 30
+    for name in (
+        "ood_benchmark.csv",
+        "ood_benchmark.md",
+        "ood_benchmark_summary.md",
+        "heatmap_auroc.png",
+        "heatmap_fpr_at_95_tpr.png",
+    ):
+        assert (out / name).is_file()
+    printed = capsys.readouterr().out
+    assert "revnet38/odin" in printed and "target" in printed
+    # every model was trained from nothing into the out dir, for the 2 steps asked
+    for name in ("revnet38", "glow", "vae", "pixelcnnpp"):
+        info = document["meta"]["detectors"][name]["models"][0]
+        assert info["weights"] == "trained from nothing, 2 steps"
+        assert Path(info["train_log"]).is_relative_to(out)
+
+
+@pytest.mark.slow
+def test_cifar10_openood_config_smoke_runs_on_fake_files(fake_vision, tmp_path):
+    config = yaml.safe_load((REPO / "configs" / "ood" / "cifar10_openood.yaml").read_text())
+    for detector in config["detectors"]:  # the fake training split has fewer than k=50 images
+        if detector["class_path"] == "ClassifierDetectors":
+            detector["init_args"]["detector_args"] = {"knn": {"k": 5}}
+    path = tmp_path / "cifar10_openood.yaml"
+    path.write_text(yaml.safe_dump(config))
+    argv = [
+        "--config",
+        str(path),
+        "--out",
+        str(tmp_path / "out"),
+        "--max_images",
+        "8",
+        "--data.init_args.max_train=16",
+        "--data.init_args.test_batch_size=4",
+        "--data.init_args.num_workers=0",
+        "--train_overrides",
+        json.dumps(
+            [*TINY_TRAINING, "--data.init_args.batch_size=4", "--data.init_args.num_workers=0"]
+        ),
+        "--progress",
+        "false",
+    ]
+    rows = ood_benchmark.main(argv)
+    assert {r["set"] for r in rows} == {"cifar100", "mnist", "svhn", "dtd", "places365", MEAN}
+    assert all(isinstance(r["auroc"], float) for r in rows)
