@@ -774,8 +774,11 @@ def summary_rows(rows: Sequence[dict], ood_names: Sequence[str]) -> list[dict]:
     return out
 
 
-def heatmap(rows: Sequence[dict], metric: str, columns: Sequence[str]):
-    """A detectors x sets heat map of ``metric``, every cell annotated (``n/a`` where missing)."""
+def heatmap(rows: Sequence[dict], metric: str, columns: Sequence[str], in_name: str = ""):
+    """A detectors x sets heat map of ``metric``, every cell annotated (``n/a`` where missing).
+
+    ``in_name`` (the in-distribution set) goes into the title.
+    """
     import matplotlib.pyplot as plt
     import numpy as np
 
@@ -803,7 +806,8 @@ def heatmap(rows: Sequence[dict], metric: str, columns: Sequence[str]):
         "auroc": "AUROC (higher is better)",
         "fpr_at_95_tpr": "FPR at 95% TPR (lower is better)",
     }
-    ax.set_title(f"{names.get(metric, metric)}; OOD = positive class")
+    against = f"in-distribution {in_name}, " if in_name else ""
+    ax.set_title(f"{names.get(metric, metric)}; {against}OOD = positive class")
     fig.colorbar(image, ax=ax, fraction=0.03)
     return fig
 
@@ -811,7 +815,11 @@ def heatmap(rows: Sequence[dict], metric: str, columns: Sequence[str]):
 def write_tables(
     rows: list[dict], ood_names: Sequence[str], out: Path, meta: dict, logger=None
 ) -> dict[str, Path]:
-    """Write the table, the summary and the two heat maps; log the figures to TensorBoard."""
+    """Write the table, the summary and the two heat maps; log the figures to TensorBoard.
+
+    ``meta`` goes into both JSON files (its ``in_distribution``, if any, into the figures'
+    titles); the summary and figures also go to TensorBoard when a ``logger`` is given.
+    """
     paths = write_report(rows, out, STEM, meta)
     summary = summary_rows(rows, ood_names)
     write_report(summary, out, f"{STEM}_summary", meta)
@@ -819,7 +827,7 @@ def write_tables(
     if rows:
         columns = [*ood_names, MEAN]
         for metric in ("auroc", "fpr_at_95_tpr"):
-            fig = heatmap(rows, metric, columns)
+            fig = heatmap(rows, metric, columns, str(meta.get("in_distribution") or ""))
             paths[f"heatmap_{metric}"] = save_figure(fig, out, f"heatmap_{metric}", logger)
         experiment = getattr(logger, "experiment", None)
         if experiment is not None:
