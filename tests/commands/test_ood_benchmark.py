@@ -377,6 +377,40 @@ def test_scores_are_the_models_own_and_waic_combines_them(tiny_glow, tmp_path):
         assert {m: cell[m] for m in OOD_METRICS} == expected
 
 
+def test_a_detector_that_fails_is_reported_and_the_others_stand(tiny_glow, tmp_path, capsys):
+    """An error inside one detector (here KNN asking for more neighbours than training
+    images) leaves its cells missing with the error, and the run exits 1 after the others."""
+    revnet = REPO / "configs" / "revnet" / "quick_revnet38_mnist5k.yaml"
+    model, _ = instantiate(revnet)
+    classifier_ckpt = tmp_path / "revnet.ckpt"
+    torch.save({"state_dict": model.state_dict()}, classifier_ckpt)
+    classifier = {
+        "class_path": "ClassifierDetectors",
+        "init_args": {
+            "name": "r",
+            "config": str(revnet),
+            "detectors": ["msp", "knn"],
+            "detector_args": {"knn": {"k": 1000}},
+            "ckpt_path": str(classifier_ckpt),
+        },
+    }
+    good = glow_checkpoint(tiny_glow, tmp_path / "good.ckpt")
+    config = tiny_benchmark(tmp_path, [classifier, density("g", good, scores=["bpd"])])
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as stopped:
+        ood_benchmark.main(["--config", str(config), "--out", str(out), "--progress", "false"])
+    assert stopped.value.code == 1
+    assert "KNN" in capsys.readouterr().err  # the traceback and the summary
+    rows = strict_json(out / "ood_benchmark.json")["rows"]
+    assert [r["detector"] for r in rows] == ["r/msp"] * 3 + ["r/knn"] * 3 + ["g/bpd"] * 3
+    for r in rows[:6]:
+        assert r["auroc"] is None and r["missing"].startswith(
+            ("failed: ValueError: KNN", "no mean")
+        )
+    assert all(isinstance(r["auroc"], float) for r in rows[6:])
+    assert not (out / "scores" / "r.pt").exists()  # a failed detector is recomputed next time
+
+
 def test_a_model_that_does_not_fit_the_data_stops_before_anything_runs(tmp_path, capsys):
     config = tiny_benchmark(tmp_path, [density("g")])
     out = tmp_path / "out"
@@ -462,6 +496,8 @@ def test_embedded_benchmark_runs_end_to_end(tmp_path, capsys):
         info = document["meta"]["detectors"][name]["models"][0]
         assert info["weights"] == "trained from nothing, 2 steps"
         assert Path(info["train_log"]).is_relative_to(out)
+        # the config's own end-of-fit OOD evaluation is skipped (the benchmark scores the model)
+        assert not (Path(info["train_log"]) / "ood_report.md").exists()
 
 
 @pytest.mark.slow
