@@ -1,4 +1,4 @@
-"""Every YAML in configs/ parses and smoke-runs ``fit`` and ``test`` (two batches) on CPU.
+"""Every YAML in configs/ parses and smoke-runs ``fit`` and ``test`` (one batch) on CPU.
 
 Configs that need torchvision data run on tiny fake files in the real on-disk format. Parsing
 is in the fast loop for every config; the smoke runs of all but the quickstart are ``slow``
@@ -21,14 +21,14 @@ def smoke_args(config: Path, root: Path) -> list[str]:
     args = [
         "--config",
         str(config),
-        "--trainer.fast_dev_run=2",
+        "--trainer.fast_dev_run=1",
         "--trainer.accelerator=cpu",
         "--trainer.devices=1",
         f"--trainer.default_root_dir={root}",
         "--trainer.enable_progress_bar=false",
     ]
     data_args = (yaml.safe_load(config.read_text()).get("data") or {}).get("init_args") or {}
-    for key, small in (("batch_size", 4), ("test_batch_size", 4), ("num_workers", 0)):
+    for key, small in (("batch_size", 2), ("test_batch_size", 2), ("num_workers", 0)):
         if key in data_args:
             args.append(f"--data.init_args.{key}={small}")
     return args

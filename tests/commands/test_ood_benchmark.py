@@ -514,13 +514,13 @@ def test_cifar10_openood_config_smoke_runs_on_fake_files(fake_vision, tmp_path):
         "--out",
         str(tmp_path / "out"),
         "--max_images",
-        "8",
-        "--data.init_args.max_train=16",
-        "--data.init_args.test_batch_size=4",
+        "4",
+        "--data.init_args.max_train=8",
+        "--data.init_args.test_batch_size=2",
         "--data.init_args.num_workers=0",
         "--train_overrides",
         json.dumps(
-            [*TINY_TRAINING, "--data.init_args.batch_size=4", "--data.init_args.num_workers=0"]
+            [*TINY_TRAINING, "--data.init_args.batch_size=2", "--data.init_args.num_workers=0"]
         ),
         "--progress",
         "false",
