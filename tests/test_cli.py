@@ -73,6 +73,7 @@ def test_print_config_resolves_short_names(tmp_path, capsys):
     assert "lit_rev.density.DensityModule" in out and "lit_rev.data.Digits" in out
 
 
+@pytest.mark.slow
 def test_fit_writes_config_checkpoint_and_resumes(tmp_path):
     config = tiny_config(tmp_path)
     cli = main(["fit", "--config", str(config)])
@@ -217,6 +218,7 @@ def test_no_third_party_noise_but_real_messages_stay(fit_output):
     assert "FLOPs" not in summary  # nothing was measured: no column of zeros
 
 
+@pytest.mark.slow
 def test_evaluating_a_diverged_checkpoint_exits_nonzero(tmp_path, capsys):
     """Non-finite scores make the report say the run failed, and the exit code says so too."""
     config = tiny_config(tmp_path)

@@ -295,6 +295,7 @@ def density(name: str, ckpt_path=None, scores=("bpd", "typicality")) -> dict:
     return {"class_path": "DensityDetector", "init_args": args}
 
 
+@pytest.mark.slow
 def test_nan_scores_give_missing_cells_and_exit_1_and_the_rest_stands(tiny_glow, tmp_path, capsys):
     bad = glow_checkpoint(tiny_glow, tmp_path / "bad.ckpt", nan=True)
     good = glow_checkpoint(tiny_glow, tmp_path / "good.ckpt")
@@ -341,6 +342,7 @@ def test_nan_scores_give_missing_cells_and_exit_1_and_the_rest_stands(tiny_glow,
     assert capsys.readouterr().out.count("scores of an earlier run with the same settings") == 1
 
 
+@pytest.mark.slow
 def test_scores_are_the_models_own_and_waic_combines_them(tiny_glow, tmp_path):
     """A density detector's bits/dim are DensityModule.scores of the benchmark's images; the
     WAIC row is waic_score of the members' log-likelihoods in nats."""
@@ -377,6 +379,7 @@ def test_scores_are_the_models_own_and_waic_combines_them(tiny_glow, tmp_path):
         assert {m: cell[m] for m in OOD_METRICS} == expected
 
 
+@pytest.mark.slow
 def test_a_detector_that_fails_is_reported_and_the_others_stand(tiny_glow, tmp_path, capsys):
     """An error inside one detector (here KNN asking for more neighbours than training
     images) leaves its cells missing with the error, and the run exits 1 after the others."""

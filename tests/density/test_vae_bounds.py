@@ -138,6 +138,7 @@ def _exact_marginal(vae, k, n):
     return torch.cat(out)
 
 
+@pytest.mark.slow
 def test_bounds_against_the_exact_marginal_of_a_tiny_vae():
     """All 256 2-bit 1x2x2 images, 2-D latent. The exact log P(k) by quadrature (48 and 64
     nodes a side agree to 2e-3; the ELU decoder is not smooth enough for Gauss-Hermite to do

@@ -50,6 +50,7 @@ def _discrimination(model: GRADModule) -> float:
     return float(metric.compute())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("schedule", ["constant", "cosine"])
 def test_reversal_removes_most_of_the_discrimination_vanilla_keeps(schedule):
     vanilla, _ = _fit(0.0, lr_schedule=schedule)
