@@ -47,7 +47,7 @@ import time
 import traceback
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from jsonargparse import ActionConfigFile, ArgumentParser, Namespace
@@ -59,7 +59,7 @@ from lit_rev.density import DensityModule, InputComplexity, OODEvaluation, Typic
 from lit_rev.density.ood import nonfinite_count
 from lit_rev.density.scores import LikelihoodRatio, OODScore
 from lit_rev.ood import OOD_METRICS, ood_metrics
-from lit_rev.ood.detectors import DETECTORS, make_detector
+from lit_rev.ood.detectors import DETECTORS, DetectorName, make_detector
 from lit_rev.ood.ensemble import waic_score
 from lit_rev.report import format_table, save_figure, write_report
 
@@ -75,6 +75,10 @@ TARGET_FPR = 0.2
 #: The per-image scores a density model gives without any OOD score object (bits/dim; flows
 #: also give its density and volume parts).
 NATIVE_DENSITY_SCORES = ("bpd", "prior_bpd", "logdet_bpd")
+#: The density scores a :class:`DensityDetector` reports (the parser lists them in ``--help``).
+DensityScore = Literal[
+    "bpd", "prior_bpd", "logdet_bpd", "typicality", "complexity", "likelihood_ratio"
+]
 #: The OOD scores of :mod:`lit_rev.density.scores` by the per-image score each gives, with a
 #: default instance where one needs no settings (a likelihood ratio needs its background
 #: model's checkpoint: list it in the model config's ``ood_scores``).
@@ -415,7 +419,7 @@ class ClassifierDetectors(BenchmarkDetector):
         self,
         name: str,
         config: str | list[str],
-        detectors: list[str] | None = None,
+        detectors: list[DetectorName] | None = None,
         detector_args: dict[str, dict[str, Any]] | None = None,
         ckpt_path: str | None = None,
         max_steps: int | None = None,
@@ -508,7 +512,7 @@ class DensityDetector(BenchmarkDetector):
         self,
         name: str,
         config: str | list[str],
-        scores: list[str] | None = None,
+        scores: list[DensityScore] | None = None,
         ckpt_path: str | None = None,
         max_steps: int | None = None,
         overrides: list[str] | None = None,

@@ -531,3 +531,14 @@ def test_cifar10_openood_config_smoke_runs_on_fake_files(fake_vision, tmp_path):
     rows = ood_benchmark.main(argv)
     assert {r["set"] for r in rows} == {"cifar100", "mnist", "svhn", "dtd", "places365", MEAN}
     assert all(isinstance(r["auroc"], float) for r in rows)
+
+
+def test_the_option_types_list_exactly_the_scores_and_detectors_the_command_knows():
+    """``--help`` and the parser read the Literal types; the runtime checks read the tables."""
+    import typing
+
+    from lit_rev.ood.detectors import DETECTORS, DetectorName
+
+    scores = set(typing.get_args(ood_benchmark.DensityScore))
+    assert scores == {*ood_benchmark.NATIVE_DENSITY_SCORES, *ood_benchmark.DENSITY_SCORERS}
+    assert set(typing.get_args(DetectorName)) == set(DETECTORS)
