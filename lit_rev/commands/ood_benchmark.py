@@ -56,9 +56,9 @@ from torch.utils.data import DataLoader
 
 from lit_rev.config import ConfigError, instantiate, instantiate_with_trainer
 from lit_rev.density import DensityModule, InputComplexity, OODEvaluation, Typicality
-from lit_rev.density.ood import nonfinite_count
+from lit_rev.density.ood import checked_metrics
 from lit_rev.density.scores import LikelihoodRatio, OODScore
-from lit_rev.ood import OOD_METRICS, ood_metrics
+from lit_rev.ood import OOD_METRICS
 from lit_rev.ood.detectors import DETECTORS, DetectorName, make_detector
 from lit_rev.ood.ensemble import waic_score
 from lit_rev.report import format_table, save_figure, write_report
@@ -670,18 +670,6 @@ class WAICEnsemble(BenchmarkDetector):
 # ----------------------------------------------------------------------------------------------
 # The table
 # ----------------------------------------------------------------------------------------------
-def missing_reason(in_scores: torch.Tensor, ood_scores: torch.Tensor, in_name: str, name: str):
-    """Why no metric can be given for a pair of score sets, or ``None`` where one can."""
-    if not len(in_scores) or not len(ood_scores):
-        empty = [n for n, v in ((name, ood_scores), (in_name, in_scores)) if not len(v)]
-        return f"no scores for {' and '.join(empty)}"
-    bad = [(n, v, nonfinite_count(v)) for n, v in ((name, ood_scores), (in_name, in_scores))]
-    if any(count for _, _, count in bad):
-        counts = ", ".join(f"{count} of {len(v)} in {n}" for n, v, count in bad if count)
-        return f"non-finite scores: {counts}"
-    return None
-
-
 def benchmark_rows(
     scores: Scores,
     in_name: str,
@@ -709,11 +697,13 @@ def benchmark_rows(
             why = failed.get(label)
             if why is None:
                 empty = torch.zeros(0)
-                why = missing_reason(sets.get(in_name, empty), sets.get(name, empty), in_name, name)
-            if why is None:
-                row.update(ood_metrics(sets[in_name], sets[name]))
+                metrics, why = checked_metrics(
+                    sets.get(in_name, empty), sets.get(name, empty), in_name, name
+                )
+                row.update(metrics)
             else:
                 row.update(dict.fromkeys(OOD_METRICS))
+            if why is not None:
                 row["missing"] = why
             per_set.append(row)
         mean: dict[str, Any] = {"detector": label, "set": MEAN}
