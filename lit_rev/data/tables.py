@@ -100,6 +100,26 @@ class Table:
         return out
 
 
+def concat_tables(source: str, tables: Sequence[Table]) -> Table:
+    """The rows of ``tables`` one after the other, as one table named ``source``.
+
+    Every table must have the same columns; the line numbers stay those of each row's own
+    file (the first table's rows come first).
+    """
+    names = list(tables[0].columns)
+    for table in tables[1:]:
+        if list(table.columns) != names:
+            raise ValueError(
+                f"concat_tables: {table.source} has columns {list(table.columns)}, "
+                f"{tables[0].source} has {names}; only tables with the same columns concatenate"
+            )
+    return Table(
+        source,
+        {n: np.concatenate([t.columns[n] for t in tables]) for n in names},
+        np.concatenate([t.lines for t in tables]),
+    )
+
+
 def table_of_rows(
     source: str, names: Sequence[str], rows: list[list[str]], lines: list[int]
 ) -> Table:

@@ -24,7 +24,7 @@ from __future__ import annotations
 import sys
 import warnings
 from collections.abc import Sequence
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 import numpy as np
 import torch
@@ -234,15 +234,39 @@ class TabularDataModule(BaseDataModule):
         self.test_set = self._tensors(self._cap(test, self.max_test, salt=3))
 
 
-class AdultDataModule(TabularDataModule):
-    """UCI Adult, from its published train and test files; label ``income > 50K``.
+#: Adult's inputs: the full encoding, or AIF360's coarse 18 features.
+AdultFeatures = Literal["full", "aif360"]
 
-    Rows with ``?`` are dropped (30,162 + 15,060 = 45,222 remain), and so is ``fnlwgt``.
-    Protected attributes: ``sex`` (Male, Female), ``race`` (five categories), ``nonwhite``
-    (White, non-White), ``age`` (bins <25, 25-44, 45-64, 65+).
+
+class AdultDataModule(TabularDataModule):
+    """UCI Adult; label ``income > 50K``.
+
+    ``features: full`` (default): the published train and test files; rows with ``?`` are
+    dropped (30,162 + 15,060 = 45,222 remain), and so is ``fnlwgt``. Protected attributes:
+    ``sex`` (Male, Female), ``race`` (five categories), ``nonwhite`` (White, non-White),
+    ``age`` (bins <25, 25-44, 45-64, 65+).
+
+    ``features: aif360``: AIF360's ``load_preproc_data_adult``, the setting of its
+    adversarial-debiasing demo (:data:`~lit_rev.data.tabular_schemas.ADULT_AIF360`): 18
+    features (age decade, education-years bins, sex and race as 0/1), both files pooled with
+    every row kept (48,842), and a seeded ``test_fraction`` (0.3) test split. Protected:
+    ``sex`` (Male, Female), ``race`` (White, non-White). AIF360's models see sex and race:
+    set ``protected_in_inputs: true`` to match.
+
+    Args:
+        *args: :class:`TabularDataModule`'s, in its order.
+        features: ``full`` or ``aif360``.
+        **kwargs: :class:`TabularDataModule`'s.
     """
 
     schema = schemas.ADULT
+
+    def __init__(self, *args, features: AdultFeatures = "full", **kwargs):
+        check_choice("features", features, AdultFeatures)
+        self.features = features
+        if features == "aif360":
+            self.schema = schemas.ADULT_AIF360  # this instance's set; the class keeps ADULT
+        super().__init__(*args, **kwargs)
 
 
 class GermanDataModule(TabularDataModule):

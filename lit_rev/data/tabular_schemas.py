@@ -15,7 +15,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from lit_rev.data.files import DataFileError
-from lit_rev.data.tables import RawFile, Table, csv_records, delimited_lines, table_of_rows
+from lit_rev.data.tables import (
+    RawFile,
+    Table,
+    concat_tables,
+    csv_records,
+    delimited_lines,
+    table_of_rows,
+)
 
 
 @dataclass(frozen=True)
@@ -147,17 +154,18 @@ def _is_junk_line(line: str) -> bool:
     return line.startswith("|")
 
 
-def parse_adult(text: str, source: str) -> Table:
+def parse_adult(text: str, source: str, drop_missing: bool = True) -> Table:
     """UCI Adult, train (``adult.data``) or test (``adult.test``) file.
 
     Quirks handled: the test file's junk first line (``|1x3 Cross validator``), its labels
     ending in ``.`` (``>50K.``), blank lines, spaces after commas. Rows with a missing value
-    (``?``) are dropped, as in the literature (45,222 rows remain of 48,842).
+    (``?``) are dropped, as in the literature (45,222 rows remain of 48,842), unless
+    ``drop_missing`` is false (AIF360's coarse setting reads no column that has any).
     """
     rows, lines = [], []
     rows_of = delimited_lines(text, source, len(ADULT_COLUMNS), ",", skip=_is_junk_line)
     for number, fields in rows_of:
-        if "?" in fields:
+        if drop_missing and "?" in fields:
             continue
         fields[-1] = fields[-1].rstrip(".")
         if fields[-1] not in ("<=50K", ">50K"):
@@ -191,6 +199,68 @@ ADULT = TabularSchema(
             ("White", "non-White"), _lookup("race", ("White",), other=1), ("race",)
         ),
         "age": Attribute(("<25", "25-44", "45-64", "65+"), _bins("age", (25, 45, 65)), ("age",)),
+    },
+    label=_equals("income", ">50K"),
+)
+
+
+# --- Adult in AIF360's coarse setting ------------------------------------------------------
+#
+# AIF360's ``load_preproc_data_adult`` (used by its adversarial-debiasing demo): 18 features,
+# age by decade (10, ..., 60, >=70), education years binned (<6, 6, ..., 12, >12), sex and
+# race (White or not) as 0/1 columns; both published files pooled, no row dropped (none of
+# these columns has a missing value: 48,842 rows), then a seeded 70/30 split.
+
+ADULT_AIF360_NUMERIC = ("sex_male", "race_white")
+ADULT_AIF360_CATEGORICAL = ("age_decade", "education_years")
+
+
+def _age_decade(age: float) -> str:
+    """AIF360's ``age // 10 * 10``, with 70 and above one bin (``>=70``)."""
+    decade = int(age) // 10 * 10
+    return ">=70" if decade >= 70 else str(decade)
+
+
+def _education_years(years: float) -> str:
+    """AIF360's education bins: ``<6`` (5 years or fewer), 6 to 12 each, ``>12``."""
+    years = int(years)
+    return "<6" if years <= 5 else ">12" if years >= 13 else str(years)
+
+
+def coarse_adult_columns(table: Table) -> Table:
+    """``table`` with AIF360's coarse columns added; the original columns are kept.
+
+    The added columns: ``age_decade``, ``education_years``, ``sex_male``, ``race_white``.
+    """
+    table.columns["age_decade"] = np.array([_age_decade(a) for a in table.floats("age")])
+    table.columns["education_years"] = np.array(
+        [_education_years(e) for e in table.floats("education-num")]
+    )
+    table.columns["sex_male"] = np.where(table.columns["sex"] == "Male", "1", "0")
+    table.columns["race_white"] = np.where(table.columns["race"] == "White", "1", "0")
+    return table
+
+
+def _adult_aif360_pooled(texts: Mapping[str, str]) -> tuple[Table, None]:
+    """Both published files as one table (AIF360 splits the pool), every row kept."""
+    train = parse_adult(texts["adult.data"], "adult.data", drop_missing=False)
+    test = parse_adult(texts["adult.test"], "adult.test", drop_missing=False)
+    return coarse_adult_columns(concat_tables("adult.data+adult.test", [train, test])), None
+
+
+#: UCI Adult as AIF360's ``load_preproc_data_adult`` prepares it (18 features); label
+#: ``income > 50K``. ``sex`` and ``race`` (White, non-White) are carried by their 0/1 columns.
+ADULT_AIF360 = TabularSchema(
+    name="Adult (AIF360 coarse)",
+    files=ADULT_FILES,
+    parse=_adult_aif360_pooled,
+    numeric=ADULT_AIF360_NUMERIC,
+    categorical=ADULT_AIF360_CATEGORICAL,
+    attributes={
+        "sex": Attribute(("Male", "Female"), _lookup("sex", ("Male", "Female")), ("sex_male",)),
+        "race": Attribute(
+            ("White", "non-White"), _lookup("race", ("White",), other=1), ("race_white",)
+        ),
     },
     label=_equals("income", ">50K"),
 )
