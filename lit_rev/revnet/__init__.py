@@ -26,14 +26,22 @@ from lit_rev.revnet.networks import (
     revnet110,
     revnet164,
 )
-from lit_rev.revnet.reversible import ReversibleBlock, ReversibleSequence, frozen_running_stats
+from lit_rev.revnet.reversible import (
+    Coupling,
+    InvertibleLayer,
+    ReversibleBlock,
+    ReversibleSequence,
+    frozen_running_stats,
+)
 
 __all__ = [
     "ARCHITECTURES",
     "PAPER_PARAMS",
     "ActivationMemoryMonitor",
+    "Coupling",
     "DownsampleCoupling",
     "ImageClassifier",
+    "InvertibleLayer",
     "PoolPadShortcut",
     "ResNet",
     "ResidualUnit",
