@@ -1,0 +1,516 @@
+"""fairlearn's baselines under lit_rev's CLI, data and metrics.
+
+- :class:`ExponentiatedGradientModule`: fairlearn's ``ExponentiatedGradient`` (Agarwal et al.
+  2018, a reductions method) with ``DemographicParity`` (or ``EqualizedOdds``);
+- :class:`ThresholdOptimizerModule`: fairlearn's ``ThresholdOptimizer`` (Hardt et al. 2016,
+  post-processing: one threshold per group on the estimator's scores).
+
+Each wraps one of two base estimators: scikit-learn's ``LogisticRegression`` (``estimator:
+logistic``) or :class:`TorchMLPClassifier` (``estimator: mlp``), an sklearn classifier around
+the very network of the Vanilla configs (GRADModule's encoder and classifier, trained by
+Adam on the weighted cross-entropy, so that ``ExponentiatedGradient`` can reweight rows).
+
+They are :class:`~lit_rev.fair.base.FairModule` subclasses, so ``python -m lit_rev fit|test`` and
+``python -m lit_rev.commands.fair_results`` run them on the same splits and features as every
+other model and score them with the same metrics. ``fit`` fits the fairlearn model once, on
+the DataModule's whole training split, when fitting starts (Lightning's epochs then do
+nothing); the fitted model is saved in, and read back from, the Lightning checkpoint.
+
+Both fairlearn methods give *randomised* classifiers. The predicted probability handed to
+the metrics is one seeded draw of that classifier per row (0 or 1), as fairlearn's
+``predict(X, random_state=...)`` draws it: accuracy and discrimination are then those of
+the classifier fairlearn guarantees, not of a rounded average.
+
+fairlearn is an optional dependency (``pip install "lit_rev[fair]"``), imported only when
+a model is fitted.
+"""
+
+from __future__ import annotations
+
+import importlib
+import io
+import pickle
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from lit_rev.fair.group_aware import GroupAwareModule
+from lit_rev.fair.networks import mlp
+from lit_rev.options import check_choice
+
+#: The base estimator of a fairlearn model.
+Estimator = Literal["logistic", "mlp"]
+#: ExponentiatedGradient's constraint (a fairlearn ``Moment``).
+ReductionConstraint = Literal["demographic_parity", "equalized_odds"]
+#: ThresholdOptimizer's constraint (its ``constraints`` argument).
+ThresholdConstraint = Literal["demographic_parity", "equalized_odds"]
+#: ThresholdOptimizer's objective (its ``objective`` argument).
+ThresholdObjective = Literal["accuracy_score", "balanced_accuracy_score"]
+#: The MLP's learning-rate schedule over its epochs, as GRADModule's ``lr_schedule``.
+MLPSchedule = Literal["constant", "cosine"]
+
+#: Rows a smoke run (``fast_dev_run``) fits on.
+SMOKE_ROWS = 1000
+
+
+def import_fairlearn(submodule: str) -> Any:
+    """``fairlearn.<submodule>``, or an ImportError saying how to install fairlearn."""
+    try:
+        return importlib.import_module(f"fairlearn.{submodule}")
+    except ImportError as err:
+        raise ImportError(
+            f"the fairlearn baselines need fairlearn (fairlearn.{submodule} failed to import: "
+            f'{err}); install it with: pip install "lit_rev[fair]"'
+        ) from err
+
+
+class TorchMLPClassifier:
+    """A scikit-learn classifier around the Vanilla configs' MLP; ``fit`` honours sample weights.
+
+    The network is GRADModule's in ``mode: pred``: ``mlp(D, hidden[:-1], hidden[-1], dropout,
+    final_activation=True)`` then ``Linear(hidden[-1], 1)``. It is trained by Adam on the
+    cross-entropy weighted by ``sample_weight`` (normalised to mean 1, so the weights'
+    scale does not change the step size), ``epochs`` passes over shuffled mini-batches, with
+    the learning rate constant or annealed to 0 by a cosine (stepped once an epoch).
+
+    Training is seeded by ``random_state`` (initialisation, shuffling, dropout) and leaves
+    torch's global random state as it found it.
+
+    Args:
+        hidden: encoder widths; the last one is the code size.
+        dropout: dropout in the encoder.
+        lr: Adam learning rate.
+        weight_decay: Adam weight decay.
+        epochs: passes over the training rows.
+        batch_size: rows per step.
+        lr_schedule: ``constant`` or ``cosine``.
+        random_state: seed of the fit.
+    """
+
+    _estimator_type = "classifier"
+
+    def __init__(
+        self,
+        hidden: tuple[int, ...] = (64, 64),
+        dropout: float = 0.2,
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+        epochs: int = 20,
+        batch_size: int = 256,
+        lr_schedule: MLPSchedule = "cosine",
+        random_state: int = 0,
+    ):
+        self.hidden = hidden
+        self.dropout = dropout
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.lr_schedule = lr_schedule
+        self.random_state = random_state
+
+    # --- the scikit-learn estimator protocol (what sklearn.base.clone needs) ------------------
+    _PARAMS = (
+        "hidden",
+        "dropout",
+        "lr",
+        "weight_decay",
+        "epochs",
+        "batch_size",
+        "lr_schedule",
+        "random_state",
+    )
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """The constructor's arguments."""
+        return {name: getattr(self, name) for name in self._PARAMS}
+
+    def set_params(self, **params) -> TorchMLPClassifier:
+        """Set constructor arguments; returns ``self``."""
+        for name, value in params.items():
+            if name not in self._PARAMS:
+                raise ValueError(f"TorchMLPClassifier has no parameter {name!r}")
+            setattr(self, name, value)
+        return self
+
+    def __sklearn_tags__(self):
+        """A binary classifier's tags (scikit-learn >= 1.6 asks estimators for them)."""
+        from sklearn.utils import ClassifierTags, Tags, TargetTags
+
+        return Tags(
+            estimator_type="classifier",
+            target_tags=TargetTags(required=True),
+            classifier_tags=ClassifierTags(multi_class=False),
+        )
+
+    # --- fitting and predicting -----------------------------------------------------------
+    def network(self, input_dim: int) -> nn.Sequential:
+        """A fresh, randomly initialised copy of the network for ``input_dim`` columns."""
+        hidden = list(self.hidden)
+        encoder = mlp(input_dim, hidden[:-1], hidden[-1], self.dropout, final_activation=True)
+        return nn.Sequential(encoder, nn.Linear(hidden[-1], 1))
+
+    def fit(self, X, y, sample_weight=None) -> TorchMLPClassifier:
+        """Train on ``X`` ``(N, D)``, binary ``y`` ``(N,)``, optional ``sample_weight`` ``(N,)``."""
+        check_choice("lr_schedule", self.lr_schedule, MLPSchedule)
+        x = torch.as_tensor(np.asarray(X, dtype=np.float32))
+        labels = np.asarray(y).reshape(-1)
+        if not np.isin(labels, (0, 1)).all():
+            raise ValueError(
+                f"TorchMLPClassifier: y must hold 0/1 labels, got {np.unique(labels)[:5]}"
+            )
+        target = torch.as_tensor(labels.astype(np.float32))
+        weight = (
+            torch.ones(len(x))
+            if sample_weight is None
+            else torch.as_tensor(np.asarray(sample_weight, dtype=np.float32).reshape(-1))
+        )
+        weight = weight / weight.mean().clamp_min(1e-12)
+        self.classes_ = np.array([0, 1])
+        self.n_features_in_ = x.shape[1]
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.random_state)
+            self.network_ = self.network(x.shape[1])
+            optimizer = torch.optim.Adam(
+                self.network_.parameters(), lr=self.lr, weight_decay=self.weight_decay
+            )
+            schedule = (
+                torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=self.epochs)
+                if self.lr_schedule == "cosine"
+                else None
+            )
+            self.network_.train()
+            for _ in range(self.epochs):
+                order = torch.randperm(len(x))
+                for start in range(0, len(x), self.batch_size):
+                    rows = order[start : start + self.batch_size]
+                    logit = self.network_(x[rows]).squeeze(-1)
+                    loss = F.binary_cross_entropy_with_logits(
+                        logit, target[rows], weight=weight[rows], reduction="sum"
+                    ) / weight[rows].sum().clamp_min(1e-12)
+                    optimizer.zero_grad()
+                    loss.backward()
+                    optimizer.step()
+                if schedule is not None:
+                    schedule.step()
+        self.network_.eval()
+        return self
+
+    @torch.no_grad()
+    def predict_proba(self, X) -> np.ndarray:
+        """``(N, 2)`` probabilities of labels 0 and 1."""
+        self.network_.eval()
+        p = torch.sigmoid(self.network_(torch.as_tensor(np.asarray(X, dtype=np.float32))))
+        p = p.squeeze(-1).double().numpy()
+        return np.stack([1.0 - p, p], axis=1)
+
+    def predict(self, X) -> np.ndarray:
+        """Labels 0/1 (probability of 1 at least 0.5)."""
+        return (self.predict_proba(X)[:, 1] >= 0.5).astype(np.int64)
+
+    def score(self, X, y, sample_weight=None) -> float:
+        """(Weighted) accuracy."""
+        correct = (self.predict(X) == np.asarray(y).reshape(-1)).astype(float)
+        return float(np.average(correct, weights=sample_weight))
+
+
+class FairlearnModule(GroupAwareModule):
+    """Base of the fairlearn baselines: fit once when Lightning's fit starts, then predict.
+
+    A subclass says how to build the fairlearn model (:meth:`make_model`), fit it
+    (:meth:`fit_model`) and draw its predictions (:meth:`draw`).
+
+    Args:
+        estimator: the base estimator, ``logistic`` (scikit-learn's ``LogisticRegression``)
+            or ``mlp`` (:class:`TorchMLPClassifier`, the Vanilla configs' network).
+        logistic_c: the logistic regression's inverse L2 strength ``C``.
+        logistic_max_iter: its L-BFGS iterations.
+        hidden, dropout, lr, weight_decay, epochs, batch_size, lr_schedule: the MLP's (as in
+            the Vanilla configs; see :class:`TorchMLPClassifier`).
+        **kwargs: :class:`~lit_rev.fair.base.FairModule`'s. ``probes`` must stay empty: these
+            models have no learned representation for a leakage probe to read.
+    """
+
+    def __init__(
+        self,
+        estimator: Estimator = "logistic",
+        logistic_c: float = 1.0,
+        logistic_max_iter: int = 1000,
+        hidden: list[int] = [64, 64],  # noqa: B006 (never mutated; a list reads best in YAML)
+        dropout: float = 0.2,
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+        epochs: int = 20,
+        batch_size: int = 256,
+        lr_schedule: MLPSchedule = "cosine",
+        **kwargs,
+    ):
+        check_choice("estimator", estimator, Estimator)
+        check_choice("lr_schedule", lr_schedule, MLPSchedule)
+        if kwargs.get("probes"):
+            raise ValueError(
+                f"probes={kwargs['probes']}: {type(self).__name__} has no learned "
+                "representation for a leakage probe to read; set probes: []"
+            )
+        super().__init__(**kwargs)
+        # a subclass's save_hyperparameters() sees only the arguments passed through it
+        self.estimator_settings = {
+            "estimator": estimator,
+            "logistic_c": logistic_c,
+            "logistic_max_iter": logistic_max_iter,
+            "hidden": list(hidden),
+            "dropout": dropout,
+            "lr": lr,
+            "weight_decay": weight_decay,
+            "epochs": epochs,
+            "batch_size": batch_size,
+            "lr_schedule": lr_schedule,
+        }
+        self.automatic_optimization = False
+        self.model: Any = None
+        self.draw_seed = 0
+        self.draws = np.random.RandomState(0)
+
+    # --- to implement -----------------------------------------------------------------------
+    def make_model(self, estimator: Any) -> Any:
+        """The unfitted fairlearn model around ``estimator``."""
+        raise NotImplementedError
+
+    def fit_model(self, model: Any, x: np.ndarray, y: np.ndarray, s: np.ndarray) -> None:
+        """Fit ``model`` on inputs ``x``, labels ``y`` and group codes ``s`` ``(N, A)``."""
+        raise NotImplementedError
+
+    def draw(self, x: np.ndarray, s: np.ndarray) -> np.ndarray:
+        """One draw of the fitted randomised classifier per row: 0/1 labels ``(N,)``."""
+        raise NotImplementedError
+
+    # --- FairModule ---------------------------------------------------------------------------
+    def build(self, input_dim: int, protected_classes: list[int]) -> None:
+        """Nothing to build: the model is fitted, not trained by Lightning."""
+
+    def representation(self, x: Tensor) -> Tensor:
+        """There is none: these models have no learned representation."""
+        raise NotImplementedError(
+            f"{type(self).__name__} has no learned representation (leave probes empty)"
+        )
+
+    def predict_proba(self, x: Tensor) -> Tensor:
+        """One seeded draw (0 or 1) of the randomised classifier per row, as a probability."""
+        if self.model is None:
+            raise RuntimeError(
+                f"{type(self).__name__} is not fitted: run fit, or test with a checkpoint of a fit"
+            )
+        labels = self.draw(x.detach().cpu().double().numpy(), self.groups.cpu().numpy())
+        return torch.as_tensor(labels, dtype=torch.float32, device=x.device)
+
+    def base_estimator(self, random_state: int, smoke: bool = False) -> Any:
+        """A fresh base estimator (``smoke``: the MLP trains one epoch)."""
+        settings = self.estimator_settings
+        if settings["estimator"] == "logistic":
+            from sklearn.linear_model import LogisticRegression
+
+            return LogisticRegression(
+                C=settings["logistic_c"], max_iter=settings["logistic_max_iter"]
+            )
+        return TorchMLPClassifier(
+            hidden=tuple(settings["hidden"]),
+            dropout=settings["dropout"],
+            lr=settings["lr"],
+            weight_decay=settings["weight_decay"],
+            epochs=1 if smoke else settings["epochs"],
+            batch_size=settings["batch_size"],
+            lr_schedule=settings["lr_schedule"],
+            random_state=random_state,
+        )
+
+    def sensitive_features(self, s: np.ndarray) -> np.ndarray:
+        """The sensitive features fairlearn is given: the attribute's codes, or all columns.
+
+        With several attributes fairlearn forms their intersectional groups.
+        """
+        return s[:, 0] if s.shape[1] == 1 else s
+
+    def fit_on(self, x: Tensor, y: Tensor, s: Tensor, smoke: bool = False) -> None:
+        """Fit the fairlearn model on these rows; seeds come from torch's global generator.
+
+        So ``seed_everything`` (``fair_results``' seed ``i``) seeds the fit, and the draws
+        of the randomised classifier.
+        """
+        random_state, self.draw_seed = (int(v) for v in torch.randint(0, 2**31 - 1, (2,)))
+        model = self.make_model(self.base_estimator(random_state, smoke))
+        self.fit_model(
+            model,
+            x.detach().cpu().double().numpy(),
+            y.detach().cpu().numpy().astype(np.int64),
+            s.detach().cpu().numpy(),
+        )
+        self.model = model
+        self.draws = np.random.RandomState(self.draw_seed)
+
+    def on_fit_start(self) -> None:
+        """Fit on the DataModule's whole training split (a smoke run: on 1,000 of its rows)."""
+        if self.model is not None:  # loaded from a checkpoint: already fitted
+            return
+        if self.trainer.world_size > 1:
+            raise ValueError(
+                f"{type(self).__name__} fits in one process: run it with devices: 1 "
+                f"(got world size {self.trainer.world_size})"
+            )
+        train_set = getattr(getattr(self.trainer, "datamodule", None), "train_set", None)
+        if train_set is None:
+            raise ValueError(
+                f"{type(self).__name__} fits on a DataModule's train_set (x, y, s tensors); "
+                "fit it with a tabular DataModule (AdultDataModule, GermanDataModule, ...)"
+            )
+        x, y, s = train_set.x, train_set.y, train_set.s
+        smoke = bool(self.trainer.fast_dev_run)
+        if smoke and len(x) > SMOKE_ROWS:  # a smoke test: a small seeded sample only
+            rows = torch.randperm(len(x))[:SMOKE_ROWS]
+            x, y, s = x[rows], y[rows], s[rows]
+        self.fit_on(x, y, s, smoke=smoke)
+
+    def on_validation_epoch_start(self) -> None:
+        """Restart the draws: every evaluation of the same rows draws the same labels."""
+        self.draws = np.random.RandomState(self.draw_seed)
+
+    on_test_epoch_start = on_validation_epoch_start
+    on_predict_epoch_start = on_validation_epoch_start
+
+    def configure_optimizers(self):
+        """No optimiser: the model is fitted by fairlearn in :meth:`on_fit_start`."""
+        return None
+
+    def training_step(self, batch, batch_idx):
+        """Nothing: the model was fitted when fitting started."""
+        return None
+
+    # --- checkpoints: the fitted model travels as pickled bytes -----------------------------
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        """Store the fitted model (pickled, as a uint8 tensor) and the draws' seed."""
+        if self.model is not None:
+            data = pickle.dumps({"model": self.model, "draw_seed": self.draw_seed})
+            checkpoint["fairlearn_model"] = torch.frombuffer(bytearray(data), dtype=torch.uint8)
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        """Read the fitted model back (checkpoints are trusted: this unpickles)."""
+        stored = checkpoint.get("fairlearn_model")
+        if stored is not None:
+            state = pickle.load(io.BytesIO(stored.numpy().tobytes()))
+            self.model, self.draw_seed = state["model"], state["draw_seed"]
+            self.draws = np.random.RandomState(self.draw_seed)
+
+
+class ExponentiatedGradientModule(FairlearnModule):
+    """fairlearn's ``ExponentiatedGradient`` (Agarwal et al. 2018) with demographic parity.
+
+    The reduction fits the base estimator repeatedly on reweighted, relabelled rows and
+    returns a randomised mixture of the fitted classifiers whose constraint violation is at
+    most ``eps``.
+
+    Args:
+        constraint: ``demographic_parity`` (fairlearn's ``DemographicParity``, the default)
+            or ``equalized_odds`` (``EqualizedOdds``).
+        difference_bound: the constraint's ``difference_bound`` (``None``: fairlearn's
+            default, which applies ``eps`` alone).
+        eps: allowed constraint violation.
+        max_iter: most iterations of the reduction (a smoke run uses at most 3).
+        nu, eta0: fairlearn's convergence threshold and initial step size.
+        **kwargs: :class:`FairlearnModule`'s (the base estimator and its settings).
+    """
+
+    def __init__(
+        self,
+        constraint: ReductionConstraint = "demographic_parity",
+        difference_bound: float | None = None,
+        eps: float = 0.01,
+        max_iter: int = 50,
+        nu: float | None = None,
+        eta0: float = 2.0,
+        **kwargs,
+    ):
+        check_choice("constraint", constraint, ReductionConstraint)
+        super().__init__(**kwargs)
+        self.save_hyperparameters()
+        self.build_if_known()
+
+    def make_model(self, estimator: Any) -> Any:
+        """``ExponentiatedGradient(estimator, DemographicParity())`` with this module's settings."""
+        reductions = import_fairlearn("reductions")
+        hp = self.hparams
+        moment = {
+            "demographic_parity": reductions.DemographicParity,
+            "equalized_odds": reductions.EqualizedOdds,
+        }[hp.constraint]
+        bound = {} if hp.difference_bound is None else {"difference_bound": hp.difference_bound}
+        smoke = self._trainer is not None and bool(self.trainer.fast_dev_run)
+        return reductions.ExponentiatedGradient(
+            estimator,
+            constraints=moment(**bound),
+            eps=hp.eps,
+            max_iter=min(hp.max_iter, 3) if smoke else hp.max_iter,
+            nu=hp.nu,
+            eta0=hp.eta0,
+        )
+
+    def fit_model(self, model: Any, x: np.ndarray, y: np.ndarray, s: np.ndarray) -> None:
+        """``model.fit(x, y, sensitive_features=...)``."""
+        model.fit(x, y, sensitive_features=self.sensitive_features(s))
+
+    def draw(self, x: np.ndarray, s: np.ndarray) -> np.ndarray:
+        """``model.predict(x, random_state=...)``: one draw of the mixture per row."""
+        return np.asarray(self.model.predict(x, random_state=self.draws))
+
+
+class ThresholdOptimizerModule(FairlearnModule):
+    """fairlearn's ``ThresholdOptimizer`` (Hardt et al. 2016): post-processing.
+
+    Fits the base estimator, then one (randomised) threshold per group on its scores
+    (``predict_proba``) that maximises ``objective`` under the constraint. Predictions read
+    the groups (it thresholds per group), which :class:`GroupAwareModule` provides.
+
+    Args:
+        constraints: ``demographic_parity`` (default) or ``equalized_odds``.
+        objective: ``accuracy_score`` (default) or ``balanced_accuracy_score``.
+        grid_size: thresholds tried per group.
+        **kwargs: :class:`FairlearnModule`'s (the base estimator and its settings).
+    """
+
+    def __init__(
+        self,
+        constraints: ThresholdConstraint = "demographic_parity",
+        objective: ThresholdObjective = "accuracy_score",
+        grid_size: int = 1000,
+        **kwargs,
+    ):
+        check_choice("constraints", constraints, ThresholdConstraint)
+        check_choice("objective", objective, ThresholdObjective)
+        super().__init__(**kwargs)
+        self.save_hyperparameters()
+        self.build_if_known()
+
+    def make_model(self, estimator: Any) -> Any:
+        """``ThresholdOptimizer(estimator=..., predict_method="predict_proba")``."""
+        postprocessing = import_fairlearn("postprocessing")
+        hp = self.hparams
+        return postprocessing.ThresholdOptimizer(
+            estimator=estimator,
+            constraints=hp.constraints,
+            objective=hp.objective,
+            grid_size=hp.grid_size,
+            predict_method="predict_proba",
+        )
+
+    def fit_model(self, model: Any, x: np.ndarray, y: np.ndarray, s: np.ndarray) -> None:
+        """``model.fit(x, y, sensitive_features=...)`` (fits the estimator, then thresholds)."""
+        model.fit(x, y, sensitive_features=self.sensitive_features(s))
+
+    def draw(self, x: np.ndarray, s: np.ndarray) -> np.ndarray:
+        """``model.predict(x, sensitive_features=s, random_state=...)``."""
+        return np.asarray(
+            self.model.predict(
+                x, sensitive_features=self.sensitive_features(s), random_state=self.draws
+            )
+        )

@@ -1,0 +1,147 @@
+"""fairlearn's ExponentiatedGradient and ThresholdOptimizer as FairModules.
+
+Known answers: a weighted fit of the MLP estimator reaches the weighted label rate; on a
+synthetic set where a proxy of ``s`` drives the label, both fairlearn methods cut the
+demographic-parity gap of the unconstrained model to near their tolerance; a checkpoint
+gives back the same predictions.
+"""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from lightning.pytorch import seed_everything
+
+from lit_rev.data import GermanDataModule
+from lit_rev.fair import ExponentiatedGradientModule, ThresholdOptimizerModule
+from lit_rev.fair.fairlearn_baselines import TorchMLPClassifier, import_fairlearn
+from tests.trainers import quiet_trainer
+
+
+def proxy_set(n: int = 2000, seed: int = 0):
+    """``x[:, 0]`` is a proxy of the binary ``s``; the label follows it and ``x[:, 1]``."""
+    g = torch.Generator().manual_seed(seed)
+    s = torch.randint(0, 2, (n, 1), generator=g)
+    x = torch.randn(n, 4, generator=g)
+    x[:, 0] += 1.5 * s[:, 0]
+    y = ((x[:, 0] + x[:, 1] + 0.5 * torch.randn(n, generator=g)) > 0.75).float()
+    return x, y, s
+
+
+def gap(p: torch.Tensor, s: torch.Tensor) -> float:
+    return float((p[s[:, 0] == 1].mean() - p[s[:, 0] == 0].mean()).abs())
+
+
+def test_mlp_estimator_honours_sample_weight():
+    """Identical rows, half labelled 1: weight 3 on those puts the fit at 3/4, not 1/2."""
+    x = np.zeros((400, 3))
+    y = np.tile([0, 1], 200)
+    kwargs = {"hidden": (8, 8), "epochs": 30, "lr": 1e-2, "lr_schedule": "constant"}
+    plain = TorchMLPClassifier(**kwargs).fit(x, y).predict_proba(x[:1])[0, 1]
+    weighted = (
+        TorchMLPClassifier(**kwargs)
+        .fit(x, y, sample_weight=np.where(y == 1, 3.0, 1.0))
+        .predict_proba(x[:1])[0, 1]
+    )
+    assert plain == pytest.approx(0.5, abs=0.03)
+    assert weighted == pytest.approx(0.75, abs=0.03)
+
+
+def test_mlp_estimator_clones_is_seeded_and_leaves_the_global_rng_alone():
+    from sklearn.base import clone, is_classifier
+
+    x, y, _ = proxy_set(300)
+    estimator = TorchMLPClassifier(hidden=(16, 8), epochs=2, random_state=3)
+    assert is_classifier(estimator) and clone(estimator).get_params() == estimator.get_params()
+    torch.manual_seed(0)
+    before = torch.rand(1)
+    torch.manual_seed(0)
+    a = clone(estimator).fit(x.numpy(), y.numpy()).predict_proba(x.numpy())
+    assert torch.rand(1) == before  # the fit left torch's global generator where it was
+    b = clone(estimator).fit(x.numpy(), y.numpy()).predict_proba(x.numpy())
+    c = clone(estimator).set_params(random_state=4).fit(x.numpy(), y.numpy())
+    assert np.array_equal(a, b) and not np.array_equal(a, c.predict_proba(x.numpy()))
+    # the network is the Vanilla configs' (GRADModule pred): encoder, then Linear to one logit
+    assert [m.out_features for m in c.network_.modules() if isinstance(m, torch.nn.Linear)] == [
+        16,
+        8,
+        1,
+    ]
+
+
+@pytest.mark.parametrize("estimator", ["logistic", "mlp"])
+@pytest.mark.parametrize("method", [ExponentiatedGradientModule, ThresholdOptimizerModule])
+def test_fairlearn_methods_close_the_parity_gap_of_a_proxy(method, estimator):
+    x, y, s = proxy_set()
+    from sklearn.linear_model import LogisticRegression
+
+    unconstrained = LogisticRegression().fit(x.numpy(), y.numpy()).predict(x.numpy())
+    assert gap(torch.as_tensor(unconstrained, dtype=torch.float32), s) > 0.35
+    module = method(estimator=estimator, epochs=3, input_dim=4, protected_classes=[2])
+    torch.manual_seed(0)
+    module.fit_on(x, y, s)
+    module.on_test_epoch_start()
+    with module.given(s):
+        p = module.predict_proba(x)
+    assert set(p.unique().tolist()) <= {0.0, 1.0}  # one draw of the randomised classifier
+    assert gap(p, s) < 0.06
+    assert float(((p > 0.5).float() == y).float().mean()) > 0.65
+
+
+def test_predictions_need_the_groups_and_a_fit():
+    module = ThresholdOptimizerModule(input_dim=4, protected_classes=[2])
+    with pytest.raises(RuntimeError, match="not fitted"), module.given(torch.zeros(1, 1)):
+        module.predict_proba(torch.zeros(1, 4))
+    x, y, s = proxy_set(300)
+    module.fit_on(x, y, s)
+    with pytest.raises(RuntimeError, match="protected groups"):
+        module.predict_proba(x)
+    with pytest.raises(ValueError, match=r"probes=\['logistic'\].*probes: \[\]"):
+        ExponentiatedGradientModule(probes=["logistic"])
+    with pytest.raises(ValueError, match="estimator must be one of"):
+        ExponentiatedGradientModule(estimator="forest")
+
+
+@pytest.mark.parametrize("method", [ExponentiatedGradientModule, ThresholdOptimizerModule])
+def test_fit_test_and_checkpoint_through_lightning(method, tmp_path):
+    seed_everything(0)
+    data = GermanDataModule(batch_size=256)
+    module = (
+        method(estimator="logistic", max_iter=10)
+        if method is ExponentiatedGradientModule
+        else method()
+    )
+    trainer = quiet_trainer(tmp_path, max_epochs=1)
+    trainer.fit(module, datamodule=data)
+    trainer.test(module, datamodule=data, verbose=False)
+    first = dict(module.test_results)
+    assert 0.6 < first["accuracy"] <= 1.0 and 0.0 <= first["discrimination_age"] <= 1.0
+    trainer.test(module, datamodule=data, verbose=False)
+    # the draws restart: same rows, same labels
+    assert module.test_results == pytest.approx(first, nan_ok=True)
+    path = tmp_path / "fitted.ckpt"
+    trainer.save_checkpoint(path)
+    loaded = method.load_from_checkpoint(path)
+    quiet_trainer(tmp_path).test(loaded, datamodule=data, verbose=False)
+    assert loaded.test_results == pytest.approx(first, nan_ok=True)
+
+
+def test_a_missing_fairlearn_names_the_install_command(monkeypatch):
+    monkeypatch.setitem(sys.modules, "fairlearn.reductions", None)
+    with pytest.raises(ImportError, match=r'pip install "lit_rev\[fair\]"'):
+        import_fairlearn("reductions")
+    module = ExponentiatedGradientModule(input_dim=4, protected_classes=[2])
+    with pytest.raises(ImportError, match=r'pip install "lit_rev\[fair\]"'):
+        module.fit_on(*proxy_set(100))
+
+
+def test_lit_rev_fair_imports_without_fairlearn():
+    code = (
+        "import sys; sys.modules['fairlearn'] = None\n"
+        "from lit_rev.fair import ExponentiatedGradientModule, ThresholdOptimizerModule\n"
+        "ExponentiatedGradientModule(); ThresholdOptimizerModule()\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
