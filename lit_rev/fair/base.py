@@ -22,15 +22,22 @@ from lightning.pytorch.utilities import rank_zero_only
 from torch import Tensor, nn
 from torchmetrics.classification import BinaryAccuracy
 
+from lit_rev.fair.bootstrap import bootstrap_replicates, percentile_interval
 from lit_rev.fair.metrics import (
-    Consistency,
     Delta,
     DemographicParityDifference,
     Discrimination,
+    DisparateImpactRatio,
     EqualizedOddsDifference,
+    EqualizedOddsRatio,
+    EqualOpportunityDifference,
+    GroupRates,
     PositiveRate,
+    PredictionRows,
+    neighbour_agreement,
 )
 from lit_rev.fair.probe import Probe, leakage_probe
+from lit_rev.fair.results import collapse_status, is_collapsed, metric_rows
 from lit_rev.options import check_choice
 from lit_rev.report import format_table, log_dir_of, write_report
 
@@ -46,6 +53,8 @@ class FairModule(LightningModule):
         consistency_k: neighbours of the consistency metric.
         probes: leakage probes run at test time (``logistic``, ``mlp``); empty for none.
         probe_max_train: cap on the training rows the probe is fitted on.
+        bootstrap_resamples: resamples of the test set for the 95% intervals (0: none).
+        bootstrap_seed: seed of those resamples.
     """
 
     def __init__(
@@ -56,6 +65,8 @@ class FairModule(LightningModule):
         consistency_k: int = 10,
         probes: list[Probe] | None = None,
         probe_max_train: int | None = 20000,
+        bootstrap_resamples: int = 1000,
+        bootstrap_seed: int = 0,
     ):
         super().__init__()
         for kind in probes or []:
@@ -63,9 +74,19 @@ class FairModule(LightningModule):
         self.consistency_k = consistency_k
         self.probes = list(probes or [])
         self.probe_max_train = probe_max_train
+        if bootstrap_resamples < 0:
+            raise ValueError(
+                f"bootstrap_resamples must be >= 0 (0 turns the intervals off), "
+                f"got {bootstrap_resamples}"
+            )
+        self.bootstrap_resamples = bootstrap_resamples
+        self.bootstrap_seed = bootstrap_seed
         self.built = False
+        self.group_names: list[list[str]] | None = None
         self.consistency_columns: list[int] | None = None
         self.test_results: dict[str, float] = {}
+        self.test_groups: list[dict] = []
+        self.test_bootstrap: dict[str, Tensor] = {}
 
     def build_if_known(self) -> None:
         """Build the networks now if the shapes are known, as when loading a checkpoint.
@@ -100,16 +121,15 @@ class FairModule(LightningModule):
         names = list(names) if names else [f"s{a}" for a in range(len(classes))]
         self.attribute_names = names
         self.build(input_dim, classes)
+        self.num_groups = list(classes)
         self.val_accuracy = BinaryAccuracy()
+        self.val_positive_rate = PositiveRate()
         self.val_discrimination = nn.ModuleList(Discrimination(k) for k in classes)
         self.test_metrics = nn.ModuleDict(
-            {
-                "accuracy": BinaryAccuracy(),
-                "positive_rate": PositiveRate(),
-                "consistency": Consistency(self.consistency_k),
-                "consistency_hard": Consistency(self.consistency_k, hard=True),
-            }
+            {"accuracy": BinaryAccuracy(), "positive_rate": PositiveRate()}
         )
+        # every test row: consistency's neighbour search and the bootstrap need them all
+        self.test_rows = PredictionRows()
         self.group_metrics = nn.ModuleList(
             nn.ModuleDict(
                 {
@@ -117,10 +137,14 @@ class FairModule(LightningModule):
                     "delta": Delta(k),
                     "dp_diff": DemographicParityDifference(k),
                     "eo_diff": EqualizedOddsDifference(k),
+                    "eop_diff": EqualOpportunityDifference(k),
+                    "di_ratio": DisparateImpactRatio(k),
+                    "eo_ratio": EqualizedOddsRatio(k),
                 }
             )
             for k in classes
         )
+        self.group_rates = nn.ModuleList(GroupRates(k) for k in classes)
         self.built = True
 
     def setup(self, stage: str) -> None:
@@ -138,6 +162,9 @@ class FairModule(LightningModule):
         if datamodule is not None:
             input_dim = getattr(datamodule, "input_dim", None)  # a tabular one encodes here
             self.consistency_columns = getattr(datamodule, "consistency_columns", None)
+            groups = getattr(datamodule, "protected_groups", None)
+            if groups is not None:
+                self.group_names = [list(g) for g in groups]
         if self.built:
             return
         if datamodule is None or not hasattr(datamodule, "protected_classes"):
@@ -186,6 +213,8 @@ class FairModule(LightningModule):
         p = self.predict_proba(x)
         self.val_accuracy(p, y.long())
         self.log("val/accuracy", self.val_accuracy, prog_bar=True)
+        self.val_positive_rate(p)
+        self.log("val/positive_rate", self.val_positive_rate)
         for a, metric in enumerate(self.val_discrimination):
             metric(p, s[:, a])
             self.log(f"val/discrimination_{self.attribute_names[a]}", metric, prog_bar=a == 0)
@@ -198,13 +227,16 @@ class FairModule(LightningModule):
         fair_x = x if self.consistency_columns is None else x[:, self.consistency_columns]
         self.test_metrics["accuracy"].update(p, y.long())
         self.test_metrics["positive_rate"].update(p)
-        self.test_metrics["consistency"].update(fair_x, p)
-        self.test_metrics["consistency_hard"].update(fair_x, p)
+        self.test_rows.update(fair_x, p, y, s)
         for a, metrics in enumerate(self.group_metrics):
             metrics["discrimination"].update(p, s[:, a])
             metrics["delta"].update(p, y, s[:, a])
             metrics["dp_diff"].update(p, s[:, a])
             metrics["eo_diff"].update(p, y, s[:, a])
+            metrics["eop_diff"].update(p, y, s[:, a])
+            metrics["di_ratio"].update(p, s[:, a])
+            metrics["eo_ratio"].update(p, y, s[:, a])
+            self.group_rates[a].update(p, y, s[:, a])
 
     # --- predict: one row per person --------------------------------------------------------
     def predict_step(self, batch, batch_idx, dataloader_idx: int = 0) -> dict[str, Tensor]:
@@ -226,19 +258,79 @@ class FairModule(LightningModule):
         return out
 
     def on_test_epoch_end(self) -> None:
-        """Compute the test metrics and the probe; log them and write the results table."""
+        """Compute the test metrics, per-group tables, intervals and probe; log and write them.
+
+        ``test_results`` gets every metric, ``collapsed`` (1.0 when the positive rate is 0 or 1:
+        a constant predictor, whose fairness numbers mean nothing) and, with
+        ``bootstrap_resamples > 0``, ``<metric>_ci_low``/``_ci_high`` (95% percentile
+        interval over resamples of the test rows); ``test_groups`` the per-group rows;
+        ``test_bootstrap`` the replicates themselves (for intervals of a mean over seeds).
+        """
         results: dict[str, float] = {}
         for name, metric in self.test_metrics.items():
             results[name] = float(metric.compute())
             metric.reset()
+        rows = self.test_rows.compute()
+        self.test_rows.reset()
+        # consistency on p and on ŷ: one neighbour search for both columns
+        both = torch.stack([rows["preds"], (rows["preds"] >= 0.5).float()], dim=1)
+        agreement = neighbour_agreement(rows["features"], both, self.consistency_k)
+        results["consistency"] = float(agreement[:, 0].mean())
+        results["consistency_hard"] = float(agreement[:, 1].mean())
         for a, metrics in enumerate(self.group_metrics):
             for name, metric in metrics.items():
                 results[f"{name}_{self.attribute_names[a]}"] = float(metric.compute())
                 metric.reset()
+        results["collapsed"] = float(is_collapsed(results))
+        self.test_groups = self.group_table()
+        self.test_bootstrap = {}
+        if self.bootstrap_resamples:
+            self.test_bootstrap = bootstrap_replicates(
+                rows["preds"],
+                rows["target"],
+                rows["protected"],
+                self.attribute_names,
+                self.num_groups,
+                agreement=agreement,
+                resamples=self.bootstrap_resamples,
+                seed=self.bootstrap_seed,
+            )
+            for key, replicates in self.test_bootstrap.items():
+                results[f"{key}_ci_low"], results[f"{key}_ci_high"] = percentile_interval(
+                    replicates
+                )
         results.update(self.probe_results())
         self.test_results = results
         self.log_dict({f"test/{k}": v for k, v in results.items() if not math.isnan(v)})
+        self.log_dict(
+            {
+                f"test_groups/{row['attribute']}/{row['group']}/{column}": float(row[column])
+                for row in self.test_groups
+                for column in GroupRates.COLUMNS
+                if not math.isnan(row[column])
+            }
+        )
         self._write_table(results)
+
+    def group_table(self) -> list[dict]:
+        """The per-group rows of every protected attribute (and reset their metrics).
+
+        One row per (attribute, group), in the style of fairlearn's ``MetricFrame.by_group``:
+        ``n``, ``base_rate``, ``positive_rate``, ``accuracy``, ``tpr``, ``fpr``. Groups are named
+        by the DataModule (``Female``, ``Male``) when it gives names, else by their codes.
+        """
+        table = []
+        for a, metric in enumerate(self.group_rates):
+            values = metric.compute()
+            metric.reset()
+            names = (self.group_names or [None] * len(self.group_rates))[a]
+            for g, row in enumerate(values.tolist()):
+                group = names[g] if names and g < len(names) else str(g)
+                entry = {"attribute": self.attribute_names[a], "group": group}
+                entry.update(zip(GroupRates.COLUMNS, row, strict=True))
+                entry["n"] = int(entry["n"])
+                table.append(entry)
+        return table
 
     @torch.no_grad()
     def embed(self, dataset) -> tuple[Tensor, Tensor]:
@@ -287,11 +379,21 @@ class FairModule(LightningModule):
     def _write_table(self, results: dict[str, float]) -> None:
         if self.trainer.fast_dev_run:  # a smoke test has no log dir; leave no files behind
             return
+        status = collapse_status(results)
         row = {
             "model": type(self).__name__,
             "data": type(getattr(self.trainer, "datamodule", None)).__name__,
+            "status": status,
             **results,
         }
         directory = log_dir_of(self.trainer)
         write_report([row], directory, "fair_results")
-        print(format_table([{"metric": k, "value": v} for k, v in results.items()], digits=4))
+        write_report(self.test_groups, directory, "fair_groups")
+        experiment = getattr(self.logger, "experiment", None)
+        if experiment is not None and hasattr(experiment, "add_text"):
+            experiment.add_text(
+                "test/groups", format_table(self.test_groups, digits=4, markdown=True)
+            )
+        print(f"status: {status}")
+        print(format_table(metric_rows(results), digits=4))
+        print(format_table(self.test_groups, digits=4))

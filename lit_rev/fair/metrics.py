@@ -20,6 +20,12 @@ from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
 
 
+def nan_min(values: Tensor) -> Tensor:
+    """Minimum over the last dimension, NaN entries skipped; NaN where all are NaN."""
+    low = values.nan_to_num(torch.inf).amin(-1)
+    return torch.where(torch.isinf(low), torch.nan, low)
+
+
 def _flat(preds: Tensor, protected: Tensor) -> tuple[Tensor, Tensor]:
     preds, protected = preds.reshape(-1).float(), protected.reshape(-1).long()
     if preds.shape != protected.shape:
@@ -30,12 +36,30 @@ def _flat(preds: Tensor, protected: Tensor) -> tuple[Tensor, Tensor]:
     return preds, protected
 
 
-def _largest_gap(values: Tensor, present: Tensor) -> Tensor:
-    """Max - min of ``values`` over the groups that have rows (0 when fewer than two do)."""
-    values = values[present]
-    if values.numel() < 2:
-        return torch.zeros((), dtype=values.dtype, device=values.device)
-    return values.max() - values.min()
+def largest_gap(values: Tensor, present: Tensor) -> Tensor:
+    """Max - min of ``values`` over the groups that have rows, along the last dimension.
+
+    ``values`` and ``present`` are ``(..., num_groups)``; the result is ``(...)``, 0 where
+    fewer than two groups have rows. Shared by the metrics and the bootstrap
+    (:mod:`lit_rev.fair.bootstrap`), so both read one definition.
+    """
+    high = torch.where(present, values, -torch.inf).amax(-1)
+    low = torch.where(present, values, torch.inf).amin(-1)
+    enough = present.sum(-1) >= 2
+    return torch.where(enough, high - low, torch.zeros_like(high))
+
+
+def smallest_ratio(values: Tensor, present: Tensor) -> Tensor:
+    """Min / max of ``values`` over the groups that have rows, along the last dimension.
+
+    NaN where no group has rows or the largest value is 0 (0/0: no positives anywhere), as
+    fairlearn's ``*_ratio`` metrics give; 1 with a single group present (if its value is
+    positive).
+    """
+    high = torch.where(present, values, -torch.inf).amax(-1)
+    low = torch.where(present, values, torch.inf).amin(-1)
+    defined = present.any(-1) & (high > 0)
+    return torch.where(defined, low / torch.where(defined, high, 1.0), torch.nan)
 
 
 class Discrimination(Metric):
@@ -82,7 +106,7 @@ class Discrimination(Metric):
 
     def compute(self) -> Tensor:
         """Largest gap between the means of the groups that have rows."""
-        return _largest_gap(self.group_means(), self.group_count > 0).float()
+        return largest_gap(self.group_means(), self.group_count > 0).float()
 
 
 class DemographicParityDifference(Discrimination):
@@ -98,6 +122,21 @@ class DemographicParityDifference(Discrimination):
     def update(self, preds: Tensor, protected: Tensor) -> None:
         """Add the batch's hard predictions to each group's counts."""
         super().update((preds >= self.threshold).float(), protected)
+
+
+class DisparateImpactRatio(DemographicParityDifference):
+    """Disparate-impact ratio: ``min_g P(ŷ=1 | s=g) / max_g P(ŷ=1 | s=g)``.
+
+    The "four-fifths rule" reads this number (parity is 1, below 0.8 flags adverse impact);
+    fairlearn calls it ``demographic_parity_ratio``. NaN when no group has a positive
+    prediction (0/0). ``update(preds, protected)``.
+    """
+
+    higher_is_better = True
+
+    def compute(self) -> Tensor:
+        """Smallest over largest positive rate of the groups that have rows."""
+        return smallest_ratio(self.group_means(), self.group_count > 0).float()
 
 
 class Delta(Discrimination):
@@ -127,18 +166,17 @@ class Delta(Discrimination):
         return (self.correct / self.total.clamp_min(1)).float() - super().compute()
 
 
-class EqualizedOddsDifference(Metric):
-    """Equalised-odds difference: the larger of the groups' TPR gap and FPR gap.
+class GroupConfusion(Metric):
+    """Rows and hard positives per (label, group) cell: the counts behind the error-rate metrics.
 
-        max_{y in {0,1}} ( max_g P(ŷ=1 | y, s=g) − min_g P(ŷ=1 | y, s=g) ),
-
-    the true-positive-rate gap (``y = 1``) and the false-positive-rate gap (``y = 0``), each
-    taken over the groups that have rows with that label.
+    ``count[y, g]`` rows with label ``y`` in group ``g``; ``positive[y, g]`` of them predicted
+    positive (``p >= threshold``). Sums, so exact under DDP. Subclasses turn the cells into a
+    number (:class:`EqualizedOddsDifference`, :class:`EqualOpportunityDifference`,
+    :class:`EqualizedOddsRatio`) or a per-group table (:class:`GroupRates`).
     ``update(preds, target, protected)``.
     """
 
     is_differentiable = False
-    higher_is_better = False
     full_state_update = False
 
     def __init__(self, num_groups: int = 2, threshold: float = 0.5, **kwargs):
@@ -156,18 +194,108 @@ class EqualizedOddsDifference(Metric):
     def update(self, preds: Tensor, target: Tensor, protected: Tensor) -> None:
         """Add rows and hard positives to the (label, group) cells."""
         preds, protected = _flat(preds, protected)
-        cell = target.reshape(-1).long() * self.num_groups + protected
+        target = target.reshape(-1).long()
+        if protected.numel() and (protected.min() < 0 or protected.max() >= self.num_groups):
+            raise ValueError(
+                f"protected codes must lie in [0, {self.num_groups}), "
+                f"got {protected.unique().tolist()}"
+            )
+        if target.numel() and (target.min() < 0 or target.max() > 1):
+            raise ValueError(f"target must be 0 or 1, got {target.unique().tolist()}")
+        cell = target * self.num_groups + protected
         self.count += torch.bincount(cell, minlength=2 * self.num_groups).view(2, -1).double()
         hard = (preds >= self.threshold).double()
         self.positive += torch.bincount(cell, weights=hard, minlength=2 * self.num_groups).view(
             2, -1
         )
 
+    def label_rates(self) -> Tensor:
+        """``(2, num_groups)``: row 0 each group's FPR, row 1 its TPR (0 in an empty cell)."""
+        return self.positive / self.count.clamp_min(1)
+
+
+class EqualizedOddsDifference(GroupConfusion):
+    """Equalised-odds difference: the larger of the groups' TPR gap and FPR gap.
+
+        max_{y in {0,1}} ( max_g P(ŷ=1 | y, s=g) − min_g P(ŷ=1 | y, s=g) ),
+
+    the true-positive-rate gap (``y = 1``) and the false-positive-rate gap (``y = 0``), each
+    taken over the groups that have rows with that label (fairlearn's
+    ``equalized_odds_difference``). ``update(preds, target, protected)``.
+    """
+
+    higher_is_better = False
+
     def compute(self) -> Tensor:
         """The larger of the two labels' largest gap in positive rate between groups."""
-        rates = self.positive / self.count.clamp_min(1)
-        gaps = [_largest_gap(rates[label], self.count[label] > 0) for label in (0, 1)]
-        return torch.stack(gaps).max().float()
+        return largest_gap(self.label_rates(), self.count > 0).max().float()
+
+
+class EqualOpportunityDifference(GroupConfusion):
+    """Equal-opportunity difference: the groups' largest TPR gap (Hardt et al. 2016).
+
+        max_g P(ŷ=1 | y=1, s=g) − min_g P(ŷ=1 | y=1, s=g),
+
+    over the groups with positive rows (fairlearn's ``equal_opportunity_difference``).
+    ``update(preds, target, protected)``.
+    """
+
+    higher_is_better = False
+
+    def compute(self) -> Tensor:
+        """Largest gap in true-positive rate between groups."""
+        return largest_gap(self.label_rates()[1], self.count[1] > 0).float()
+
+
+class EqualizedOddsRatio(GroupConfusion):
+    """Equalised-odds ratio: the smaller of the groups' TPR ratio and FPR ratio.
+
+        min_{y in {0,1}} ( min_g P(ŷ=1 | y, s=g) / max_g P(ŷ=1 | y, s=g) ),
+
+    1 is parity. A label whose largest rate is 0 (no positive predictions among its rows) has
+    no ratio and is skipped; NaN if neither label has one. fairlearn's
+    ``equalized_odds_ratio`` agrees whenever both ratios are defined.
+    ``update(preds, target, protected)``.
+    """
+
+    higher_is_better = True
+
+    def compute(self) -> Tensor:
+        """The smaller of the two labels' min/max positive-rate ratio between groups."""
+        return nan_min(smallest_ratio(self.label_rates(), self.count > 0)).float()
+
+
+class GroupRates(GroupConfusion):
+    """The per-group table, as fairlearn's ``MetricFrame(...).by_group`` gives it.
+
+    ``compute()`` is ``(num_groups, 6)`` with the columns of :attr:`COLUMNS`: rows ``n``, base
+    rate ``P(y=1)``, positive rate ``P(ŷ=1)``, accuracy ``P(ŷ=y)``, TPR ``P(ŷ=1 | y=1)`` and
+    FPR ``P(ŷ=1 | y=0)``, each within the group. A rate with no rows to average is NaN.
+    ``update(preds, target, protected)``.
+    """
+
+    COLUMNS = ("n", "base_rate", "positive_rate", "accuracy", "tpr", "fpr")
+
+    def compute(self) -> Tensor:
+        """``(num_groups, 6)`` per-group counts and rates (NaN where undefined)."""
+        count, positive = self.count, self.positive
+        n = count.sum(0)
+
+        def share(part: Tensor, whole: Tensor) -> Tensor:
+            return torch.where(whole > 0, part / whole.clamp_min(1), torch.nan)
+
+        correct = positive[1] + (count[0] - positive[0])
+        return torch.stack(
+            [
+                n,
+                share(count[1], n),
+                share(positive.sum(0), n),
+                share(correct, n),
+                share(positive[1], count[1]),
+                share(positive[0], count[0]),
+            ],
+            dim=1,
+        )
 
 
 class PositiveRate(Metric):
@@ -267,6 +395,19 @@ def neighbour_means(
     return torch.cat(out).reshape(values.shape)
 
 
+def neighbour_agreement(
+    features: Tensor, preds: Tensor, k: int = 10, chunk_size: int = 2048
+) -> Tensor:
+    """Each row's term of the consistency sum, ``1 − |p_n − mean of p over kNN(x_n)|``.
+
+    Consistency is the mean of these terms. The bootstrap (:mod:`lit_rev.fair.bootstrap`)
+    resamples them instead of searching the neighbours again in every resample: the
+    neighbours stay those found among all test rows. ``preds`` may be ``(N,)`` or ``(N, C)``
+    (several prediction columns share one neighbour search).
+    """
+    return 1.0 - (preds - neighbour_means(features, preds, k, chunk_size)).abs()
+
+
 class Consistency(Metric):
     """yNN consistency (Zemel et al. 2013, Eq. 15; Raff & Sylvester Sec. 4).
 
@@ -309,6 +450,39 @@ class Consistency(Metric):
     def compute(self) -> Tensor:
         """One minus the mean gap between each prediction and its neighbours' mean."""
         features, preds = dim_zero_cat(self.features), dim_zero_cat(self.preds)
-        return (
-            1.0 - (preds - neighbour_means(features, preds, self.k, self.chunk_size)).abs().mean()
-        )
+        return neighbour_agreement(features, preds, self.k, self.chunk_size).mean()
+
+
+class PredictionRows(Metric):
+    """The test rows themselves, for what needs all of them at once.
+
+    Consistency's neighbour search and the bootstrap intervals (:mod:`lit_rev.fair.bootstrap`)
+    read them.
+
+    ``update(features, preds, target, protected)`` with ``protected`` ``(N, attributes)``;
+    ``compute()`` returns them concatenated as a dict (``cat`` states, so under DDP every
+    process gets all rows, in the same order for every key).
+    """
+
+    is_differentiable = False
+    full_state_update = False
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        for name in ("features", "preds", "target", "protected"):
+            self.add_state(name, [], dist_reduce_fx="cat")
+
+    def update(self, features: Tensor, preds: Tensor, target: Tensor, protected: Tensor) -> None:
+        """Keep the batch's rows."""
+        preds = preds.reshape(-1).float()
+        self.features.append(features.reshape(len(preds), -1).float())
+        self.preds.append(preds)
+        self.target.append(target.reshape(-1).long())
+        self.protected.append(protected.reshape(len(preds), -1).long())
+
+    def compute(self) -> dict[str, Tensor]:
+        """The rows: ``features`` (N, F), ``preds`` (N,), ``target`` (N,), ``protected`` (N, A)."""
+        return {
+            name: dim_zero_cat(getattr(self, name))
+            for name in ("features", "preds", "target", "protected")
+        }

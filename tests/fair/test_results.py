@@ -2,6 +2,7 @@
 budget, and the tables of lit_rev.fair.results."""
 
 import csv
+import math
 from pathlib import Path
 
 import pytest
@@ -76,7 +77,9 @@ def test_a_bad_config_stops_the_command_before_any_run(tmp_path, monkeypatch, ca
     import lit_rev.commands.fair_results as results
 
     ran = []
-    monkeypatch.setattr(results, "run_once", lambda *args: ran.append(args) or {"accuracy": 0.5})
+    monkeypatch.setattr(
+        results, "run_full", lambda *args: ran.append(args) or results.RunResult({"accuracy": 0.5})
+    )
     bad = tmp_path / "typo.yaml"
     bad.write_text((CONFIGS / "vanilla_german.yaml").read_text().replace("lambda_:", "lambda:"))
     chain = f"{CONFIGS / 'grad_auto_german.yaml'}+{CONFIGS / 'grad_auto_german_classifier.yaml'}"
@@ -122,3 +125,129 @@ def test_a_bad_config_stops_the_command_before_any_run(tmp_path, monkeypatch, ca
         ]
     )
     assert len(ran) == 2 and (tmp_path / "out" / "vanilla_german.md").exists()
+
+
+def test_a_collapsed_seed_is_flagged_and_left_out_of_the_fairness_cells():
+    from lit_rev.fair.results import collapse_status, summarise
+
+    fair = {"accuracy": 0.83, "positive_rate": 0.17, "discrimination": 0.03, "probe_acc": 0.7}
+    constant = {"accuracy": 0.75, "positive_rate": 0.0, "discrimination": 0.0, "probe_acc": 0.6}
+    assert collapse_status(fair) == "ok" and "COLLAPSED" in collapse_status(constant)
+    assert "COLLAPSED" in collapse_status({**fair, "positive_rate": 1.0})
+    row, numeric = summarise("grad", [fair, constant, {**fair, "discrimination": 0.05}])
+    assert row["collapsed"] == "1 of 3" and numeric["collapsed"] == 1
+    # discrimination 0 of the constant predictor is not averaged in
+    assert row["discrimination"].startswith("0.040 ± 0.014 (2 of 3 seeds; 1 collapsed)")
+    assert numeric["discrimination_mean"] == pytest.approx(0.04)
+    # accuracy, positive rate and the probe keep every seed
+    assert row["accuracy"].startswith(f"{(0.83 * 2 + 0.75) / 3:.3f} ±")
+    assert "seeds" not in row["probe_acc"]
+    row, _ = summarise("dead", [constant, constant])
+    assert row["discrimination"] == "collapsed (2 of 2 seeds)" and row["collapsed"] == "2 of 2"
+
+
+def test_the_interval_of_the_mean_over_seeds_comes_from_the_replicates():
+    import numpy as np
+
+    from lit_rev.fair.results import headline, headline_replicates, summarise
+
+    rng = np.random.default_rng(0)
+    reps = [rng.normal(0.8, 0.01, 1000), rng.normal(0.9, 0.01, 1000)]
+    runs = [{"accuracy": 0.8, "positive_rate": 0.2}, {"accuracy": 0.9, "positive_rate": 0.2}]
+    row, numeric = summarise("two", runs, [{"accuracy": r} for r in reps])
+    want = np.percentile((reps[0] + reps[1]) / 2, [2.5, 97.5])
+    assert numeric["accuracy_ci_low"] == pytest.approx(want[0])
+    assert numeric["accuracy_ci_high"] == pytest.approx(want[1])
+    assert row["accuracy"] == f"0.850 ± 0.071 [{want[0]:.3f}, {want[1]:.3f}]"
+    # a single run without replicates shows its own interval; the headline copies the first
+    # attribute's interval
+    one = headline(
+        {
+            "accuracy": 0.8,
+            "accuracy_ci_low": 0.78,
+            "accuracy_ci_high": 0.82,
+            "discrimination_sex": 0.1,
+            "discrimination_sex_ci_low": 0.08,
+            "discrimination_sex_ci_high": 0.12,
+            "delta_sex": 0.7,
+        }
+    )
+    assert one["discrimination_ci_low"] == 0.08 and one["discrimination_ci_high"] == 0.12
+    row, _ = summarise("one", [one])
+    assert row["accuracy"] == "0.800 ± n/a [0.780, 0.820]"
+    assert row["discrimination"] == "0.100 ± n/a [0.080, 0.120]"
+    copied = headline_replicates({"discrimination_sex": reps[0]}, one)
+    assert copied["discrimination"] is reps[0]
+
+
+def test_a_test_run_reports_groups_intervals_and_collapse(tmp_path):
+    """A short German fit: the module's per-group table agrees with fairlearn on its own
+    predictions, every headline metric has an interval around it, and the table files and
+    TensorBoard get the groups."""
+    import numpy as np
+    from fairlearn import metrics as fl
+    from lightning.pytorch import seed_everything
+
+    from lit_rev.data import GermanDataModule
+    from lit_rev.fair import GRADModule
+    from lit_rev.fair.metrics import GroupRates
+    from tests.trainers import quiet_trainer
+
+    seed_everything(0)
+    data = GermanDataModule(protected=["age", "sex"], batch_size=64)
+    model = GRADModule(lambda_=0.0, lr=0.01, bootstrap_resamples=200)
+    trainer = quiet_trainer(tmp_path, max_epochs=4, logger=True)
+    trainer.fit(model, datamodule=data)
+    trainer.test(model, datamodule=data, verbose=False)
+    results, groups = model.test_results, model.test_groups
+    assert [(g["attribute"], g["group"]) for g in groups] == [
+        ("age", "<=25"),
+        ("age", ">25"),
+        ("sex", "male"),
+        ("sex", "female"),
+    ]
+    rows = trainer.predict(model, dataloaders=data.test_dataloader())
+    hard = np.concatenate([r["prob"][:, 1].numpy() >= 0.5 for r in rows]).astype(int)
+    label = np.concatenate([r["label"].numpy() for r in rows])
+    for attribute in ("age", "sex"):
+        codes = np.concatenate([r[f"protected_{attribute}"].numpy() for r in rows])
+        frame = fl.MetricFrame(
+            metrics={
+                "n": fl.count,
+                "positive_rate": fl.selection_rate,
+                "tpr": fl.true_positive_rate,
+            },
+            y_true=label,
+            y_pred=hard,
+            sensitive_features=codes,
+        )
+        ours = [g for g in groups if g["attribute"] == attribute]
+        for column in ("n", "positive_rate", "tpr"):
+            assert [g[column] for g in ours] == pytest.approx(
+                list(frame.by_group[column]), abs=1e-6
+            ), (attribute, column)
+        assert results[f"dp_diff_{attribute}"] == pytest.approx(
+            fl.demographic_parity_difference(label, hard, sensitive_features=codes), abs=1e-6
+        )
+    assert sum(g["n"] for g in groups if g["attribute"] == "age") == len(data.test_set)
+    for key in ("accuracy", "consistency", "discrimination_age", "delta_age", "di_ratio_sex"):
+        if math.isfinite(results[key]):
+            assert results[f"{key}_ci_low"] <= results[key] <= results[f"{key}_ci_high"], key
+    assert results["collapsed"] == float(results["positive_rate"] in (0.0, 1.0))
+    log_dir = Path(trainer.logger.log_dir)
+    table = (log_dir / "fair_groups.md").read_text()
+    assert "| attribute | group | " + " | ".join(GroupRates.COLUMNS) + " |" in table
+    assert "status" in (log_dir / "fair_results.md").read_text()
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(log_dir), size_guidance={"tensors": 0}).Reload()
+    tags = events.Tags()
+    assert "test_groups/age/>25/tpr" in tags["scalars"]
+    assert any("test/groups" in t for t in tags["tensors"])
+
+
+def test_a_zero_resample_setting_turns_the_intervals_off_and_a_negative_one_is_refused():
+    from lit_rev.fair import GRADModule
+
+    with pytest.raises(ValueError, match="bootstrap_resamples must be >= 0"):
+        GRADModule(bootstrap_resamples=-1)
