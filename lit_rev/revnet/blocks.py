@@ -6,6 +6,10 @@ A residual function is BN-ReLU-conv repeated: two 3x3 convolutions (basic) or 1x
 with a 4x narrower middle (bottleneck). Only its first convolution is strided, as in the
 official RevNet code. The very first unit of a network skips the leading BN-ReLU (the stem
 already ends with one).
+
+For fully reversible RevNets (i-RevNet, Jacobsen et al. 2018) the strided unit of a stage is
+replaced by two parameter-free bijections, :class:`SpaceToDepth` (a 2x2 squeeze) and
+:class:`InjectivePad` (zero channels appended), followed by an ordinary reversible block.
 """
 
 from __future__ import annotations
@@ -13,6 +17,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from lit_rev.revnet.reversible import InvertibleLayer
 
 
 def _preact(channels: int) -> list[nn.Module]:
@@ -26,6 +32,7 @@ def residual_function(
     bottleneck: bool = False,
     preactivate: bool = True,
     dropout: float = 0.0,
+    mid_channels: int | None = None,
 ) -> nn.Sequential:
     """BN-ReLU-conv layers from ``in_channels`` to ``out_channels``.
 
@@ -37,14 +44,17 @@ def residual_function(
         preactivate: start with BN-ReLU; ``False`` for the network's very first unit, whose
             input already went through the stem's BN-ReLU.
         dropout: dropout probability before the last convolution (0: none).
+        mid_channels: width inside the function (default: a quarter of ``out_channels`` for a
+            bottleneck, ``out_channels`` otherwise); a fully reversible RevNet's wide stages
+            set it so that their convolutions keep the preset's width.
     """
     layers = _preact(in_channels) if preactivate else []
     if bottleneck:
-        mid = out_channels // 4
+        mid = mid_channels or out_channels // 4
         layers += [nn.Conv2d(in_channels, mid, 1, stride, bias=False), *_preact(mid)]
         layers += [nn.Conv2d(mid, mid, 3, 1, 1, bias=False), *_preact(mid)]
     else:
-        mid = out_channels
+        mid = mid_channels or out_channels
         layers += [nn.Conv2d(in_channels, mid, 3, stride, 1, bias=False), *_preact(mid)]
     if dropout > 0:
         layers.append(nn.Dropout(dropout))
@@ -115,3 +125,81 @@ class DownsampleCoupling(nn.Module):
         y1 = self.shortcut1(x1) + self.f(x2)
         y2 = self.shortcut2(x2) + self.g(y1)
         return torch.cat((y1, y2), dim=1)
+
+
+class SpaceToDepth(InvertibleLayer):
+    """Invertible squeeze: each 2x2 patch becomes 4 channels, ``(N, C, H, W) -> (N, 4C, H/2, W/2)``.
+
+    Channel ``c`` of the input becomes channels ``4c .. 4c+3``, so the two channel halves of
+    the input become the two channel halves of the output (a reversible block's split is
+    kept). Parameter-free and exactly invertible, it halves the resolution without storing
+    anything, in place of a strided convolution (Jacobsen et al. 2018).
+
+    Args:
+        factor: side of the patch that becomes channels (``factor**2`` of them per channel).
+    """
+
+    def __init__(self, factor: int = 2):
+        super().__init__()
+        if factor < 2:
+            raise ValueError(f"SpaceToDepth factor must be >= 2, got factor={factor}")
+        self.factor = factor
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` with every ``factor x factor`` patch moved onto channels."""
+        height, width = x.shape[-2:]
+        if height % self.factor or width % self.factor:
+            raise ValueError(
+                f"SpaceToDepth(factor={self.factor}) needs a height and width divisible by "
+                f"{self.factor}, got {height}x{width}: give the fully reversible network inputs "
+                f"whose size after the stem is divisible by {self.factor}**(stages - 1), or use "
+                "fully_reversible=False"
+            )
+        return F.pixel_unshuffle(x, self.factor)
+
+    def inverse(self, y: torch.Tensor) -> torch.Tensor:
+        """The input that gave ``y`` (channels moved back onto ``factor x factor`` patches)."""
+        return F.pixel_shuffle(y, self.factor)
+
+    def extra_repr(self) -> str:
+        """``factor=...`` in the module's printout."""
+        return f"factor={self.factor}"
+
+
+class InjectivePad(InvertibleLayer):
+    """Widen by zero channels appended to each channel half: ``(x1, x2) -> (x1, 0, x2, 0)``.
+
+    The i-RevNet channel change (Jacobsen et al. 2018): injective, so the inverse (dropping the
+    zero channels) is exact on its image, and parameter-free. Padding each half, rather than
+    the end, keeps information in both halves of the next reversible block.
+
+    Args:
+        in_channels: channels of the input (even).
+        out_channels: channels of the output (even, at least ``in_channels``).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int):
+        super().__init__()
+        if in_channels % 2 or out_channels % 2 or out_channels < in_channels:
+            raise ValueError(
+                f"InjectivePad pads each channel half, so it needs even channel counts with "
+                f"out_channels >= in_channels; got in_channels={in_channels}, "
+                f"out_channels={out_channels}"
+            )
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x``'s two channel halves, each followed by its share of zero channels."""
+        extra = (self.out_channels - self.in_channels) // 2
+        pad = (0, 0) * (x.dim() - 2) + (0, extra)
+        return torch.cat([F.pad(half, pad) for half in x.chunk(2, dim=1)], dim=1)
+
+    def inverse(self, y: torch.Tensor) -> torch.Tensor:
+        """The input that gave ``y``: each half without its zero channels."""
+        keep = self.in_channels // 2
+        return torch.cat([half[:, :keep] for half in y.chunk(2, dim=1)], dim=1)
+
+    def extra_repr(self) -> str:
+        """``in_channels -> out_channels`` in the module's printout."""
+        return f"{self.in_channels} -> {self.out_channels}"

@@ -9,6 +9,14 @@ computes the same function). For a ResNet it holds plain residual units (there
 ``memory_saving=True`` means each unit is recomputed from its stored input, i.e. per-unit
 checkpointing).
 
+``RevNet(..., fully_reversible=True)`` is i-RevNet-style (Jacobsen et al. 2018): each stored
+strided unit becomes a :class:`SpaceToDepth` squeeze and, where the preset widens beyond it, an
+:class:`InjectivePad`, then a reversible block, so the whole body is a bijection and nothing in
+it is stored. A bijection keeps the number of values per image, so the stream widens 4x at
+every squeeze (revnet38: 32, 128, 512 channels instead of 32, 64, 112); the residual functions
+of a stage wider than its preset become bottlenecks whose inner width is the preset's, so the
+parameter count stays close to the preset's.
+
 Shapes (``units`` per stage, ``channels`` = stem then each stage; bottleneck stages output 4x):
 
     resnet32   5-5-5     16-16-32-64          revnet38   3-3-3     32-32-64-112
@@ -29,8 +37,10 @@ from torch import nn
 from lit_rev.options import check_choice
 from lit_rev.revnet.blocks import (
     DownsampleCoupling,
+    InjectivePad,
     PoolPadShortcut,
     ResidualUnit,
+    SpaceToDepth,
     residual_function,
 )
 from lit_rev.revnet.reversible import ReversibleBlock, ReversibleSequence
@@ -120,8 +130,10 @@ class _ResidualNetwork(nn.Module):
         bottleneck: bool | None,
         imagenet_stem: bool | None,
         dropout: float,
+        fully_reversible: bool = False,
     ):
         super().__init__()
+        self.fully_reversible = fully_reversible
         check_choice("preset", preset, Preset)
         base = ARCHITECTURES[preset]
         arch = Architecture(
@@ -140,18 +152,19 @@ class _ResidualNetwork(nn.Module):
         for stage, (n, c) in enumerate(zip(arch.units, arch.channels[1:], strict=True)):
             stride = 1 if stage == 0 else 2
             for unit in range(n):
-                first_of_net = stage == 0 and unit == 0
-                blocks.append(
-                    self._unit(
-                        width,
-                        c * widen,
-                        stride if unit == 0 else 1,
-                        arch.bottleneck,
-                        first_of_net,
-                        dropout,
-                    )
+                unit_stride = stride if unit == 0 else 1
+                out = self._width_after(width, c * widen, unit_stride)
+                made = self._unit(
+                    width,
+                    out,
+                    unit_stride,
+                    arch.bottleneck,
+                    stage == 0 and unit == 0,
+                    dropout,
+                    c * widen,
                 )
-                width = c * widen
+                blocks.extend(made if isinstance(made, list) else [made])
+                width = out
         self.body = ReversibleSequence(blocks, memory_saving=memory_saving)
         self.head = nn.Sequential(
             nn.BatchNorm2d(width),
@@ -163,8 +176,14 @@ class _ResidualNetwork(nn.Module):
         self.out_channels = width
         self._init_weights()
 
-    def _unit(self, cin, cout, stride, bottleneck, first, dropout) -> nn.Module:
+    def _unit(
+        self, cin, cout, stride, bottleneck, first, dropout, preset_width
+    ) -> nn.Module | list[nn.Module]:
         raise NotImplementedError
+
+    def _width_after(self, cin: int, cout: int, stride: int) -> int:
+        """Channels of the stream after a unit from ``cin`` to the preset's ``cout``."""
+        return cout
 
     def _init_weights(self) -> None:
         for m in self.modules():
@@ -209,6 +228,10 @@ class RevNet(_ResidualNetwork):
         in_channels: image channels (1 for MNIST).
         units, channels, bottleneck, imagenet_stem: override the preset's shape (small test nets).
         dropout: dropout before the last conv of every residual function (0 in the paper).
+        fully_reversible: replace the stored strided/widening units by a :class:`SpaceToDepth`
+            squeeze and an :class:`InjectivePad` before a reversible block (i-RevNet), so that
+            the memory-saving backward stores nothing of the body; the input's size after the
+            stem must be divisible by ``2 ** (stages - 1)``.
     """
 
     reversible = True
@@ -224,6 +247,7 @@ class RevNet(_ResidualNetwork):
         bottleneck: bool | None = None,
         imagenet_stem: bool | None = None,
         dropout: float = 0.0,
+        fully_reversible: bool = False,
     ):
         super().__init__(
             preset,
@@ -235,11 +259,18 @@ class RevNet(_ResidualNetwork):
             bottleneck,
             imagenet_stem,
             dropout,
+            fully_reversible,
         )
 
-    def _unit(self, cin, cout, stride, bottleneck, first, dropout):
+    def _width_after(self, cin: int, cout: int, stride: int) -> int:
+        """The preset's width; fully reversible, at least the squeezed ``cin * stride**2``."""
+        return max(cin * stride**2, cout) if self.fully_reversible else cout
+
+    def _unit(self, cin, cout, stride, bottleneck, first, dropout, preset_width):
         if cin % 2 or cout % 2:
             raise ValueError(f"a reversible unit splits channels in halves; got {cin} -> {cout}")
+        if self.fully_reversible:
+            return self._bijective_unit(cin, cout, stride, bottleneck, first, dropout, preset_width)
         f = residual_function(
             cin // 2, cout // 2, stride, bottleneck, preactivate=not first, dropout=dropout
         )
@@ -259,6 +290,52 @@ class RevNet(_ResidualNetwork):
             PoolPadShortcut(cin // 2, cout // 2, stride),
             PoolPadShortcut(cin // 2, cout // 2, stride),
         )
+
+    @torch.no_grad()
+    def inverse_body(self, y: torch.Tensor) -> torch.Tensor:
+        """The body's input (the stem's output) rebuilt from the body's output ``y``.
+
+        Only a fully reversible RevNet's body is a bijection; batch-norm running statistics
+        are left untouched (in training mode the batch statistics of ``y``'s batch are used,
+        as in the forward).
+        """
+        if not self.fully_reversible:
+            raise ValueError(
+                "inverse_body needs fully_reversible=True: with fully_reversible=False the "
+                "strided units of the body are not invertible"
+            )
+        for block in reversed(self.body.blocks):
+            y = block.inverse(y)
+        return y
+
+    @staticmethod
+    def _bijective_unit(cin, cout, stride, bottleneck, first, dropout, preset_width) -> list:
+        """Squeeze (if strided), pad (if still narrower than ``cout``), then a reversible block.
+
+        F and G of a stream wider than the preset are bottlenecks at the preset's inner width
+        (the preset's half width, or a quarter of it for bottleneck presets).
+        """
+        layers: list[nn.Module] = []
+        width = cin
+        if stride > 1:
+            layers.append(SpaceToDepth(stride))
+            width *= stride**2
+        if cout > width:
+            layers.append(InjectivePad(width, cout))
+        half, preset_half = cout // 2, preset_width // 2
+        wide = half > preset_half
+        mid = (preset_half // 4 if bottleneck else preset_half) if wide else None
+        f = residual_function(
+            half,
+            half,
+            1,
+            bottleneck or wide,
+            preactivate=not first,
+            dropout=dropout,
+            mid_channels=mid,
+        )
+        g = residual_function(half, half, 1, bottleneck or wide, dropout=dropout, mid_channels=mid)
+        return [*layers, ReversibleBlock(f, g)]
 
 
 class ResNet(_ResidualNetwork):
@@ -297,7 +374,7 @@ class ResNet(_ResidualNetwork):
             dropout,
         )
 
-    def _unit(self, cin, cout, stride, bottleneck, first, dropout):
+    def _unit(self, cin, cout, stride, bottleneck, first, dropout, preset_width):
         f = residual_function(cin, cout, stride, bottleneck, preactivate=not first, dropout=dropout)
         if stride == 1 and cin == cout:
             return ResidualUnit(f)
