@@ -34,6 +34,7 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
+from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
 from torch.nn import functional as F
 
@@ -171,7 +172,8 @@ class TorchMLPClassifier:
         weight = weight / weight.mean().clamp_min(1e-12)
         self.classes_ = np.array([0, 1])
         self.n_features_in_ = x.shape[1]
-        with torch.random.fork_rng(devices=[]):
+        # gradients even where the caller turned them off (Lightning's test loop)
+        with torch.random.fork_rng(devices=[]), torch.inference_mode(False), torch.enable_grad():
             torch.manual_seed(self.random_state)
             self.network_ = self.network(x.shape[1])
             optimizer = torch.optim.Adam(
@@ -352,7 +354,22 @@ class FairlearnModule(GroupAwareModule):
 
     def on_fit_start(self) -> None:
         """Fit on the DataModule's whole training split (a smoke run: on 1,000 of its rows)."""
-        if self.model is not None:  # loaded from a checkpoint: already fitted
+        self.fit_if_unfitted()
+
+    def on_test_start(self) -> None:
+        """Testing an unfitted model (no checkpoint given) fits it first, with a warning."""
+        if self.model is None:
+            rank_zero_warn(
+                f"{type(self).__name__} is tested without a fitted model (no --ckpt_path?): "
+                "fitting it now on the DataModule's training split"
+            )
+        self.fit_if_unfitted()
+
+    on_predict_start = on_test_start
+
+    def fit_if_unfitted(self) -> None:
+        """Fit on the DataModule's training split unless fitted (or loaded) already."""
+        if self.model is not None:  # fitted, or loaded from a checkpoint
             return
         if self.trainer.world_size > 1:
             raise ValueError(

@@ -145,3 +145,11 @@ def test_lit_rev_fair_imports_without_fairlearn():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+
+
+def test_testing_without_a_fit_fits_first_and_says_so(tmp_path):
+    seed_everything(0)
+    module = ThresholdOptimizerModule(estimator="mlp", epochs=1)  # the MLP trains in test mode
+    with pytest.warns(UserWarning, match="without a fitted model.*fitting it now"):
+        quiet_trainer(tmp_path).test(module, datamodule=GermanDataModule(), verbose=False)
+    assert module.model is not None and 0.6 < module.test_results["accuracy"] <= 1.0
