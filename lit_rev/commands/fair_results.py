@@ -123,16 +123,16 @@ def run_once(configs: list[str], seed: int, extra: list[str], log_root: Path) ->
     return run_full(configs, seed, extra, log_root).results
 
 
-def run_full(configs: list[str], seed: int, extra: list[str], log_root: Path) -> RunResult:
-    """Fit and test one config (or a chain of two) at one seed; return what the test left.
+def fit_chain(configs: list[str], seed: int, extra: list[str], log_root: Path, then):
+    """Fit one config (or a chain of two) at one seed; return ``then(trainer, model, data)``.
 
     Each stage is built by :func:`lit_rev.config.instantiate_with_trainer` as
     ``python -m lit_rev fit`` builds it, with :func:`stage_args` and then ``extra`` as
     overrides; the second stage of a chain gets the first's final checkpoint as
-    ``--model.init_args.encoder_ckpt``.
+    ``--model.init_args.encoder_ckpt``. ``then`` runs on the last stage, fitted (testing it
+    for the results, validating it for the search).
     """
     checkpoint = None
-    outcome = RunResult({})
     for stage, config in enumerate(configs):
         overrides = stage_args(config, seed, log_root)
         if checkpoint is not None:
@@ -144,13 +144,25 @@ def run_full(configs: list[str], seed: int, extra: list[str], log_root: Path) ->
                 checkpoint = str(log_root / Path(config).stem / f"seed_{seed}" / "final.ckpt")
                 trainer.save_checkpoint(checkpoint)
             else:
-                trainer.test(model, datamodule=datamodule, verbose=False)
-                outcome = RunResult(
-                    dict(model.test_results),
-                    list(getattr(model, "test_groups", [])),
-                    dict(getattr(model, "test_bootstrap", {})),
-                )
-    return outcome
+                return then(trainer, model, datamodule)
+    raise ValueError("fit_chain needs at least one config")
+
+
+def run_full(configs: list[str], seed: int, extra: list[str], log_root: Path) -> RunResult:
+    """Fit and test one config (or a chain of two) at one seed; return what the test left.
+
+    See :func:`fit_chain` for how the stages are built.
+    """
+
+    def test(trainer, model, datamodule) -> RunResult:
+        trainer.test(model, datamodule=datamodule, verbose=False)
+        return RunResult(
+            dict(model.test_results),
+            list(getattr(model, "test_groups", [])),
+            dict(getattr(model, "test_bootstrap", {})),
+        )
+
+    return fit_chain(configs, seed, extra, log_root, test)
 
 
 def read_chosen(paths: list[str]) -> list[dict]:
