@@ -223,6 +223,16 @@ def kept_for_backward_bytes(output: torch.Tensor, exclude: nn.Module) -> int:
     return sum(found.values())
 
 
+def batch_norm_updates(net: nn.Module) -> int:
+    """The most times any batch norm of ``net`` has updated its running statistics.
+
+    After one step: 1 for ours (the backward's recomputation leaves them alone); a library that
+    recomputes in training mode updates them again with every recomputation.
+    """
+    counts = [int(m.num_batches_tracked) for m in net.modules() if isinstance(m, nn.BatchNorm2d)]
+    return max(counts, default=0)
+
+
 def train_step(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     """One forward+backward (gradients then dropped); its wall time in seconds."""
     start = time.perf_counter()
@@ -299,7 +309,8 @@ def interleaved(
 
     Each step runs every library once, in an order that reverses every step, on the same
     batch; ``step_s`` is each one's median and ``step_vs_lit_rev`` its ratio to ours. The
-    saved/kept bytes come from one metered warm-up step each. ``clock(net, x, y)`` times one
+    saved/kept bytes come from one metered warm-up step each, after which ``bn_updates``
+    counts the running-statistics updates that one step made. ``clock(net, x, y)`` times one
     step (a test swaps it to see the order).
     """
     torch.set_num_threads(threads)
@@ -313,7 +324,11 @@ def interleaved(
     y = torch.randint(0, 10, (batch,), device=device)
     for impl, net in nets.items():
         saved, kept = metered_step(net, x, y)
-        rows[impl] = {"saved_mib": saved / MIB, "kept_mib": kept / MIB}
+        rows[impl] = {
+            "saved_mib": saved / MIB,
+            "kept_mib": kept / MIB,
+            "bn_updates": batch_norm_updates(net),
+        }
     times: dict[str, list[float]] = {impl: [] for impl in impls}
     for step in range(steps):
         for impl in impls if step % 2 == 0 else impls[::-1]:

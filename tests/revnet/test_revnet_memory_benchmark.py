@@ -130,6 +130,9 @@ def test_interleaved_alternates_the_order_and_reports_medians(bench):
     assert by_impl["revlib"]["step_s"] == pytest.approx(4.4)
     assert by_impl["revlib"]["step_vs_lit_rev"] == pytest.approx(4.4 / 1.6)
     assert all(r["kept_mib"] > 0 for r in rows)
+    # one metered step each: ours updates batch-norm statistics once, the others recompute
+    # in training mode and update them again
+    assert [by_impl[i]["bn_updates"] for i in impls] == [1, 2, 2]
 
 
 def test_targets_compare_ours_with_the_best_other_library(bench):
