@@ -139,14 +139,33 @@ def main(argv: list[str] | None = None) -> dict:
         required=True,
         help="key=v1,v2 (dotted config key); repeat for more keys",
     )
-    parser.add_argument("--seeds", type=int, nargs="+", default=[100, 101])
-    parser.add_argument("--rule", choices=RULES, default="accuracy")
-    parser.add_argument("--max_discrimination", type=float, default=None)
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        nargs="+",
+        default=[100, 101],
+        help="search seeds; keep them apart from the reporting seeds (fair_results: 0..4)",
+    )
+    parser.add_argument(
+        "--rule",
+        choices=RULES,
+        default="accuracy",
+        help="accuracy: max val accuracy s.t. val discrimination <= bound; delta: max val "
+        "accuracy - discrimination",
+    )
+    parser.add_argument(
+        "--max_discrimination",
+        type=float,
+        default=None,
+        help="the bound of --rule accuracy on mean validation discrimination",
+    )
     parser.add_argument(
         "--attribute", default=None, help="protected attribute of the bound (default: first)"
     )
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--out", default="results/fair/search")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads")
+    parser.add_argument(
+        "--out", default="results/fair/search", help="where the search and chosen files go"
+    )
     args, extra = parser.parse_known_args(argv)
     if args.rule == "accuracy" and args.max_discrimination is None:
         parser.error("--rule accuracy needs --max_discrimination (e.g. 0.036), or use --rule delta")

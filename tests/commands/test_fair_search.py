@@ -226,3 +226,12 @@ def test_search_then_report_end_to_end_on_german(tmp_path, monkeypatch):
     )
     assert summary[0]["config"] == "grad_pred_german, tuned"
     assert "[" in summary[0]["accuracy"]  # the interval beside mean ± std
+
+
+def test_every_config_the_usage_names_exists():
+    import re
+
+    named = re.findall(r"configs/fair/\w+\.yaml", fair_search.__doc__)
+    assert named, "the usage examples name configs"
+    for path in named:
+        assert (CONFIGS.parents[1] / path).is_file(), path
