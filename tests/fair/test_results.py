@@ -27,6 +27,8 @@ def test_results_command_writes_mean_and_std_tables_and_chains_grad_auto(tmp_pat
             "--name",
             "german",
             "--trainer.max_epochs=2",
+            # a rate that learns in 2 epochs: a collapsed seed's cells would read "collapsed"
+            "--model.init_args.lr=0.01",
         ]
     )
     assert [r["config"] for r in summary] == ["vanilla_german", "grad_auto_german_classifier"]
