@@ -33,6 +33,12 @@ from lit_rev.revnet.reversible import (
     ReversibleSequence,
     frozen_running_stats,
 )
+from lit_rev.revnet.transformer import (
+    FeedForward,
+    ReversibleTransformerBlock,
+    ReversibleViT,
+    SelfAttention,
+)
 
 __all__ = [
     "ARCHITECTURES",
@@ -40,6 +46,7 @@ __all__ = [
     "ActivationMemoryMonitor",
     "Coupling",
     "DownsampleCoupling",
+    "FeedForward",
     "ImageClassifier",
     "InvertibleLayer",
     "PoolPadShortcut",
@@ -48,7 +55,10 @@ __all__ = [
     "RevNet",
     "ReversibleBlock",
     "ReversibleSequence",
+    "ReversibleTransformerBlock",
+    "ReversibleViT",
     "SavedTensorMeter",
+    "SelfAttention",
     "build",
     "frozen_running_stats",
     "residual_function",

@@ -23,6 +23,9 @@ CIFAR_STD = (0.2470, 0.2435, 0.2616)
 # What the learning-rate milestones count: optimiser steps or epochs.
 Interval = Literal["step", "epoch"]
 
+# The optimiser: the RevNet paper's SGD with momentum, or AdamW (transformers train with it).
+Optimizer = Literal["sgd", "adamw"]
+
 
 class ImageClassifier(LightningModule):
     """Classifies uint8 image batches ``(x, y)`` with an injected ``backbone`` that returns logits.
@@ -31,7 +34,9 @@ class ImageClassifier(LightningModule):
     The optimiser is SGD with momentum and weight decay (on conv and linear weights only, as
     in the official RevNet code, unless ``decay_all``); the learning rate drops by ``gamma``
     at each of ``milestones``, counted in optimiser steps (``interval="step"``, the paper's
-    40k/60k of 80k iterations) or epochs.
+    40k/60k of 80k iterations) or epochs. ``optimizer="adamw"`` swaps SGD for AdamW (same
+    weight-decay groups and schedule; ``momentum`` and ``nesterov`` unused), which small vision
+    transformers such as :class:`~lit_rev.revnet.transformer.ReversibleViT` need.
 
     Args:
         backbone: the network, e.g. ``RevNet("revnet38")``.
@@ -39,6 +44,7 @@ class ImageClassifier(LightningModule):
         milestones: when the learning rate is multiplied by ``gamma``.
         interval: what ``milestones`` count: ``"step"`` (optimiser steps) or ``"epoch"``.
         top_k: accuracies to report; ``[1, 5]`` logs ``acc`` and ``acc_top5``.
+        optimizer: ``"sgd"`` (SGD with momentum, the paper's) or ``"adamw"``.
         mean, std: per-channel normalisation (one value each for gray images).
     """
 
@@ -58,9 +64,11 @@ class ImageClassifier(LightningModule):
         mean: Sequence[float] = CIFAR_MEAN,
         std: Sequence[float] = CIFAR_STD,
         n_bits: int = 8,
+        optimizer: Optimizer = "sgd",
     ):
         super().__init__()
         check_choice("interval", interval, Interval)
+        check_choice("optimizer", optimizer, Optimizer)
         if len(mean) != len(std):
             raise ValueError("mean and std need one value per channel")
         self.save_hyperparameters(ignore=["backbone"])
@@ -164,7 +172,7 @@ class ImageClassifier(LightningModule):
         return {"predicted": prob.argmax(dim=-1), "label": y, "prob": prob}
 
     def configure_optimizers(self):
-        """SGD (weight decay on the chosen parameters only) and the multistep schedule."""
+        """SGD or AdamW (weight decay on the chosen parameters only), multistep schedule."""
         hp = self.hparams
         decayed = [p for p in self.parameters() if hp.decay_all or p.dim() > 1]
         kept = [p for p in self.parameters() if not (hp.decay_all or p.dim() > 1)]
@@ -172,7 +180,12 @@ class ImageClassifier(LightningModule):
             {"params": decayed, "weight_decay": hp.weight_decay},
             {"params": kept, "weight_decay": 0.0},
         ]
-        optimizer = torch.optim.SGD(groups, lr=hp.lr, momentum=hp.momentum, nesterov=hp.nesterov)
+        if hp.get("optimizer", "sgd") == "adamw":
+            optimizer = torch.optim.AdamW(groups, lr=hp.lr)
+        else:
+            optimizer = torch.optim.SGD(
+                groups, lr=hp.lr, momentum=hp.momentum, nesterov=hp.nesterov
+            )
         scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, list(hp.milestones), hp.gamma)
         return {
             "optimizer": optimizer,
