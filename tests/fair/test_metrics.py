@@ -362,7 +362,27 @@ def _all_metrics(x, p, y, s):
         metric.update(*(a[: half // 2] for a in args))
         metric.update(*(a[half // 2 :] for a in args))
         out[name] = float(metric.compute())
+    cut = len(p) // 4  # two updates per process, as above
+    out.update(
+        _row_values([tuple(a[:cut] for a in (x, p, y, s)), tuple(a[cut:] for a in (x, p, y, s))])
+    )
     return out
+
+
+def _row_values(batches):
+    """Consistency and bootstrap replicates from the rows PredictionRows gathered."""
+    rows = PredictionRows()
+    for x, p, y, s in batches:
+        rows.update(x, p, y, s[:, None])
+    got = rows.compute()
+    replicates = bootstrap_replicates(
+        got["preds"], got["target"], got["protected"], ["g"], [3], resamples=20, seed=0
+    )
+    return {
+        "rows_consistency": float(neighbour_agreement(got["features"], got["preds"], 5).mean()),
+        "rows_boot_accuracy": float(replicates["accuracy"].mean()),
+        "rows_boot_eo_diff": float(replicates["eo_diff_g"].mean()),
+    }
 
 
 def _worker(rank, world, port, path):
@@ -399,6 +419,7 @@ def test_two_process_ddp_gives_the_one_process_values(tmp_path):
         ("consistency_hard", Consistency(k=5, hard=True), (x, p)),
     ]:
         single[name] = value(metric, *args)
+    single.update(_row_values([(x, p, y, s)]))
     mp.spawn(_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
     for rank in range(2):
         got = torch.load(tmp_path / f"rank{rank}.pt")
