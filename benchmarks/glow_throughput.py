@@ -1,7 +1,9 @@
 """Training throughput and bits/dim of lit_rev's Glow against normflows' Glow of the same size.
 
-Same data (28x28 gray natural-image patches shipped with lit_rev), same batch, optimiser
-(Adamax, linear warm-up), levels, steps and width; one training loop for both models.
+Same data (28x28 gray natural-image patches shipped with lit_rev), same batches, optimiser
+(Adamax, linear warm-up), levels, steps and width. The two models train **interleaved step for
+step in one process** (the order alternating each step), so a change in machine load hits both
+alike and the ratio stays meaningful on a shared machine.
 
     pip install normflows          # the reference (not a lit_rev dependency)
     python benchmarks/glow_throughput.py --steps 200 --threads 1
@@ -15,6 +17,7 @@ from __future__ import annotations
 import argparse
 import math
 import time
+from dataclasses import dataclass, field
 
 import torch
 
@@ -59,45 +62,78 @@ def continuous(k: torch.Tensor, noise: bool) -> torch.Tensor:
     return (k.float() + u) / 256 - 0.5
 
 
-def run(name, log_prob, params, loader, test_batch, steps, warmup, lr):
-    opt = torch.optim.Adamax(params, lr=lr)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warmup))
+@dataclass
+class Trainee:
+    """One model under training: its log-prob, optimiser, and the time it spent in its steps."""
+
+    name: str
+    log_prob: object
+    params: list
+    lr: float
+    warmup: int
+    seen: int = 0
+    timed: float = 0.0
+    opt: torch.optim.Optimizer = field(init=False)
+    sched: object = field(init=False)
+
+    def __post_init__(self):
+        self.opt = torch.optim.Adamax(self.params, lr=self.lr)
+        warmup = self.warmup
+        self.sched = torch.optim.lr_scheduler.LambdaLR(
+            self.opt, lambda s: min(1.0, (s + 1) / warmup)
+        )
+
+    def step(self, x: torch.Tensor, dims: int, timed: bool) -> None:
+        start = time.perf_counter()
+        loss = -self.log_prob(x).mean() / (dims * math.log(2)) + 8
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.params, 50.0)
+        self.opt.step()
+        self.sched.step()
+        if timed:
+            self.timed += time.perf_counter() - start
+            self.seen += len(x)
+
+    def row(self, test_batch: torch.Tensor, steps: int) -> dict:
+        dims = test_batch[0].numel()
+        with torch.no_grad():
+            bpd = (
+                (-self.log_prob(continuous(test_batch, noise=False)) / (dims * math.log(2)) + 8)
+                .mean()
+                .item()
+            )
+        return {
+            "model": self.name,
+            "params": sum(p.numel() for p in self.params),
+            "images_per_s": self.seen / self.timed if self.timed else float("nan"),
+            "heldout_bpd": bpd,
+            "steps": steps,
+        }
+
+
+def train_interleaved(trainees, loader, test_batch, steps: int, skip: int = 5) -> list[dict]:
+    """Train every trainee on the same batches, one step each in turn, the order alternating.
+
+    The first ``skip`` steps (ActNorm init, allocator warm-up) are not timed. Each model gets
+    the same dequantisation noise, so the two runs differ only in the model.
+    """
     batches = iter(loader)
     dims = test_batch[0].numel()
-    seen, timed = 0, 0.0
     for step in range(steps):
         try:
             k, _ = next(batches)
         except StopIteration:
             batches = iter(loader)
             k, _ = next(batches)
-        start = time.perf_counter()
-        loss = -log_prob(continuous(k, noise=True)).mean() / (dims * math.log(2)) + 8
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 50.0)
-        opt.step()
-        sched.step()
-        if step >= 5:  # skip the first steps (ActNorm init, allocator warm-up)
-            timed += time.perf_counter() - start
-            seen += len(k)
-    with torch.no_grad():
-        bpd = (
-            (-log_prob(continuous(test_batch, noise=False)) / (dims * math.log(2)) + 8)
-            .mean()
-            .item()
-        )
-    n_params = sum(p.numel() for p in params)
-    return {
-        "model": name,
-        "params": n_params,
-        "images_per_s": seen / timed,
-        "heldout_bpd": bpd,
-        "steps": steps,
-    }
+        x = continuous(k, noise=True)
+        order = trainees if step % 2 == 0 else trainees[::-1]
+        for trainee in order:
+            trainee.step(x, dims, timed=step >= skip)
+    return [t.row(test_batch, steps) for t in trainees]
 
 
-def main():
+def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -109,19 +145,35 @@ def main():
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--warmup", type=int, default=50)
-    args = parser.parse_args()
+    parser.add_argument("--max-test", type=int, default=512, help="held-out patches for bits/dim")
+    parser.add_argument("--no-normflows", action="store_true", help="measure lit_rev only")
+    args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
 
     dm = ImageDataModule(
-        NaturalPatches(patch_size=28, stride=7), batch_size=args.batch_size, max_test=512
+        NaturalPatches(patch_size=28, stride=7), batch_size=args.batch_size, max_test=args.max_test
     )
     dm.setup("fit")
     dm.setup("test")
-    test_batch = torch.stack([dm.test_sets[0][i][0] for i in range(len(dm.test_sets[0]))])
+    test_set = dm.test_sets[0]
+    test_batch = torch.stack([test_set[i][0] for i in range(len(test_set))])
 
-    rows = []
     torch.manual_seed(0)
     ours = Glow(1, 28, levels=args.levels, steps=args.depth, hidden_channels=args.width)
+    trainees = [
+        Trainee("lit_rev Glow", ours.log_prob, list(ours.parameters()), args.lr, args.warmup)
+    ]
+    if not args.no_normflows:
+        try:
+            torch.manual_seed(0)
+            ref, ref_log_prob = normflows_glow(1, 28, args.levels, args.depth, args.width)
+            trainees.append(
+                Trainee(
+                    "normflows Glow", ref_log_prob, list(ref.parameters()), args.lr, args.warmup
+                )
+            )
+        except ImportError:
+            print("normflows is not installed (pip install normflows): measuring lit_rev only")
     loader = torch.utils.data.DataLoader(
         dm.train_set,
         batch_size=args.batch_size,
@@ -129,45 +181,10 @@ def main():
         drop_last=True,
         generator=torch.Generator().manual_seed(0),
     )
-    rows.append(
-        run(
-            "lit_rev Glow",
-            ours.log_prob,
-            list(ours.parameters()),
-            loader,
-            test_batch,
-            args.steps,
-            args.warmup,
-            args.lr,
-        )
-    )
-    try:
-        torch.manual_seed(0)
-        ref, ref_log_prob = normflows_glow(1, 28, args.levels, args.depth, args.width)
-        loader = torch.utils.data.DataLoader(
-            dm.train_set,
-            batch_size=args.batch_size,
-            shuffle=True,
-            drop_last=True,
-            generator=torch.Generator().manual_seed(0),
-        )
-        rows.append(
-            run(
-                "normflows Glow",
-                ref_log_prob,
-                list(ref.parameters()),
-                loader,
-                test_batch,
-                args.steps,
-                args.warmup,
-                args.lr,
-            )
-        )
-    except ImportError:
-        print("normflows is not installed (pip install normflows): measuring lit_rev only")
+    rows = train_interleaved(trainees, loader, test_batch, args.steps)
     print(
         f"Glow {args.levels} levels x {args.depth} steps, width {args.width}, "
-        f"batch {args.batch_size}, {args.steps} steps, {args.threads} torch thread(s), "
+        f"batch {args.batch_size}, {args.steps} steps interleaved, {args.threads} torch thread(s), "
         "28x28 gray natural patches"
     )
     print(format_table(rows))
@@ -177,6 +194,7 @@ def main():
             f"throughput ratio lit_rev / normflows: {ratio:.2f}x; "
             f"held-out bits/dim {rows[0]['heldout_bpd']:.3f} vs {rows[1]['heldout_bpd']:.3f}"
         )
+    return rows
 
 
 if __name__ == "__main__":

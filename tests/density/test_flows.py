@@ -399,3 +399,47 @@ def test_multilevel_glow_density_integrates_to_one():
     print(f"integral of p = {mean:.4f} +- {se:.4f}")
     assert se < 0.01
     assert mean == pytest.approx(1.0, abs=max(5 * se, 0.02))
+
+
+@pytest.mark.parametrize("coupling", ["affine", "additive"])
+@pytest.mark.parametrize("lu", [True, False])
+def test_flow_step_fused_actnorm_and_1x1_conv_equal_the_layers_one_by_one(coupling, lu):
+    """FlowStep runs ActNorm and the 1x1 convolution as one convolution (and ZeroConv2d folds its
+    gain into its weights): in float64, the output, log-det and every parameter's gradient are
+    those of the three layers run one by one by a plain FlowSequence."""
+    torch.manual_seed(0)
+    step = _randomise(FlowStep(4, 8, coupling, lu=lu), scale=0.3)
+    x = torch.randn(3, 4, 5, 5, dtype=torch.float64)
+    fused_y, fused_log_det = step(x)
+    fused_grads = torch.autograd.grad((fused_y**2).sum() + fused_log_det.sum(), step.parameters())
+    layer_y, layer_log_det = FlowSequence.forward(step.layers, x)
+    layer_grads = torch.autograd.grad((layer_y**2).sum() + layer_log_det.sum(), step.parameters())
+    zero_conv = step.layers[2].net[4]
+    out = zero_conv.conv(x[:, :1].expand(-1, 8, -1, -1).contiguous())
+    assert torch.allclose(
+        zero_conv(x[:, :1].expand(-1, 8, -1, -1).contiguous()),
+        out * torch.exp(3 * zero_conv.log_scale),
+        rtol=1e-12,
+        atol=1e-12,
+    )
+    assert torch.allclose(fused_y, layer_y, rtol=1e-12, atol=1e-12)
+    assert torch.allclose(fused_log_det, layer_log_det, rtol=1e-12, atol=1e-12)
+    for fused, layered in zip(fused_grads, layer_grads, strict=True):
+        assert torch.allclose(fused, layered, rtol=1e-10, atol=1e-12)
+
+
+def test_flow_step_fused_path_initialises_actnorm_on_the_first_training_batch():
+    """The fused FlowStep still runs ActNorm's data-dependent init: after the first training
+    forward, ActNorm alone maps that batch to zero mean and unit variance per channel."""
+    torch.manual_seed(0)
+    step = FlowStep(4, 8).double().train()
+    x = 3 + 2 * torch.randn(16, 4, 6, 6, dtype=torch.float64)
+    step(x)
+    assert bool(step.layers[0].initialized)
+    normed, _ = step.layers[0](x)
+    assert torch.allclose(
+        normed.mean(dim=(0, 2, 3)), torch.zeros(4, dtype=torch.float64), atol=1e-9
+    )
+    assert torch.allclose(
+        normed.var(dim=(0, 2, 3), unbiased=False), torch.ones(4, dtype=torch.float64), atol=1e-5
+    )
