@@ -55,7 +55,7 @@ def test_generated_files_are_in_the_real_formats(tmp_path):
 
 
 @pytest.mark.slow
-def test_cpu_tiny_runs_every_section_and_the_three_cli_fits(tmp_path):
+def test_cpu_tiny_runs_glow_with_compile_and_the_three_cli_fits(tmp_path):
     out = tmp_path / "check.json"
     done = subprocess.run(
         [
@@ -63,6 +63,9 @@ def test_cpu_tiny_runs_every_section_and_the_three_cli_fits(tmp_path):
             str(SCRIPT),
             "--cpu",
             "--tiny",
+            "--sections",  # pixelcnn and revnet: in the test above
+            "glow",
+            "cli",
             "--cli-steps",
             "2",
             "--json",
@@ -75,7 +78,7 @@ def test_cpu_tiny_runs_every_section_and_the_three_cli_fits(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(out.read_text())
     sections = {r["section"] for r in result["rows"]}
-    assert sections == {"glow", "pixelcnn", "revnet", "cli"}
+    assert sections == {"glow", "cli"}
     fits = [r for r in result["rows"] if r["section"] == "cli"]
     assert [r["exit"] for r in fits] == [0, 0, 0]
     assert {"Glow float32", "Glow bf16-mixed", "Glow compiled"} <= {

@@ -24,6 +24,7 @@ from lit_rev.commands.ood_benchmark import (
 from lit_rev.config import instantiate
 from lit_rev.ood import OOD_METRICS, ood_metrics
 from lit_rev.ood.ensemble import waic_score
+from tests.test_configs import shrink_args
 
 REPO = Path(__file__).resolve().parents[2]
 OOD_CONFIGS = sorted((REPO / "configs" / "ood").glob("*.yaml"))
@@ -509,6 +510,9 @@ def test_cifar10_openood_config_smoke_runs_on_fake_files(fake_vision, tmp_path):
     for detector in config["detectors"]:  # the fake training split has fewer than k=50 images
         if detector["class_path"] == "ClassifierDetectors":
             detector["init_args"]["detector_args"] = {"knn": {"k": 5}}
+        # paper-size networks shrunk as in the config smoke runs (tests/test_configs.py, which
+        # also builds each at its own size once): this test is about the benchmark's plumbing
+        detector["init_args"]["overrides"] = shrink_args(REPO / detector["init_args"]["config"])
     path = tmp_path / "cifar10_openood.yaml"
     path.write_text(yaml.safe_dump(config))
     argv = [
