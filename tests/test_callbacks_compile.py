@@ -46,9 +46,13 @@ def assert_same_loss_and_gradients(loss_fn, eager, compiled) -> None:
     torch.testing.assert_close(gradients(compiled), gradients(eager), rtol=1e-3, atol=1e-5)
 
 
-def test_glow_compiled_gives_the_eager_loss_and_gradients():
+def tiny_glow_module() -> DensityModule:
     torch.manual_seed(0)
-    eager = DensityModule(Glow(in_channels=1, image_size=8, levels=2, steps=2, hidden_channels=8))
+    return DensityModule(Glow(in_channels=1, image_size=8, levels=2, steps=2, hidden_channels=8))
+
+
+def test_glow_compiled_gives_the_eager_loss_and_gradients():
+    eager = tiny_glow_module()
     compiled = copy.deepcopy(eager)
     k = torch.randint(0, 256, (4, 1, 8, 8))
     callback = CompileNetwork()
@@ -57,17 +61,26 @@ def test_glow_compiled_gives_the_eager_loss_and_gradients():
     assert isinstance(compiled.network, Glow)
     assert_same_loss_and_gradients(lambda m: m.scores(k)["bpd"].mean(), eager, compiled)
 
-    # a deep copy (a score's background model) runs its own weights, not the original's
-    twin = copy.deepcopy(compiled.network)
+
+def test_compiled_methods_serve_copies_and_nested_calls_and_are_undone():
+    """Through dynamo alone (``backend="eager"``: no inductor, seconds): Glow's ``log_prob``
+    calls the compiled ``log_prob_parts``; a deep copy (a score's background model) runs its
+    own weights, not the original's; ``restore`` gives the eager class back."""
+    module = tiny_glow_module()
+    callback = CompileNetwork(backend="eager")
+    callback.compile(module)
+    x = module.model_input(torch.randint(0, 256, (4, 1, 8, 8)), noise=False)
+    twin = copy.deepcopy(module.network)
     with torch.no_grad():
         twin.top_mean.add_(1.0)
-        x = compiled.model_input(k, noise=False)
-        assert not torch.allclose(twin.log_prob(x), compiled.network.log_prob(x))
-
+        mine, its = module.network.log_prob(x), twin.log_prob(x)
+    assert not torch.allclose(mine, its)
     callback.restore()
-    assert type(compiled.network) is Glow
-    assert compiled.network._compiled_call_impl is None
+    assert type(module.network) is Glow
+    assert module.network._compiled_call_impl is None
     assert callback.compiled == []
+    with torch.no_grad():
+        torch.testing.assert_close(module.network.log_prob(x), mine)
 
 
 @pytest.mark.slow
@@ -78,13 +91,11 @@ def test_revnet38_compiled_keeps_the_loss_and_the_memory_saving_backward(caplog)
     x = torch.randint(0, 256, (2, 3, 8, 8), dtype=torch.uint8)
     y = torch.tensor([3, 7])
 
-    def saved_bytes(module, memory_saving=True):
-        module.backbone.memory_saving = memory_saving
+    def saved_bytes(module):
         with SavedTensorMeter(module) as meter:
             loss = F.cross_entropy(module(x), y)
         loss.backward()
         module.zero_grad(set_to_none=True)
-        module.backbone.memory_saving = True
         return meter.bytes
 
     with caplog.at_level("INFO"):
@@ -95,7 +106,10 @@ def test_revnet38_compiled_keeps_the_loss_and_the_memory_saving_backward(caplog)
     assert "backbone.body" not in callback.compiled  # the reconstructing Function stays eager
     assert_same_loss_and_gradients(lambda m: F.cross_entropy(m(x), y), eager, compiled)
 
-    plain, saving = saved_bytes(eager, memory_saving=False), saved_bytes(eager)
+    eager.backbone.memory_saving = False
+    plain = saved_bytes(eager)
+    eager.backbone.memory_saving = True
+    saving = saved_bytes(eager)
     compiled_saving = saved_bytes(compiled)
     assert saving < plain / 3, (saving, plain)
     assert compiled_saving <= 1.1 * saving, (compiled_saving, saving, plain)
