@@ -6,8 +6,10 @@ Activations". See docs/revnet.md.
 
 from lit_rev.revnet.blocks import (
     DownsampleCoupling,
+    InjectivePad,
     PoolPadShortcut,
     ResidualUnit,
+    SpaceToDepth,
     residual_function,
 )
 from lit_rev.revnet.memory import ActivationMemoryMonitor, SavedTensorMeter
@@ -48,6 +50,7 @@ __all__ = [
     "DownsampleCoupling",
     "FeedForward",
     "ImageClassifier",
+    "InjectivePad",
     "InvertibleLayer",
     "PoolPadShortcut",
     "ResNet",
@@ -59,6 +62,7 @@ __all__ = [
     "ReversibleViT",
     "SavedTensorMeter",
     "SelfAttention",
+    "SpaceToDepth",
     "build",
     "frozen_running_stats",
     "residual_function",
