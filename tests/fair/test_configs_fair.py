@@ -19,11 +19,25 @@ CONFIGS = sorted((Path(__file__).parents[2] / "configs" / "fair").glob("*.yaml")
 
 def test_there_is_a_config_per_model_and_data_set():
     names = {c.stem for c in CONFIGS}
-    for model in ("grad_pred", "grad_auto", "grad_auto_{}_classifier", "vanilla", "alfr", "lfr"):
+    models = (
+        "grad_pred",
+        "grad_auto",
+        "grad_auto_{}_classifier",
+        "vanilla",
+        "alfr",
+        "lfr",
+        "vfa",
+        "eg_logistic",
+        "eg_mlp",
+        "thresholdopt_logistic",
+        "thresholdopt_mlp",
+    )
+    for model in models:
         for data in ("adult", "german", "compas"):
             name = model.format(data) if "{}" in model else f"{model}_{data}"
             assert name in names
     assert "grad_pred_adult_sex_race" in names
+    assert {"aif360_vanilla_adult", "aif360_grad_pred_adult"} <= names
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=[c.stem for c in CONFIGS])
