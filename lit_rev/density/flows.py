@@ -153,15 +153,8 @@ class ZeroConv2d(nn.Module):
         self.log_scale = nn.Parameter(torch.zeros(1, out_channels, 1, 1))
 
     def forward(self, x):
-        """The convolution times the per-channel gain.
-
-        The gain is folded into the convolution's weight and bias (``(W x + b) g = (g W) x + g b``),
-        which saves one pass over the output and its backward.
-        """
-        gain = torch.exp(3 * self.log_scale).view(-1)
-        return F.conv2d(
-            x, self.conv.weight * gain.view(-1, 1, 1, 1), self.conv.bias * gain, padding=1
-        )
+        """The convolution times the per-channel gain."""
+        return self.conv(x) * torch.exp(3 * self.log_scale)
 
 
 def coupling_network(in_channels: int, hidden: int, out_channels: int) -> nn.Sequential:
@@ -312,24 +305,8 @@ class FlowStep(FlowLayer):
         )
 
     def forward(self, x):
-        """The three layers in order, their log-dets summed.
-
-        ActNorm and the 1x1 convolution run as one convolution: ``W ((x + b) * s)`` is
-        ``(W diag(s)) x + W (s * b)``, so the activations are read once instead of three times,
-        forward and backward. Same map and log-det as running the layers one by one
-        (``FlowSequence(self.layers)``); the layers' own ``forward`` stays for use on their own.
-        """
-        actnorm, conv, coupling = self.layers
-        if actnorm.training and not actnorm.initialized:
-            actnorm.initialize(x)
-        scale = torch.exp(actnorm.log_scale).view(-1)
-        w = conv.weight_matrix()
-        weight = w * scale
-        bias = w @ (actnorm.bias.view(-1) * scale)
-        h = F.conv2d(x, weight.view(*weight.shape, 1, 1), bias)
-        log_det = (actnorm.log_scale.sum() + conv.log_abs_det()) * (x.shape[2] * x.shape[3])
-        y, coupling_log_det = coupling(h)
-        return y, log_det + coupling_log_det
+        """The three layers in order, their log-dets summed."""
+        return self.layers(x)
 
     def inverse(self, y):
         """The three inverses in reverse order, their log-dets summed."""
