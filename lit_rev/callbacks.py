@@ -398,19 +398,29 @@ def _memory_saving_stacks(network: nn.Module) -> list[nn.Module]:
     ]
 
 
-def _calling(compiled: Callable, name: str) -> Callable:
-    """A plain method that calls ``compiled(self, ...)``.
+class _CompiledMethod:
+    """``module.<name>`` compiled: calls ``torch.compile(type(module).<name>)(module, ...)``.
 
-    Dynamo, tracing one compiled method that calls another (Glow's ``log_prob`` calls
-    ``log_prob_parts``), loses ``self`` when the inner one is the ``torch.compile`` wrapper
-    itself; through this function it inlines the inner one with ``self`` passed explicitly.
+    Set on the instance (the class stays the eager one, so config parsing never sees a second
+    class of that name). A deep copy of the module (as a score's background model is made) gets
+    a method bound to the copy, never the original. Dynamo, tracing one compiled method that
+    calls another (Glow's ``log_prob`` calls ``log_prob_parts``), inlines the inner one with
+    the module passed explicitly.
     """
 
-    def method(self, *args: Any, **kwargs: Any) -> Any:
-        return compiled(self, *args, **kwargs)
+    def __init__(self, owner: nn.Module, name: str, compiled: Callable):
+        self.owner = owner
+        self.name = name
+        self.compiled = compiled
 
-    method.__name__ = method.__qualname__ = name
-    return method
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.compiled(self.owner, *args, **kwargs)
+
+    def __deepcopy__(self, memo: dict) -> Any:
+        owner = memo.get(id(self.owner))
+        if owner is None:  # copied alone: the copy runs the eager method of the same module
+            return getattr(type(self.owner), self.name).__get__(self.owner)
+        return _CompiledMethod(owner, self.name, self.compiled)
 
 
 class CompileNetwork(Callback):
@@ -462,7 +472,7 @@ class CompileNetwork(Callback):
         self.options["dynamic"] = dynamic
         self.attributes = None if attributes is None else tuple(attributes)
         self.compiled: list[str] = []
-        self._undo: list[tuple[nn.Module, type | None]] = []
+        self._undo: list[tuple[nn.Module, str | None]] = []
 
     def _targets(self, pl_module: LightningModule) -> list[tuple[str, nn.Module]]:
         names = self.attributes if self.attributes is not None else network_attributes(pl_module)
@@ -487,24 +497,15 @@ class CompileNetwork(Callback):
         self.compiled.append(name)
 
     def _compile_methods(self, module: nn.Module, name: str) -> None:
-        """Compile the :data:`COMPILED_METHODS` that ``module``'s class has.
-
-        They are compiled on a subclass made for this module (the same name), not as instance
-        attributes: a deep copy of the module (as a score's background model is made) then
-        calls its own methods, not the original's. :meth:`restore` puts the class back.
-        """
+        """Compile the :data:`COMPILED_METHODS` that ``module``'s class has (on the instance)."""
         cls = type(module)
-        compiled = {
-            method: _calling(torch.compile(getattr(cls, method), **self.options), method)
-            for method in COMPILED_METHODS
-            if callable(getattr(cls, method, None))
-        }
-        if not compiled:
-            return
-        namespace = {"__module__": cls.__module__, "__qualname__": cls.__qualname__, **compiled}
-        module.__class__ = type(cls.__name__, (cls,), namespace)
-        self._undo.append((module, cls))
-        self.compiled.extend(f"{name}.{method}" for method in compiled)
+        for method in COMPILED_METHODS:
+            function = getattr(cls, method, None)
+            if callable(function) and method not in vars(module):
+                compiled = torch.compile(function, **self.options)
+                setattr(module, method, _CompiledMethod(module, method, compiled))
+                self._undo.append((module, method))
+                self.compiled.append(f"{name}.{method}")
 
     def _compile_around_stacks(self, module: nn.Module, name: str, stacks: list) -> None:
         """Compile every part of ``module`` except the memory-saving stacks' own control flow."""
@@ -551,11 +552,11 @@ class CompileNetwork(Callback):
 
     def restore(self) -> None:
         """Undo :meth:`compile`: every network runs eagerly again."""
-        for module, eager_class in reversed(self._undo):
-            if eager_class is None:
+        for module, method in reversed(self._undo):
+            if method is None:
                 module._compiled_call_impl = None
             else:
-                module.__class__ = eager_class
+                delattr(module, method)
         self._undo.clear()
         self.compiled.clear()
 

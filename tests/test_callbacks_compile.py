@@ -65,10 +65,12 @@ def test_glow_compiled_gives_the_eager_loss_and_gradients():
 def test_compiled_methods_serve_copies_and_nested_calls_and_are_undone():
     """Through dynamo alone (``backend="eager"``: no inductor, seconds): Glow's ``log_prob``
     calls the compiled ``log_prob_parts``; a deep copy (a score's background model) runs its
-    own weights, not the original's; ``restore`` gives the eager class back."""
+    own weights, not the original's; ``restore`` gives the eager methods back."""
     module = tiny_glow_module()
     callback = CompileNetwork(backend="eager")
     callback.compile(module)
+    # the class stays Glow itself: a config naming ``Glow`` still resolves to one class
+    assert type(module.network) is Glow and Glow.__subclasses__() == []
     x = module.model_input(torch.randint(0, 256, (4, 1, 8, 8)), noise=False)
     twin = copy.deepcopy(module.network)
     with torch.no_grad():
