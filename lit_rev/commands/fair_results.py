@@ -11,7 +11,9 @@
 ``--model.init_args.encoder_ckpt`` set to ``A``'s final checkpoint (GRAD-auto). Seed ``i``
 (0..seeds-1) sets both ``seed_everything`` and the DataModule's ``seed`` (validation split,
 and the train/test split of German and COMPAS). Any further ``--a.b=c`` arguments override
-every run's config. Writes ``<out>/<name>.{md,csv,json}`` (one row per config, ``mean ± std`` cells,
+every run's config; ``--stageK:a.b=c`` overrides stage ``K`` of a chain only (1 = ``A``), e.g.
+``--stage1:model.init_args.lambda_=4`` for GRAD-auto's auto-encoder. Writes
+``<out>/<name>.{md,csv,json}`` (one row per config, ``mean ± std`` cells,
 plus ``_mean``/``_std`` numeric columns in the CSV/JSON) and ``<out>/<name>_seeds.*`` (every run,
 rewritten after each run so a stopped command keeps what it finished). The std is the sample
 std over seeds (``n/a`` for one seed); a seed whose value is not finite is left out of its
@@ -44,6 +46,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
 from dataclasses import dataclass, field
@@ -90,6 +93,32 @@ def stage_args(config: str, seed: int, log_root: Path) -> list[str]:
     ]
 
 
+STAGE_SCOPED = re.compile(r"^--stage(\d+):(.+)$")
+
+
+def stage_extra(extra: list[str], stage: int, stages: int) -> list[str]:
+    """The extra arguments that reach stage ``stage`` (0-based) of a run of ``stages`` stages.
+
+    A plain ``--a.b=c`` reaches every stage; ``--stageK:a.b=c`` (``K`` from 1) reaches stage
+    ``K`` only, as ``--a.b=c``. A ``K`` the run does not have stops the command.
+    """
+    kept = []
+    for arg in extra:
+        scoped = STAGE_SCOPED.match(arg)
+        if scoped is None:
+            kept.append(arg)
+            continue
+        number = int(scoped.group(1))
+        if not 1 <= number <= stages:
+            raise SystemExit(
+                f"{arg}: this run has {stages} stage(s), so stage{number} does not exist "
+                "(stage1 is A of A.yaml+B.yaml, stage2 is B)"
+            )
+        if number == stage + 1:
+            kept.append("--" + scoped.group(2))
+    return kept
+
+
 def check_configs(entries: list[str], extra: list[str], log_root: Path) -> None:
     """Parse and instantiate every config of ``entries``; exit naming the first bad one.
 
@@ -97,11 +126,14 @@ def check_configs(entries: list[str], extra: list[str], log_root: Path) -> None:
     trained. A parser error (the offending key and value) is printed to stderr first.
     """
     for entry in entries:
-        for config in entry.split("+"):
+        chain = entry.split("+")
+        for stage, config in enumerate(chain):
             if not Path(config).is_file():
                 raise SystemExit(f"--config {entry}: {config} does not exist; nothing was run")
             try:
-                instantiate_with_trainer(config, stage_args(config, 0, log_root) + extra)
+                instantiate_with_trainer(
+                    config, stage_args(config, 0, log_root) + stage_extra(extra, stage, len(chain))
+                )
             except ConfigError as error:
                 print(f"error: {error}", file=sys.stderr, flush=True)
                 raise SystemExit(
@@ -137,7 +169,9 @@ def fit_chain(configs: list[str], seed: int, extra: list[str], log_root: Path, t
         overrides = stage_args(config, seed, log_root)
         if checkpoint is not None:
             overrides.append(f"--model.init_args.encoder_ckpt={checkpoint}")
-        trainer, model, datamodule = instantiate_with_trainer(config, overrides + extra)
+        trainer, model, datamodule = instantiate_with_trainer(
+            config, overrides + stage_extra(extra, stage, len(configs))
+        )
         with sigterm_exits_nonzero():  # a preempted job must not exit 0
             trainer.fit(model, datamodule=datamodule)
             if stage < len(configs) - 1:

@@ -8,7 +8,9 @@
 
 Every point of the grid (the Cartesian product of the ``--grid key=v1,v2`` lists; separate
 values by ``|`` instead when they hold commas, e.g. ``model.init_args.hidden=[64,64]|[128]``)
-is fitted at every search seed, as ``fair_results`` fits a config (same seeding: seed ``i`` sets
+(a key ``stageK:a.b`` reaches stage ``K`` of an ``A.yaml+B.yaml`` chain only, e.g.
+``stage1:model.init_args.lambda_=1,4,10`` for GRAD-auto) is fitted at every search seed, as
+``fair_results`` fits a config (same seeding: seed ``i`` sets
 ``seed_everything`` and the DataModule's ``seed``; ``A.yaml+B.yaml`` chains), and then
 *validated*: its final weights are scored on the validation split with ``val/accuracy``,
 ``val/discrimination_<attribute>`` and ``val/positive_rate``. The test split is never read.
