@@ -1,0 +1,223 @@
+"""Accuracy against discrimination: points with intervals, the Pareto front, a method's line.
+
+Reads the ``<name>_numeric.json`` files that ``python -m lit_rev.commands.fair_results``
+writes (one row per config: mean, std and the bootstrap 95% interval of every metric) and
+places each row in the accuracy / discrimination plane. ``benchmarks/fair_tradeoff.sh`` makes
+the files; ``notebooks/grad_tradeoff.ipynb`` and docs/fair.md read them through this module.
+
+A collapsed row (a seed whose test positive rate was 0 or 1) is never on the front and never
+dominates another: its discrimination of 0 is no merit.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+#: config-stem prefixes and the method names the tables and plots use (longest prefix first)
+METHODS = (
+    ("thresholdopt_logistic", "ThresholdOptimizer (logistic)"),
+    ("thresholdopt_mlp", "ThresholdOptimizer (MLP)"),
+    ("eg_logistic", "ExponentiatedGradient (logistic)"),
+    ("eg_mlp", "ExponentiatedGradient (MLP)"),
+    ("grad_pred", "GRAD-pred"),
+    ("grad_auto", "GRAD-auto"),
+    ("vanilla", "Vanilla"),
+    ("alfr", "ALFR"),
+    ("lfr", "LFR"),
+    ("vfa", "VFA"),
+)
+
+
+def method_of(config: str) -> str:
+    """``"grad_pred_adult, tuned"`` -> ``"GRAD-pred"``; an unknown stem is returned as it is."""
+    stem = config.split(",")[0].strip()
+    for prefix, name in METHODS:
+        if stem.startswith(prefix):
+            return name
+    return stem
+
+
+@dataclass(frozen=True)
+class TradeoffPoint:
+    """One row of a results table in the accuracy / discrimination plane (means over seeds)."""
+
+    method: str
+    label: str
+    accuracy: float
+    accuracy_interval: tuple[float, float]
+    discrimination: float
+    discrimination_interval: tuple[float, float]
+    collapsed: int = 0
+
+    @property
+    def usable(self) -> bool:
+        """Neither collapsed nor missing a number: it may sit on (and shape) the front."""
+        return self.collapsed == 0 and math.isfinite(self.accuracy + self.discrimination)
+
+
+def read_points(path: str | Path, attribute: str | None = None, label: str = "") -> list:
+    """The rows of a ``fair_results`` ``*_numeric.json`` as :class:`TradeoffPoint` s.
+
+    Args:
+        path: the ``<name>_numeric.json`` file.
+        attribute: whose discrimination (``discrimination_<attribute>``); default the
+            headline ``discrimination`` (the first protected attribute).
+        label: the points' label; default ``"tuned"`` for tuned rows, else empty.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path} does not exist: make it with benchmarks/fair_tradeoff.sh (or "
+            "python -m lit_rev.commands.fair_results ... --out DIR --name NAME)"
+        )
+    disc = f"discrimination_{attribute}" if attribute else "discrimination"
+    points = []
+    for row in json.loads(path.read_text())["rows"]:
+        if f"{disc}_mean" not in row:
+            raise KeyError(f"{path}: row {row['config']!r} has no {disc}; pick another attribute")
+        points.append(
+            TradeoffPoint(
+                method=method_of(row["config"]),
+                label=label or ("tuned" if row["config"].endswith(", tuned") else ""),
+                accuracy=_number(row["accuracy_mean"]),
+                accuracy_interval=(
+                    _number(row.get("accuracy_ci_low")),
+                    _number(row.get("accuracy_ci_high")),
+                ),
+                discrimination=_number(row[f"{disc}_mean"]),
+                discrimination_interval=(
+                    _number(row.get(f"{disc}_ci_low")),
+                    _number(row.get(f"{disc}_ci_high")),
+                ),
+                collapsed=int(row.get("collapsed") or 0),
+            )
+        )
+    return points
+
+
+def _number(value) -> float:
+    return math.nan if value is None else float(value)
+
+
+def dominates(a: TradeoffPoint, b: TradeoffPoint) -> bool:
+    """``a`` is at least as accurate and as fair as ``b``, and strictly better in one."""
+    if not (a.usable and b.usable):
+        return False
+    no_worse = a.accuracy >= b.accuracy and a.discrimination <= b.discrimination
+    better = a.accuracy > b.accuracy or a.discrimination < b.discrimination
+    return no_worse and better
+
+
+def pareto_front(points: list[TradeoffPoint]) -> list[bool]:
+    """For each point, whether no other point dominates it (by the means over seeds)."""
+    return [p.usable and not any(dominates(q, p) for q in points) for p in points]
+
+
+def line_accuracy(line: list[TradeoffPoint], discrimination: float) -> float:
+    """The accuracy of the piecewise-linear line through ``line`` at ``discrimination``.
+
+    The line joins the usable points in order of discrimination (a method's points over its
+    knob, e.g. ExponentiatedGradient over eps). NaN outside their range: nothing is
+    extrapolated.
+    """
+    usable = sorted((p for p in line if p.usable), key=lambda p: p.discrimination)
+    if not usable or not usable[0].discrimination <= discrimination <= usable[-1].discrimination:
+        return math.nan
+    for left, right in itertools.pairwise(usable):
+        if left.discrimination <= discrimination <= right.discrimination:
+            span = right.discrimination - left.discrimination
+            if span == 0:
+                return max(left.accuracy, right.accuracy)
+            t = (discrimination - left.discrimination) / span
+            return left.accuracy + t * (right.accuracy - left.accuracy)
+    return usable[0].accuracy  # a single point, at exactly its discrimination
+
+
+def plot_tradeoff(ax, points: list[TradeoffPoint], title: str = "") -> None:
+    """Each method's points with their 95% intervals; a method with several points as a line.
+
+    Points on the Pareto front are ringed; collapsed points are drawn hollow and named so.
+    """
+    front = pareto_front(points)
+    methods = list(dict.fromkeys(p.method for p in points))
+    for number, method in enumerate(methods):
+        mine = sorted(
+            (i for i, p in enumerate(points) if p.method == method),
+            key=lambda i: points[i].discrimination,
+        )
+        color = f"C{number % 10}"
+        x = [points[i].discrimination for i in mine]
+        y = [points[i].accuracy for i in mine]
+        xerr = [
+            [
+                max(0.0, p.discrimination - p.discrimination_interval[0])
+                for p in map(points.__getitem__, mine)
+            ],
+            [
+                max(0.0, p.discrimination_interval[1] - p.discrimination)
+                for p in map(points.__getitem__, mine)
+            ],
+        ]
+        yerr = [
+            [max(0.0, p.accuracy - p.accuracy_interval[0]) for p in map(points.__getitem__, mine)],
+            [max(0.0, p.accuracy_interval[1] - p.accuracy) for p in map(points.__getitem__, mine)],
+        ]
+        ax.errorbar(
+            x,
+            y,
+            xerr=xerr,
+            yerr=yerr,
+            fmt="o-" if len(mine) > 1 else "s",
+            color=color,
+            ms=4,
+            lw=1,
+            elinewidth=0.6,
+            capsize=2,
+            alpha=0.9,
+            label=method,
+        )
+        for i in mine:
+            p = points[i]
+            if not p.usable:
+                ax.scatter(
+                    p.discrimination,
+                    p.accuracy,
+                    s=80,
+                    facecolors="white",
+                    edgecolors=color,
+                    zorder=4,
+                )
+                ax.annotate(
+                    "collapsed",
+                    (p.discrimination, p.accuracy),
+                    fontsize=7,
+                    xytext=(4, -9),
+                    textcoords="offset points",
+                )
+            elif front[i]:
+                ax.scatter(
+                    p.discrimination,
+                    p.accuracy,
+                    s=110,
+                    facecolors="none",
+                    edgecolors="black",
+                    lw=1.2,
+                    zorder=4,
+                )
+            if p.label and p.label != "tuned" and len(mine) > 1:
+                ax.annotate(
+                    p.label,
+                    (p.discrimination, p.accuracy),
+                    fontsize=6,
+                    xytext=(3, 3),
+                    textcoords="offset points",
+                    color=color,
+                )
+    ax.set_xlabel("discrimination (lower is fairer)")
+    ax.set_ylabel("test accuracy")
+    ax.set_title(title, fontsize=10)
+    ax.grid(True, alpha=0.3)

@@ -1,0 +1,133 @@
+"""The accuracy / discrimination plane (lit_rev.fair.tradeoff): front, line, reading, plot."""
+
+import json
+import math
+
+import pytest
+
+from lit_rev.fair.tradeoff import (
+    TradeoffPoint,
+    dominates,
+    line_accuracy,
+    method_of,
+    pareto_front,
+    plot_tradeoff,
+    read_points,
+)
+
+
+def point(accuracy, discrimination, method="m", collapsed=0, label=""):
+    return TradeoffPoint(
+        method,
+        label,
+        accuracy,
+        (accuracy - 0.01, accuracy + 0.01),
+        discrimination,
+        (max(0.0, discrimination - 0.01), discrimination + 0.01),
+        collapsed,
+    )
+
+
+def test_method_names_follow_the_config_stems():
+    assert method_of("grad_pred_adult, tuned") == "GRAD-pred"
+    assert method_of("alfr_german") == "ALFR"
+    assert method_of("lfr_german") == "LFR"
+    assert method_of("eg_logistic_compas") == "ExponentiatedGradient (logistic)"
+    assert method_of("thresholdopt_mlp_adult") == "ThresholdOptimizer (MLP)"
+    assert method_of("my_own_adult") == "my_own_adult"
+
+
+def test_the_front_keeps_exactly_the_points_no_other_point_beats_in_both():
+    points = [
+        point(0.85, 0.18),  # most accurate: front
+        point(0.83, 0.02),  # front
+        point(0.82, 0.03),  # dominated by the one above
+        point(0.83, 0.02),  # equal to a front point: neither dominates, both on the front
+        point(0.80, 0.01),  # fairest: front
+        point(0.84, 0.10),  # front (between)
+        point(0.84, 0.12),  # dominated by (0.84, 0.10)
+    ]
+    assert pareto_front(points) == [True, True, False, True, True, True, False]
+
+
+def test_a_collapsed_point_is_never_on_the_front_and_dominates_nothing():
+    fair_for_nothing = point(0.90, 0.0, collapsed=1)
+    honest = point(0.80, 0.05)
+    assert not dominates(fair_for_nothing, honest)
+    assert pareto_front([fair_for_nothing, honest]) == [False, True]
+    assert pareto_front([point(0.8, math.nan), honest]) == [False, True]
+
+
+def test_the_line_interpolates_between_the_points_around_a_discrimination():
+    line = [point(0.84, 0.05), point(0.82, 0.01), point(0.83, 0.03), point(0.99, 0.02, collapsed=2)]
+    assert line_accuracy(line, 0.02) == pytest.approx(0.825)  # between 0.01 and 0.03
+    assert line_accuracy(line, 0.04) == pytest.approx(0.835)
+    assert line_accuracy(line, 0.05) == pytest.approx(0.84)
+    assert math.isnan(line_accuracy(line, 0.06))  # no extrapolation
+    assert math.isnan(line_accuracy(line, 0.005))
+    assert line_accuracy([point(0.8, 0.02)], 0.02) == pytest.approx(0.8)
+
+
+def test_points_are_read_from_a_fair_results_numeric_file(tmp_path):
+    rows = [
+        {
+            "config": "grad_pred_adult, tuned",
+            "collapsed": 0,
+            "accuracy_mean": 0.83,
+            "accuracy_ci_low": 0.82,
+            "accuracy_ci_high": 0.84,
+            "discrimination_mean": 0.02,
+            "discrimination_ci_low": 0.01,
+            "discrimination_ci_high": 0.03,
+            "discrimination_race_mean": 0.09,
+            "discrimination_race_ci_low": 0.06,
+            "discrimination_race_ci_high": 0.14,
+        },
+        {
+            "config": "vanilla_german",
+            "collapsed": 2,
+            "accuracy_mean": 0.7,
+            "accuracy_ci_low": 0.6,
+            "accuracy_ci_high": 0.8,
+            "discrimination_mean": None,
+            "discrimination_race_mean": None,
+        },
+    ]
+    path = tmp_path / "x_numeric.json"
+    path.write_text(json.dumps({"meta": {}, "rows": rows}))
+    first, second = read_points(path)
+    assert (first.method, first.label, first.accuracy, first.discrimination) == (
+        "GRAD-pred",
+        "tuned",
+        0.83,
+        0.02,
+    )
+    assert first.discrimination_interval == (0.01, 0.03)
+    assert second.collapsed == 2 and math.isnan(second.discrimination) and not second.usable
+    assert read_points(path, attribute="race")[0].discrimination_interval == (0.06, 0.14)
+    assert read_points(path, label="λ=3")[0].label == "λ=3"
+    with pytest.raises(KeyError, match="no discrimination_age"):
+        read_points(path, attribute="age")
+    with pytest.raises(FileNotFoundError, match=r"fair_tradeoff\.sh"):
+        read_points(tmp_path / "missing_numeric.json")
+
+
+def test_the_plot_rings_the_front_and_draws_the_intervals():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    points = [
+        point(0.85, 0.18, "Vanilla"),
+        point(0.83, 0.02, "GRAD-pred", label="λ=10"),
+        point(0.84, 0.06, "GRAD-pred", label="λ=3"),
+        point(0.82, 0.03, "LFR"),
+    ]
+    fig, ax = plt.subplots()
+    plot_tradeoff(ax, points, "t")
+    sizes = [list(c.get_sizes()) for c in ax.collections if hasattr(c, "get_sizes")]
+    rings = [s for s in sizes if s == [110]]
+    assert len(rings) == sum(pareto_front(points)) == 3
+    assert [t.get_text() for t in ax.texts] == ["λ=10", "λ=3"]  # in order of discrimination
+    plt.close(fig)
