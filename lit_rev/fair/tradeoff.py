@@ -221,3 +221,87 @@ def plot_tradeoff(ax, points: list[TradeoffPoint], title: str = "") -> None:
     ax.set_ylabel("test accuracy")
     ax.set_title(title, fontsize=10)
     ax.grid(True, alpha=0.3)
+
+
+#: the file-name parts of the curves that ``benchmarks/fair_tradeoff.sh`` writes, and the
+#: method name and knob each curve's points get
+CURVES = (
+    ("grad_lambda", "GRAD-pred over λ", "λ"),
+    ("eg_eps", "ExponentiatedGradient (logistic) over eps", "eps"),
+)
+
+
+def load_dataset(out: str | Path, dataset: str, attribute: str | None = None) -> list:
+    """Every point of one data set from ``benchmarks/fair_tradeoff.sh``'s files in ``out``.
+
+    ``<dataset>_tuned_numeric.json`` (one point per method, hyper-parameters chosen on
+    validation) must exist; then each curve file ``<dataset>_grad_lambda<value>_numeric.json``
+    and ``<dataset>_eg_eps<value>_numeric.json`` adds a point labelled with its value, in
+    increasing order of the value.
+    """
+    out = Path(out)
+    points = read_points(out / f"{dataset}_tuned_numeric.json", attribute)
+    for part, method, knob in CURVES:
+        prefix = f"{dataset}_{part}"
+        files = []
+        for path in out.glob(f"{prefix}*_numeric.json"):
+            value = path.name[len(prefix) : -len("_numeric.json")]
+            try:
+                files.append((float(value), value, path))
+            except ValueError:
+                continue
+        for _, value, path in sorted(files):
+            for p in read_points(path, attribute, label=f"{knob}={value}"):
+                points.append(
+                    TradeoffPoint(
+                        method,
+                        p.label,
+                        p.accuracy,
+                        p.accuracy_interval,
+                        p.discrimination,
+                        p.discrimination_interval,
+                        p.collapsed,
+                    )
+                )
+    return points
+
+
+def table_rows(points: list[TradeoffPoint], dataset: str = "") -> list[dict]:
+    """One table row per point, with its intervals, collapsed seeds and Pareto membership."""
+    front = pareto_front(points)
+    return [
+        {
+            "data": dataset,
+            "method": p.method,
+            "setting": p.label,
+            "accuracy": p.accuracy,
+            "accuracy_interval": _interval(p.accuracy_interval),
+            "discrimination": p.discrimination,
+            "discrimination_interval": _interval(p.discrimination_interval),
+            "collapsed": p.collapsed,
+            "pareto": on,
+        }
+        for p, on in zip(points, front, strict=True)
+    ]
+
+
+def _interval(pair: tuple[float, float]) -> str:
+    return f"[{pair[0]:.3f}, {pair[1]:.3f}]"
+
+
+def line_verdict(point: TradeoffPoint, line: list[TradeoffPoint]) -> str:
+    """Whether ``point`` lies on or above ``line`` at its own discrimination, in words."""
+    reach = line_accuracy(line, point.discrimination)
+    if math.isnan(reach):
+        usable = [p.discrimination for p in line if p.usable]
+        span = f"{min(usable):.4f} to {max(usable):.4f}" if usable else "no usable point"
+        return (
+            f"not comparable: its discrimination {point.discrimination:.4f} lies outside the "
+            f"line's ({span}); nothing is extrapolated"
+        )
+    margin = point.accuracy - reach
+    where = "on or above" if margin >= 0 else "below"
+    return (
+        f"{where} the line: accuracy {point.accuracy:.4f} against the line's {reach:.4f} at "
+        f"discrimination {point.discrimination:.4f} ({margin:+.4f})"
+    )

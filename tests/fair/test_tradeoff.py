@@ -131,3 +131,66 @@ def test_the_plot_rings_the_front_and_draws_the_intervals():
     assert len(rings) == sum(pareto_front(points)) == 3
     assert [t.get_text() for t in ax.texts] == ["λ=10", "λ=3"]  # in order of discrimination
     plt.close(fig)
+
+
+def numeric_file(path, rows):
+    path.write_text(json.dumps({"meta": {}, "rows": rows}))
+
+
+def row(config, accuracy, discrimination, collapsed=0):
+    return {
+        "config": config,
+        "collapsed": collapsed,
+        "accuracy_mean": accuracy,
+        "accuracy_ci_low": accuracy - 0.01,
+        "accuracy_ci_high": accuracy + 0.01,
+        "discrimination_mean": discrimination,
+        "discrimination_ci_low": discrimination / 2,
+        "discrimination_ci_high": discrimination * 2,
+    }
+
+
+def test_a_data_set_is_loaded_from_the_benchmark_file_names_curves_in_order(tmp_path):
+    from lit_rev.fair.tradeoff import load_dataset, table_rows
+
+    numeric_file(
+        tmp_path / "german_tuned_numeric.json",
+        [row("vanilla_german, tuned", 0.75, 0.08), row("vfa_german", 0.79, 0.03)],
+    )
+    for lam, acc in (("10", 0.74), ("0.3", 0.76), ("1", 0.755)):
+        numeric_file(
+            tmp_path / f"german_grad_lambda{lam}_numeric.json",
+            [row("grad_pred_german", acc, 0.1 / float(lam))],
+        )
+    numeric_file(
+        tmp_path / "german_eg_eps0.02_numeric.json", [row("eg_logistic_german", 0.7, 0.01)]
+    )
+    numeric_file(tmp_path / "german_eg_epsfoo_numeric.json", [row("eg_logistic_german", 0.1, 0.0)])
+    numeric_file(tmp_path / "compas_grad_lambda1_numeric.json", [row("grad_pred_compas", 0.6, 0.1)])
+    points = load_dataset(tmp_path, "german")
+    assert [(p.method, p.label) for p in points] == [
+        ("Vanilla", "tuned"),
+        ("VFA", ""),
+        ("GRAD-pred over λ", "λ=0.3"),
+        ("GRAD-pred over λ", "λ=1"),
+        ("GRAD-pred over λ", "λ=10"),
+        ("ExponentiatedGradient (logistic) over eps", "eps=0.02"),
+    ]
+    rows = table_rows(points, "german")
+    # eg (0.70, 0.01) is beaten by λ=10 (0.74, 0.01); λ=0.3 and λ=1 by VFA (0.79, 0.03)
+    assert [r["pareto"] for r in rows] == [False, True, False, False, True, False]
+    assert rows[1]["accuracy_interval"] == "[0.780, 0.800]"
+    with pytest.raises(FileNotFoundError):
+        load_dataset(tmp_path, "compas")  # no tuned file
+
+
+def test_the_line_verdict_says_above_below_or_not_comparable():
+    from lit_rev.fair.tradeoff import line_verdict
+
+    line = [point(0.82, 0.01), point(0.84, 0.05)]
+    assert line_verdict(point(0.83, 0.03), line).startswith(
+        "on or above the line: accuracy 0.8300 against the line's 0.8300"
+    )
+    assert "(-0.0025)" in line_verdict(point(0.8275, 0.03), line)
+    assert line_verdict(point(0.8275, 0.03), line).startswith("below")
+    assert line_verdict(point(0.9, 0.2), line).startswith("not comparable")
