@@ -473,6 +473,7 @@ class CompileNetwork(Callback):
         self.attributes = None if attributes is None else tuple(attributes)
         self.compiled: list[str] = []
         self._undo: list[tuple[nn.Module, str | None]] = []
+        self._recompile_limit: int | None = None  # dynamo's, as it was before compile()
 
     def _targets(self, pl_module: LightningModule) -> list[tuple[str, nn.Module]]:
         names = self.attributes if self.attributes is not None else network_attributes(pl_module)
@@ -548,10 +549,12 @@ class CompileNetwork(Callback):
         needed = 4 * len(self.compiled) + 8
         dynamo_config = torch._dynamo.config
         if dynamo_config.recompile_limit < needed:
+            if self._recompile_limit is None:
+                self._recompile_limit = dynamo_config.recompile_limit
             dynamo_config.recompile_limit = needed
 
     def restore(self) -> None:
-        """Undo :meth:`compile`: every network runs eagerly again."""
+        """Undo :meth:`compile`: every network runs eagerly again, dynamo's limit as it was."""
         for module, method in reversed(self._undo):
             if method is None:
                 module._compiled_call_impl = None
@@ -559,6 +562,9 @@ class CompileNetwork(Callback):
                 delattr(module, method)
         self._undo.clear()
         self.compiled.clear()
+        if self._recompile_limit is not None:
+            torch._dynamo.config.recompile_limit = self._recompile_limit
+            self._recompile_limit = None
 
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         """Compile before the first step (the module has built its layers by now)."""

@@ -158,3 +158,16 @@ def test_compile_network_from_yaml_trains(tmp_path):
     assert trainer.global_step == 2
     assert graphs_compiled() > before
     assert torch.isfinite(trainer.callback_metrics["train/bpd"])
+
+
+def test_restore_puts_dynamos_recompile_limit_back(monkeypatch):
+    """compile() raises the limit for its many compiled parts; restore() must not leak it."""
+    monkeypatch.setattr(torch._dynamo.config, "recompile_limit", 8)
+    model = GRADModule(input_dim=3, protected_classes=[2], hidden=[8, 4], head_hidden=[4])
+    callback = CompileNetwork()
+    callback.compile(model)
+    assert torch._dynamo.config.recompile_limit > 8
+    callback.compile(model)  # a second call (validate within fit) does nothing
+    callback.restore()
+    assert torch._dynamo.config.recompile_limit == 8
+    assert callback.compiled == []
