@@ -295,9 +295,12 @@ def line_verdict(point: TradeoffPoint, line: list[TradeoffPoint]) -> str:
     if math.isnan(reach):
         usable = [p.discrimination for p in line if p.usable]
         span = f"{min(usable):.4f} to {max(usable):.4f}" if usable else "no usable point"
+        beats = sum(dominates(point, p) for p in line)
+        beaten = sum(dominates(p, point) for p in line)
         return (
-            f"not comparable: its discrimination {point.discrimination:.4f} lies outside the "
-            f"line's ({span}); nothing is extrapolated"
+            f"not comparable on the line: its discrimination {point.discrimination:.4f} lies "
+            f"outside the line's ({span}) and nothing is extrapolated; it dominates {beats} "
+            f"and is dominated by {beaten} of the line's {len(usable)} points"
         )
     margin = point.accuracy - reach
     where = "on or above" if margin >= 0 else "below"

@@ -194,3 +194,9 @@ def test_the_line_verdict_says_above_below_or_not_comparable():
     assert "(-0.0025)" in line_verdict(point(0.8275, 0.03), line)
     assert line_verdict(point(0.8275, 0.03), line).startswith("below")
     assert line_verdict(point(0.9, 0.2), line).startswith("not comparable")
+    assert line_verdict(point(0.83, 0.005), line).endswith(
+        "it dominates 1 and is dominated by 0 of the line's 2 points"
+    )
+    assert line_verdict(point(0.81, 0.06), line).endswith(
+        "dominates 0 and is dominated by 1 of the line's 2 points"
+    )
