@@ -198,5 +198,5 @@ def test_the_line_verdict_says_above_below_or_not_comparable():
         "it dominates 1 and is dominated by 0 of the line's 2 points"
     )
     assert line_verdict(point(0.81, 0.06), line).endswith(
-        "dominates 0 and is dominated by 1 of the line's 2 points"
+        "dominates 0 and is dominated by 2 of the line's 2 points"
     )
