@@ -7,7 +7,10 @@
 #
 #   bash benchmarks/fair_tradeoff.sh german   # also: compas, adult
 #   OUT=results/fair/tradeoff bash benchmarks/fair_tradeoff.sh german
+#   SEARCH=configs/fair/chosen bash benchmarks/fair_tradeoff.sh german  # the committed choices
 #
+# A search whose <stem>_chosen.json is already in SEARCH is not run again, and a report whose
+# JSON is already in OUT is kept, so a stopped run picks up where it stopped.
 # Rules: Vanilla takes the most accurate point (its only goal); on Adult the fair methods take
 # the most accurate point whose mean validation discrimination is <= 0.036 (the bound;
 # 1/5 of Vanilla's); on German and COMPAS, which have no stated bound, the highest validation
@@ -16,14 +19,14 @@ set -u
 SET=${1:?usage: bash benchmarks/fair_tradeoff.sh adult|german|compas}
 OUT=${OUT:-results/fair/tradeoff}
 C=configs/fair
-S="$OUT/search"
+S="${SEARCH:-$OUT/search}"
 SEEDS="--seeds 100 101"
 case "$SET" in
 adult) RULE="--rule accuracy --max_discrimination 0.036" ;;
 german | compas) RULE="--rule delta" ;;
 *) echo "unknown data set $SET (adult, german or compas)" >&2; exit 2 ;;
 esac
-mkdir -p "$S"
+mkdir -p "$S" "$OUT"
 search() {  # search NAME CONFIG RULE... GRID...
     local config=$1; shift
     local stem; stem=$(basename "${config##*+}" .yaml)
@@ -61,11 +64,11 @@ done
 report "${SET}_tuned" --chosen "${chosen[@]}" \
     --config "$C/thresholdopt_logistic_$SET.yaml" "$C/thresholdopt_mlp_$SET.yaml" "$C/vfa_$SET.yaml"
 # 3. the curves: GRAD-pred over lambda (the chosen adversary steps), EG-logistic over eps
-steps=$(python -c "import json,sys; o=json.load(open(sys.argv[1]))['overrides']; print(next((a for a in o if 'adversary_steps' in a), ''))" "$S/grad_pred_${SET}_chosen.json" 2>/dev/null)
+steps=$(grep -o -m 1 -e '--model.init_args.adversary_steps=[0-9]*' "$S/grad_pred_${SET}_chosen.json" 2>/dev/null | head -n 1)
 for lam in 0.1 0.3 1 3 6 10; do
     report "${SET}_grad_lambda$lam" --config "$C/grad_pred_$SET.yaml" --model.init_args.lambda_=$lam $steps
 done
-for eps in 0.01 0.02 0.05; do
+for eps in 0.01 0.02 0.05 0.1 0.2; do
     report "${SET}_eg_eps$eps" --config "$C/eg_logistic_$SET.yaml" --model.init_args.eps=$eps
 done
 echo "done: $SET ($OUT)"
