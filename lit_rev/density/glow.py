@@ -96,8 +96,9 @@ class Glow(nn.Module):
         h = x
         for i, level in enumerate(self.levels):
             h, _ = self.squeeze(h)
-            # channels-last activations: faster oneDNN convolutions on CPU, the same values
-            h = h.contiguous(memory_format=torch.channels_last)
+            # the flow's state stays in plain NCHW: its elementwise work runs on channel halves,
+            # contiguous blocks there; the coupling networks switch to channels-last themselves
+            h = h.contiguous()
             h, log_det = level(h, log_det)
             if i < len(self.splits):
                 h, z, lp = self.splits[i].split(h)

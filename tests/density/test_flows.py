@@ -399,3 +399,87 @@ def test_multilevel_glow_density_integrates_to_one():
     print(f"integral of p = {mean:.4f} +- {se:.4f}")
     assert se < 0.01
     assert mean == pytest.approx(1.0, abs=max(5 * se, 0.02))
+
+
+@pytest.mark.parametrize("coupling", ["affine", "additive"])
+@pytest.mark.parametrize("lu", [True, False])
+def test_a_flow_steps_fused_forward_equals_its_layers_one_after_another(coupling, lu):
+    """FlowStep.forward runs ActNorm and the 1x1 convolution as one affine map (for speed);
+    output and log-det must be those of the three layers chained, in float64 to 1e-12."""
+    torch.manual_seed(0)
+    step = _randomise(FlowStep(6, 8, coupling, lu=lu), scale=0.3).double()
+    step.layers[0].initialized.fill_(True)  # keep the randomised ActNorm parameters
+    x = torch.randn(5, 6, 4, 4, dtype=torch.float64)
+    fused, fused_log_det = step(x)
+    chained, chained_log_det = step.layers(x)
+    torch.testing.assert_close(fused, chained, rtol=0, atol=1e-12)
+    torch.testing.assert_close(fused_log_det, chained_log_det, rtol=0, atol=1e-12)
+    grads = torch.autograd.grad(fused.square().sum() + fused_log_det.sum(), list(step.parameters()))
+    expected = torch.autograd.grad(
+        chained.square().sum() + chained_log_det.sum(), list(step.parameters())
+    )
+    for got, want in zip(grads, expected, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
+
+
+def test_a_fused_flow_step_still_initialises_actnorm_from_the_first_batch():
+    torch.manual_seed(0)
+    step = FlowStep(4, 8).train()
+    x = 3 + 2 * torch.randn(64, 4, 6, 6)
+    step(x)
+    assert bool(step.layers[0].initialized)
+    normed, _ = step.layers[0](x)
+    torch.testing.assert_close(normed.mean(dim=(0, 2, 3)), torch.zeros(4), atol=1e-5, rtol=0)
+    torch.testing.assert_close(normed.std(dim=(0, 2, 3)), torch.ones(4), atol=1e-3, rtol=0)
+
+
+def test_zero_conv_with_the_gain_folded_in_is_the_convolution_times_the_gain():
+    from lit_rev.density.flows import ZeroConv2d
+
+    torch.manual_seed(0)
+    layer = _randomise(ZeroConv2d(5, 3), scale=0.5).double()
+    x = torch.randn(2, 5, 7, 7, dtype=torch.float64)
+    expected = layer.conv(x) * torch.exp(3 * layer.log_scale)
+    torch.testing.assert_close(layer(x), expected, rtol=0, atol=1e-12)
+
+
+def test_mixing_channels_is_a_one_by_one_convolution_with_or_without_bias():
+    from lit_rev.density.flows import mix_channels
+
+    torch.manual_seed(0)
+    w, b = torch.randn(6, 6, dtype=torch.float64), torch.randn(6, dtype=torch.float64)
+    x = torch.randn(3, 6, 5, 4, dtype=torch.float64)
+    torch.testing.assert_close(mix_channels(w, x), F.conv2d(x, w.view(6, 6, 1, 1)))
+    torch.testing.assert_close(mix_channels(w, x, b), F.conv2d(x, w.view(6, 6, 1, 1), b))
+    cl = x.contiguous(memory_format=torch.channels_last)  # any layout in, the same values out
+    torch.testing.assert_close(mix_channels(w, cl, b), F.conv2d(x, w.view(6, 6, 1, 1), b))
+
+
+def test_coupling_convolutions_run_and_get_their_gradients_in_channels_last():
+    """The flow's state is NCHW, its coupling convolutions channels-last, each side with its
+    gradient in its own layout (oneDNN reorders a gradient that arrives in the other one)."""
+    from lit_rev.density.flows import convolve_channels_last
+
+    seen = {}
+
+    class Recorder(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 4, 3, padding=1)
+
+        def forward(self, x):
+            seen["input_cl"] = x.is_contiguous(memory_format=torch.channels_last)
+            y = self.conv(x)
+
+            def record(grad):
+                seen["grad_cl"] = grad.is_contiguous(memory_format=torch.channels_last)
+
+            y.register_hook(record)
+            return y
+
+    x = torch.randn(2, 3, 5, 5, requires_grad=True)
+    out = convolve_channels_last(Recorder(), x)
+    assert out.is_contiguous() and seen["input_cl"]
+    out.backward(torch.randn(2, 4, 5, 5))
+    assert seen["grad_cl"], "the convolution's gradient arrived in NCHW"
+    assert x.grad.is_contiguous()
