@@ -153,3 +153,21 @@ def test_testing_without_a_fit_fits_first_and_says_so(tmp_path):
     with pytest.warns(UserWarning, match="without a fitted model.*fitting it now"):
         quiet_trainer(tmp_path).test(module, datamodule=GermanDataModule(), verbose=False)
     assert module.model is not None and 0.6 < module.test_results["accuracy"] <= 1.0
+
+
+def test_the_difference_bound_sets_the_trade_off_and_eps_does_not():
+    """docs/fair.md sweeps difference_bound for ExponentiatedGradient's line; eps is only the
+    reduction's tolerance. On the proxy set a looser bound lets the gap grow, a looser eps not."""
+    x, y, s = proxy_set()
+
+    def fitted_gap(**kwargs):
+        module = ExponentiatedGradientModule(input_dim=4, protected_classes=[2], **kwargs)
+        module.fit_on(x, y, s)
+        module.on_test_epoch_start()
+        with module.given(s):
+            return gap(module.predict_proba(x), s)
+
+    tight = fitted_gap(difference_bound=0.01)
+    assert fitted_gap() == pytest.approx(tight, abs=0.02)  # None is fairlearn's 0.01
+    assert fitted_gap(difference_bound=0.2) > tight + 0.1
+    assert fitted_gap(difference_bound=0.01, eps=0.2) < tight + 0.05
