@@ -227,7 +227,7 @@ def plot_tradeoff(ax, points: list[TradeoffPoint], title: str = "") -> None:
 #: method name and knob each curve's points get
 CURVES = (
     ("grad_lambda", "GRAD-pred over λ", "λ"),
-    ("eg_eps", "ExponentiatedGradient (logistic) over eps", "eps"),
+    ("eg_bound", "ExponentiatedGradient (logistic) over its bound", "bound"),
 )
 
 
@@ -235,12 +235,26 @@ def load_dataset(out: str | Path, dataset: str, attribute: str | None = None) ->
     """Every point of one data set from ``benchmarks/fair_tradeoff.sh``'s files in ``out``.
 
     ``<dataset>_tuned_numeric.json`` (one point per method, hyper-parameters chosen on
-    validation) must exist; then each curve file ``<dataset>_grad_lambda<value>_numeric.json``
-    and ``<dataset>_eg_eps<value>_numeric.json`` adds a point labelled with its value, in
+    validation) must exist; a further ``<dataset>_tuned_<part>_numeric.json`` adds its rows,
+    replacing in place a row of the same config read before (a method searched again). Then
+    each curve file ``<dataset>_grad_lambda<value>_numeric.json`` and
+    ``<dataset>_eg_bound<value>_numeric.json`` adds a point labelled with its value, in
     increasing order of the value.
     """
     out = Path(out)
-    points = read_points(out / f"{dataset}_tuned_numeric.json", attribute)
+    tuned: dict[str, TradeoffPoint] = {}
+    for path in [
+        out / f"{dataset}_tuned_numeric.json",
+        *sorted(out.glob(f"{dataset}_tuned_*_numeric.json")),
+    ]:
+        configs = (
+            [row["config"] for row in json.loads(path.read_text())["rows"]]
+            if path.is_file()
+            else []
+        )
+        for config, p in zip(configs, read_points(path, attribute), strict=True):
+            tuned[config] = p
+    points = list(tuned.values())
     for part, method, knob in CURVES:
         prefix = f"{dataset}_{part}"
         files = []

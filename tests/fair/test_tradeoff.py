@@ -163,9 +163,9 @@ def test_a_data_set_is_loaded_from_the_benchmark_file_names_curves_in_order(tmp_
             [row("grad_pred_german", acc, 0.1 / float(lam))],
         )
     numeric_file(
-        tmp_path / "german_eg_eps0.02_numeric.json", [row("eg_logistic_german", 0.7, 0.01)]
+        tmp_path / "german_eg_bound0.02_numeric.json", [row("eg_logistic_german", 0.7, 0.01)]
     )
-    numeric_file(tmp_path / "german_eg_epsfoo_numeric.json", [row("eg_logistic_german", 0.1, 0.0)])
+    numeric_file(tmp_path / "german_eg_boundfoo_numeric.json", [row("eg_logistic_german", 0.1, 0.0)])
     numeric_file(tmp_path / "compas_grad_lambda1_numeric.json", [row("grad_pred_compas", 0.6, 0.1)])
     points = load_dataset(tmp_path, "german")
     assert [(p.method, p.label) for p in points] == [
@@ -174,7 +174,7 @@ def test_a_data_set_is_loaded_from_the_benchmark_file_names_curves_in_order(tmp_
         ("GRAD-pred over λ", "λ=0.3"),
         ("GRAD-pred over λ", "λ=1"),
         ("GRAD-pred over λ", "λ=10"),
-        ("ExponentiatedGradient (logistic) over eps", "eps=0.02"),
+        ("ExponentiatedGradient (logistic) over its bound", "bound=0.02"),
     ]
     rows = table_rows(points, "german")
     # eg (0.70, 0.01) is beaten by λ=10 (0.74, 0.01); λ=0.3 and λ=1 by VFA (0.79, 0.03)
@@ -200,3 +200,22 @@ def test_the_line_verdict_says_above_below_or_not_comparable():
     assert line_verdict(point(0.81, 0.06), line).endswith(
         "dominates 0 and is dominated by 2 of the line's 2 points"
     )
+
+
+def test_a_later_tuned_file_replaces_the_rows_of_the_configs_it_holds(tmp_path):
+    from lit_rev.fair.tradeoff import load_dataset
+
+    numeric_file(
+        tmp_path / "adult_tuned_numeric.json",
+        [row("vanilla_adult, tuned", 0.85, 0.18), row("eg_mlp_adult, tuned", 0.83, 0.01)],
+    )
+    numeric_file(
+        tmp_path / "adult_tuned_eg_numeric.json",
+        [row("eg_mlp_adult, tuned", 0.84, 0.03), row("eg_logistic_adult, tuned", 0.82, 0.02)],
+    )
+    points = load_dataset(tmp_path, "adult")
+    assert [(p.method, p.accuracy) for p in points] == [
+        ("Vanilla", 0.85),
+        ("ExponentiatedGradient (MLP)", 0.84),
+        ("ExponentiatedGradient (logistic)", 0.82),
+    ]

@@ -29,8 +29,8 @@ def test_tradeoff_notebook_executes(tmp_path, monkeypatch):
         ("ThresholdOptimizer (logistic)", ""),
         ("GRAD-pred over λ", "λ=1"),
         ("GRAD-pred over λ", "λ=10"),
-        ("ExponentiatedGradient (logistic) over eps", "eps=0.01"),
-        ("ExponentiatedGradient (logistic) over eps", "eps=0.05"),
+        ("ExponentiatedGradient (logistic) over its bound", "bound=0.01"),
+        ("ExponentiatedGradient (logistic) over its bound", "bound=0.05"),
     ]
     assert all(r["accuracy_interval"].startswith("[") for r in rows)
     assert any(r["pareto"] for r in rows)
