@@ -83,16 +83,20 @@ def test_the_script_searches_every_method_then_reports_on_unseen_seeds(fake_pyth
     assert "--rule accuracy --max_discrimination 1" in searches[0]  # Vanilla: accuracy only
     auto = next(c for c in searches if "grad_auto" in c)
     assert "grad_auto_german.yaml+" in auto and "--grid stage1:model.init_args.lambda_=" in auto
-    tuned = reports[0]
-    assert "--name german_tuned" in tuned and tuned.count("_chosen.json") == 6
+    tuned, tuned_eg = reports[0], reports[1]
+    assert "--name german_tuned " in tuned and tuned.count("_chosen.json") == 5
     assert "--seeds 5" in tuned and "thresholdopt_logistic_german.yaml" in tuned
+    assert "--name german_tuned_eg" in tuned_eg and tuned_eg.count("_chosen.json") == 2
+    assert all("--grid model.init_args.difference_bound=" in c for c in searches if "eg_" in c)
     lambdas = [c for c in reports if "grad_lambda" in c]
-    eps = [c for c in reports if "eg_eps" in c]
+    bounds = [c for c in reports if "eg_bound" in c]
     assert len(lambdas) == 6 and all("--model.init_args.lambda_=" in c for c in lambdas)
     # the curve keeps the searched adversary steps
     assert all(c.endswith("--model.init_args.adversary_steps=3") for c in lambdas)
-    assert len(eps) == 5 and all("eg_logistic_german.yaml --model.init_args.eps=" in c for c in eps)
-    assert len(calls) == 7 + 1 + 6 + 5
+    assert len(bounds) == 4 and all(
+        "eg_logistic_german.yaml --model.init_args.difference_bound=" in c for c in bounds
+    )
+    assert len(calls) == 7 + 2 + 6 + 4
     # a second run keeps every finished search and report
     assert run_script(fake_python, tmp_path, "german") == []
 
