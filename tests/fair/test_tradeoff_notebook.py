@@ -38,4 +38,5 @@ def test_tradeoff_notebook_executes(tmp_path, monkeypatch):
     outputs = [o for c in notebook.cells if c.cell_type == "code" for o in c.get("outputs", [])]
     assert any("image/png" in o.get("data", {}) for o in outputs), "the plot is not shown"
     text = "".join(o.get("text", "") for o in outputs)
-    assert "german: on the Pareto front:" in text
+    assert "german: on the Pareto front of the chosen settings:" in text
+    assert "german: on the Pareto front with the curves:" in text
