@@ -137,6 +137,21 @@ def line_accuracy(line: list[TradeoffPoint], discrimination: float) -> float:
     return usable[0].accuracy  # a single point, at exactly its discrimination
 
 
+#: one colour per method; a method's curve shares its tuned point's colour
+COLORS = {
+    "Vanilla": "black",
+    "GRAD-pred": "tab:blue",
+    "GRAD-auto": "tab:cyan",
+    "LFR": "tab:pink",
+    "ALFR": "tab:gray",
+    "VFA": "tab:green",
+    "ExponentiatedGradient (logistic)": "tab:orange",
+    "ExponentiatedGradient (MLP)": "tab:brown",
+    "ThresholdOptimizer (logistic)": "tab:red",
+    "ThresholdOptimizer (MLP)": "tab:purple",
+}
+
+
 def plot_tradeoff(ax, points: list[TradeoffPoint], title: str = "") -> None:
     """Each method's points with their 95% intervals; a method with several points as a line.
 
@@ -149,7 +164,7 @@ def plot_tradeoff(ax, points: list[TradeoffPoint], title: str = "") -> None:
             (i for i, p in enumerate(points) if p.method == method),
             key=lambda i: points[i].discrimination,
         )
-        color = f"C{number % 10}"
+        color = COLORS.get(method.split(" over ")[0], f"C{number % 10}")
         x = [points[i].discrimination for i in mine]
         y = [points[i].accuracy for i in mine]
         xerr = [
@@ -171,7 +186,7 @@ def plot_tradeoff(ax, points: list[TradeoffPoint], title: str = "") -> None:
             y,
             xerr=xerr,
             yerr=yerr,
-            fmt="o-" if len(mine) > 1 else "s",
+            fmt="o-" if len(mine) > 1 else "D",
             color=color,
             ms=4,
             lw=1,
