@@ -165,7 +165,9 @@ def test_a_data_set_is_loaded_from_the_benchmark_file_names_curves_in_order(tmp_
     numeric_file(
         tmp_path / "german_eg_bound0.02_numeric.json", [row("eg_logistic_german", 0.7, 0.01)]
     )
-    numeric_file(tmp_path / "german_eg_boundfoo_numeric.json", [row("eg_logistic_german", 0.1, 0.0)])
+    numeric_file(
+        tmp_path / "german_eg_boundfoo_numeric.json", [row("eg_logistic_german", 0.1, 0.0)]
+    )
     numeric_file(tmp_path / "compas_grad_lambda1_numeric.json", [row("grad_pred_compas", 0.6, 0.1)])
     points = load_dataset(tmp_path, "german")
     assert [(p.method, p.label) for p in points] == [
