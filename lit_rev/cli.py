@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import sys
 
+import torch
 from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 
 from lit_rev.callbacks import sigterm_exits_nonzero
@@ -100,8 +101,16 @@ class LitRevCLI(ConfigBuilder):
 
 
 def main(args: list[str] | None = None) -> LitRevCLI:
-    """Run ``python -m lit_rev`` with ``args`` (default: ``sys.argv``); returns the CLI."""
-    return LitRevCLI(args=args)
+    """Run ``python -m lit_rev`` with ``args`` (default: ``sys.argv``); returns the CLI.
+
+    A DDP run's process group is destroyed once the subcommand is done: left to the interpreter's
+    exit, gloo's threads were torn down in an order that aborted a finished 2-process run now and
+    then ("terminate called without an active exception", exit status 134).
+    """
+    cli = LitRevCLI(args=args)
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+    return cli
 
 
 if __name__ == "__main__":

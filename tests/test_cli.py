@@ -309,3 +309,29 @@ def test_the_cli_overrides_no_protected_lightning_method():
         if name.startswith("_") and not name.startswith("__") and hasattr(LightningCLI, name)
     ]
     assert protected == []
+
+
+def test_a_ddp_run_leaves_no_process_group_behind(tmp_path, monkeypatch):
+    """main() destroys the process group a DDP run created: left to interpreter exit, gloo's
+    teardown now and then aborted a finished 2-process run (exit status 134)."""
+    import socket
+
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    monkeypatch.setenv("MASTER_PORT", str(port))
+    cli = main(
+        [
+            "fit",
+            "--config",
+            str(tiny_config(tmp_path)),
+            "--trainer.strategy=ddp",
+            "--trainer.devices=1",
+            "--trainer.accelerator=cpu",
+            "--trainer.logger=false",
+            "--trainer.enable_checkpointing=false",
+        ]
+    )
+    assert type(cli.trainer.strategy).__name__ == "DDPStrategy"
+    assert not torch.distributed.is_initialized()
