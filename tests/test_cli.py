@@ -331,6 +331,7 @@ def test_a_ddp_run_leaves_no_process_group_behind(tmp_path, monkeypatch):
             "--trainer.accelerator=cpu",
             "--trainer.logger=false",
             "--trainer.enable_checkpointing=false",
+            f"--trainer.default_root_dir={tmp_path}",  # the config file goes there, not to cwd
         ]
     )
     assert type(cli.trainer.strategy).__name__ == "DDPStrategy"
