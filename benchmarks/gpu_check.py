@@ -30,7 +30,6 @@ import argparse
 import copy
 import json
 import os
-import pickle
 import statistics
 import subprocess
 import sys
@@ -39,9 +38,10 @@ import time
 from contextlib import nullcontext
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
+
+from lit_rev.data.synthetic_files import write_cifar, write_svhn
 
 REPO = Path(__file__).resolve().parents[1]
 SECTIONS = ("glow", "pixelcnn", "revnet", "cli")
@@ -195,44 +195,6 @@ def revnet_rows(device, tiny: bool, steps: int, warmup: int) -> list[dict]:
 
 
 # --- the command-line runs on generated files -------------------------------------------------
-def write_cifar(root: Path, classes: int, n_train: int, n_test: int, seed: int) -> None:
-    """CIFAR-10/100 in torchvision's python-pickle layout."""
-    rng = np.random.default_rng(seed)
-    if classes == 10:
-        base = root / "cifar-10-batches-py"
-        files = {f"data_batch_{i}": n_train // 5 for i in range(1, 6)} | {"test_batch": n_test}
-        label_key, meta = "labels", ("batches.meta", "label_names")
-    else:
-        base = root / "cifar-100-python"
-        files = {"train": n_train, "test": n_test}
-        label_key, meta = "fine_labels", ("meta", "fine_label_names")
-    base.mkdir(parents=True, exist_ok=True)
-    for name, n in files.items():
-        entry = {
-            "data": rng.integers(0, 256, (n, 3072)).astype(np.uint8),
-            label_key: rng.integers(0, classes, n).tolist(),
-        }
-        with open(base / name, "wb") as f:
-            pickle.dump(entry, f)
-    with open(base / meta[0], "wb") as f:
-        pickle.dump({meta[1]: [f"class{i}" for i in range(classes)]}, f)
-
-
-def write_svhn(root: Path, n_train: int, n_test: int) -> None:
-    """SVHN's ``{train,test}_32x32.mat`` (MATLAB files, images last, labels 1..10)."""
-    from scipy.io import savemat
-
-    rng = np.random.default_rng(3)
-    for split, n in (("train", n_train), ("test", n_test)):
-        savemat(
-            root / f"{split}_32x32.mat",
-            {
-                "X": rng.integers(0, 256, (32, 32, 3, n)).astype(np.uint8),
-                "y": rng.integers(1, 11, (n, 1)),
-            },
-        )
-
-
 #: Imported by the ``python -m lit_rev`` subprocesses (``sitecustomize`` on their PYTHONPATH):
 #: torchvision's MD5 tables take the generated files' checksums, so the real loading code,
 #: integrity check included, reads them.
@@ -272,7 +234,7 @@ def write_data(root: Path, tiny: bool) -> Path:
     data.mkdir(parents=True, exist_ok=True)
     write_cifar(data, 10, n_train, n_test, seed=2)
     write_cifar(data, 100, n_train, n_test, seed=4)
-    write_svhn(data, n_train, n_test)
+    write_svhn(data, n_train, n_test, seed=3)
     site = root / "site"
     site.mkdir(exist_ok=True)
     (site / "sitecustomize.py").write_text(ACCEPT_GENERATED_FILES)

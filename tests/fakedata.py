@@ -10,11 +10,12 @@ real loading code (integrity check included) runs on them.
 from __future__ import annotations
 
 import hashlib
-import pickle
 import struct
 from pathlib import Path
 
 import numpy as np
+
+from lit_rev.data import synthetic_files
 
 N_TRAIN, N_TEST = 40, 20
 
@@ -40,40 +41,11 @@ def write_mnist(root: Path, folder: str = "MNIST") -> None:
 
 
 def write_cifar(root: Path, classes: int = 10) -> None:
-    rng = _rng(2)
-    if classes == 10:
-        base = Path(root) / "cifar-10-batches-py"
-        files = {f"data_batch_{i}": N_TRAIN // 5 for i in range(1, 6)} | {"test_batch": N_TEST}
-        label_key, meta = "labels", ("batches.meta", "label_names")
-    else:
-        base = Path(root) / "cifar-100-python"
-        files = {"train": N_TRAIN, "test": N_TEST}
-        label_key, meta = "fine_labels", ("meta", "fine_label_names")
-    base.mkdir(parents=True, exist_ok=True)
-    for name, n in files.items():
-        entry = {
-            "data": rng.integers(0, 256, (n, 3072)).astype(np.uint8),
-            label_key: rng.integers(0, classes, n).tolist(),
-        }
-        with open(base / name, "wb") as f:
-            pickle.dump(entry, f)
-    with open(base / meta[0], "wb") as f:
-        pickle.dump({meta[1]: [f"class{i}" for i in range(classes)]}, f)
+    synthetic_files.write_cifar(root, classes, N_TRAIN, N_TEST, seed=2)
 
 
 def write_svhn(root: Path) -> None:
-    from scipy.io import savemat
-
-    rng = _rng(3)
-    Path(root).mkdir(parents=True, exist_ok=True)
-    for split, n in (("train", N_TRAIN), ("test", N_TEST)):
-        savemat(
-            Path(root) / f"{split}_32x32.mat",
-            {
-                "X": rng.integers(0, 256, (32, 32, 3, n)).astype(np.uint8),
-                "y": rng.integers(1, 11, (n, 1)),
-            },
-        )
+    synthetic_files.write_svhn(root, N_TRAIN, N_TEST, seed=3)
 
 
 def write_celeba(root: Path) -> None:
