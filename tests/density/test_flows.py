@@ -483,3 +483,110 @@ def test_coupling_convolutions_run_and_get_their_gradients_in_channels_last():
     out.backward(torch.randn(2, 4, 5, 5))
     assert seen["grad_cl"], "the convolution's gradient arrived in NCHW"
     assert x.grad.is_contiguous()
+
+
+def _coupling_network(in_channels=3, hidden=5, out_channels=4):
+    from lit_rev.density.flows import CouplingNetwork
+
+    torch.manual_seed(0)
+    return _randomise(CouplingNetwork(in_channels, hidden, out_channels), scale=0.5)
+
+
+@pytest.mark.parametrize("input_needs_grad", [True, False])
+def test_the_coupling_network_node_equals_its_layers_chained(input_needs_grad):
+    """CouplingNetwork runs its layers as one node with a hand-written backward (for speed);
+    its output and every gradient must be those of the layers chained, in float64."""
+    net = _coupling_network()
+    x = torch.randn(2, 3, 5, 6, dtype=torch.float64, requires_grad=input_needs_grad)
+    target = torch.randn(2, 4, 5, 6, dtype=torch.float64)
+    got, want = net(x), torch.nn.Sequential.forward(net, x)
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-12)
+    inputs = [x, *net.parameters()] if input_needs_grad else list(net.parameters())
+    got_grads = torch.autograd.grad((got * target).sum(), inputs)
+    want_grads = torch.autograd.grad((want * target).sum(), inputs)
+    for g, w in zip(got_grads, want_grads, strict=True):
+        torch.testing.assert_close(g, w, rtol=1e-10, atol=1e-12)
+
+
+def test_the_fused_nodes_pass_the_finite_difference_gradient_checks_of_first_and_second_order():
+    """torch's gradcheck and gradgradcheck (finite differences in float64). The second order
+    goes through the nodes' plain-ops reference, as the Hessian analysis needs."""
+    from lit_rev.density.flows import _AffineUpdateFunction, _CouplingNetworkFunction
+
+    net = _coupling_network(2, 3, 4)
+    first, _, middle, _, last = net
+    weights = [first.weight, first.bias, middle.weight, middle.bias, *last.folded()]
+    inputs = [torch.randn(1, 2, 3, 3, dtype=torch.float64)] + [w.detach() for w in weights]
+    inputs = [t.clone().requires_grad_() for t in inputs]
+    assert torch.autograd.gradcheck(_CouplingNetworkFunction.apply, inputs)
+    assert torch.autograd.gradgradcheck(_CouplingNetworkFunction.apply, inputs)
+    xb = torch.randn(2, 3, 3, 2, dtype=torch.float64, requires_grad=True)
+    h = torch.randn(2, 6, 3, 2, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(_AffineUpdateFunction.apply, (xb, h))
+    assert torch.autograd.gradgradcheck(_AffineUpdateFunction.apply, (xb, h))
+
+
+def test_the_affine_coupling_node_equals_its_plain_ops_in_value_and_gradient():
+    """The affine update (x_b + shift) * sigmoid(raw + 2) and its log-det, written as one node,
+    against the same formula in autograd ops, with both outputs in the loss."""
+    from lit_rev.density.flows import _AffineUpdateFunction
+
+    torch.manual_seed(0)
+    xb = torch.randn(3, 2, 4, 5, dtype=torch.float64, requires_grad=True)
+    h = 2 * torch.randn(3, 4, 4, 5, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(3, 2, 4, 5, dtype=torch.float64)
+    results = []
+    for update in (_AffineUpdateFunction.apply, _AffineUpdateFunction.reference):
+        yb, log_det = update(xb, h)
+        loss = (yb * weight).sum() + (log_det * torch.arange(1.0, 4.0, dtype=torch.float64)).sum()
+        results.append((yb, log_det, *torch.autograd.grad(loss, (xb, h))))
+    for got, want in zip(*results, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+
+
+def test_the_coupling_networks_convolutions_run_in_channels_last_both_ways():
+    """The node's convolutions, forward and backward, get channels-last tensors (oneDNN's fast
+    layout on CPU); what comes in and goes out is NCHW, the flow's layout."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    layouts = []
+
+    class Record(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if func.overloadpacket in (
+                torch.ops.aten.convolution,
+                torch.ops.aten.convolution_backward,
+            ):
+                layouts.append(args[0].is_contiguous(memory_format=torch.channels_last))
+            return func(*args, **(kwargs or {}))
+
+    net = _coupling_network().float()
+    x = torch.randn(2, 3, 5, 6, requires_grad=True)
+    with Record():
+        out = net(x)
+        out.backward(torch.randn(2, 4, 5, 6))
+    assert len(layouts) == 6 and all(layouts), layouts
+    assert out.is_contiguous() and x.grad.is_contiguous()
+
+
+def test_the_coupling_network_and_glow_train_under_bfloat16_autocast():
+    """Under autocast the coupling runs its plain ops (autocast picks each op's dtype; the
+    hand-written backward assumes one dtype throughout)."""
+    net = _coupling_network().float()
+    x = torch.randn(2, 3, 5, 6, requires_grad=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = net(x)
+    assert out.dtype == torch.bfloat16
+    out.float().square().sum().backward()
+    assert x.grad.dtype == torch.float32 and torch.isfinite(x.grad).all()
+
+    torch.manual_seed(0)
+    glow = Glow(in_channels=1, image_size=8, levels=2, steps=2, hidden_channels=8)
+    x = torch.rand(4, 1, 8, 8) - 0.5
+    glow.log_prob(x)  # ActNorm's data-dependent init, in float32
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = -glow.log_prob(x).mean()
+    loss.backward()
+    grads = [p.grad for p in glow.parameters() if p.requires_grad]
+    assert all(g is not None and g.dtype == torch.float32 and torch.isfinite(g).all() for g in grads)
+    assert any(g.abs().sum() > 0 for g in grads)
