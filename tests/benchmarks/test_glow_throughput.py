@@ -74,3 +74,28 @@ def test_tiny_run_prints_both_models_and_their_ratio(capsys):
         r["images_per_s"] > 0 and torch.isfinite(torch.tensor(r["heldout_bpd"])) for r in rows
     )
     assert "throughput ratio lit_rev / normflows" in out and "1 torch thread(s)" in out
+
+
+def test_compile_trains_lit_revs_glow_compiled_and_scores_it_eagerly(capsys, monkeypatch):
+    """``--compile`` hands lit_rev's ``log_prob`` to torch.compile for the training steps only
+    (a stand-in records what reaches the compiled function; the held-out batch must not)."""
+    bench = _load()
+    compiled, batch_sizes = [], []
+
+    def recording_compile(fn, **kwargs):
+        compiled.append(fn)
+
+        def run(x):
+            batch_sizes.append(len(x))
+            return fn(x)
+
+        return run
+
+    monkeypatch.setattr(torch, "compile", recording_compile)
+    torch.set_num_threads(1)
+    tiny = ["--steps", "3", "--batch-size", "4", "--levels", "1", "--depth", "1", "--width", "4"]
+    rows = bench.main([*tiny, "--max-test", "8", "--warmup", "2", "--no-normflows", "--compile"])
+    assert [r["model"] for r in rows] == ["lit_rev Glow (compiled)"]
+    assert len(compiled) == 1 and compiled[0].__name__ == "log_prob"
+    assert batch_sizes == [4, 4, 4]
+    assert rows[0]["first_step_s"] > 0 and torch.isfinite(torch.tensor(rows[0]["heldout_bpd"]))
