@@ -93,6 +93,14 @@ def test_warmup_is_linear():
     assert lrs == [0.25, 0.5, 0.75, 1.0, 1.0, 1.0]
 
 
+@pytest.mark.parametrize("optimizer", ["adam", "adamax", "adamw"])
+def test_every_optimiser_runs_its_multi_tensor_update_on_the_cpu_too(optimizer):
+    """torch defaults to the per-tensor loop on the CPU; the foreach update is faster there and
+    gives the same parameters to the bit."""
+    module = DensityModule(UniformDensity(), optimizer=optimizer)
+    assert module.configure_optimizers()["optimizer"].defaults["foreach"] is True
+
+
 def lr_schedule(module, steps):
     cfg = module.configure_optimizers()
     opt, sched = cfg["optimizer"], cfg["lr_scheduler"]["scheduler"]
