@@ -159,8 +159,6 @@ def convolve_channels_last(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
     elementwise work on channel halves wants NCHW (a half is one contiguous block per image
     there, and runs of 2-4 floats in channels-last).
     """
-    if torch.compiler.is_compiling():
-        return net(x)
     return _ChangeLayout.apply(net(_ChangeLayout.apply(x, True)), False)
 
 
@@ -291,8 +289,8 @@ class _CouplingNetworkFunction(_FusedFunction):
     oneDNN's convolutions are about twice as fast on CPU in channels-last, while the flow's
     elementwise work on channel halves wants NCHW (a half is one contiguous block per image
     there). Each ReLU runs in place on its convolution's output, and its backward masks the
-    gradient the next convolution's backward has just made, in place: two fewer passes over the
-    wide hidden maps, and two fewer fresh allocations of them, per step.
+    gradient the next convolution's backward has just made, in place: two fewer fresh
+    allocations of the wide hidden maps per step.
     """
 
     @staticmethod
