@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The fairness trade-off of one data set: every method's hyper-parameters chosen on the
-# validation split (fair_search, seeds 100 101), then reported on test seeds 0-4
+# The fairness trade-off of one data set: each method's trade-off knob chosen on the
+# validation split (fair_search, seeds 100 101; the rest of each config is not searched,
+# see docs/fair.md), then reported on test seeds 0-4
 # (fair_results), plus GRAD-pred over lambda and ExponentiatedGradient over its
 # difference_bound (the trade-off knob; eps is only its tolerance) for the accuracy /
 # discrimination plane. docs/fair.md and notebooks/grad_tradeoff.ipynb read the
@@ -13,7 +14,7 @@
 # A search whose <stem>_chosen.json is already in SEARCH is not run again, and a report whose
 # JSON is already in OUT is kept, so a stopped run picks up where it stopped.
 # Rules: Vanilla takes the most accurate point (its only goal); on Adult the fair methods take
-# the most accurate point whose mean validation discrimination is <= 0.036 (the bound;
+# the most accurate point whose mean validation discrimination is <= 0.036 (the target bound,
 # 1/5 of Vanilla's); on German and COMPAS, which have no stated bound, the highest validation
 # accuracy - discrimination (the paper's delta). A run that fails is reported and skipped.
 set -u
