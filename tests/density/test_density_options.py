@@ -9,7 +9,8 @@ import torch
 
 from lit_rev.cli import main
 from lit_rev.commands import analysis as analysis_command
-from lit_rev.density import DensityModule, FlowStep, Glow, analysis, bits_per_dim
+from lit_rev.density import DensityModule, Glow, analysis, bits_per_dim
+from lit_rev.density.flows import FlowStep
 from lit_rev.density.module import OPTIMIZERS, Optimizer
 from tests.test_cli import tiny_config
 from tests.toy_densities import UniformDensity
