@@ -286,4 +286,3 @@ class COMPASDataModule(TabularDataModule):
     """
 
     schema = schemas.COMPAS
-

@@ -11,7 +11,8 @@ in-distribution data, as in ODIN; see docs/density.md for how OpenOOD's code dif
 Details in :mod:`lit_rev.ood.metrics`.
 
 This package may import torch, torchmetrics, lightning, :mod:`lit_rev.report`,
-:mod:`lit_rev.options` and :mod:`lit_rev.lazy`, never a slice (``lit_rev.density``, ``lit_rev.revnet``, ...).
+:mod:`lit_rev.options` and :mod:`lit_rev.lazy`, never a slice (``lit_rev.density``,
+``lit_rev.revnet``, ...).
 """
 
 from lit_rev.lazy import lazy_names
