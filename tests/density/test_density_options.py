@@ -67,15 +67,15 @@ def _glow(**kwargs):
             "ignore",
             "'raise', 'skip'",
         ),
-        (lambda: _glow(coupling="spline"), "coupling", "spline", "'affine', 'additive'"),
+        (lambda: _glow(coupling="spline"), "coupling", "spline", "'additive', 'affine'"),
         # no flow step is built, so only Glow's own check can catch it
         (
             lambda: Glow(1, 4, levels=1, steps=0, coupling="spline"),
             "coupling",
             "spline",
-            "'affine', 'additive'",
+            "'additive', 'affine'",
         ),
-        (lambda: FlowStep(4, 4, coupling="Affine"), "coupling", "Affine", "'affine', 'additive'"),
+        (lambda: FlowStep(4, 4, coupling="Affine"), "coupling", "Affine", "'additive', 'affine'"),
         (
             lambda: bits_per_dim(torch.zeros(2), 4, 8, likelihood="nats"),
             "likelihood",
