@@ -48,13 +48,8 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from lit_rev.report import format_table, save_figure, write_report
-from lit_rev.revnet import (
-    ARCHITECTURES,
-    ReversibleBlock,
-    ReversibleSequence,
-    build,
-    residual_function,
-)
+from lit_rev.revnet import ReversibleBlock, ReversibleSequence, build
+from lit_rev.revnet.blocks import residual_function
 from lit_rev.revnet.memory import (
     MIB,
     SavedTensorMeter,
@@ -62,6 +57,7 @@ from lit_rev.revnet.memory import (
     peak_rss_bytes,
     reset_peak_rss,
 )
+from lit_rev.revnet.networks import ARCHITECTURES
 
 PAIRS = {
     38: ("resnet32", "revnet38"),

@@ -31,11 +31,10 @@ from lightning.pytorch.callbacks import (
 )
 from lightning.pytorch.cli import LightningCLI
 
-# Imported for their side effect: the classes become resolvable by short name.
 import lit_rev.data
 import lit_rev.density
 import lit_rev.fair
-import lit_rev.revnet  # noqa: F401
+import lit_rev.revnet
 from lit_rev.callbacks import (
     FaultCheckpoint,
     LastCheckpoint,
@@ -45,7 +44,13 @@ from lit_rev.callbacks import (
     SummaryWithoutUnmeasuredFlops,
     quiet_third_party_noise,
 )
-from lit_rev.density.scores import read_state_dict, state_dict_mismatch
+from lit_rev.checkpoints import read_state_dict, state_dict_mismatch
+
+# A class is resolvable by its short name once imported; the slices load their Lightning
+# classes on first use, so every public name is looked up here.
+for _package in (lit_rev.data, lit_rev.density, lit_rev.fair, lit_rev.revnet):
+    for _name in _package.__all__:
+        getattr(_package, _name)
 
 DEFAULT_SEED = 0
 DEFAULT_CHECKPOINT_EVERY_N_STEPS = 500

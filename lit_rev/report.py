@@ -6,6 +6,9 @@ cannot hold, is written as ``null``, see :func:`strict_json`); :func:`format_tab
 it for the terminal (``None``, a value that could not be given, shows as ``n/a``);
 :func:`save_figure` writes a matplotlib figure as PNG and, when a TensorBoard logger is
 given, logs it there too.
+
+matplotlib is imported by the plotting functions only, and its backend is left to the user:
+without a display matplotlib falls back to Agg by itself.
 """
 
 from __future__ import annotations
@@ -16,11 +19,6 @@ import math
 from collections.abc import Iterable, Sequence
 from pathlib import Path, PurePath
 from typing import Any
-
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 
 
 def _fmt(value: Any, digits: int) -> str:
@@ -111,6 +109,8 @@ def write_report(
 
 def save_figure(fig, directory: str | Path, name: str, logger=None, step: int = 0) -> Path:
     """Save ``fig`` as ``<directory>/<name>.png`` and log it to TensorBoard when possible."""
+    import matplotlib.pyplot as plt
+
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"{name}.png"
@@ -140,6 +140,7 @@ def overlaid_histograms(
 
     Non-finite values cannot be binned: they are left out, and the legend says how many.
     """
+    import matplotlib.pyplot as plt
     import numpy as np
 
     arrays = {k: np.asarray(list(v), dtype=float) for k, v in samples.items()}

@@ -2,10 +2,16 @@ import os
 import sys
 from pathlib import Path
 
+import matplotlib
 import pytest
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
+
+# lit_rev leaves matplotlib's backend to its user; the tests, and the processes they start
+# (which inherit the environment), draw off screen whatever display the machine has.
+os.environ["MPLBACKEND"] = "Agg"
+matplotlib.use("Agg")
 
 
 @pytest.fixture(scope="session", autouse=True)

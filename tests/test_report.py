@@ -2,7 +2,11 @@
 
 import csv
 import json
+import os
+import subprocess
+import sys
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -76,3 +80,44 @@ def test_standard_parsers_accept_the_report(tmp_path, bad):
     path = write_report([{"v": bad}], tmp_path, "r")["json"]
     assert "NaN" not in path.read_text() and "Infinity" not in path.read_text()
     assert strict_load(path)["rows"] == [{"v": None}]
+
+
+def _python(code: str, **env_changes) -> subprocess.CompletedProcess:
+    """``code`` in a fresh interpreter; ``None`` in ``env_changes`` removes the variable."""
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    for key, value in env_changes.items():
+        if value is None:
+            env.pop(key, None)
+        else:
+            env[key] = value
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300
+    )
+
+
+@pytest.mark.slow  # a fresh Python process
+def test_importing_lit_rev_leaves_the_users_matplotlib_backend_alone():
+    code = (
+        "import lit_rev.report, lit_rev.density, lit_rev.fair, lit_rev.revnet, lit_rev.ood\n"
+        "lit_rev.density.DensityModule, lit_rev.fair.GRADModule\n"
+        "import matplotlib\n"
+        "print(matplotlib.get_backend())"
+    )
+    run = _python(code, MPLBACKEND="svg")
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "svg"
+
+
+@pytest.mark.slow  # a fresh Python process
+def test_figures_save_without_a_display_and_without_a_backend_set(tmp_path):
+    code = (
+        "from lit_rev.report import overlaid_histograms, save_figure\n"
+        "import matplotlib\n"
+        "fig = overlaid_histograms({'a': [1.0, 2.0, 2.5]}, 'x')\n"
+        f"print(save_figure(fig, {str(tmp_path)!r}, 'h'), matplotlib.get_backend().lower())"
+    )
+    run = _python(code, MPLBACKEND=None, DISPLAY=None, WAYLAND_DISPLAY=None)
+    assert run.returncode == 0, run.stderr
+    path, backend = run.stdout.split()
+    assert backend == "agg"
+    assert Path(path).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

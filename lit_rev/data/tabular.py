@@ -2,8 +2,7 @@
 
 ``AdultDataModule``, ``GermanDataModule`` and ``COMPASDataModule`` serve the sets that
 :mod:`lit_rev.data.tabular_schemas` describes (files, parser, columns, protected attributes,
-label). ``Adult``, ``German`` and ``COMPAS`` are their former names, deprecated: they still
-work, give the same data, and warn.
+label).
 
 Every batch is ``(x, y, s)``: ``x`` float32 ``(B, D)`` standardised numeric and one-hot
 categorical features, ``y`` float32 ``(B,)`` the binary label, ``s`` int64 ``(B, A)`` one
@@ -21,8 +20,6 @@ and ``download=True`` first fetches missing ones from UCI / ProPublica into ``ro
 
 from __future__ import annotations
 
-import sys
-import warnings
 from collections.abc import Sequence
 from typing import ClassVar, Literal
 
@@ -289,50 +286,3 @@ class COMPASDataModule(TabularDataModule):
     """
 
     schema = schemas.COMPAS
-
-
-# --- former names, deprecated --------------------------------------------------------------
-
-
-class RenamedDataModuleWarning(DeprecationWarning):
-    """A DataModule was built by its deprecated former name (``Adult`` for ``AdultDataModule``)."""
-
-
-# Python hides DeprecationWarnings raised outside ``__main__``, and ``class_path: Adult`` is
-# built inside jsonargparse: show this one, so that whoever runs an old config sees it, unless
-# warnings are configured on the command line (-W, PYTHONWARNINGS).
-if not sys.warnoptions:
-    warnings.filterwarnings("default", category=RenamedDataModuleWarning)
-
-
-def _warn_renamed(old: str, new: type[TabularDataModule]) -> None:
-    warnings.warn(
-        f"{old} is deprecated and will be removed in the next release: use {new.__name__} "
-        f"(in a config, class_path: {new.__name__}), which gives the same data",
-        RenamedDataModuleWarning,
-        stacklevel=3,
-    )
-
-
-class Adult(AdultDataModule):
-    """Deprecated: the former name of :class:`AdultDataModule`; warns when built."""
-
-    def __init__(self, *args, **kwargs):
-        _warn_renamed("Adult", AdultDataModule)
-        super().__init__(*args, **kwargs)
-
-
-class German(GermanDataModule):
-    """Deprecated: the former name of :class:`GermanDataModule`; warns when built."""
-
-    def __init__(self, *args, **kwargs):
-        _warn_renamed("German", GermanDataModule)
-        super().__init__(*args, **kwargs)
-
-
-class COMPAS(COMPASDataModule):
-    """Deprecated: the former name of :class:`COMPASDataModule`; warns when built."""
-
-    def __init__(self, *args, **kwargs):
-        _warn_renamed("COMPAS", COMPASDataModule)
-        super().__init__(*args, **kwargs)

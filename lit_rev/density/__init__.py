@@ -2,53 +2,38 @@
 
 Nalisnick et al. 2019: Glow, PixelCNN++ and a VAE behind one :class:`DensityModule`, which
 reports bits/dim and the OOD evaluation; the paper's analyses are in
-:mod:`lit_rev.density.analysis`.
+:mod:`lit_rev.density.analysis`. The flow layers are in :mod:`lit_rev.density.flows`.
 """
 
-from lit_rev.density.callbacks import CPUTimeBudget, PolyakAveraging
-from lit_rev.density.flows import (
-    ActNorm,
-    AdditiveCoupling,
-    AffineCoupling,
-    FlowLayer,
-    FlowSequence,
-    FlowStep,
-    InvConv1x1,
-    SplitPrior,
-    Squeeze,
-)
 from lit_rev.density.glow import Glow
-from lit_rev.density.metrics import BitsPerDim, bits_per_dim
-from lit_rev.density.module import DensityModule
-from lit_rev.density.ood import OODEvaluation, ood_rows, write_ood_report
-from lit_rev.density.pixelcnnpp import PixelCNNPP, WeightNorm
-from lit_rev.density.scores import InputComplexity, LikelihoodRatio, OODScore, Typicality
+from lit_rev.density.pixelcnnpp import PixelCNNPP
 from lit_rev.density.vae import VAE
+from lit_rev.lazy import lazy_names
+
+# Built on Lightning or torchmetrics: loaded on first use (``from lit_rev.density import Glow``
+# needs torch only).
+__getattr__, __dir__ = lazy_names(
+    __name__,
+    {
+        "lit_rev.density.callbacks": ("CPUTimeBudget", "PolyakAveraging"),
+        "lit_rev.density.metrics": ("bits_per_dim",),
+        "lit_rev.density.module": ("DensityModule",),
+        "lit_rev.density.ood": ("OODEvaluation",),
+        "lit_rev.density.scores": ("InputComplexity", "LikelihoodRatio", "OODScore", "Typicality"),
+    },
+)
 
 __all__ = [
     "VAE",
-    "ActNorm",
-    "AdditiveCoupling",
-    "AffineCoupling",
-    "BitsPerDim",
     "CPUTimeBudget",
     "DensityModule",
-    "FlowLayer",
-    "FlowSequence",
-    "FlowStep",
     "Glow",
     "InputComplexity",
-    "InvConv1x1",
     "LikelihoodRatio",
     "OODEvaluation",
     "OODScore",
     "PixelCNNPP",
     "PolyakAveraging",
-    "SplitPrior",
-    "Squeeze",
     "Typicality",
-    "WeightNorm",
     "bits_per_dim",
-    "ood_rows",
-    "write_ood_report",
 ]

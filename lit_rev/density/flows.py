@@ -19,9 +19,9 @@ import torch.nn.functional as F
 
 from lit_rev.options import check_choice
 
-#: The coupling layer of a flow step: ``affine`` (:class:`AffineCoupling`, Glow) or
-#: ``additive`` (:class:`AdditiveCoupling`, volume preserving: CV-Glow).
-Coupling = Literal["affine", "additive"]
+#: The coupling layer of a flow step: ``additive`` (:class:`AdditiveCoupling`, volume
+#: preserving: CV-Glow) or ``affine`` (:class:`AffineCoupling`, Glow).
+FlowCoupling = Literal["additive", "affine"]
 
 
 class FlowLayer(nn.Module):
@@ -155,9 +155,9 @@ def mix_channels(w: torch.Tensor, x: torch.Tensor, bias: torch.Tensor | None = N
 def convolve_channels_last(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """``net(x)`` with ``net``'s convolutions in channels-last, the result back in NCHW.
 
-    oneDNN's convolutions are about twice as fast on CPU in channels-last, while the flow's
-    elementwise work on channel halves wants NCHW (a half is one contiguous block per image
-    there, and runs of 2-4 floats in channels-last).
+    oneDNN's CPU convolutions are faster in channels-last, while the flow's elementwise work on
+    channel halves wants NCHW (a half is one contiguous block per image there, and runs of 2-4
+    floats in channels-last).
     """
     return _ChangeLayout.apply(net(_ChangeLayout.apply(x, True)), False)
 
@@ -165,8 +165,8 @@ def convolve_channels_last(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
 class _ChangeLayout(torch.autograd.Function):
     """``x`` in channels-last (``to_channels_last``) or NCHW; its gradient in the other.
 
-    Each side of :func:`convolve_channels_last` then also gets its gradient in its own layout:
-    oneDNN's backward reorders a gradient that arrives in NCHW, which cost more than the copy.
+    Each side of :func:`convolve_channels_last` then also gets its gradient in its own layout,
+    which spares oneDNN's backward a reorder of a gradient that arrives in NCHW.
     """
 
     @staticmethod
@@ -286,11 +286,10 @@ def _relu_backward_(grad: torch.Tensor, output: torch.Tensor) -> torch.Tensor:
 class _CouplingNetworkFunction(_FusedFunction):
     """:class:`CouplingNetwork`'s layers on NCHW ``x``, the convolutions in channels-last.
 
-    oneDNN's convolutions are about twice as fast on CPU in channels-last, while the flow's
-    elementwise work on channel halves wants NCHW (a half is one contiguous block per image
-    there). Each ReLU runs in place on its convolution's output, and its backward masks the
-    gradient the next convolution's backward has just made, in place: two fewer fresh
-    allocations of the wide hidden maps per step.
+    The layouts are those of :func:`convolve_channels_last`, for the same reasons. Each ReLU
+    runs in place on its convolution's output, and its backward masks the gradient the next
+    convolution's backward has just made, in place: two fewer fresh allocations of the wide
+    hidden maps per step.
     """
 
     @staticmethod
@@ -485,9 +484,11 @@ class FlowStep(FlowLayer):
         lu: LU-parametrised 1x1 convolution (see :class:`InvConv1x1`).
     """
 
-    def __init__(self, channels: int, hidden: int, coupling: Coupling = "affine", lu: bool = True):
+    def __init__(
+        self, channels: int, hidden: int, coupling: FlowCoupling = "affine", lu: bool = True
+    ):
         super().__init__()
-        check_choice("coupling", coupling, Coupling)
+        check_choice("coupling", coupling, FlowCoupling)
         coupling_cls = AffineCoupling if coupling == "affine" else AdditiveCoupling
         # an attribute rather than a base class: checkpoints name these layers ``layers.<i>``
         self.layers = FlowSequence(

@@ -17,7 +17,7 @@ import torch
 import torch.nn as nn
 
 from lit_rev.density.flows import (
-    Coupling,
+    FlowCoupling,
     FlowSequence,
     FlowStep,
     SplitPrior,
@@ -52,12 +52,12 @@ class Glow(nn.Module):
         levels: int = 3,
         steps: int = 32,
         hidden_channels: int = 512,
-        coupling: Coupling = "affine",
+        coupling: FlowCoupling = "affine",
         lu: bool = True,
         learn_top: bool = True,
     ):
         super().__init__()
-        check_choice("coupling", coupling, Coupling)
+        check_choice("coupling", coupling, FlowCoupling)
         if image_size % (2**levels):
             raise ValueError(
                 f"image_size {image_size} must be divisible by 2**levels = {2**levels}"

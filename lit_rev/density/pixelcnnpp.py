@@ -56,7 +56,7 @@ class WeightNorm(nn.Module):
     ``g`` one gain per output channel. On the first forward in training mode, :meth:`initialize`
     sets ``g = init_scale / std`` and ``bias = -mean * g`` from the per-channel moments of
     ``conv(x, v / ||v||)`` on that batch, so the layer's output has zero mean and standard
-    deviation ``init_scale`` per channel there. Like :class:`~lit_rev.density.ActNorm`, the
+    deviation ``init_scale`` per channel there. Like :class:`~lit_rev.density.flows.ActNorm`, the
     moments are averaged over all ``torch.distributed`` ranks first (every rank ends with the
     same parameters), and the ``initialized`` buffer travels in checkpoints, so a loaded model
     is never re-initialised. Before initialisation ``g`` is the norm of PyTorch's default init of

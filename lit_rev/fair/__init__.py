@@ -5,24 +5,31 @@ fairlearn's ExponentiatedGradient and ThresholdOptimizer), the fairness metrics 
 leakage probe. See docs/fair.md.
 """
 
-from lit_rev.fair.base import FairModule
-from lit_rev.fair.baselines import ALFRModule, LFRModule
-from lit_rev.fair.fairlearn_baselines import (
-    ExponentiatedGradientModule,
-    ThresholdOptimizerModule,
-    TorchMLPClassifier,
+from lit_rev.fair.reversal import GradientReversal
+from lit_rev.lazy import lazy_names
+
+# Built on Lightning or torchmetrics: loaded on first use.
+__getattr__, __dir__ = lazy_names(
+    __name__,
+    {
+        "lit_rev.fair.base": ("FairModule",),
+        "lit_rev.fair.baselines": ("ALFRModule", "LFRModule"),
+        "lit_rev.fair.fairlearn_baselines": (
+            "ExponentiatedGradientModule",
+            "ThresholdOptimizerModule",
+        ),
+        "lit_rev.fair.grad": ("FrozenEncoderClassifier", "GRADModule"),
+        "lit_rev.fair.metrics": (
+            "Consistency",
+            "Delta",
+            "DemographicParityDifference",
+            "Discrimination",
+            "EqualizedOddsDifference",
+            "PositiveRate",
+        ),
+        "lit_rev.fair.vfa": ("VFAModule",),
+    },
 )
-from lit_rev.fair.grad import FrozenEncoderClassifier, GRADModule
-from lit_rev.fair.metrics import (
-    Consistency,
-    Delta,
-    DemographicParityDifference,
-    Discrimination,
-    EqualizedOddsDifference,
-    PositiveRate,
-)
-from lit_rev.fair.reversal import GradientReversal, dann_ramp, reverse_gradient
-from lit_rev.fair.vfa import VFAModule, mmd_squared
 
 __all__ = [
     "ALFRModule",
@@ -39,9 +46,5 @@ __all__ = [
     "LFRModule",
     "PositiveRate",
     "ThresholdOptimizerModule",
-    "TorchMLPClassifier",
     "VFAModule",
-    "dann_ramp",
-    "mmd_squared",
-    "reverse_gradient",
 ]

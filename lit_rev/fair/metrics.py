@@ -365,8 +365,8 @@ def neighbour_means(
     index order, lowest first, so the result does not depend on the sort algorithm.
 
     Ranking row ``a``'s neighbours by ``|b|² − 2 a·b`` is ranking by ``|a − b|²`` (``|a|²`` is
-    the same for all ``b``), so each chunk of ``chunk_size`` rows costs one ``addmm`` and one
-    ``topk``: all 45k Adult rows take seconds and ``chunk_size x N`` floats of memory.
+    the same for all ``b``), so each chunk of ``chunk_size`` rows costs one ``addmm``, one
+    ``topk`` and ``chunk_size x N`` floats of memory.
     ``values`` may be ``(N,)`` or ``(N, C)``.
     """
     n = features.shape[0]

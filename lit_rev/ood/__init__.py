@@ -10,16 +10,16 @@ in-distribution at the threshold that accepts 95% of the in-distribution set (TP
 in-distribution data, as in ODIN; see docs/density.md for how OpenOOD's code differs).
 Details in :mod:`lit_rev.ood.metrics`.
 
-This package may import torch, torchmetrics, lightning, :mod:`lit_rev.report` and
-:mod:`lit_rev.options`, never a slice (``lit_rev.density``, ``lit_rev.revnet``, ...).
+This package may import torch, torchmetrics, lightning, :mod:`lit_rev.report`,
+:mod:`lit_rev.options` and :mod:`lit_rev.lazy`, never a slice (``lit_rev.density``,
+``lit_rev.revnet``, ...).
 """
 
+from lit_rev.lazy import lazy_names
 from lit_rev.ood.detectors import (
-    DETECTORS,
     KNN,
     ODIN,
     ClassifierDetector,
-    DetectorName,
     Energy,
     Mahalanobis,
     MaxLogit,
@@ -27,15 +27,15 @@ from lit_rev.ood.detectors import (
     make_detector,
 )
 from lit_rev.ood.ensemble import waic_score
-from lit_rev.ood.metrics import OOD_METRICS, ood_metrics
+
+# Built on torchmetrics: loaded on first use.
+__getattr__, __dir__ = lazy_names(__name__, {"lit_rev.ood.metrics": ("OOD_METRICS", "ood_metrics")})
 
 __all__ = [
-    "DETECTORS",
     "KNN",
     "ODIN",
     "OOD_METRICS",
     "ClassifierDetector",
-    "DetectorName",
     "Energy",
     "Mahalanobis",
     "MaxLogit",

@@ -1,76 +1,36 @@
 """RevNets, the ResNets they are compared with, and the tools that measure their memory.
 
 Gomez et al. (2017), "The Reversible Residual Network: Backpropagation Without Storing
-Activations". See docs/revnet.md.
+Activations". See docs/revnet.md. :func:`build` makes any preset by name (``"revnet38"``,
+``"resnet32"``, ...); the building blocks are in :mod:`lit_rev.revnet.blocks` and
+:mod:`lit_rev.revnet.reversible`.
 """
 
-from lit_rev.revnet.blocks import (
-    DownsampleCoupling,
-    InjectivePad,
-    PoolPadShortcut,
-    ResidualUnit,
-    SpaceToDepth,
-    residual_function,
-)
-from lit_rev.revnet.memory import ActivationMemoryMonitor, SavedTensorMeter
-from lit_rev.revnet.module import ImageClassifier
-from lit_rev.revnet.networks import (
-    ARCHITECTURES,
-    PAPER_PARAMS,
-    ResNet,
-    RevNet,
-    build,
-    resnet32,
-    resnet110,
-    resnet164,
-    revnet38,
-    revnet104,
-    revnet110,
-    revnet164,
-)
-from lit_rev.revnet.reversible import (
-    Coupling,
-    InvertibleLayer,
-    ReversibleBlock,
-    ReversibleSequence,
-    frozen_running_stats,
-)
-from lit_rev.revnet.transformer import (
-    FeedForward,
-    ReversibleTransformerBlock,
-    ReversibleViT,
-    SelfAttention,
+from lit_rev.lazy import lazy_names
+from lit_rev.revnet.networks import ResNet, RevNet, build
+from lit_rev.revnet.reversible import InvertibleLayer, ReversibleBlock, ReversibleSequence
+from lit_rev.revnet.transformer import ReversibleTransformerBlock, ReversibleViT
+
+# Built on Lightning or torchmetrics: loaded on first use (``from lit_rev.revnet import
+# ReversibleBlock`` needs torch only).
+__getattr__, __dir__ = lazy_names(
+    __name__,
+    {
+        "lit_rev.revnet.memory": ("ActivationMemoryMonitor", "SavedTensorMeter"),
+        "lit_rev.revnet.module": ("ImageClassifier",),
+    },
 )
 
 __all__ = [
-    "ARCHITECTURES",
-    "PAPER_PARAMS",
     "ActivationMemoryMonitor",
-    "Coupling",
-    "DownsampleCoupling",
-    "FeedForward",
     "ImageClassifier",
-    "InjectivePad",
     "InvertibleLayer",
-    "PoolPadShortcut",
     "ResNet",
-    "ResidualUnit",
     "RevNet",
     "ReversibleBlock",
     "ReversibleSequence",
     "ReversibleTransformerBlock",
     "ReversibleViT",
     "SavedTensorMeter",
-    "SelfAttention",
-    "SpaceToDepth",
     "build",
-    "frozen_running_stats",
-    "residual_function",
-    "resnet32",
-    "resnet110",
-    "resnet164",
-    "revnet38",
-    "revnet104",
-    "revnet110",
-    "revnet164",
 ]

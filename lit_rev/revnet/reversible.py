@@ -46,8 +46,8 @@ from lit_rev.options import check_choice
 
 LOW_PRECISION = (torch.float16, torch.bfloat16)
 
-# How a ReversibleBlock combines a half with the output of F or G.
-Coupling = Literal["additive", "affine"]
+#: How a ReversibleBlock combines a half with the output of F or G.
+CouplingKind = Literal["additive", "affine"]
 
 
 @contextlib.contextmanager
@@ -101,7 +101,7 @@ def _logged_call(fn: Callable, x: torch.Tensor, rng_log: list | None):
     before = rng_state(x.device)
     out = fn(x)
     after = rng_state(x.device)
-    # Byte comparison: a few microseconds for the 5 KiB CPU state, faster than torch.equal.
+    # The states are small uint8 tensors: comparing their bytes avoids torch.equal's dispatch.
     moved = any(
         a.numpy().tobytes() != b.numpy().tobytes() for a, b in zip(before, after, strict=True)
     )
@@ -155,11 +155,11 @@ class ReversibleBlock(nn.Module):
         f: nn.Module,
         g: nn.Module,
         split_dim: int = 1,
-        coupling: Coupling = "additive",
+        coupling: CouplingKind = "additive",
         max_log_scale: float = 2.0,
     ):
         super().__init__()
-        check_choice("coupling", coupling, Coupling)
+        check_choice("coupling", coupling, CouplingKind)
         if not isinstance(split_dim, int) or isinstance(split_dim, bool):
             raise TypeError(f"split_dim must be an int axis (1, -1, ...), got {split_dim!r}")
         if not max_log_scale > 0:
@@ -204,6 +204,24 @@ class ReversibleBlock(nn.Module):
         b = self.max_log_scale
         return b * torch.tanh(s.to(like.dtype) / b), t.to(like.dtype)
 
+    def checked(self, name: str, h, half: torch.Tensor):
+        """``h``, the output of F or G (``name``), once its shape is checked against ``half``.
+
+        An additive ``h`` and each tensor of an affine ``(s, t)`` must be shaped like the half
+        they are coupled with; otherwise broadcasting or a later layer would fail far from the
+        cause, or silently change the block. Comparing shapes costs nothing beside F and G.
+        """
+        for part in h if isinstance(h, (tuple, list)) else (h,):
+            shape = getattr(part, "shape", None)
+            if shape is not None and shape != half.shape:
+                raise ValueError(
+                    f"{name} of {type(self).__name__} returned shape {tuple(shape)}, but the half "
+                    f"it is coupled with has shape {tuple(half.shape)} (the input cut in two on "
+                    f"split_dim={self.split_dim}): make {name} map a half to a tensor of that "
+                    "shape"
+                )
+        return h
+
     def couple(self, x: torch.Tensor, h) -> torch.Tensor:
         """One half-step forwards: ``x + h`` (additive) or ``x * exp(s) + t`` (affine)."""
         if self.coupling == "additive":
@@ -229,8 +247,8 @@ class ReversibleBlock(nn.Module):
         """
         dim = self.split_axis(x)
         x1, x2 = x.chunk(2, dim=dim)
-        y1 = self.couple(x1, _logged_call(self.f, x2, rng_log))
-        y2 = self.couple(x2, _logged_call(self.g, y1, rng_log))
+        y1 = self.couple(x1, self.checked("F", _logged_call(self.f, x2, rng_log), x1))
+        y2 = self.couple(x2, self.checked("G", _logged_call(self.g, y1, rng_log), x2))
         return torch.cat((y1, y2), dim=dim)
 
     @torch.no_grad()
@@ -239,8 +257,8 @@ class ReversibleBlock(nn.Module):
         dim = self.split_axis(y)
         y1, y2 = y.chunk(2, dim=dim)
         with frozen_running_stats(self):
-            x2 = self.uncouple(y2, self.g(y1))
-            x1 = self.uncouple(y1, self.f(x2))
+            x2 = self.uncouple(y2, self.checked("G", self.g(y1), y2))
+            x1 = self.uncouple(y1, self.checked("F", self.f(x2), y1))
         return torch.cat((x1, x2), dim=dim)
 
 

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lit_rev.revnet.reversible import Coupling, ReversibleBlock, ReversibleSequence
+from lit_rev.revnet.reversible import CouplingKind, ReversibleBlock, ReversibleSequence
 
 
 def _pair(out: torch.Tensor, affine: bool):
@@ -115,7 +115,7 @@ class ReversibleTransformerBlock(ReversibleBlock):
         heads: int,
         mlp_ratio: float = 2.0,
         dropout: float = 0.0,
-        coupling: Coupling = "additive",
+        coupling: CouplingKind = "additive",
     ):
         if width % 2:
             raise ValueError(f"width={width} must be even: the block splits it in two halves")
@@ -167,7 +167,7 @@ class ReversibleViT(nn.Module):
         heads: int = 2,
         mlp_ratio: float = 2.0,
         dropout: float = 0.0,
-        coupling: Coupling = "additive",
+        coupling: CouplingKind = "additive",
         memory_saving: bool = True,
         preserve_rng_state: bool = True,
     ):

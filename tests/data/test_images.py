@@ -13,10 +13,8 @@ from lit_rev.data import (
     LFWCrops,
     MNIST5k,
     NaturalPatches,
-    convert,
-    quantize,
 )
-from lit_rev.data.transforms import augment, gray_images
+from lit_rev.data.transforms import augment, convert, gray_images, quantize
 
 
 @pytest.mark.parametrize(

@@ -16,9 +16,8 @@ from lit_rev.data import (
     MNIST5k,
     Places365,
     UpsideDown,
-    convert,
 )
-from lit_rev.data.transforms import MappedDataset
+from lit_rev.data.transforms import MappedDataset, convert
 from lit_rev.data.vision import load_image
 from tests import fakedata
 

@@ -9,7 +9,8 @@ import torch
 
 from lit_rev.cli import main
 from lit_rev.commands import analysis as analysis_command
-from lit_rev.density import DensityModule, FlowStep, Glow, analysis, bits_per_dim
+from lit_rev.density import DensityModule, Glow, analysis, bits_per_dim
+from lit_rev.density.flows import FlowStep
 from lit_rev.density.module import OPTIMIZERS, Optimizer
 from tests.test_cli import tiny_config
 from tests.toy_densities import UniformDensity
@@ -66,15 +67,15 @@ def _glow(**kwargs):
             "ignore",
             "'raise', 'skip'",
         ),
-        (lambda: _glow(coupling="spline"), "coupling", "spline", "'affine', 'additive'"),
+        (lambda: _glow(coupling="spline"), "coupling", "spline", "'additive', 'affine'"),
         # no flow step is built, so only Glow's own check can catch it
         (
             lambda: Glow(1, 4, levels=1, steps=0, coupling="spline"),
             "coupling",
             "spline",
-            "'affine', 'additive'",
+            "'additive', 'affine'",
         ),
-        (lambda: FlowStep(4, 4, coupling="Affine"), "coupling", "Affine", "'affine', 'additive'"),
+        (lambda: FlowStep(4, 4, coupling="Affine"), "coupling", "Affine", "'additive', 'affine'"),
         (
             lambda: bits_per_dim(torch.zeros(2), 4, 8, likelihood="nats"),
             "likelihood",

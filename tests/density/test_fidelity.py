@@ -16,16 +16,9 @@ from lightning.pytorch import Callback
 from lightning.pytorch.callbacks import ModelCheckpoint
 from torch.utils.data import DataLoader, TensorDataset
 
-from lit_rev.density import (
-    VAE,
-    ActNorm,
-    DensityModule,
-    Glow,
-    PixelCNNPP,
-    PolyakAveraging,
-    WeightNorm,
-)
-from lit_rev.density.pixelcnnpp import GatedResnet
+from lit_rev.density import VAE, DensityModule, Glow, PixelCNNPP, PolyakAveraging
+from lit_rev.density.flows import ActNorm
+from lit_rev.density.pixelcnnpp import GatedResnet, WeightNorm
 from tests.trainers import quiet_trainer
 
 REPO = Path(__file__).resolve().parents[2]

@@ -13,14 +13,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lit_rev.density import (
+from lit_rev.density import Glow
+from lit_rev.density.flows import (
     ActNorm,
     AdditiveCoupling,
     AffineCoupling,
     FlowLayer,
     FlowSequence,
     FlowStep,
-    Glow,
     InvConv1x1,
     Squeeze,
 )

@@ -10,14 +10,8 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, TensorDataset
 
-from lit_rev.density import (
-    DensityModule,
-    InputComplexity,
-    LikelihoodRatio,
-    Typicality,
-    write_ood_report,
-)
-from lit_rev.density.ood import auroc
+from lit_rev.density import DensityModule, InputComplexity, LikelihoodRatio, Typicality
+from lit_rev.density.ood import auroc, write_ood_report
 from lit_rev.density.scores import perturb_images, png_bits, random_batch_means
 from lit_rev.ood import OOD_METRICS
 from tests.toy_densities import Categorical

@@ -7,12 +7,9 @@ here a representative few are checked for the metrics their test run reports.
 from pathlib import Path
 
 import pytest
-import torch
 import yaml
 
 from lit_rev.cli import LitRevCLI
-from lit_rev.config import instantiate
-from lit_rev.data import German, GermanDataModule
 
 CONFIGS = sorted((Path(__file__).parents[2] / "configs" / "fair").glob("*.yaml"))
 
@@ -50,21 +47,6 @@ def test_configs_name_the_data_modules_by_their_current_names(config):
     }
     (dataset,) = set(config.stem.split("_")) & set(expected)
     assert data == expected[dataset]
-
-
-def test_a_config_with_a_former_name_still_builds_warns_and_gives_the_same_data(tmp_path):
-    settings = yaml.safe_load((CONFIGS[0].parent / "vanilla_german.yaml").read_text())
-    settings["data"]["class_path"] = "German"
-    old = tmp_path / "old.yaml"
-    old.write_text(yaml.safe_dump(settings))
-    with pytest.warns(DeprecationWarning, match="German is deprecated.*GermanDataModule"):
-        _, former = instantiate(old)
-    _, current = instantiate(CONFIGS[0].parent / "vanilla_german.yaml")
-    assert type(former) is German and type(current) is GermanDataModule
-    former.setup()
-    current.setup()
-    for split in ("train_set", "val_set", "test_set"):
-        assert torch.equal(getattr(former, split).x, getattr(current, split).x), split
 
 
 REPORTING = [c for c in CONFIGS if c.stem in ("grad_pred_adult", "alfr_adult", "lfr_german")]

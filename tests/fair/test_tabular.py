@@ -1,22 +1,10 @@
 import gzip
-import os
-import subprocess
-import sys
-import warnings
 from pathlib import Path
 
 import pytest
 import torch
 
-from lit_rev.data import (
-    COMPAS,
-    Adult,
-    AdultDataModule,
-    COMPASDataModule,
-    DataFileError,
-    German,
-    GermanDataModule,
-)
+from lit_rev.data import AdultDataModule, COMPASDataModule, DataFileError, GermanDataModule
 from lit_rev.data.tables import Encoder
 from lit_rev.data.tabular_schemas import ADULT_FILES, GERMAN_FILE, parse_adult, parse_german
 
@@ -193,49 +181,3 @@ def test_corrupt_shipped_copy_is_a_checksum_error(tmp_path, monkeypatch):
     monkeypatch.setitem(files.SHIPPED, "german.data.gz", "0" * 64)
     with pytest.raises(DataFileError, match=r"checksum mismatch for .*german.data.gz"):
         GermanDataModule().setup()
-
-
-@pytest.mark.parametrize(
-    "old, new",
-    [(Adult, AdultDataModule), (German, GermanDataModule), (COMPAS, COMPASDataModule)],
-    ids=["Adult", "German", "COMPAS"],
-)
-def test_former_names_warn_name_the_new_class_and_give_the_same_data(old, new):
-    kwargs = {"protected_in_inputs": True, "max_train": 300, "max_test": 120, "seed": 2}
-    with pytest.warns(DeprecationWarning, match=rf"^{old.__name__} is deprecated.* {new.__name__}"):
-        former = old(**kwargs)
-    assert isinstance(former, new)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")  # the new name builds without a warning
-        current = new(**kwargs)
-    former.setup()
-    current.setup()
-    assert former.feature_names == current.feature_names
-    assert former.consistency_columns == current.consistency_columns
-    for split in ("train_set", "val_set", "test_set"):
-        a, b = getattr(former, split), getattr(current, split)
-        for name in ("x", "y", "s"):
-            assert torch.equal(getattr(a, name), getattr(b, name)), (split, name)
-    first_batches = []
-    for dm in (former, current):
-        torch.manual_seed(0)
-        first_batches.append(next(iter(dm.train_dataloader())))
-    for a, b in zip(*first_batches, strict=True):
-        assert torch.equal(a, b)
-
-
-@pytest.mark.slow  # a fresh Python process
-def test_the_former_names_warn_even_where_python_hides_deprecation_warnings():
-    # Python shows a DeprecationWarning only when raised from __main__; ``class_path: German``
-    # is built inside jsonargparse, so the warning is raised here from another module.
-    code = (
-        "import lit_rev.data as data\n"
-        "exec(compile('data.German()', 'config_parser', 'exec'), "
-        "{'data': data, '__name__': 'config_parser'})\n"
-    )
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONWARNINGS"}
-    run = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120
-    )
-    assert run.returncode == 0, run.stderr
-    assert "German is deprecated" in run.stderr and "use GermanDataModule" in run.stderr

@@ -7,7 +7,8 @@ import torch
 from lightning.pytorch import seed_everything
 
 from lit_rev.data import GermanDataModule
-from lit_rev.fair import VFAModule, mmd_squared
+from lit_rev.fair import VFAModule
+from lit_rev.fair.vfa import mmd_squared
 from tests.fair.test_fairlearn_baselines import gap, proxy_set
 from tests.trainers import quiet_trainer
 

@@ -6,8 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lit_rev.revnet import DownsampleCoupling, ReversibleBlock, RevNet, SavedTensorMeter, build
-from lit_rev.revnet.blocks import InjectivePad, SpaceToDepth
+from lit_rev.revnet import ReversibleBlock, RevNet, SavedTensorMeter, build
+from lit_rev.revnet.blocks import DownsampleCoupling, InjectivePad, SpaceToDepth
 from lit_rev.revnet.reversible import InvertibleLayer
 
 

@@ -5,6 +5,7 @@ the backward stores, and the errors a user gets for a wrong F, G, axis or layer.
 """
 
 import math
+import re
 
 import pytest
 import torch
@@ -319,3 +320,59 @@ def test_invertible_layer_is_abstract():
 
     with pytest.raises(TypeError, match="abstract"):
         Half()
+
+
+class _Pair(nn.Module):
+    """An affine F or G: ``(s, t)`` from two convolutions."""
+
+    def __init__(self, s: nn.Module, t: nn.Module):
+        super().__init__()
+        self.s, self.t = s, t
+
+    def forward(self, x):
+        return self.s(x), self.t(x)
+
+
+@pytest.mark.parametrize("memory_saving", [False, True])
+@pytest.mark.parametrize(
+    "coupling, f, g, name, got",
+    [
+        # F widens the 1-channel half: x1 + F(x2) broadcasts to 4 channels, and without the
+        # check the error comes from G's convolution
+        (
+            "additive",
+            nn.Conv2d(1, 4, 3, padding=1),
+            nn.Conv2d(1, 1, 3, padding=1),
+            "F",
+            (2, 4, 8, 8),
+        ),
+        (
+            "additive",
+            nn.Conv2d(1, 1, 3, padding=1),
+            nn.Conv2d(1, 1, 3, stride=2),
+            "G",
+            (2, 1, 3, 3),
+        ),
+        (
+            "affine",
+            _Pair(nn.Conv2d(1, 1, 3, padding=1), nn.Conv2d(1, 1, 1, stride=2)),
+            _Pair(nn.Conv2d(1, 1, 3, padding=1), nn.Conv2d(1, 1, 3, padding=1)),
+            "F",
+            (2, 1, 4, 4),
+        ),
+    ],
+    ids=["F-channels", "G-size", "affine-F-shift"],
+)
+def test_an_f_or_g_of_the_wrong_output_shape_is_named_with_both_shapes(
+    coupling, f, g, name, got, memory_saving
+):
+    seq = ReversibleSequence(
+        [ReversibleBlock(f, g, coupling=coupling)], memory_saving=memory_saving
+    )
+    x = torch.randn(2, 2, 8, 8, requires_grad=True)
+    expected = rf"{name} of ReversibleBlock returned shape {re.escape(str(got))}, but the half "
+    expected += r"it is coupled with has shape \(2, 1, 8, 8\)"
+    with pytest.raises(ValueError, match=expected):
+        seq(x)
+    with pytest.raises(ValueError, match=expected):
+        seq.blocks[0].inverse(x.detach())

@@ -11,14 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lit_rev.revnet import (
-    ReversibleBlock,
-    ReversibleSequence,
-    RevNet,
-    SavedTensorMeter,
-    build,
-    residual_function,
-)
+from lit_rev.revnet import ReversibleBlock, ReversibleSequence, RevNet, SavedTensorMeter, build
+from lit_rev.revnet.blocks import residual_function
 
 CIFAR_BUILDERS = ["resnet32", "resnet110", "resnet164", "revnet38", "revnet110", "revnet164"]
 

@@ -9,19 +9,15 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from lit_rev.data.imagenet import ImageNetDataModule
 from lit_rev.revnet import (
-    ARCHITECTURES,
-    PAPER_PARAMS,
     ActivationMemoryMonitor,
-    DownsampleCoupling,
     ImageClassifier,
     ResNet,
     ReversibleBlock,
     RevNet,
     build,
-    resnet32,
-    revnet38,
-    revnet104,
 )
+from lit_rev.revnet.blocks import DownsampleCoupling
+from lit_rev.revnet.networks import ARCHITECTURES, PAPER_PARAMS, resnet32, revnet38, revnet104
 from tests.revnet.fake_imagenet import write_fake_imagenet
 from tests.trainers import quiet_trainer
 

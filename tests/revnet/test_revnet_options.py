@@ -7,8 +7,8 @@ from typing import get_args
 import pytest
 
 from lit_rev.cli import main
-from lit_rev.revnet import ARCHITECTURES, ImageClassifier, ResNet, RevNet, build
-from lit_rev.revnet.networks import Preset
+from lit_rev.revnet import ImageClassifier, ResNet, RevNet, build
+from lit_rev.revnet.networks import ARCHITECTURES, Preset
 from tests.revnet.test_revnet_cli import TINY
 
 
