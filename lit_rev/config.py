@@ -46,6 +46,7 @@ from lit_rev.callbacks import (
     quiet_third_party_noise,
 )
 from lit_rev.density.scores import read_state_dict, state_dict_mismatch
+from lit_rev.fit_checks import FitMismatch
 
 DEFAULT_SEED = 0
 DEFAULT_CHECKPOINT_EVERY_N_STEPS = 500
@@ -56,6 +57,21 @@ ConfigPaths = str | Path | Sequence[str | Path]
 
 class ConfigError(ValueError):
     """A config or an override that does not parse; the message names the key and the value."""
+
+
+def config_key(section: str, path: str) -> str:
+    """The config key of argument ``path`` of the ``section``'s class, in subclass mode.
+
+    ``config_key("model", "network.image_size")`` is
+    ``model.init_args.network.init_args.image_size``: every object is a ``class_path`` with
+    its ``init_args``.
+    """
+    return ".init_args.".join([section, *path.split(".")])
+
+
+def fit_mismatch_message(error: FitMismatch) -> str:
+    """``error``'s message with its settings named by their config keys (``model.init_args...``)."""
+    return error.message(config_key("model", error.model_key), config_key("data", error.data_key))
 
 
 class ConfigBuilder(LightningCLI):

@@ -5,7 +5,7 @@ reports bits/dim and the OOD evaluation; the paper's analyses are in
 :mod:`lit_rev.density.analysis`.
 """
 
-from lit_rev.density.callbacks import CPUTimeBudget, PolyakAveraging
+from lit_rev.callbacks import CPUTimeBudget, PolyakAveraging
 from lit_rev.density.flows import (
     ActNorm,
     AdditiveCoupling,

@@ -17,7 +17,7 @@ from lit_rev.density import (
     Typicality,
     write_ood_report,
 )
-from lit_rev.density.ood import auroc
+from lit_rev.density.ood import auroc, evaluate_ood
 from lit_rev.density.scores import perturb_images, png_bits, random_batch_means
 from lit_rev.ood import OOD_METRICS
 from tests.toy_densities import Categorical
@@ -205,8 +205,8 @@ def test_density_module_evaluates_scores_end_to_end(tmp_path, monkeypatch):
 
     noise = torch.randint(0, 256, (8, 1, 8, 8))
     constant = torch.full((8, 1, 8, 8), 7)
-    rows = module.evaluate_ood(
-        [make(noise), make(constant)], ["noise", "constant"], reference_loader=make(noise)
+    rows, _ = evaluate_ood(
+        module, [make(noise), make(constant)], ["noise", "constant"], reference_loader=make(noise)
     )
     assert rows[1]["auroc_complexity"] == 1.0
     assert {"auroc_bpd", "auroc_typicality", "auroc_typicality_M2", "auroc_complexity"} <= set(
