@@ -9,6 +9,7 @@ from typing import Any
 import torch
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import BasePredictionWriter
+from torch.utils.data import Subset
 
 from lit_rev.callbacks.run_files import output_path
 
@@ -49,11 +50,40 @@ def per_image_columns(prediction: Any, module: LightningModule) -> dict[str, lis
     return columns
 
 
+#: The columns every row starts with.
+FIXED = ("set", "position", "dataset_index")
+
+
+def dataset_index(dataset: Any, position: int) -> int:
+    """The index in the underlying dataset of item ``position`` of ``dataset``.
+
+    Follows every ``torch.utils.data.Subset`` (the seeded subsets of capped sets) down to the
+    dataset that holds the images; for any other dataset it is ``position`` itself.
+    """
+    index = position
+    while isinstance(dataset, Subset):
+        index = int(dataset.indices[index])
+        dataset = dataset.dataset
+    return index
+
+
+def _dataset_of(trainer: Trainer, dataloader_idx: int) -> Any:
+    loaders = trainer.predict_dataloaders
+    if loaders is None:
+        return None
+    loaders = loaders if isinstance(loaders, list | tuple) else [loaders]
+    if dataloader_idx >= len(loaders):
+        return None
+    return getattr(loaders[dataloader_idx], "dataset", None)
+
+
 class PredictionWriter(BasePredictionWriter):
     """Writes ``predict`` outputs to ``predictions.csv`` in the run's directory.
 
     One row per image: ``set`` (the DataModule's ``test_names`` where it has them, else the
-    dataloader index), ``index`` (position in that set's dataset) and every per-image column
+    dataloader index), ``position`` (the image's position in the set as scored: in the capped,
+    seeded subset where the DataModule draws one), ``dataset_index`` (its index in the
+    underlying dataset, through every ``Subset``) and every per-image column
     of the module's ``predict_step`` (see :func:`per_image_columns`). Prints the path at the
     end. With several processes, process ``r > 0`` writes ``predictions_rank{r}.csv``.
     """
@@ -101,17 +131,21 @@ class PredictionWriter(BasePredictionWriter):
             self.path.parent.mkdir(parents=True, exist_ok=True)
             # Open across batches (each hook writes its rows) and closed in _close, so no `with`.
             self._file = open(self.path, "w", newline="")  # noqa: SIM115
-            self._writer = csv.DictWriter(self._file, fieldnames=["set", "index", *columns])
+            self._writer = csv.DictWriter(self._file, fieldnames=[*FIXED, *columns])
             self._writer.writeheader()
-        elif set(columns) != set(self._writer.fieldnames[2:]):
+        elif set(columns) != set(self._writer.fieldnames[len(FIXED) :]):
             raise ValueError(
                 f"{type(pl_module).__name__}.predict_step changed its columns between batches: "
-                f"{self._writer.fieldnames[2:]} then {list(columns)}"
+                f"{self._writer.fieldnames[len(FIXED) :]} then {list(columns)}"
             )
         set_name = self._set_name(trainer, dataloader_idx)
-        for i, index in enumerate(batch_indices):
+        dataset = _dataset_of(trainer, dataloader_idx)
+        for i, position in enumerate(batch_indices):
             row = {k: v[i] for k, v in columns.items()}
-            self._writer.writerow({"set": set_name, "index": int(index), **row})
+            index = dataset_index(dataset, int(position))
+            self._writer.writerow(
+                {"set": set_name, "position": int(position), "dataset_index": index, **row}
+            )
         self.rows += n
 
     def _close(self) -> None:
