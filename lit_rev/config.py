@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from lightning.fabric.plugins import TorchCheckpointIO
 from lightning.pytorch import LightningDataModule, LightningModule, Trainer
 from lightning.pytorch.callbacks import (
     BasePredictionWriter,
@@ -37,6 +38,7 @@ import lit_rev.density
 import lit_rev.fair
 import lit_rev.revnet  # noqa: F401
 from lit_rev.callbacks import (
+    AtomicCheckpointIO,
     FaultCheckpoint,
     LastCheckpoint,
     PredictionWriter,
@@ -170,7 +172,10 @@ class ConfigBuilder(LightningCLI):
         if not has(BasePredictionWriter):
             defaults.append(PredictionWriter())
         kwargs["callbacks"] = listed + defaults
-        return super().instantiate_trainer(**kwargs)
+        built = super().instantiate_trainer(**kwargs)
+        if type(built.strategy.checkpoint_io) is TorchCheckpointIO:  # not one the config chose
+            built.strategy.checkpoint_io = AtomicCheckpointIO()
+        return built
 
 
 def trainer_defaults() -> dict:

@@ -30,8 +30,10 @@ from lit_rev.callbacks.averaging import PolyakAveraging
 from lit_rev.callbacks.budget import CPUTimeBudget
 from lit_rev.callbacks.checkpoints import (
     SIGTERM_EXIT_CODE,
+    AtomicCheckpointIO,
     FaultCheckpoint,
     LastCheckpoint,
+    UnreadableCheckpoint,
     sigterm_exits_nonzero,
 )
 from lit_rev.callbacks.compile import (
@@ -53,6 +55,7 @@ __all__ = [
     "COMPILED_METHODS",
     "NETWORK_ATTRIBUTES",
     "SIGTERM_EXIT_CODE",
+    "AtomicCheckpointIO",
     "CPUTimeBudget",
     "CompileNetwork",
     "FaultCheckpoint",
@@ -62,6 +65,7 @@ __all__ = [
     "RunConfigSaver",
     "StepBoundProgressBar",
     "SummaryWithoutUnmeasuredFlops",
+    "UnreadableCheckpoint",
     "free_path",
     "network_attributes",
     "output_path",

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import pickle
 import signal
 import sys
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from lightning.fabric.plugins import TorchCheckpointIO
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.trainer.states import TrainerFn
@@ -153,3 +157,66 @@ class FaultCheckpoint(Callback):
                 file=sys.stderr,
                 flush=True,
             )
+
+
+# --- safe writes ------------------------------------------------------------------------------
+class UnreadableCheckpoint(RuntimeError):
+    """A checkpoint that cannot be read (cut short); the message names the last readable one."""
+
+
+def readable(path: Path) -> bool:
+    """Whether ``path`` is a complete torch checkpoint: a zip archive whose every entry checks."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return archive.testzip() is None
+    except (OSError, zipfile.BadZipFile):
+        return False
+
+
+def last_readable_checkpoint(directory: Path, besides: Path | None = None) -> Path | None:
+    """The newest readable ``*.ckpt`` in ``directory`` other than ``besides``, else ``None``."""
+    candidates = [p for p in Path(directory).glob("*.ckpt") if besides is None or p != besides]
+    for path in sorted(candidates, key=lambda p: p.stat().st_mtime, reverse=True):
+        if readable(path):
+            return path
+    return None
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint file IO, writing each file whole or not at all.
+
+    A checkpoint goes to a temporary name beside its target and is renamed over it only once
+    complete: a full disk or a killed process leaves the previous file (or none), never a
+    truncated one. Reading a file that is not a complete checkpoint raises
+    :class:`UnreadableCheckpoint` naming the newest readable checkpoint in the same directory.
+    """
+
+    def save_checkpoint(self, checkpoint: dict, path, storage_options: Any = None) -> None:
+        """Write ``checkpoint`` to a temporary file, then rename it to ``path``."""
+        path = Path(path)
+        partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+        try:
+            super().save_checkpoint(checkpoint, partial, storage_options)
+            os.replace(partial, path)
+        finally:
+            if partial.exists():  # the write failed: leave nothing half-written behind
+                partial.unlink()
+
+    def load_checkpoint(self, path, *args: Any, **kwargs: Any) -> dict:
+        """Lightning's read; a file cut short raises :class:`UnreadableCheckpoint`."""
+        try:
+            return super().load_checkpoint(path, *args, **kwargs)
+        except (EOFError, RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile) as error:
+            path = Path(path)
+            if readable(path):  # a complete archive: the error is not about the file's bytes
+                raise
+            good = last_readable_checkpoint(path.parent, besides=path)
+            hint = (
+                f"the newest readable checkpoint there is {good}: resume with --ckpt_path {good}"
+                if good is not None
+                else f"there is no readable checkpoint in {path.parent}"
+            )
+            raise UnreadableCheckpoint(
+                f"the checkpoint {path} cannot be read ({type(error).__name__}: {error}); it is "
+                f"incomplete (a full disk or a killed save?): {hint}"
+            ) from error
