@@ -62,3 +62,20 @@ class FitMismatch(ValueError):
             f"set {model_key}: {self.model_fix}{alternative}, "
             f"or {data_key}: {self.data_fix}{effect}"
         )
+
+
+class CheckpointMismatch(FitMismatch):
+    """Data that disagree with what a checkpoint's model was trained on.
+
+    ``model_key`` names what the checkpoint recorded (``"n_bits"``, ``"shape"``); the fix is on
+    the data's side, or another checkpoint.
+    """
+
+    def message(self, model_key: str, data_key: str) -> str:
+        """The message with the data's setting named ``data_key`` (``model_key`` is unused)."""
+        detail = f" ({self.detail})" if self.detail else ""
+        return (
+            f"the checkpoint was trained with {self.model_key} = {self.model_value} but "
+            f"{data_key} = {self.data_value}{detail}: set {data_key}: {self.data_fix}, "
+            f"or pass a checkpoint trained on data with {self.model_key} = {self.data_value}"
+        )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from lit_rev.fit_checks import FitMismatch
+from lit_rev.fit_checks import CheckpointMismatch, FitMismatch
 
 
 def check_fit(module, dm) -> None:
@@ -47,3 +47,41 @@ def check_fit(module, dm) -> None:
         raise FitMismatch(
             "network.image_size", net_size, "image_size", height, images, data_effect=resize
         )
+
+
+def trained_on(module, dm) -> dict:
+    """What ``module`` is trained on, for its checkpoints: ``n_bits``, ``shape``, ``dataset``."""
+    shape = getattr(dm, "shape", None)
+    names = getattr(dm, "test_names", None)
+    return {
+        "n_bits": module.n_bits,
+        "shape": list(shape) if shape is not None else None,
+        "dataset": names[0] if names else None,
+    }
+
+
+def check_checkpoint_fit(recorded: dict | None, dm) -> None:
+    """Raise :class:`~lit_rev.fit_checks.CheckpointMismatch` where ``dm`` differs from ``recorded``.
+
+    ``recorded`` is a checkpoint's :func:`trained_on`: its bit depth and image shape must be the
+    data's. A checkpoint without the record (written before it was kept) is not checked.
+    """
+    if not recorded or dm is None:
+        return
+    now = trained_on_data(dm)
+    bits, data_bits = recorded.get("n_bits"), now["n_bits"]
+    if bits is not None and data_bits is not None and bits != data_bits:
+        detail = f"bits/dim of {data_bits}-bit images under a model of {bits}-bit ones mean nothing"
+        raise CheckpointMismatch("n_bits", bits, "n_bits", data_bits, detail)
+    shape, data_shape = recorded.get("shape"), now["shape"]
+    if shape is not None and data_shape is not None and list(shape) != list(data_shape):
+        channels, size = shape[0], shape[1]
+        if channels != data_shape[0]:
+            raise CheckpointMismatch("channels", channels, "channels", data_shape[0])
+        raise CheckpointMismatch("image_size", size, "image_size", data_shape[1])
+
+
+def trained_on_data(dm) -> dict:
+    """The data's side of :func:`trained_on`: ``n_bits`` and ``shape`` of ``dm``."""
+    shape = getattr(dm, "shape", None)
+    return {"n_bits": getattr(dm, "n_bits", None), "shape": list(shape) if shape else None}

@@ -24,7 +24,7 @@ import torch
 import torch.nn as nn
 from lightning.pytorch import LightningModule
 
-from lit_rev.density.fit import check_fit
+from lit_rev.density.fit import check_checkpoint_fit, check_fit, trained_on
 from lit_rev.density.metrics import BitsPerDim, Likelihood, bits_per_dim
 from lit_rev.density.nonfinite import finite_on_every_rank, skip_nonfinite_step, warn_skipped_steps
 from lit_rev.density.ood import write_density_report
@@ -118,6 +118,7 @@ class DensityModule(LightningModule):
         self.register_buffer("skipped_steps", torch.tensor(0))
         self.consecutive_skips = 0
         self._test_scores: dict[int, dict[str, list[torch.Tensor]]] = {}
+        self.trained_on: dict | None = None  # the loaded checkpoint's record of its data
         self.ood_failures: list[str] = []  # non-finite scores of the last test, for the exit code
 
     @property
@@ -168,6 +169,23 @@ class DensityModule(LightningModule):
         See :func:`lit_rev.density.fit.check_fit`.
         """
         check_fit(self, dm)
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        """Record what the model is trained on (depth, image shape, data set) in ``checkpoint``."""
+        checkpoint["trained_on"] = trained_on(self, self._datamodule())
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        """Keep the checkpoint's record, checked against the data when a loop starts."""
+        self.trained_on = checkpoint.get("trained_on")
+
+    def on_fit_start(self) -> None:
+        """A resumed or evaluated checkpoint must fit the data (its depth, its image shape)."""
+        check_checkpoint_fit(self.trained_on, self._datamodule())
+
+    on_validation_start = on_test_start = on_predict_start = on_fit_start
+
+    def _datamodule(self):
+        return getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
 
     @property
     def likelihood(self) -> Likelihood:

@@ -16,7 +16,7 @@ from lit_rev.config import ConfigError, fit_mismatch_message
 from lit_rev.data.datamodule import ImageDataModule
 from lit_rev.data.images import Digits
 from lit_rev.density import VAE, DensityModule, Glow, PixelCNNPP
-from lit_rev.fit_checks import FitMismatch
+from lit_rev.fit_checks import CheckpointMismatch, FitMismatch
 from tests.trainers import quiet_trainer
 
 NET = "model.init_args.network.init_args"
@@ -175,3 +175,35 @@ def test_the_command_line_names_the_yaml_keys(tmp_path, monkeypatch):
     )
     with pytest.raises(ConfigError, match=rf"^{NET}.image_size = 4 but data.init_args.image_size"):
         main(["fit", "--config", str(config)])
+
+
+def trained_checkpoint(tmp_path):
+    """A Glow fitted one step on 8-bit digits, saved with what it was trained on."""
+    module = DensityModule(glow(), num_samples=0)
+    trainer = quiet_trainer(tmp_path, max_steps=1, limit_val_batches=0)
+    trainer.fit(module, digits())
+    path = tmp_path / "trained.ckpt"
+    trainer.save_checkpoint(path)
+    return path
+
+
+def test_a_checkpoint_records_what_it_was_trained_on(tmp_path):
+    checkpoint = torch.load(trained_checkpoint(tmp_path), weights_only=False)
+    assert checkpoint["trained_on"] == {"n_bits": 8, "shape": [1, 8, 8], "dataset": "digits"}
+
+
+def test_testing_a_checkpoint_on_other_bit_depths_stops(tmp_path):
+    """The issue's case: an 8-bit model tested with n_bits=5 gave bits/dim 3 bits too low."""
+    path = trained_checkpoint(tmp_path)
+    trainer = quiet_trainer(tmp_path)
+    message = (
+        r"the checkpoint was trained with n_bits = 8 but the DataModule's n_bits = 5 .*: "
+        r"set the DataModule's n_bits: 8, or pass a checkpoint trained on data with n_bits = 5"
+    )
+    with pytest.raises(CheckpointMismatch, match=message) as caught:
+        trainer.test(DensityModule(glow(), num_samples=0), digits(n_bits=5), ckpt_path=path)
+    assert fit_mismatch_message(caught.value).startswith(
+        "the checkpoint was trained with n_bits = 8 but data.init_args.n_bits = 5"
+    )
+    results = trainer.test(DensityModule(glow(), num_samples=0), digits(), ckpt_path=path)
+    assert results  # the data it was trained on: tested
