@@ -51,11 +51,11 @@ class LitRevCLI(ConfigBuilder):
 
     def before_instantiate_classes(self) -> None:
         """Set the thread count, and refuse to score an untrained model (see ``--help``)."""
-        super().before_instantiate_classes()
         config = self.run_config()
         no_file = str(config.get("ckpt_path") or "") in ("", "last", "best")
         if self.subcommand in EVALUATING and no_file:
-            self._refuse_untrained(config)
+            self._refuse_untrained(config)  # before a run directory is claimed
+        super().before_instantiate_classes()
 
     def _refuse_untrained(self, config) -> None:
         """Exit 2 where an evaluation would score random weights, unless asked for.

@@ -15,6 +15,7 @@ this module registers the classes of the slices under their short names (``Densi
 from __future__ import annotations
 
 import argparse
+import os
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -125,10 +126,17 @@ class ConfigBuilder(LightningCLI):
         return self.config.get(self.subcommand, self.config) if self.subcommand else self.config
 
     def before_instantiate_classes(self) -> None:
-        """Set the thread count (``--torch_threads``) before anything is built."""
+        """Set the thread count (``--torch_threads``) and claim the run's log directory."""
         threads = self.run_config().get("torch_threads")
         if threads:
             torch.set_num_threads(int(threads))
+        self._claimed = claim_run_version(self.run_config().get("trainer"))
+
+    def instantiate_classes(self) -> None:
+        """Build the classes; the saved config keeps ``version`` as given (a re-run: a new one)."""
+        super().instantiate_classes()
+        if self._claimed is not None:
+            self._claimed["version"] = None
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         """The Trainer, with a default callback of each kind the config does not list.
@@ -178,6 +186,60 @@ class ConfigBuilder(LightningCLI):
         return built
 
 
+def claim_version_dir(root: str | Path) -> int:
+    """Create ``root/version_N`` for the next free ``N`` and return ``N``.
+
+    ``os.mkdir`` either creates the directory or fails because it exists, so two runs started
+    at once never get the same one: the loser takes the next number.
+    """
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    taken = [
+        int(d.name[len("version_") :])
+        for d in root.iterdir()
+        if d.is_dir() and d.name.startswith("version_") and d.name[len("version_") :].isdigit()
+    ]
+    version = max(taken, default=-1) + 1
+    while True:
+        try:
+            os.mkdir(root / f"version_{version}")
+            return version
+        except FileExistsError:
+            version += 1
+
+
+def claim_run_version(trainer: Any) -> Any:
+    """Give the config's logger (``save_dir``/``name``, no ``version``) a directory of its own.
+
+    Loggers pick ``version_N`` by listing the directory and create it only when they first
+    write, so two runs started at once took the same one. Here the directory is claimed with
+    :func:`claim_version_dir` before the logger is built, and the logger is given its number.
+    A process launched for another rank of the same run (``RANK``/``LOCAL_RANK`` other than
+    0) takes the newest directory, the one its rank 0 claimed before launching it.
+
+    Returns:
+        The logger's ``init_args`` given a version, else ``None`` (no such logger, a version
+        given, or a ``fast_dev_run``, which logs nothing).
+    """
+    logger = trainer.get("logger") if trainer is not None else None
+    arguments = getattr(logger, "init_args", None)
+    if arguments is None or arguments.get("version") is not None or trainer.get("fast_dev_run"):
+        return None
+    save_dir, name = arguments.get("save_dir"), arguments.get("name")
+    if save_dir is None or "version" not in arguments:
+        return None
+    root = Path(save_dir) / (name or "")
+    rank = os.environ.get("RANK") or os.environ.get("LOCAL_RANK") or "0"
+    if rank != "0":
+        taken = [d for d in root.glob("version_*") if d.name[len("version_") :].isdigit()]
+        if not taken:
+            return None
+        arguments["version"] = max(int(d.name[len("version_") :]) for d in taken)
+        return arguments
+    arguments["version"] = claim_version_dir(root)
+    return arguments
+
+
 def trainer_defaults() -> dict:
     """TensorBoard logs under ``logs/lit_rev/version_N``."""
     return {
@@ -193,6 +255,13 @@ class _ModelAndData(ConfigBuilder):
 
     The Trainer's logger and callbacks are parsed (and checked) but never built.
     """
+
+    def before_instantiate_classes(self) -> None:
+        """Set the thread count; no run directory (no logger is built here)."""
+        self._claimed = None
+        threads = self.run_config().get("torch_threads")
+        if threads:
+            torch.set_num_threads(int(threads))
 
     def instantiate_classes(self) -> None:
         """Build ``model`` and ``data``; ``trainer`` stays ``None``."""
