@@ -178,7 +178,9 @@ def test_instantiate_with_trainer_builds_the_run_of_the_cli(tmp_path):
     assert trainer.max_steps == 1 == cli.trainer.max_steps
     kinds = sorted(type(c).__name__ for c in trainer.callbacks)
     assert kinds == sorted(type(c).__name__ for c in cli.trainer.callbacks)
-    assert trainer.logger.log_dir == cli.trainer.logger.log_dir
+    # the same logs directory; each built run claims its own version in it
+    mine, theirs = Path(trainer.logger.log_dir), Path(cli.trainer.logger.log_dir)
+    assert mine.parent == theirs.parent and (mine.name, theirs.name) == ("version_0", "version_1")
     assert dict(model.hparams) == dict(cli.model.hparams)
     assert type(dm) is type(cli.datamodule)
 
