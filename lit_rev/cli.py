@@ -23,7 +23,8 @@ import torch
 from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 
 from lit_rev.callbacks import sigterm_exits_nonzero
-from lit_rev.config import ConfigBuilder
+from lit_rev.config import ConfigBuilder, ConfigError, fit_mismatch_message
+from lit_rev.fit_checks import FitMismatch
 
 EVALUATING = ("validate", "test", "predict")
 
@@ -41,17 +42,20 @@ class LitRevCLI(ConfigBuilder):
 
     def __init__(self, *args, **kwargs):
         # LightningCLI runs the subcommand inside __init__ (unless run=False).
-        with sigterm_exits_nonzero():  # Lightning's SIGTERM stop would otherwise exit 0
-            super().__init__(*args, **kwargs)
+        try:
+            with sigterm_exits_nonzero():  # Lightning's SIGTERM stop would otherwise exit 0
+                super().__init__(*args, **kwargs)
+        except FitMismatch as error:  # the model names its arguments; the user wrote YAML keys
+            raise ConfigError(fit_mismatch_message(error)) from error
         self._exit_if_the_evaluation_failed()
 
     def before_instantiate_classes(self) -> None:
         """Set the thread count, and refuse to score an untrained model (see ``--help``)."""
-        super().before_instantiate_classes()
         config = self.run_config()
         no_file = str(config.get("ckpt_path") or "") in ("", "last", "best")
         if self.subcommand in EVALUATING and no_file:
-            self._refuse_untrained(config)
+            self._refuse_untrained(config)  # before a run directory is claimed
+        super().before_instantiate_classes()
 
     def _refuse_untrained(self, config) -> None:
         """Exit 2 where an evaluation would score random weights, unless asked for.
@@ -90,7 +94,9 @@ class LitRevCLI(ConfigBuilder):
         The report then says "THE RUN FAILED"; a script or a scheduler that reads only the exit
         code must see it too.
         """
-        failed = getattr(getattr(self, "model", None), "ood_failures", None)
+        trainer = getattr(self, "trainer", None)
+        reporters = [getattr(self, "model", None), *(getattr(trainer, "callbacks", None) or [])]
+        failed = [f for r in reporters for f in (getattr(r, "ood_failures", None) or [])]
         if failed:
             print(
                 f"error: the OOD evaluation failed: {'; '.join(failed)}",

@@ -15,12 +15,14 @@ this module registers the classes of the slices under their short names (``Densi
 from __future__ import annotations
 
 import argparse
+import os
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
+from lightning.fabric.plugins import TorchCheckpointIO
 from lightning.pytorch import LightningDataModule, LightningModule, Trainer
 from lightning.pytorch.callbacks import (
     BasePredictionWriter,
@@ -36,6 +38,7 @@ import lit_rev.density
 import lit_rev.fair
 import lit_rev.revnet
 from lit_rev.callbacks import (
+    AtomicCheckpointIO,
     FaultCheckpoint,
     LastCheckpoint,
     PredictionWriter,
@@ -45,6 +48,7 @@ from lit_rev.callbacks import (
     quiet_third_party_noise,
 )
 from lit_rev.checkpoints import read_state_dict, state_dict_mismatch
+from lit_rev.fit_checks import FitMismatch
 
 # A class is resolvable by its short name once imported; the slices load their Lightning
 # classes on first use, so every public name is looked up here.
@@ -61,6 +65,21 @@ ConfigPaths = str | Path | Sequence[str | Path]
 
 class ConfigError(ValueError):
     """A config or an override that does not parse; the message names the key and the value."""
+
+
+def config_key(section: str, path: str) -> str:
+    """The config key of argument ``path`` of the ``section``'s class, in subclass mode.
+
+    ``config_key("model", "network.image_size")`` is
+    ``model.init_args.network.init_args.image_size``: every object is a ``class_path`` with
+    its ``init_args``.
+    """
+    return ".init_args.".join([section, *path.split(".")])
+
+
+def fit_mismatch_message(error: FitMismatch) -> str:
+    """``error``'s message with its settings named by their config keys (``model.init_args...``)."""
+    return error.message(config_key("model", error.model_key), config_key("data", error.data_key))
 
 
 class ConfigBuilder(LightningCLI):
@@ -112,10 +131,17 @@ class ConfigBuilder(LightningCLI):
         return self.config.get(self.subcommand, self.config) if self.subcommand else self.config
 
     def before_instantiate_classes(self) -> None:
-        """Set the thread count (``--torch_threads``) before anything is built."""
+        """Set the thread count (``--torch_threads``) and claim the run's log directory."""
         threads = self.run_config().get("torch_threads")
         if threads:
             torch.set_num_threads(int(threads))
+        self._claimed = claim_run_version(self.run_config().get("trainer"))
+
+    def instantiate_classes(self) -> None:
+        """Build the classes; the saved config keeps ``version`` as given (a re-run: a new one)."""
+        super().instantiate_classes()
+        if self._claimed is not None:
+            self._claimed["version"] = None
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         """The Trainer, with a default callback of each kind the config does not list.
@@ -159,7 +185,64 @@ class ConfigBuilder(LightningCLI):
         if not has(BasePredictionWriter):
             defaults.append(PredictionWriter())
         kwargs["callbacks"] = listed + defaults
-        return super().instantiate_trainer(**kwargs)
+        built = super().instantiate_trainer(**kwargs)
+        if type(built.strategy.checkpoint_io) is TorchCheckpointIO:  # not one the config chose
+            built.strategy.checkpoint_io = AtomicCheckpointIO()
+        return built
+
+
+def claim_version_dir(root: str | Path) -> int:
+    """Create ``root/version_N`` for the next free ``N`` and return ``N``.
+
+    ``os.mkdir`` either creates the directory or fails because it exists, so two runs started
+    at once never get the same one: the loser takes the next number.
+    """
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    taken = [
+        int(d.name[len("version_") :])
+        for d in root.iterdir()
+        if d.is_dir() and d.name.startswith("version_") and d.name[len("version_") :].isdigit()
+    ]
+    version = max(taken, default=-1) + 1
+    while True:
+        try:
+            os.mkdir(root / f"version_{version}")
+            return version
+        except FileExistsError:
+            version += 1
+
+
+def claim_run_version(trainer: Any) -> Any:
+    """Give the config's logger (``save_dir``/``name``, no ``version``) a directory of its own.
+
+    Loggers pick ``version_N`` by listing the directory and create it only when they first
+    write, so two runs started at once took the same one. Here the directory is claimed with
+    :func:`claim_version_dir` before the logger is built, and the logger is given its number.
+    A process launched for another rank of the same run (``RANK``/``LOCAL_RANK`` other than
+    0) takes the newest directory, the one its rank 0 claimed before launching it.
+
+    Returns:
+        The logger's ``init_args`` given a version, else ``None`` (no such logger, a version
+        given, or a ``fast_dev_run``, which logs nothing).
+    """
+    logger = trainer.get("logger") if trainer is not None else None
+    arguments = getattr(logger, "init_args", None)
+    if arguments is None or arguments.get("version") is not None or trainer.get("fast_dev_run"):
+        return None
+    save_dir, name = arguments.get("save_dir"), arguments.get("name")
+    if save_dir is None or "version" not in arguments:
+        return None
+    root = Path(save_dir) / (name or "")
+    rank = os.environ.get("RANK") or os.environ.get("LOCAL_RANK") or "0"
+    if rank != "0":
+        taken = [d for d in root.glob("version_*") if d.name[len("version_") :].isdigit()]
+        if not taken:
+            return None
+        arguments["version"] = max(int(d.name[len("version_") :]) for d in taken)
+        return arguments
+    arguments["version"] = claim_version_dir(root)
+    return arguments
 
 
 def trainer_defaults() -> dict:
@@ -177,6 +260,13 @@ class _ModelAndData(ConfigBuilder):
 
     The Trainer's logger and callbacks are parsed (and checked) but never built.
     """
+
+    def before_instantiate_classes(self) -> None:
+        """Set the thread count; no run directory (no logger is built here)."""
+        self._claimed = None
+        threads = self.run_config().get("torch_threads")
+        if threads:
+            torch.set_num_threads(int(threads))
 
     def instantiate_classes(self) -> None:
         """Build ``model`` and ``data``; ``trainer`` stays ``None``."""

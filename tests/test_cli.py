@@ -206,7 +206,7 @@ def test_epoch_bound_still_reads_epoch_of_last(tmp_path):
     cli = LitRevCLI(args=args, run=False)
     bar = cli.trainer.progress_bar_callback
     bar.setup(cli.trainer, cli.model, "fit")
-    assert bar._get_train_description(4).strip() == "Epoch 4/9"
+    assert bar.train_description(4).strip() == "Epoch 4/9"
 
 
 def test_no_third_party_noise_but_real_messages_stay(fit_output):

@@ -2,6 +2,7 @@
 them, without a Trainer; checkpoints loaded strictly and safely."""
 
 import functools
+import os
 from pathlib import Path
 
 import lightning.pytorch as pl
@@ -11,7 +12,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 
 from lit_rev.cli import LitRevCLI
 from lit_rev.cli import main as cli_main
-from lit_rev.config import ConfigError, instantiate, instantiate_with_trainer
+from lit_rev.config import ConfigError, claim_version_dir, instantiate, instantiate_with_trainer
 from tests.test_cli import tiny_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -177,7 +178,9 @@ def test_instantiate_with_trainer_builds_the_run_of_the_cli(tmp_path):
     assert trainer.max_steps == 1 == cli.trainer.max_steps
     kinds = sorted(type(c).__name__ for c in trainer.callbacks)
     assert kinds == sorted(type(c).__name__ for c in cli.trainer.callbacks)
-    assert trainer.logger.log_dir == cli.trainer.logger.log_dir
+    # the same logs directory; each built run claims its own version in it
+    mine, theirs = Path(trainer.logger.log_dir), Path(cli.trainer.logger.log_dir)
+    assert mine.parent == theirs.parent and (mine.name, theirs.name) == ("version_0", "version_1")
     assert dict(model.hparams) == dict(cli.model.hparams)
     assert type(dm) is type(cli.datamodule)
 
@@ -197,3 +200,27 @@ def test_a_fairness_checkpoint_loads_into_a_module_built_from_its_config(tmp_pat
     assert model.hparams.input_dim == dm.input_dim == x.shape[1]
     assert model.consistency_columns == dm.consistency_columns
     assert torch.equal(model.eval().predict_proba(x), fitted)
+
+
+def test_runs_started_at_once_get_their_own_version_directories(tmp_path):
+    """Two runs built before either writes: each claims its own directory (both were version_0)."""
+    config = str(tiny_config(tmp_path))
+    first = LitRevCLI(args=["--config", config], run=False)
+    second = LitRevCLI(args=["--config", config], run=False)
+    dirs = {Path(first.trainer.logger.log_dir), Path(second.trainer.logger.log_dir)}
+    assert len(dirs) == 2 and all(d.is_dir() for d in dirs)
+    assert sorted(d.name for d in dirs) == ["version_0", "version_1"]
+    assert first.config["trainer"]["logger"]["init_args"]["version"] is None  # as given
+
+
+def test_claiming_a_version_directory_retries_past_one_taken_meanwhile(tmp_path, monkeypatch):
+    real_mkdir = os.mkdir
+
+    def racing_mkdir(path, *args):
+        if Path(path).name == "version_0":  # another run created it after the listing
+            real_mkdir(path, *args)
+        return real_mkdir(path, *args)
+
+    monkeypatch.setattr(os, "mkdir", racing_mkdir)
+    assert claim_version_dir(tmp_path / "runs") == 1
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["version_0", "version_1"]

@@ -110,3 +110,17 @@ def test_the_checker_resolves_a_package_s_relative_imports():
     assert "lit_rev.density.glow" in imported_modules(
         "from .glow import Glow", "lit_rev.density.module"
     )
+
+
+#: Shared modules the slices may import: they import no slice and nothing above the slices.
+SHARED = ("callbacks", "fit_checks", "inference", "ood", "options", "report")
+
+
+@pytest.mark.parametrize("name", SHARED)
+def test_a_shared_module_imports_no_slice(name):
+    path = PACKAGE / name
+    files = sorted(path.rglob("*.py")) if path.is_dir() else [path.with_suffix(".py")]
+    assert files and all(f.exists() for f in files), f"lit_rev/{name} has no Python files"
+    forbidden = ABOVE_THE_SLICES + tuple(f"lit_rev.{s}" for s in SLICES)
+    found = [v for f in files for v in violations(f, forbidden)]
+    assert found == [], "\n".join(found)

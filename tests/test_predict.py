@@ -1,6 +1,6 @@
-"""``predict`` writes one CSV row per image (set, index, every per-image column of the module's
-``predict_step``) into the run's directory and prints its path: density models, the RevNet
-classifier and the fairness models, each through the command line."""
+"""``predict`` writes one CSV row per image (set, position, dataset index, every per-image column
+of the module's ``predict_step``) into the run's directory and prints its path: density models,
+the RevNet classifier and the fairness models, each through the command line."""
 
 import csv
 from pathlib import Path
@@ -39,7 +39,7 @@ def test_density_predict_writes_bpd_its_parts_and_ood_columns_per_image(tmp_path
     assert path == Path(cli.trainer.logger.log_dir) / "predictions.csv"
     rows = read_rows(path)
     columns = ["bpd", "prior_bpd", "logdet_bpd", "png_bpd", "complexity", "typicality"]
-    assert list(rows[0]) == ["set", "index", *columns]
+    assert list(rows[0]) == ["set", "position", "dataset_index", *columns]
     entropy = cli.model.ood_scores[1].entropy
     for r in rows:  # the OOD scores themselves, per image, by their definitions
         bpd = float(r["bpd"])
@@ -47,8 +47,18 @@ def test_density_predict_writes_bpd_its_parts_and_ood_columns_per_image(tmp_path
         assert float(r["typicality"]) == pytest.approx(abs(bpd - entropy), abs=1e-5)
     # max_test: 32 images of each set, every one once, under its set's name
     for name in ("digits", "lfwcrops"):
-        assert sorted(int(r["index"]) for r in rows if r["set"] == name) == list(range(32))
+        assert sorted(int(r["position"]) for r in rows if r["set"] == name) == list(range(32))
     assert len(rows) == 64
+    # dataset_index: the image's index in the full data set, not its place in the capped subset
+    for name, test_set in zip(cli.datamodule.test_names, cli.datamodule.test_sets, strict=True):
+        full = test_set
+        while isinstance(full, torch.utils.data.Subset):
+            full = full.dataset
+        mine = [r for r in rows if r["set"] == name]
+        for r in mine:
+            image = test_set[int(r["position"])][0]
+            assert torch.equal(torch.as_tensor(full[int(r["dataset_index"])][0]), image)
+        assert any(r["dataset_index"] != r["position"] for r in mine), name
     returned = cli.trainer.predict_loop.predictions  # [set][batch] dicts of (N,) tensors
     for s, name in enumerate(("digits", "lfwcrops")):
         mine = [r for r in rows if r["set"] == name]
@@ -73,14 +83,14 @@ def test_revnet_classifier_predict_writes_classes_and_probabilities(tmp_path, ca
     )
     rows = read_rows(written_path(capsys.readouterr().out))
     probs = [f"prob_{c}" for c in range(10)]
-    assert list(rows[0]) == ["set", "index", "predicted", "label", *probs]
+    assert list(rows[0]) == ["set", "position", "dataset_index", "predicted", "label", *probs]
     assert len(rows) == 12 and {r["set"] for r in rows} == {"mnist5k"}
     test_set = cli.datamodule.test_sets[0]
     for r in rows:
         prob = torch.tensor([float(r[f"prob_{c}"]) for c in range(10)], dtype=torch.float64)
         assert abs(float(prob.sum()) - 1.0) < 1e-6 and int(r["predicted"]) == int(prob.argmax())
         # the row's index is the image's index in its set
-        assert int(r["label"]) == int(test_set[int(r["index"])][1])
+        assert int(r["label"]) == int(test_set[int(r["position"])][1])
 
 
 def test_fair_model_predict_writes_decision_probability_and_groups(tmp_path, capsys, monkeypatch):
@@ -94,11 +104,20 @@ def test_fair_model_predict_writes_decision_probability_and_groups(tmp_path, cap
         ]
     )
     rows = read_rows(written_path(capsys.readouterr().out))
-    columns = ["set", "index", "predicted", "label", "prob_0", "prob_1", "protected_age"]
+    columns = [
+        "set",
+        "position",
+        "dataset_index",
+        "predicted",
+        "label",
+        "prob_0",
+        "prob_1",
+        "protected_age",
+    ]
     assert list(rows[0]) == columns
     test_set = cli.datamodule.test_set
     assert len(rows) == len(test_set) and {r["set"] for r in rows} == {"0"}
-    index = torch.tensor([int(r["index"]) for r in rows])
+    index = torch.tensor([int(r["position"]) for r in rows])
     x, y, s = test_set.__getitems__(index.tolist())
     model = cli.model.eval()
     with torch.no_grad():

@@ -15,7 +15,6 @@ from lit_rev.lazy import lazy_names
 __getattr__, __dir__ = lazy_names(
     __name__,
     {
-        "lit_rev.density.callbacks": ("CPUTimeBudget", "PolyakAveraging"),
         "lit_rev.density.metrics": ("bits_per_dim",),
         "lit_rev.density.module": ("DensityModule",),
         "lit_rev.density.ood": ("OODEvaluation",),
@@ -25,7 +24,6 @@ __getattr__, __dir__ = lazy_names(
 
 __all__ = [
     "VAE",
-    "CPUTimeBudget",
     "DensityModule",
     "Glow",
     "InputComplexity",
@@ -33,7 +31,6 @@ __all__ = [
     "OODEvaluation",
     "OODScore",
     "PixelCNNPP",
-    "PolyakAveraging",
     "Typicality",
     "bits_per_dim",
 ]

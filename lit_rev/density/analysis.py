@@ -27,6 +27,7 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
+from lit_rev.inference import evaluating, score_batches, slices
 from lit_rev.options import check_choice
 
 GRAYING_FACTORS = (1.0, 0.75, 0.5, 0.25, 0.0)
@@ -37,17 +38,10 @@ TraceMethod = Literal["exact", "hutchinson"]
 
 
 # ----------------------------------------------------------------------------- helpers
-@torch.no_grad()
 def score_images(module, k: torch.Tensor, batch_size: int = 250) -> dict[str, torch.Tensor]:
     """:meth:`DensityModule.scores` of integer images ``k`` in batches, concatenated (CPU)."""
-    was_training = module.training
-    module.eval()
-    out: dict[str, list[torch.Tensor]] = {}
-    for start in range(0, len(k), batch_size):
-        for key, value in module.scores(k[start : start + batch_size].to(module.device)).items():
-            out.setdefault(key, []).append(value.cpu())
-    module.train(was_training)
-    return {key: torch.cat(v) for key, v in out.items()}
+    with evaluating(module):
+        return score_batches(lambda b: module.scores(b.to(module.device)), slices(k, batch_size))
 
 
 def images_of(dataset, limit: int | None = None) -> torch.Tensor:
@@ -465,69 +459,76 @@ def second_order(
     x0 = 0.5 * (mu_p + mu_q)
     d_p, d_q = x_p - mu_p, x_q - mu_q
     original = next(network.parameters()).dtype
-    was_training = network.training
-    network.eval().to(dtype)
-    device = next(network.parameters()).device
-    try:
-        log_density = network.log_prob
-        x0_ = x0.to(device, dtype)
-        first = (log_density_gradient(log_density, x0_).double().cpu() * (mu_q - mu_p)).sum().item()
-        if method == "exact":  # Tr(H Sigma) of each set: the trace and each set's quadratic model
-            tr_q = hessian_quadratic_forms(log_density, x0_, d_q.to(dtype), chunk).mean().item()
-            tr_p = hessian_quadratic_forms(log_density, x0_, d_p.to(dtype), chunk).mean().item()
-            trace = tr_q - tr_p
-        else:
-            trace = covariance_difference_trace(
-                log_density, x0_, d_p.to(dtype), d_q.to(dtype), method, chunk, probes
+    with evaluating(network, grad=True):
+        network.to(dtype)
+        device = next(network.parameters()).device
+        try:
+            log_density = network.log_prob
+            x0_ = x0.to(device, dtype)
+            first = (
+                (log_density_gradient(log_density, x0_).double().cpu() * (mu_q - mu_p)).sum().item()
             )
-            tr_q = tr_p = float("nan")
-        # the quadratic model's curvature at the means, (mu - x0)^T H (mu - x0): equal for p and q
-        half_diff = (0.5 * (mu_q - mu_p))[None].to(device, dtype)
-        mean_term = hessian_quadratic_forms(log_density, x0_, half_diff).item()
-
-        def log_p(x: torch.Tensor) -> torch.Tensor:
-            with torch.no_grad():
-                values = [network.log_prob(b.to(device, dtype)) for b in x.split(chunk)]
-            return torch.cat(values).double().cpu()
-
-        log_p_q, log_p_p = log_p(x_q), log_p(x_p)
-        log_p_x0 = log_p(x0[None]).item()
-        mean_gap = (log_p(mu_q[None]) - log_p(mu_p[None])).item()
-        measured = (log_p_q.mean() - log_p_p.mean()).item()
-        # the quadratic model of log p around x0, averaged over each set
-        model_q = log_p_x0 + 0.5 * first + 0.5 * (tr_q + mean_term)
-        model_p = log_p_x0 - 0.5 * first + 0.5 * (tr_p + mean_term)
-        var_diff = d_q.pow(2).mean(0) - d_p.pow(2).mean(0)
-        result = {
-            "predicted": first + 0.5 * trace,
-            "predicted_first_order": first,
-            "predicted_second_order": 0.5 * trace,
-            "measured_gap": measured,
-            "taylor_error_p": log_p_p.mean().item() - model_p,
-            "taylor_error_q": log_p_q.mean().item() - model_q,
-            "log_p_mean_q_minus_mean_p": mean_gap,
-            "method": method,
-            "mean_abs_difference_of_means": (mu_q - mu_p).abs().mean().item(),
-            "sum_variance_difference": var_diff.sum().item(),
-        }
-        if diagonal_only:
-            diagonal = var_diff.to(device, dtype)
-            result["predicted_diagonal_only"] = 0.5 * hessian_trace(
-                log_density, x0_, diagonal, method, chunk, probes
-            )
-        if curvature_points > 0:
-            points = x_p[torch.linspace(0, len(x_p) - 1, curvature_points).long()].to(device, dtype)
-            traces = [
-                covariance_difference_trace(
-                    log_density, x, d_p.to(dtype), d_q.to(dtype), method, chunk, probes
+            if (
+                method == "exact"
+            ):  # Tr(H Sigma) of each set: the trace and each set's quadratic model
+                tr_q = hessian_quadratic_forms(log_density, x0_, d_q.to(dtype), chunk).mean().item()
+                tr_p = hessian_quadratic_forms(log_density, x0_, d_p.to(dtype), chunk).mean().item()
+                trace = tr_q - tr_p
+            else:
+                trace = covariance_difference_trace(
+                    log_density, x0_, d_p.to(dtype), d_q.to(dtype), method, chunk, probes
                 )
-                for x in points
-            ]
-            result["predicted_avg_curvature"] = 0.5 * sum(traces) / len(traces)
-        if getattr(network, "coupling", None) == "additive":
-            result.update(cv_glow_closed_form(network, x_p, x_q, x0))
-    finally:
-        network.to(original).train(was_training)
+                tr_q = tr_p = float("nan")
+            # the quadratic model's curvature at the means, (mu - x0)^T H (mu - x0): equal for
+            # p and q
+            half_diff = (0.5 * (mu_q - mu_p))[None].to(device, dtype)
+            mean_term = hessian_quadratic_forms(log_density, x0_, half_diff).item()
+
+            def log_p(x: torch.Tensor) -> torch.Tensor:
+                with torch.no_grad():
+                    values = [network.log_prob(b.to(device, dtype)) for b in x.split(chunk)]
+                return torch.cat(values).double().cpu()
+
+            log_p_q, log_p_p = log_p(x_q), log_p(x_p)
+            log_p_x0 = log_p(x0[None]).item()
+            mean_gap = (log_p(mu_q[None]) - log_p(mu_p[None])).item()
+            measured = (log_p_q.mean() - log_p_p.mean()).item()
+            # the quadratic model of log p around x0, averaged over each set
+            model_q = log_p_x0 + 0.5 * first + 0.5 * (tr_q + mean_term)
+            model_p = log_p_x0 - 0.5 * first + 0.5 * (tr_p + mean_term)
+            var_diff = d_q.pow(2).mean(0) - d_p.pow(2).mean(0)
+            result = {
+                "predicted": first + 0.5 * trace,
+                "predicted_first_order": first,
+                "predicted_second_order": 0.5 * trace,
+                "measured_gap": measured,
+                "taylor_error_p": log_p_p.mean().item() - model_p,
+                "taylor_error_q": log_p_q.mean().item() - model_q,
+                "log_p_mean_q_minus_mean_p": mean_gap,
+                "method": method,
+                "mean_abs_difference_of_means": (mu_q - mu_p).abs().mean().item(),
+                "sum_variance_difference": var_diff.sum().item(),
+            }
+            if diagonal_only:
+                diagonal = var_diff.to(device, dtype)
+                result["predicted_diagonal_only"] = 0.5 * hessian_trace(
+                    log_density, x0_, diagonal, method, chunk, probes
+                )
+            if curvature_points > 0:
+                points = x_p[torch.linspace(0, len(x_p) - 1, curvature_points).long()].to(
+                    device, dtype
+                )
+                traces = [
+                    covariance_difference_trace(
+                        log_density, x, d_p.to(dtype), d_q.to(dtype), method, chunk, probes
+                    )
+                    for x in points
+                ]
+                result["predicted_avg_curvature"] = 0.5 * sum(traces) / len(traces)
+            if getattr(network, "coupling", None) == "additive":
+                result.update(cv_glow_closed_form(network, x_p, x_q, x0))
+        finally:
+            network.to(original)
     return result
 
 

@@ -23,14 +23,14 @@ from typing import Literal, get_args
 import torch
 import torch.nn as nn
 from lightning.pytorch import LightningModule
-from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
-from lit_rev.density.callbacks import PolyakAveraging
+from lit_rev.density.fit import check_checkpoint_fit, check_fit, trained_on
 from lit_rev.density.metrics import BitsPerDim, Likelihood, bits_per_dim
-from lit_rev.density.ood import failures, write_ood_report
+from lit_rev.density.nonfinite import finite_on_every_rank, skip_nonfinite_step, warn_skipped_steps
+from lit_rev.density.ood import write_density_report
+from lit_rev.density.samples import draws_samples, sample_grid
 from lit_rev.density.scores import OODScore, perturb_images
 from lit_rev.options import check_choice
-from lit_rev.report import log_dir_of
 
 #: The optimiser's name (``adamax`` as openai/glow); :data:`OPTIMIZERS` maps it to its class.
 Optimizer = Literal["adam", "adamax", "adamw"]
@@ -118,7 +118,8 @@ class DensityModule(LightningModule):
         self.register_buffer("skipped_steps", torch.tensor(0))
         self.consecutive_skips = 0
         self._test_scores: dict[int, dict[str, list[torch.Tensor]]] = {}
-        self.ood_failures: list[str] = []  # set by write_report
+        self.trained_on: dict | None = None  # the loaded checkpoint's record of its data
+        self.ood_failures: list[str] = []  # non-finite scores of the last test, for the exit code
 
     @property
     def n_bits(self) -> int:
@@ -130,6 +131,11 @@ class DensityModule(LightningModule):
         if self._n_bits is None:
             dm = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
             return int(getattr(dm, "n_bits", None) or getattr(self.network, "n_bits", None) or 8)
+        return self._n_bits
+
+    @property
+    def n_bits_given(self) -> int | None:
+        """The depth set on this module (argument or setter); ``None`` where it follows the data."""
         return self._n_bits
 
     @n_bits.setter
@@ -158,52 +164,28 @@ class DensityModule(LightningModule):
             self.check_fit(dm)
 
     def check_fit(self, dm) -> None:
-        """Stop with an error naming the config key where the network does not fit ``dm``'s images.
+        """Raise :class:`~lit_rev.fit_checks.FitMismatch` where the network does not fit ``dm``.
 
-        Checked: the network's ``in_channels`` and ``image_size`` (where it has them) against the
-        DataModule's shape (a Glow built for 4x4 images would otherwise train on 28x28 ones by
-        broadcasting its prior), this module's ``n_bits`` against the DataModule's (5-bit bits/dim
-        of 8-bit images skew the density/volume split), and the network's own ``n_bits`` (VAE,
-        PixelCNN++) against the depth of the images it is given.
+        See :func:`lit_rev.density.fit.check_fit`.
         """
-        net_key, data_key = "model.init_args.network.init_args", "data.init_args"
-        data_bits = getattr(dm, "n_bits", None)
-        if self._n_bits is not None and data_bits is not None and self._n_bits != data_bits:
-            raise ValueError(
-                f"model.init_args.n_bits = {self._n_bits} but the data have {data_key}.n_bits = "
-                f"{data_bits}: set model.init_args.n_bits: {data_bits} (or null, to take the "
-                f"data's), or {data_key}.n_bits: {self._n_bits}"
-            )
-        bits = self._n_bits if self._n_bits is not None else data_bits
-        net_bits = getattr(self.network, "n_bits", None)
-        if net_bits is not None and bits is not None and net_bits != bits:
-            raise ValueError(
-                f"{net_key}.n_bits = {net_bits} but the images have {bits} bits "
-                f"({data_key}.n_bits = {data_bits}): set {net_key}.n_bits: {bits}, "
-                f"or {data_key}.n_bits: {net_bits}"
-            )
-        shape = getattr(dm, "shape", None)  # (C, H, W); the in-distribution set's where not given
-        if shape is None:
-            return
+        check_fit(self, dm)
 
-        def source(key: str) -> str:
-            return f"{data_key}.{key}, or the in-distribution set's own where unset"
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        """Record what the model is trained on (depth, image shape, data set) in ``checkpoint``."""
+        checkpoint["trained_on"] = trained_on(self, self._datamodule())
 
-        channels, height, width = shape
-        net_channels = getattr(self.network, "in_channels", None)
-        if net_channels is not None and net_channels != channels:
-            raise ValueError(
-                f"{net_key}.in_channels = {net_channels} but the images have {channels} channel(s) "
-                f"({source('channels')}): set {net_key}.in_channels: {channels}, "
-                f"or {data_key}.channels: {net_channels} to convert the images"
-            )
-        net_size = getattr(self.network, "image_size", None)
-        if net_size is not None and (net_size, net_size) != (height, width):
-            raise ValueError(
-                f"{net_key}.image_size = {net_size} but the images are {height}x{width} "
-                f"({source('image_size')}): set {net_key}.image_size: {height}, "
-                f"or {data_key}.image_size: {net_size} to resize the images"
-            )
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        """Keep the checkpoint's record, checked against the data when a loop starts."""
+        self.trained_on = checkpoint.get("trained_on")
+
+    def on_fit_start(self) -> None:
+        """A resumed or evaluated checkpoint must fit the data (its depth, its image shape)."""
+        check_checkpoint_fit(self.trained_on, self._datamodule())
+
+    on_validation_start = on_test_start = on_predict_start = on_fit_start
+
+    def _datamodule(self):
+        return getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
 
     @property
     def likelihood(self) -> Likelihood:
@@ -261,32 +243,8 @@ class DensityModule(LightningModule):
             k = perturb_images(k, self.hparams.perturb, self.n_bits)
         bpd = self.scores(k, noise=True)["bpd"]
         loss = bpd.mean()
-        finite = bool(torch.isfinite(loss))
-        if self.trainer.world_size > 1:
-            finite = self.trainer.strategy.reduce_boolean_decision(finite, all=True)
-        if not finite:
-            fix = "lower the learning rate, lengthen warmup_steps or set trainer.gradient_clip_val"
-            if self.hparams.nonfinite == "raise":
-                raise FloatingPointError(
-                    f"non-finite loss ({loss.item()}) at step {self.global_step}: {fix}; "
-                    "nonfinite='skip' skips such steps"
-                )
-            self.skipped_steps += 1
-            self.consecutive_skips += 1
-            limit = self.hparams.max_consecutive_skips
-            self.log("train/skipped_steps", self.skipped_steps.float())
-            if self.consecutive_skips >= limit:
-                raise FloatingPointError(
-                    f"non-finite loss ({loss.item()}) at step {self.global_step}: "
-                    f"{self.consecutive_skips} steps in a row skipped "
-                    f"({int(self.skipped_steps)} in all; model.init_args.max_consecutive_skips = "
-                    f"{limit}), the model has diverged: {fix}"
-                )
-            rank_zero_warn(
-                f"non-finite loss ({loss.item()}) at step {self.global_step}: step skipped "
-                f"({self.consecutive_skips} in a row, {int(self.skipped_steps)} in all; training "
-                f"stops after {limit} in a row, model.init_args.max_consecutive_skips)"
-            )
+        if not finite_on_every_rank(self, loss):
+            skip_nonfinite_step(self, loss)
             return None
         self.consecutive_skips = 0
         self.train_bpd(bpd)
@@ -296,58 +254,27 @@ class DensityModule(LightningModule):
 
     def on_train_end(self):
         """Warn how many steps were skipped for a non-finite loss, if any."""
-        if int(self.skipped_steps):
-            rank_zero_warn(
-                f"{int(self.skipped_steps)} of {self.global_step} training steps were skipped "
-                "for a non-finite loss (nonfinite='skip'); the model was trained on the others only"
-            )
+        warn_skipped_steps(self)
 
     def validation_step(self, batch, batch_idx):
         """Accumulate the validation bits/dim (dequantised as at evaluation)."""
         self.val_bpd(self.scores(batch[0], noise=self.hparams.eval_noise)["bpd"])
         self.log("val/bpd", self.val_bpd, prog_bar=True)
 
-    def _draws_samples(self) -> bool:
-        if not hasattr(self.network, "sample") or self.hparams.num_samples <= 0:
-            return False
-        fast = self._trainer is not None and bool(self.trainer.fast_dev_run)
-        return not (fast and getattr(self.network, "sequential_sampling", False))
-
     def on_validation_epoch_end(self):
         """Log the sample grid to TensorBoard (rank 0, not in the sanity check)."""
-        if (
-            self.trainer.sanity_checking
-            or not self.trainer.is_global_zero
-            or not self._draws_samples()
-        ):
+        if self.trainer.sanity_checking or not self.trainer.is_global_zero:
             return
         experiment = getattr(self.logger, "experiment", None)
-        if experiment is not None and hasattr(experiment, "add_image"):
-            experiment.add_image("samples", self.sample_grid(), self.global_step)
-
-    def sample_grid(self, seed: int = 0) -> torch.Tensor:
-        """A grid of ``num_samples`` samples in ``[0, 1]``, ``(C, H, W)``, from a fixed seed."""
-        from torchvision.utils import make_grid
-
-        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
-            torch.manual_seed(seed)
-            was_training = self.network.training
-            self.network.eval()
-            x = self.network.sample(self.hparams.num_samples, temperature=self.hparams.temperature)
-            self.network.train(was_training)
-        images = x.float() / (2**self.n_bits - 1) if self.likelihood == "mass" else x.float() + 0.5
-        return make_grid(images.clamp(0, 1).cpu(), nrow=int(self.hparams.num_samples**0.5))
+        if draws_samples(self) and hasattr(experiment, "add_image"):
+            experiment.add_image("samples", sample_grid(self), self.global_step)
 
     # ----- test: the OOD evaluation -----
     def on_test_epoch_start(self):
         """Reset the gathered scores and prepare the OOD scores."""
         self._test_scores = {}
-        limit = (
-            self.trainer.limit_test_batches
-            if isinstance(self.trainer.limit_test_batches, int)
-            else None
-        )
-        self.prepare_ood_scores(max_batches=limit)
+        limit = self.trainer.limit_test_batches
+        self.prepare_ood_scores(max_batches=limit if isinstance(limit, int) else None)
 
     def test_step(self, batch, batch_idx, dataloader_idx: int = 0):
         """Score a batch of test set ``dataloader_idx`` and keep the per-image scores."""
@@ -355,12 +282,8 @@ class DensityModule(LightningModule):
         store = self._test_scores.setdefault(dataloader_idx, {})
         for key, value in scores.items():
             store.setdefault(key, []).append(value.detach())
-        self.log(
-            f"test/bpd/{self._set_name(dataloader_idx)}",
-            scores["bpd"].mean(),
-            add_dataloader_idx=False,
-            sync_dist=True,
-        )
+        name = f"test/bpd/{self._set_name(dataloader_idx)}"
+        self.log(name, scores["bpd"].mean(), add_dataloader_idx=False, sync_dist=True)
 
     def on_test_epoch_end(self):
         """Gather every set's scores over the ranks and write the OOD report on rank 0."""
@@ -371,7 +294,7 @@ class DensityModule(LightningModule):
                 for k, v in self._test_scores[idx].items()
             }
         if self.trainer.is_global_zero and gathered:
-            self.write_report(gathered)
+            _, self.ood_failures = write_density_report(self, gathered, self.trainer)
 
     def predict_step(self, batch, batch_idx, dataloader_idx: int = 0) -> dict[str, torch.Tensor]:
         """Per-image scores of a batch of test set ``dataloader_idx``.
@@ -389,97 +312,8 @@ class DensityModule(LightningModule):
         self.prepare_ood_scores()
 
     def _set_name(self, idx: int) -> str:
-        names = (
-            getattr(self.trainer.datamodule, "test_names", None)
-            if self._trainer is not None
-            else None
-        )
+        names = getattr(self.trainer.datamodule, "test_names", None) if self._trainer else None
         return names[idx] if names and idx < len(names) else f"set{idx}"
-
-    @torch.no_grad()
-    def evaluate_ood(
-        self, loaders, names: list[str], max_batches: int | None = None, reference_loader=None
-    ) -> list[dict]:
-        """Score every loader and write the OOD report, outside a Trainer loop.
-
-        Args:
-            loaders: one loader of integer images per set, in-distribution first.
-            names: the sets' names, one per loader (``names[0]`` is in-distribution).
-            max_batches: score at most this many batches per set.
-            reference_loader: in-distribution data for OOD scores that need it (default: the
-                DataModule's validation split).
-
-        Returns:
-            The report's rows, one per set.
-        """
-        from rich.progress import track
-
-        was_training = self.training
-        self.eval()
-        self.prepare_ood_scores(reference_loader, max_batches)
-        scores = {}
-        for name, loader in zip(names, loaders, strict=True):
-            parts: dict[str, list[torch.Tensor]] = {}
-            total = len(loader) if max_batches is None else min(len(loader), max_batches)
-            for i, (k, _) in enumerate(
-                track(loader, total=total, description=f"OOD eval: {name}", transient=True)
-            ):
-                if max_batches is not None and i >= max_batches:
-                    break
-                for key, value in self.test_scores(k.to(self.device)).items():
-                    parts.setdefault(key, []).append(value.cpu())
-            scores[name] = {k: torch.cat(v) for k, v in parts.items()}
-        self.train(was_training)
-        return self.write_report(scores)
-
-    def write_report(self, scores: dict[str, dict[str, torch.Tensor]]) -> list[dict]:
-        """Write the OOD report of ``scores``: ``{set: {column: (N,)}}``, in-distribution first.
-
-        Sets ``ood_failures``: what makes the evaluation a failed run (non-finite scores), empty
-        when every score is finite, for a caller that should exit non-zero.
-        """
-        out_dir = log_dir_of(self.trainer) if self._trainer is not None else "."
-        meta = {
-            "network": type(self.network).__name__,
-            "likelihood": self.likelihood,
-            "n_bits": self.n_bits,
-            "dequantisation_at_eval": "uniform noise" if self.hparams.eval_noise else "cell centre",
-            "global_step": self.global_step,
-            "skipped_steps": int(self.skipped_steps),
-        }
-        if getattr(self.network, "importance_samples", None):
-            samples = self.network.importance_samples
-            meta["log_prob"] = f"importance-weighted lower bound, {samples} samples"
-            seed = getattr(self.network, "eval_seed", None)
-            meta["log_prob"] += (
-                f"; draws seeded per image by eval_seed={seed}"
-                if seed is not None
-                else "; draws from the global random stream (eval_seed=None): scores vary by run"
-            )
-        averaging = (
-            [c for c in self._trainer.callbacks if isinstance(c, PolyakAveraging)]
-            if self._trainer
-            else []
-        )
-        meta["weights"] = (
-            f"Polyak average, decay {averaging[0].decay}" if averaging else "as trained"
-        )
-        for scorer in self.ood_scores:
-            meta.update(scorer.describe())
-        in_name = next(iter(scores))
-        rows = write_ood_report(
-            scores, in_name, out_dir, self.logger, self.global_step, meta, scorers=self.ood_scores
-        )
-        self.ood_failures = failures(scores, in_name, self.ood_scores)
-        if self._draws_samples():
-            from torchvision.utils import save_image
-
-            save_image(self.sample_grid(), f"{out_dir}/samples.png")
-        kind = "probability mass" if self.likelihood == "mass" else "density"
-        rank_zero_info(
-            f"{type(self.network).__name__} log_prob is a log-{kind}; n_bits={self.n_bits}"
-        )
-        return rows
 
     def lr_factor(self, step: int) -> float:
         """The learning rate of optimizer step ``step`` (from 0) over ``lr``.
@@ -495,8 +329,8 @@ class DensityModule(LightningModule):
         """The chosen optimiser, its learning rate scheduled per step by :meth:`lr_factor`.
 
         Its multi-tensor (``foreach``) implementation on every device: torch picks it by default
-        on GPUs only, and on the CPU it updates Glow's ~200 parameter tensors in 2.2 instead of
-        3.2 ms a step, with the same numbers to the bit.
+        on GPUs only, and on the CPU too it updates the many small parameter tensors of a flow in
+        fewer kernel launches, with the same numbers to the bit.
         """
         opt = OPTIMIZERS[self.hparams.optimizer](
             self.parameters(),

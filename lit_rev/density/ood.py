@@ -29,8 +29,11 @@ import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
+from lit_rev.callbacks import PolyakAveraging
+from lit_rev.density.samples import draws_samples, sample_grid
+from lit_rev.inference import evaluating, score_batches
 from lit_rev.ood import OOD_METRICS, ood_metrics
-from lit_rev.report import format_table, overlaid_histograms, save_figure, write_report
+from lit_rev.report import format_table, log_dir_of, overlaid_histograms, save_figure, write_report
 
 # Per-image score names a density model may produce, all in bits/dim.
 SCORE_LABELS = {
@@ -289,15 +292,114 @@ def score_rows(rows: list[dict]) -> list[dict]:
     return out
 
 
+def report_meta(module, trainer: Trainer | None = None) -> dict:
+    """The OOD report's metadata: how ``module`` scored (network, depth, weights, scores)."""
+    network = module.network
+    meta = {
+        "network": type(network).__name__,
+        "likelihood": module.likelihood,
+        "n_bits": module.n_bits,
+        "dequantisation_at_eval": "uniform noise" if module.hparams.eval_noise else "cell centre",
+        "global_step": module.global_step,
+        "skipped_steps": int(module.skipped_steps),
+    }
+    if getattr(network, "importance_samples", None):
+        meta["log_prob"] = f"importance-weighted lower bound, {network.importance_samples} samples"
+        seed = getattr(network, "eval_seed", None)
+        meta["log_prob"] += (
+            f"; draws seeded per image by eval_seed={seed}"
+            if seed is not None
+            else "; draws from the global random stream (eval_seed=None): scores vary by run"
+        )
+    callbacks = trainer.callbacks if trainer is not None else []
+    averaging = [c for c in callbacks if isinstance(c, PolyakAveraging)]
+    meta["weights"] = f"Polyak average, decay {averaging[0].decay}" if averaging else "as trained"
+    for scorer in module.ood_scores:
+        meta.update(scorer.describe())
+    return meta
+
+
+def write_density_report(
+    module, scores: dict[str, dict[str, torch.Tensor]], trainer: Trainer | None = None
+) -> tuple[list[dict], list[str]]:
+    """Write the OOD report of a density ``module``'s ``scores`` and its sample grid.
+
+    Args:
+        module: the :class:`~lit_rev.density.DensityModule` that scored.
+        scores: ``{set: {column: (N,)}}``, in-distribution first.
+        trainer: the run's Trainer: the files go to its log directory (else ``.``) and its
+            logger, and its callbacks say which weights were scored.
+
+    Returns:
+        The report's rows and what makes the evaluation a failed run (non-finite scores; empty
+        when every score is finite), for a caller that should exit non-zero.
+    """
+    if trainer is None:
+        trainer = getattr(module, "_trainer", None)
+    out_dir = log_dir_of(trainer) if trainer is not None else Path(".")
+    logger = trainer.logger if trainer is not None else None
+    meta = report_meta(module, trainer)
+    in_name = next(iter(scores))
+    scorers = module.ood_scores
+    rows = write_ood_report(
+        scores, in_name, out_dir, logger, module.global_step, meta, scorers=scorers
+    )
+    if draws_samples(module):
+        from torchvision.utils import save_image
+
+        save_image(sample_grid(module), f"{out_dir}/samples.png")
+    kind = "probability mass" if module.likelihood == "mass" else "density"
+    rank_zero_info(f"{meta['network']} log_prob is a log-{kind}; n_bits={module.n_bits}")
+    return rows, failures(scores, in_name, scorers)
+
+
+def evaluate_ood(
+    module,
+    loaders,
+    names: list[str],
+    max_batches: int | None = None,
+    reference_loader=None,
+    trainer: Trainer | None = None,
+) -> tuple[list[dict], list[str]]:
+    """Score every loader with a density ``module`` outside a Trainer loop; write the OOD report.
+
+    Args:
+        module: a :class:`~lit_rev.density.DensityModule`.
+        loaders: one loader of integer images per set, in-distribution first.
+        names: the sets' names, one per loader (``names[0]`` is in-distribution).
+        max_batches: score at most this many batches per set.
+        reference_loader: in-distribution data for OOD scores that need it (default: the
+            DataModule's validation split).
+        trainer: the run's Trainer, where there is one (see :func:`write_density_report`).
+
+    Returns:
+        The report's rows, one per set, and the failures of :func:`write_density_report`.
+    """
+    from rich.progress import track
+
+    scores = {}
+    with evaluating(module):
+        module.prepare_ood_scores(reference_loader, max_batches)
+        for name, loader in zip(names, loaders, strict=True):
+            total = len(loader) if max_batches is None else min(len(loader), max_batches)
+            batches = track(loader, total=total, description=f"OOD eval: {name}", transient=True)
+            scores[name] = score_batches(
+                lambda batch: module.test_scores(batch[0].to(module.device)), batches, max_batches
+            )
+    return write_density_report(module, scores, trainer)
+
+
 class OODEvaluation(Callback):
     """Runs the OOD evaluation on every test set of the DataModule when ``fit`` ends.
 
     The same scores and report as ``python -m lit_rev test``, so one ``fit`` command trains
-    and evaluates. Runs on global rank 0 only (no collective calls).
+    and evaluates. Runs on global rank 0 only (no collective calls). ``ood_failures`` lists
+    what made the evaluation a failed run (non-finite scores), for the exit code.
     """
 
     def __init__(self, max_batches: int | None = None):
         self.max_batches = max_batches
+        self.ood_failures: list[str] = []
 
     def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         """Score every test set of the DataModule and write the OOD report (rank 0)."""
@@ -308,4 +410,6 @@ class OODEvaluation(Callback):
         limit = self.max_batches
         if limit is None and isinstance(trainer.limit_test_batches, int):
             limit = trainer.limit_test_batches
-        pl_module.evaluate_ood(dm.test_dataloader(), dm.test_names, max_batches=limit)
+        _, self.ood_failures = evaluate_ood(
+            pl_module, dm.test_dataloader(), dm.test_names, max_batches=limit, trainer=trainer
+        )

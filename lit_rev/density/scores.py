@@ -32,6 +32,7 @@ import torch.nn as nn
 
 from lit_rev.checkpoints import read_state_dict, state_dict_mismatch
 from lit_rev.density.metrics import bits_per_dim
+from lit_rev.inference import evaluating, score_batches
 
 
 class OODScore:
@@ -66,21 +67,18 @@ class OODScore:
 
 
 def _reference_bpd(module, loader, max_batches: int | None) -> torch.Tensor:
-    was_training = module.training
-    module.eval()
-    values = []
-    with torch.no_grad():
-        for i, batch in enumerate(loader):
-            if max_batches is not None and i >= max_batches:
-                break
-            values.append(module.scores(batch[0].to(module.device))["bpd"].cpu())
-    module.train(was_training)
+    with evaluating(module):
+        values = score_batches(
+            lambda batch: {"bpd": module.scores(batch[0].to(module.device))["bpd"]},
+            loader,
+            max_batches,
+        )
     if not values:
         raise ValueError(
             "Typicality needs in-distribution reference data to estimate the entropy; "
             "the loader was empty"
         )
-    return torch.cat(values).double()
+    return values["bpd"].double()
 
 
 def random_batch_means(

@@ -16,8 +16,10 @@ from lightning.pytorch import Callback
 from lightning.pytorch.callbacks import ModelCheckpoint
 from torch.utils.data import DataLoader, TensorDataset
 
-from lit_rev.density import VAE, DensityModule, Glow, PixelCNNPP, PolyakAveraging
+from lit_rev.callbacks import PolyakAveraging
+from lit_rev.density import VAE, DensityModule, Glow, PixelCNNPP
 from lit_rev.density.flows import ActNorm
+from lit_rev.density.ood import evaluate_ood
 from lit_rev.density.pixelcnnpp import GatedResnet, WeightNorm
 from tests.trainers import quiet_trainer
 
@@ -558,7 +560,7 @@ def test_vae_report_says_how_its_draws_were_seeded(tmp_path, monkeypatch, seed, 
     module = DensityModule(_vae(eval_seed=seed).float(), n_bits=3, num_samples=0)
     k = torch.randint(0, 8, (6, 1, 4, 4), generator=torch.Generator().manual_seed(1))
     loaders = [DataLoader(TensorDataset(k, torch.zeros(6)), batch_size=3) for _ in range(2)]
-    module.evaluate_ood(loaders, ["in", "ood"])
+    evaluate_ood(module, loaders, ["in", "ood"])
     meta = json.loads((tmp_path / "ood_report.json").read_text())["meta"]
     assert "importance-weighted lower bound, 12 samples" in meta["log_prob"]
     assert says in meta["log_prob"] and meta["weights"] == "as trained"

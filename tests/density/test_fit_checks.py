@@ -5,12 +5,18 @@ broadcasting its top prior, ``in_channels`` off by one gave a raw tensor-size er
 the first step, and ``n_bits`` that disagreed with the data's skewed bits/dim silently.
 """
 
+from pathlib import Path
+
 import pytest
 import torch
 
+import lit_rev.density
+from lit_rev.cli import main
+from lit_rev.config import ConfigError, fit_mismatch_message
 from lit_rev.data.datamodule import ImageDataModule
 from lit_rev.data.images import Digits
 from lit_rev.density import VAE, DensityModule, Glow, PixelCNNPP
+from lit_rev.fit_checks import CheckpointMismatch, FitMismatch
 from tests.trainers import quiet_trainer
 
 NET = "model.init_args.network.init_args"
@@ -24,8 +30,12 @@ def digits(**kwargs):
 
 
 def fit(module, dm, tmp_path):
+    """Fit as ``python -m lit_rev fit`` reports a misfit: naming the config keys."""
     trainer = quiet_trainer(tmp_path, fast_dev_run=1)
-    trainer.fit(module, dm)
+    try:
+        trainer.fit(module, dm)
+    except FitMismatch as error:
+        raise ValueError(fit_mismatch_message(error)) from error
     return trainer
 
 
@@ -50,8 +60,8 @@ def test_glow_for_smaller_images_stops_before_training(tmp_path):
     module = DensityModule(glow(image_size=4), num_samples=0)
     before = {k: v.clone() for k, v in module.state_dict().items()}
     message = (
-        rf"{NET}.image_size = 4 but the images are 8x8 \(data.init_args.image_size, or the "
-        rf"in-distribution set's own where unset\): "
+        rf"{NET}.image_size = 4 but data.init_args.image_size = 8 \(the images are 8x8; where "
+        rf"unset, the in-distribution set's own\): "
         rf"set {NET}.image_size: 8, or data.init_args.image_size: 4 to resize the images"
     )
     with pytest.raises(ValueError, match=message):
@@ -61,16 +71,19 @@ def test_glow_for_smaller_images_stops_before_training(tmp_path):
 
 
 def test_image_size_named_when_the_data_set_it(tmp_path):
-    with pytest.raises(ValueError, match=rf"{NET}.image_size = 8 but the images are 16x16"):
+    with pytest.raises(
+        ValueError,
+        match=rf"{NET}.image_size = 8 but data.init_args.image_size = 16 \(the images are 16x16",
+    ):
         fit(DensityModule(glow(image_size=8), num_samples=0), digits(image_size=16), tmp_path)
 
 
 def test_channels_checked(tmp_path):
     """A colour Glow on gray data (a raw tensor-size error in the first step before)."""
-    message = rf"{NET}.in_channels = 3 but the images have 1 channel\(s\) \(data.init_args.chan"
+    message = rf"{NET}.in_channels = 3 but data.init_args.channels = 1 \(the images have 1 chan"
     with pytest.raises(ValueError, match=message):
         fit(DensityModule(glow(in_channels=3), num_samples=0), digits(), tmp_path)
-    message = rf"{NET}.in_channels = 1 but the images have 3 channel\(s\).*set {NET}.in_channels: 3"
+    message = rf"{NET}.in_channels = 1 but data.init_args.channels = 3 .*set {NET}.in_channels: 3"
     with pytest.raises(ValueError, match=message):
         fit(DensityModule(glow(in_channels=1), num_samples=0), digits(channels=3), tmp_path)
 
@@ -78,7 +91,7 @@ def test_channels_checked(tmp_path):
 def test_module_n_bits_must_match_the_data(tmp_path):
     """DensityModule(n_bits=5) on 8-bit data ran, with bits/dim 3 bits too low for a flow."""
     message = (
-        r"model.init_args.n_bits = 5 but the data have data.init_args.n_bits = 8: "
+        r"model.init_args.n_bits = 5 but data.init_args.n_bits = 8: "
         r"set model.init_args.n_bits: 8 \(or null, to take the data's\), "
         r"or data.init_args.n_bits: 5"
     )
@@ -89,11 +102,11 @@ def test_module_n_bits_must_match_the_data(tmp_path):
 @pytest.mark.parametrize("make", [vae, pixelcnnpp], ids=["vae", "pixelcnnpp"])
 def test_network_n_bits_must_match_the_data(make, tmp_path):
     """The discrete models' own n_bits: a 5-bit likelihood of 8-bit pixels (or the reverse)."""
-    message = rf"{NET}.n_bits = 5 but the images have 8 bits \(data.init_args.n_bits = 8\): "
+    message = rf"{NET}.n_bits = 5 but data.init_args.n_bits = 8 \(the images have 8 bits\): "
     message += rf"set {NET}.n_bits: 8, or data.init_args.n_bits: 5"
     with pytest.raises(ValueError, match=message):
         fit(DensityModule(make(n_bits=5), num_samples=0), digits(), tmp_path)
-    message = rf"{NET}.n_bits = 8 but the images have 5 bits \(data.init_args.n_bits = 5\)"
+    message = rf"{NET}.n_bits = 8 but data.init_args.n_bits = 5 \(the images have 5 bits\)"
     with pytest.raises(ValueError, match=message):
         fit(DensityModule(make(n_bits=8), num_samples=0), digits(n_bits=5), tmp_path)
 
@@ -127,3 +140,70 @@ def test_n_bits_outside_a_trainer_falls_back_to_the_network_s():
     assert DensityModule(vae(n_bits=5)).n_bits == 5
     assert DensityModule(vae(n_bits=5), n_bits=5).n_bits == 5
     assert DensityModule(glow()).n_bits == 8
+
+
+def test_the_module_raises_a_structured_mismatch_naming_its_own_arguments(tmp_path):
+    """The module names its arguments and both values; no config key (no YAML in the slice)."""
+    trainer = quiet_trainer(tmp_path, fast_dev_run=1)
+    with pytest.raises(FitMismatch) as caught:
+        trainer.fit(DensityModule(glow(image_size=4), num_samples=0), digits())
+    error = caught.value
+    assert (error.model_key, error.model_value) == ("network.image_size", 4)
+    assert (error.data_key, error.data_value) == ("image_size", 8)
+    assert error.data_effect == "to resize the images" and "init_args" not in str(error)
+    assert str(error).startswith("network.image_size = 4 but the DataModule's image_size = 8")
+
+
+def test_no_config_keys_in_the_density_slice():
+    """Config keys are the config layer's: the density code names arguments only."""
+    package = Path(lit_rev.density.__file__).parent
+    found = [p.name for p in package.rglob("*.py") if "init_args" in p.read_text()]
+    assert found == []
+
+
+def test_the_command_line_names_the_yaml_keys(tmp_path, monkeypatch):
+    """``python -m lit_rev fit`` with a misfit network: the message names the YAML keys."""
+    monkeypatch.chdir(tmp_path)
+    config = tmp_path / "misfit.yaml"
+    config.write_text(
+        "trainer: {fast_dev_run: 1, logger: false, enable_progress_bar: false}\n"
+        "model:\n  class_path: DensityModule\n  init_args:\n    num_samples: 0\n"
+        "    network:\n      class_path: Glow\n      init_args: {in_channels: 1, image_size: 4, "
+        "levels: 2, steps: 1, hidden_channels: 4}\n"
+        "data:\n  class_path: ImageDataModule\n  init_args: {dataset: Digits, batch_size: 8, "
+        "max_train: 16, max_test: 8, val_fraction: 0.0}\n"
+    )
+    with pytest.raises(ConfigError, match=rf"^{NET}.image_size = 4 but data.init_args.image_size"):
+        main(["fit", "--config", str(config)])
+
+
+def trained_checkpoint(tmp_path):
+    """A Glow fitted one step on 8-bit digits, saved with what it was trained on."""
+    module = DensityModule(glow(), num_samples=0)
+    trainer = quiet_trainer(tmp_path, max_steps=1, limit_val_batches=0)
+    trainer.fit(module, digits())
+    path = tmp_path / "trained.ckpt"
+    trainer.save_checkpoint(path)
+    return path
+
+
+def test_a_checkpoint_records_what_it_was_trained_on(tmp_path):
+    checkpoint = torch.load(trained_checkpoint(tmp_path), weights_only=False)
+    assert checkpoint["trained_on"] == {"n_bits": 8, "shape": [1, 8, 8], "dataset": "digits"}
+
+
+def test_testing_a_checkpoint_on_other_bit_depths_stops(tmp_path):
+    """The issue's case: an 8-bit model tested with n_bits=5 gave bits/dim 3 bits too low."""
+    path = trained_checkpoint(tmp_path)
+    trainer = quiet_trainer(tmp_path)
+    message = (
+        r"the checkpoint was trained with n_bits = 8 but the DataModule's n_bits = 5 .*: "
+        r"set the DataModule's n_bits: 8, or pass a checkpoint trained on data with n_bits = 5"
+    )
+    with pytest.raises(CheckpointMismatch, match=message) as caught:
+        trainer.test(DensityModule(glow(), num_samples=0), digits(n_bits=5), ckpt_path=path)
+    assert fit_mismatch_message(caught.value).startswith(
+        "the checkpoint was trained with n_bits = 8 but data.init_args.n_bits = 5"
+    )
+    results = trainer.test(DensityModule(glow(), num_samples=0), digits(), ckpt_path=path)
+    assert results  # the data it was trained on: tested

@@ -15,7 +15,7 @@ import torch
 from lit_rev.data.datamodule import ImageDataModule
 from lit_rev.data.images import Digits
 from lit_rev.density import DensityModule
-from lit_rev.density.ood import ood_rows, write_ood_report
+from lit_rev.density.ood import evaluate_ood, ood_rows, write_ood_report
 from lit_rev.density.scores import OODScore, Typicality
 from lit_rev.ood import OOD_METRICS
 from tests.test_report import strict_load
@@ -191,13 +191,13 @@ def test_skip_warns_at_every_step_and_stops_after_a_run_of_skips():
     assert [out[i] is None for i in range(8)] == [False, True, False, True, True, False, True, True]
     assert messages == [
         f"non-finite loss (nan) at step {step}: step skipped ({row} in a row, {total} in all; "
-        "training stops after 3 in a row, model.init_args.max_consecutive_skips)"
+        "training stops after 3 in a row, max_consecutive_skips)"
         for step, row, total in ((1, 1, 1), (3, 1, 2), (4, 2, 3), (6, 1, 4), (7, 2, 5))
     ]
     assert int(module.skipped_steps) == 5
     message = (
         r"at step 8: 3 steps in a row skipped \(6 in all; "
-        r"model.init_args.max_consecutive_skips = 3\), the model has diverged: lower the"
+        r"max_consecutive_skips = 3\), the model has diverged: lower the"
     )
     with pytest.raises(FloatingPointError, match=message):
         steps_from(module, 8)
@@ -261,9 +261,9 @@ def test_evaluation_of_a_diverged_model_fails(tmp_path, caplog, monkeypatch):
     k = torch.randint(0, 256, (6, 1, 2, 2), dtype=torch.uint8)
     loaders = [DataLoader(TensorDataset(k, torch.zeros(6)), batch_size=3) for _ in range(2)]
     with caplog.at_level(logging.INFO), pytest.warns(UserWarning, match="OOD evaluation failed"):
-        rows = module.evaluate_ood(loaders, ["in", "ood"])
+        rows, failed = evaluate_ood(module, loaders, ["in", "ood"])
     assert rows[1]["auroc_bpd"] is None and "THE RUN FAILED" in caplog.text
-    assert module.ood_failures == [
+    assert failed == [
         "6 of 6 bits/dim scores of in are non-finite",
         "6 of 6 bits/dim scores of ood are non-finite",
     ]

@@ -11,7 +11,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, TensorDataset
 
 from lit_rev.density import DensityModule, InputComplexity, LikelihoodRatio, Typicality
-from lit_rev.density.ood import auroc, write_ood_report
+from lit_rev.density.ood import auroc, evaluate_ood, write_ood_report
 from lit_rev.density.scores import perturb_images, png_bits, random_batch_means
 from lit_rev.ood import OOD_METRICS
 from tests.toy_densities import Categorical
@@ -199,8 +199,8 @@ def test_density_module_evaluates_scores_end_to_end(tmp_path, monkeypatch):
 
     noise = torch.randint(0, 256, (8, 1, 8, 8))
     constant = torch.full((8, 1, 8, 8), 7)
-    rows = module.evaluate_ood(
-        [make(noise), make(constant)], ["noise", "constant"], reference_loader=make(noise)
+    rows, _ = evaluate_ood(
+        module, [make(noise), make(constant)], ["noise", "constant"], reference_loader=make(noise)
     )
     assert rows[1]["auroc_complexity"] == 1.0
     assert {"auroc_bpd", "auroc_typicality", "auroc_typicality_M2", "auroc_complexity"} <= set(
@@ -215,7 +215,7 @@ def test_density_module_evaluates_scores_end_to_end(tmp_path, monkeypatch):
 def test_cpu_time_budget_stops_training():
     from types import SimpleNamespace
 
-    from lit_rev.density import CPUTimeBudget
+    from lit_rev.callbacks import CPUTimeBudget
 
     trainer = SimpleNamespace(should_stop=False, global_step=3)
     generous, tight = CPUTimeBudget(seconds=1e6), CPUTimeBudget(seconds=0.01)

@@ -1,49 +1,13 @@
-"""Callbacks of the density models: CPU-time budgets and Polyak averaging.
-
-Training budgets are measured in CPU time, so runs on a shared machine get the same compute;
-Polyak averaging gives the weights used at evaluation.
-"""
+"""Polyak averaging of the weights, which are then the ones evaluated: :class:`PolyakAveraging`."""
 
 from __future__ import annotations
 
-import time
-
 import torch
-from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import WeightAveraging
 from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch.optim.swa_utils import get_ema_multi_avg_fn
-
-
-class CPUTimeBudget(Callback):
-    """Stops ``fit`` once this process has used ``seconds`` of CPU time in training.
-
-    Unlike ``trainer.max_time`` (wall clock), the budget does not shrink when other jobs
-    share the cores: ``time.process_time()`` counts this process's CPU seconds over all its
-    threads (run with ``--torch_threads 1`` for a budget in core-seconds). Validation and
-    sanity checks count too; the budget is checked after every training batch.
-    """
-
-    def __init__(self, seconds: float):
-        self.seconds = seconds
-        self._start: float | None = None
-
-    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        """Start the CPU clock."""
-        self._start = time.process_time()
-
-    def on_train_batch_end(
-        self, trainer: Trainer, pl_module: LightningModule, outputs, batch, batch_idx
-    ) -> None:
-        """Stop training once the budget is spent."""
-        if self._start is not None and time.process_time() - self._start >= self.seconds:
-            if not trainer.should_stop:
-                rank_zero_info(
-                    f"CPU budget of {self.seconds:.0f} s reached at step {trainer.global_step}; "
-                    "stopping"
-                )
-            trainer.should_stop = True
 
 
 class PolyakAveraging(WeightAveraging):
