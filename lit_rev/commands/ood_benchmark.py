@@ -34,8 +34,11 @@ every set) to ``<out>/ood_benchmark_summary.{json,csv,md}``; heat maps of AUROC 
 missing (``null`` in the JSON) with the reason in ``missing``, the other cells stand, and the
 command exits 1 after writing everything. Each detector's per-image scores are saved to
 ``<out>/scores/<name>.pt`` as soon as it finishes, and the tables are rewritten: a rerun with
-the same ``--out`` reuses the scores of every detector whose settings are unchanged (``--fresh
-true`` recomputes them).
+the same ``--out`` reuses the scores of every detector whose settings and files (configs, the
+files they name, checkpoints: by SHA-256 of their contents) are unchanged (``--fresh true``
+recomputes them). A summary verdict drawn from a set of fewer than 100 images reads ``too few
+images``. A config, checkpoint, budget, cap or ``--out`` that cannot work stops the command
+with exit 2 before anything is trained (``--check_only true`` stops there in any case).
 
 A model's ``config`` path is looked up as given (absolute, or relative to the current
 directory), then relative to the benchmark YAML's directory and each of its ancestors, nearest
@@ -59,6 +62,7 @@ from lit_rev.evaluation.ood_benchmark import (
     STEM,
     BenchmarkEntry,
     BenchmarkError,
+    check_out_dir,
     prepare,
     run_benchmark,
 )
@@ -154,6 +158,7 @@ def run(args: Namespace, parsed: ArgumentParser) -> tuple[list[dict], list[str]]
     config_path = configs[0] if configs else None
     stem = Path(str(config_path)).stem if config_path else STEM
     out = Path(args.out or Path("logs") / "ood_benchmark" / stem)
+    check_out_dir(out)
     search_dirs = [Path(getattr(c, "absolute", str(c))).parent for c in configs]
     seed_everything(args.seed, verbose=False)
     built = parsed.instantiate_classes(args)

@@ -241,6 +241,8 @@ def test_scores_are_the_models_own_and_waic_combines_them(tiny_glow, tmp_path):
         torch.testing.assert_close(saved["g/bpd"][name], bpd_of(tiny_glow, paths[0], images))
         nats = [-bpd_of(tiny_glow, p, images) * 28 * 28 * math.log(2) for p in paths]
         torch.testing.assert_close(saved["ens/waic"][name], waic_score(torch.stack(nats)))
+    summary = strict_json(out / "ood_benchmark_summary.json")["rows"]
+    assert {r["target"] for r in summary} == {"too few images (24 < 100)"}
     for label in ("g/bpd", "ens/waic"):
         cell = next(r for r in rows if r["detector"] == label and r["set"] == "constantimages")
         expected = ood_metrics(saved[label]["mnist5k"], saved[label]["constantimages"])
@@ -413,3 +415,115 @@ def test_the_option_types_list_exactly_the_scores_and_detectors_the_command_know
     scores = set(typing.get_args(DensityScore))
     assert scores == {*NATIVE_DENSITY_SCORES, *DENSITY_SCORERS}
     assert set(typing.get_args(DetectorName)) == set(DETECTORS)
+
+
+# ----- refused before any work, exit 2 ---------------------------------------------------------
+def refused(argv: list[str], capsys) -> str:
+    """The error of a command line that must stop with exit 2 (what it printed to stderr)."""
+    with pytest.raises(SystemExit) as stopped:
+        ood_benchmark.main(argv)
+    assert stopped.value.code == 2
+    return capsys.readouterr().err
+
+
+def test_an_out_that_is_a_file_stops_before_any_scoring(tiny_glow, tmp_path, capsys):
+    good = glow_checkpoint(tiny_glow, tmp_path / "good.ckpt")
+    config = tiny_benchmark(tmp_path, [density("g", good, scores=["bpd"])])
+    out = tmp_path / "taken"
+    out.write_text("not a directory")
+    err = refused(["--config", str(config), "--out", str(out), "--progress", "false"], capsys)
+    assert f"--out {out}: exists and is not a directory" in err
+    assert out.read_text() == "not a directory"
+
+
+def test_check_only_refuses_a_classifier_entry_on_a_density_config(tmp_path, capsys):
+    classifier = {
+        "class_path": "ClassifierEntry",
+        "init_args": {"name": "r", "config": str(QUICK_GLOW), "overrides": TINY_GLOW},
+    }
+    config = tiny_benchmark(tmp_path, [classifier])
+    err = refused(["--config", str(config), "--check_only", "true"], capsys)
+    assert "detectors: r" in err and "DensityModule" in err and "DensityEntry" in err
+
+
+@pytest.mark.parametrize("steps", [-5, 0])
+def test_check_only_refuses_a_budget_below_one_step(tmp_path, capsys, steps):
+    entry = density("g")
+    entry["init_args"]["max_steps"] = steps
+    config = tiny_benchmark(tmp_path, [entry])
+    err = refused(["--config", str(config), "--check_only", "true"], capsys)
+    assert f"detector g: max_steps = {steps}" in err and ">= 1" in err
+
+
+@pytest.mark.parametrize("cap", ["-1", "0"])
+def test_a_test_set_cap_below_one_is_refused(tmp_path, capsys, cap):
+    config = tiny_benchmark(tmp_path, [density("g")])
+    err = refused(["--config", str(config), "--max_images", cap, "--check_only", "true"], capsys)
+    assert f"--max_images {cap}" in err and ">= 1" in err
+
+
+def test_a_missing_or_foreign_checkpoint_names_the_detector_path_and_fix(tmp_path, capsys):
+    config = tiny_benchmark(tmp_path, [density("g")])
+    missing = tmp_path / "missing.ckpt"
+    argv = ["--config", str(config), "--out", str(tmp_path / "out"), "--progress", "false"]
+    err = refused([*argv, "--ckpt_paths.g", str(missing)], capsys)
+    assert f"detector g: checkpoint {missing}" in err and "--ckpt_paths.g" in err
+    foreign = tmp_path / "foreign.ckpt"  # the full-size quick Glow's weights for the tiny one
+    full, _ = instantiate(QUICK_GLOW)
+    torch.save({"state_dict": full.state_dict()}, foreign)
+    err = refused([*argv, "--ckpt_paths.g", str(foreign)], capsys)
+    assert f"detector g: checkpoint {foreign}" in err and "does not fit" in err
+    assert not (tmp_path / "out").exists()
+
+
+def waic_entry(**init_args) -> dict:
+    args = {"name": "ens", "overrides": TINY_GLOW, **init_args}
+    return {"class_path": "WAICEntry", "init_args": args}
+
+
+def test_a_waic_ensemble_of_identical_members_is_refused_naming_them(tiny_glow, tmp_path, capsys):
+    config = tiny_benchmark(tmp_path, [waic_entry(config=str(QUICK_GLOW), seeds=[0, 1, 0])])
+    err = refused(["--config", str(config), "--check_only", "true"], capsys)
+    assert "members ens/0 and ens/2 are the same model" in err
+    ckpt = glow_checkpoint(tiny_glow, tmp_path / "m.ckpt")
+    copy = tmp_path / "same.ckpt"
+    copy.write_bytes(ckpt.read_bytes())
+    same = waic_entry(config=str(QUICK_GLOW), seeds=[0, 1], ckpt_paths=[str(ckpt), str(copy)])
+    config = tiny_benchmark(tmp_path, [same])
+    err = refused(["--config", str(config), "--check_only", "true"], capsys)
+    assert "members ens/0 and ens/1 are the same model" in err
+    # distinct checkpoints pass
+    other = glow_checkpoint(tiny_glow, tmp_path / "other.ckpt", seed=1)
+    ood_benchmark.main(
+        ["--config", str(config), "--check_only", "true", "--ckpt_paths.ens/1", str(other)]
+    )
+
+
+@pytest.mark.slow
+def test_the_cache_follows_the_contents_of_checkpoints_and_configs(tiny_glow, tmp_path, capsys):
+    model_config = tmp_path / "glow.yaml"
+    model_config.write_text(QUICK_GLOW.read_text())
+    ckpt = glow_checkpoint(tiny_glow, tmp_path / "g.ckpt")
+    entry = density("g", ckpt, scores=["bpd"])
+    entry["init_args"]["config"] = str(model_config)
+    config = tiny_benchmark(tmp_path, [entry])
+    out = tmp_path / "out"
+    argv = ["--config", str(config), "--out", str(out), "--progress", "false"]
+    reused = "scores of an earlier run with the same settings"
+
+    def scores():
+        return torch.load(out / "scores" / "g.pt", weights_only=True)["scores"]["g/bpd"]
+
+    ood_benchmark.main(argv)
+    first = scores()
+    ood_benchmark.main(argv)
+    assert capsys.readouterr().out.count(reused) == 1
+    glow_checkpoint(tiny_glow, ckpt, seed=1)  # other weights at the same path
+    ood_benchmark.main(argv)
+    assert capsys.readouterr().out.count(reused) == 0
+    assert not torch.equal(scores()["mnist5k"], first["mnist5k"])
+    model_config.write_text(QUICK_GLOW.read_text() + "\n# edited\n")  # the same path, edited
+    ood_benchmark.main(argv)
+    assert capsys.readouterr().out.count(reused) == 0
+    ood_benchmark.main(argv)
+    assert capsys.readouterr().out.count(reused) == 1

@@ -34,12 +34,14 @@ from lit_rev.evaluation.ood_benchmark.models import (
 )
 from lit_rev.evaluation.ood_benchmark.run import (
     Benchmark,
+    check_out_dir,
     prepare,
     run_benchmark,
     score_entry,
 )
 from lit_rev.evaluation.ood_benchmark.tables import (
     MEAN,
+    MIN_IMAGES,
     STEM,
     TARGET_AUROC,
     TARGET_FPR,
@@ -55,6 +57,7 @@ __all__ = [
     "CLASSIFIER_DETECTORS",
     "DENSITY_SCORERS",
     "MEAN",
+    "MIN_IMAGES",
     "NATIVE_DENSITY_SCORES",
     "STEM",
     "TARGET_AUROC",
@@ -71,6 +74,7 @@ __all__ = [
     "WAICEntry",
     "benchmark_rows",
     "check_fits",
+    "check_out_dir",
     "density_scores",
     "failure_lines",
     "heatmap",

@@ -14,6 +14,7 @@ import torch
 
 from lit_rev.evaluation.ood_benchmark.data import Scores
 from lit_rev.evaluation.ood_benchmark.entries import BenchmarkEntry
+from lit_rev.evaluation.ood_benchmark.models import file_sha256
 
 
 def cache_path(out: Path, entry: BenchmarkEntry) -> Path:
@@ -32,7 +33,8 @@ def cache_key(
     """What the scores of ``entry`` depend on, as one string.
 
     Args:
-        entry: the entry; its models' settings (configs, overrides, checkpoints) count.
+        entry: the entry; its models' settings (configs, overrides, checkpoints) count, and
+            the SHA-256 of every file they read (``ModelSpec.files``).
         settings: the entry's block of the benchmark config, as parsed.
         data_settings: the benchmark's ``data`` block, as parsed.
         max_images: the cap on every test set.
@@ -42,6 +44,8 @@ def cache_key(
     key = {
         "detector": settings,
         "models": [spec.describe() for spec in entry.models()],
+        # contents, not paths: an overwritten checkpoint or an edited config is another setting
+        "files": [{path: file_sha256(path) for path in spec.files()} for spec in entry.models()],
         "data": data_settings,
         "max_images": max_images,
         "seed": seed,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, Literal
 
 import torch
@@ -21,7 +22,7 @@ from lightning.pytorch import LightningDataModule
 from lit_rev.density import DensityModule, InputComplexity, Typicality
 from lit_rev.density.scores import LikelihoodRatio, OODScore
 from lit_rev.evaluation.ood_benchmark.data import BenchmarkData, OnDevice, Scores, concat_scores
-from lit_rev.evaluation.ood_benchmark.models import BenchmarkError, ModelSpec
+from lit_rev.evaluation.ood_benchmark.models import BenchmarkError, ModelSpec, file_sha256
 from lit_rev.ood.detectors import DETECTORS, DetectorName, make_detector
 from lit_rev.ood.ensemble import waic_score
 
@@ -40,6 +41,8 @@ DENSITY_SCORERS: dict[str, tuple[type[OODScore], Any]] = {
     "complexity": (InputComplexity, InputComplexity),
     "likelihood_ratio": (LikelihoodRatio, None),
 }
+#: The classifier detectors that fit on the network's penultimate features.
+FEATURE_DETECTORS = ("mahalanobis", "knn")
 #: Every classifier detector, the default of :class:`ClassifierEntry`.
 CLASSIFIER_DETECTORS = tuple(DETECTORS)
 
@@ -128,6 +131,27 @@ class ClassifierEntry(BenchmarkEntry):
     def labels(self) -> list[str]:
         """``<name>/<detector>`` per detector."""
         return [f"{self.name}/{d}" for d in self.detectors]
+
+    def check_model(self, model):
+        """A classifier: ``forward`` gives logits, ``features`` where a detector needs them."""
+        where = f"detectors: {self.name} ({' + '.join(self.spec.configs)})"
+        if isinstance(model, DensityModule):
+            raise BenchmarkError(
+                f"{where}: a classifier entry needs a classifier config (e.g. an "
+                "ImageClassifier), got a DensityModule; use DensityEntry for a density model"
+            )
+        if getattr(type(model), "forward", None) is torch.nn.Module.forward:
+            raise BenchmarkError(
+                f"{where}: {type(model).__name__} has no forward giving logits, which every "
+                "classifier detector calls; give a classifier config (e.g. an ImageClassifier)"
+            )
+        need_features = [d for d in self.detectors if d in FEATURE_DETECTORS]
+        if need_features and not callable(getattr(model, "features", None)):
+            raise BenchmarkError(
+                f"{where}: {need_features} need the penultimate features, but "
+                f"{type(model).__name__} has no features(x); drop them or give a classifier "
+                "that has one (lit_rev's RevNet, ResNet)"
+            )
 
     def score(self, models, data, device, progress):
         """Fit each detector on the training split, then score every test set."""
@@ -327,6 +351,28 @@ class WAICEntry(BenchmarkEntry):
     def labels(self) -> list[str]:
         """``<name>/waic``."""
         return [f"{self.name}/waic"]
+
+    def check(self, data: LightningDataModule) -> None:
+        """Refuse identical members (no variance: one model's score), then check each."""
+        seen: dict[tuple, str] = {}
+        for spec in self.members:
+            if spec.ckpt_path is not None:  # the seed only matters to training
+                overrides = [o for o in spec.overrides if not o.startswith("--seed_everything=")]
+                path = Path(spec.ckpt_path)
+                weights = file_sha256(path) if path.is_file() else spec.ckpt_path
+            else:
+                overrides, weights = spec.overrides, None
+            configs = tuple(file_sha256(c) if Path(c).is_file() else c for c in spec.configs)
+            identity = (configs, tuple(overrides), weights)
+            if identity in seen:
+                raise BenchmarkError(
+                    f"detectors: {self.name}: members {seen[identity]} and {spec.label} are the "
+                    "same model (same config and overrides, and the same seed or checkpoint): "
+                    "their WAIC has no variance and ranks images as one model does; give each "
+                    "member its own seed or checkpoint"
+                )
+            seen[identity] = spec.label
+        super().check(data)
 
     def check_model(self, model):
         """A ``DensityModule``."""

@@ -15,12 +15,15 @@ searched: configs are files of the user's, not of the package.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import yaml
 from lightning.pytorch import LightningDataModule
 
 from lit_rev.config import ConfigError, instantiate, instantiate_with_trainer
@@ -62,6 +65,29 @@ def resolve_config(path: str, search_dirs: Sequence[Path] = ()) -> str:
     )
 
 
+def file_sha256(path: str | Path) -> str:
+    """The SHA-256 of the file at ``path``, hex."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _named_files(value: Any) -> list[str]:
+    """Every string in ``value`` (nested lists and dicts) that names an existing file."""
+    if isinstance(value, dict):
+        return [f for v in value.values() for f in _named_files(v)]
+    if isinstance(value, list):
+        return [f for v in value for f in _named_files(v)]
+    if isinstance(value, str) and 0 < len(value) < 4096:
+        try:
+            return [value] if Path(value).is_file() else []
+        except OSError:  # not a possible path
+            return []
+    return []
+
+
 def budget_overrides(max_steps: int | None) -> list[str]:
     """Overrides that make a training run stop after ``max_steps`` optimiser steps (if given)."""
     if max_steps is None:
@@ -94,6 +120,11 @@ class ModelSpec:
     ):
         self.label = label
         self.configs = [config] if isinstance(config, str) else list(config)
+        if max_steps is not None and (isinstance(max_steps, bool) or max_steps < 1):
+            raise BenchmarkError(
+                f"detector {label}: max_steps = {max_steps!r}; give a number of optimiser steps "
+                ">= 1, or leave it out for the config's own budget"
+            )
         self.overrides = list(overrides) + budget_overrides(max_steps)
         self.ckpt_path = ckpt_path
         self._checked: tuple[str, Any] | None = None
@@ -104,6 +135,27 @@ class ModelSpec:
             self.configs = [resolve_config(c, search_dirs) for c in self.configs]
         except BenchmarkError as error:
             raise BenchmarkError(f"detector {self.label}: {error}") from None
+
+    def files(self) -> list[str]:
+        """Every file this model is built from, existing ones only.
+
+        Its configs, the files they and the overrides name (e.g. a likelihood ratio's
+        background checkpoint), and its checkpoint.
+        """
+        found = list(self.configs)
+        for config in self.configs:
+            # an unreadable config is the config parser's to report
+            with contextlib.suppress(OSError, yaml.YAMLError):
+                found += _named_files(yaml.safe_load(Path(config).read_text()))
+        for override in self.overrides:
+            value = override.partition("=")[2]
+            try:
+                found += _named_files(yaml.safe_load(value))
+            except yaml.YAMLError:
+                found += _named_files(value)
+        if self.ckpt_path is not None:
+            found.append(self.ckpt_path)
+        return [f for f in dict.fromkeys(found) if Path(f).is_file()]
 
     def describe(self) -> dict:
         """The settings that determine the model (for the report and the scores cache)."""
@@ -130,6 +182,15 @@ class ModelSpec:
             return instantiate(self.configs, self.overrides + list(extra), ckpt_path)
         except ConfigError as error:
             raise BenchmarkError(f"detector {self.label}: {error}") from None
+        except (FileNotFoundError, ValueError) as error:
+            if ckpt_path is None:
+                raise
+            # a missing, unreadable or mismatched checkpoint (instantiate names which)
+            raise BenchmarkError(
+                f"detector {self.label}: checkpoint {ckpt_path}: {error}. Give this model's "
+                f"checkpoint with --ckpt_paths.{self.label} PATH (or ckpt_path in the "
+                "benchmark YAML), or none to train it from nothing"
+            ) from None
 
     def build(
         self, work_dir: Path, train_overrides: Sequence[str], progress: bool

@@ -7,6 +7,7 @@ and rewrites the tables after each entry and at the end.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 import traceback
@@ -23,6 +24,7 @@ from lit_rev.evaluation.ood_benchmark.data import BenchmarkData, Scores
 from lit_rev.evaluation.ood_benchmark.entries import BenchmarkEntry
 from lit_rev.evaluation.ood_benchmark.models import BenchmarkError
 from lit_rev.evaluation.ood_benchmark.tables import (
+    MIN_IMAGES,
     TARGET_AUROC,
     TARGET_FPR,
     benchmark_rows,
@@ -73,6 +75,33 @@ def apply_ckpt_paths(entries: Sequence[BenchmarkEntry], ckpt_paths: dict[str, st
         specs[label].ckpt_path = path
 
 
+def check_out_dir(out: Path) -> None:
+    """Stop before any work where ``out`` cannot be the output directory.
+
+    It must be a directory, or not exist yet below a directory; either must be writable.
+
+    Raises:
+        BenchmarkError: naming ``--out``, what is in the way and the fix.
+    """
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise BenchmarkError(
+            f"--out {out}: exists and is not a directory; give a directory (new or existing)"
+        )
+    existing = out
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise BenchmarkError(
+            f"--out {out}: {existing} is not a directory, so {out} cannot be made; "
+            "give another output directory"
+        )
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise BenchmarkError(
+            f"--out {out}: {existing} is not writable; give a directory you can write to"
+        )
+
+
 def prepare(
     datamodule: LightningDataModule,
     entries: Sequence[BenchmarkEntry],
@@ -102,9 +131,15 @@ def prepare(
         config: the benchmark config's path, for the report.
 
     Raises:
-        BenchmarkError: repeated names, an unknown ``ckpt_paths`` model, a config not found,
-            or a model that does not fit the data; each message names the entry and the fix.
+        BenchmarkError: a ``max_images`` below 1, repeated names, an unknown ``ckpt_paths``
+            model, a config not found, a checkpoint that is missing or does not fit, or a model
+            that does not fit the data or the entry; each message names the entry and the fix.
     """
+    if max_images is not None and (isinstance(max_images, bool) or max_images < 1):
+        raise BenchmarkError(
+            f"--max_images {max_images!r}: the cap on every test set must be >= 1 "
+            "(leave it out for the data's own max_test)"
+        )
     entries = list(entries)
     names = [entry.name for entry in entries]
     repeated = sorted({n for n in names if names.count(n) > 1})
@@ -234,16 +269,17 @@ def run_benchmark(
         rows = benchmark_rows(scores, data.in_name, data.ood_names, failed, order)
         meta["seconds"] = round(time.perf_counter() - start, 1)
         meta["status"] = "running"
-        write_tables(rows, data.ood_names, out, meta)
+        write_tables(rows, data.ood_names, out, meta, sizes=meta["sets"])
     rows = benchmark_rows(scores, data.in_name, data.ood_names, failed, order)
     failures = failure_lines(rows)
     meta["status"] = "failed: " + "; ".join(failures) if failures else "ok"
     meta["seconds"] = round(time.perf_counter() - start, 1)
-    paths = write_tables(rows, data.ood_names, out, meta, logger)
+    paths = write_tables(rows, data.ood_names, out, meta, logger, sizes=meta["sets"])
     print(
         f"\nOOD benchmark (in-distribution: {data.in_name}; OOD = positive class, "
         f"higher score = more OOD; target: AUROC >= {TARGET_AUROC} and FPR@95 <= {TARGET_FPR} "
-        f"on every set)\n{format_table(summary_rows(rows, data.ood_names))}\n"
+        f"on every set, from at least {MIN_IMAGES} images a set)\n"
+        f"{format_table(summary_rows(rows, data.ood_names, meta['sets']))}\n"
         f"Every metric: {paths['md']}\nHeat maps: {paths.get('heatmap_auroc')}, "
         f"{paths.get('heatmap_fpr_at_95_tpr')}; TensorBoard: {out / 'tensorboard'}",
         flush=True,

@@ -21,6 +21,9 @@ MEAN = "mean"
 TARGET_AUROC = 0.95
 #: ... and FPR at 95% TPR <= this (issue 10's targets).
 TARGET_FPR = 0.2
+#: A verdict drawn from fewer images than this in a set (in-distribution or OOD) says little:
+#: the summary marks it "too few images" instead of yes/no.
+MIN_IMAGES = 100
 
 
 def benchmark_rows(
@@ -103,11 +106,16 @@ def reaches_target(rows: Sequence[dict], label: str, ood_names: Sequence[str]) -
     return "n/a" if any(v is None for v in verdicts) or not verdicts else "yes"
 
 
-def summary_rows(rows: Sequence[dict], ood_names: Sequence[str]) -> list[dict]:
+def summary_rows(
+    rows: Sequence[dict], ood_names: Sequence[str], sizes: dict[str, int] | None = None
+) -> list[dict]:
     """One row per detector: ``AUROC / FPR@95`` per OOD set and their means, and the target.
 
-    ``target`` is :func:`reaches_target` (AUROC >= 0.95 and FPR@95 <= 0.2 on every set).
+    ``target`` is :func:`reaches_target` (AUROC >= 0.95 and FPR@95 <= 0.2 on every set); where
+    ``sizes`` (images per set, the in-distribution set's included) has a set of fewer than
+    :data:`MIN_IMAGES`, a yes or no verdict reads ``too few images (<n> < MIN_IMAGES)``.
     """
+    smallest = min(sizes.values()) if sizes else None
     out = []
     labels = list(dict.fromkeys(r["detector"] for r in rows))
     for label in labels:
@@ -117,6 +125,8 @@ def summary_rows(rows: Sequence[dict], ood_names: Sequence[str]) -> list[dict]:
                 missing = r["auroc"] is None or r["fpr_at_95_tpr"] is None
                 row[r["set"]] = "n/a" if missing else f"{r['auroc']:.3f} / {r['fpr_at_95_tpr']:.3f}"
         row["target"] = reaches_target(rows, label, ood_names)
+        if smallest is not None and smallest < MIN_IMAGES and row["target"] in ("yes", "no"):
+            row["target"] = f"too few images ({smallest} < {MIN_IMAGES})"
         out.append(row)
     return out
 
@@ -160,15 +170,21 @@ def heatmap(rows: Sequence[dict], metric: str, columns: Sequence[str], in_name: 
 
 
 def write_tables(
-    rows: list[dict], ood_names: Sequence[str], out: Path, meta: dict, logger=None
+    rows: list[dict],
+    ood_names: Sequence[str],
+    out: Path,
+    meta: dict,
+    logger=None,
+    sizes: dict[str, int] | None = None,
 ) -> dict[str, Path]:
     """Write the table, the summary and the two heat maps; log the figures to TensorBoard.
 
     ``meta`` goes into both JSON files (its ``in_distribution``, if any, into the figures'
     titles); the summary and figures also go to TensorBoard when a ``logger`` is given.
+    ``sizes`` (images per set) marks verdicts from too few images (:func:`summary_rows`).
     """
     paths = write_report(rows, out, STEM, meta)
-    summary = summary_rows(rows, ood_names)
+    summary = summary_rows(rows, ood_names, sizes)
     write_report(summary, out, f"{STEM}_summary", meta)
     paths["summary"] = out / f"{STEM}_summary.md"
     if rows:

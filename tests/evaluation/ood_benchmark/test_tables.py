@@ -11,6 +11,7 @@ import torch
 
 from lit_rev.evaluation.ood_benchmark import (
     MEAN,
+    MIN_IMAGES,
     benchmark_rows,
     failure_lines,
     reaches_target,
@@ -158,3 +159,20 @@ def test_files_are_written_and_parse(tmp_path):
         assert image.ndim == 3 and image.std() > 0
     events = list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
     assert events and events[0].stat().st_size > 1000  # the two figures and the text
+
+
+def test_a_verdict_from_too_few_images_is_marked_not_meaningful():
+    def row(label, s, auroc, fpr):
+        return {"detector": label, "set": s, "auroc": auroc, "fpr_at_95_tpr": fpr}
+
+    rows = [row("good", "x", 1.0, 0.0), row("bad", "x", 0.5, 0.9), row("none", "x", None, None)]
+    few = {"in": 1, "x": MIN_IMAGES}
+    target = {r["detector"]: r["target"] for r in summary_rows(rows, ["x"], few)}
+    assert target == {
+        "good": f"too few images (1 < {MIN_IMAGES})",
+        "bad": f"too few images (1 < {MIN_IMAGES})",
+        "none": "n/a",
+    }
+    enough = {"in": MIN_IMAGES, "x": MIN_IMAGES}
+    target = {r["detector"]: r["target"] for r in summary_rows(rows, ["x"], enough)}
+    assert target == {"good": "yes", "bad": "no", "none": "n/a"}
