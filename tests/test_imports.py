@@ -2,8 +2,9 @@
 
 The slices (``lit_rev.density``, ``lit_rev.fair``, ``lit_rev.revnet``, ``lit_rev.data``) import
 neither the command line (``lit_rev.cli``, ``lit_rev.__main__``) nor what is built on top of
-them (``lit_rev.config``, ``lit_rev.commands``), nor each other; and nothing in ``lit_rev/``
-imports ``lit_rev.cli`` but ``lit_rev/__main__.py``: one CLI that nothing imports.
+them (``lit_rev.config``, ``lit_rev.commands``, ``lit_rev.evaluation``), nor each other; and
+nothing in ``lit_rev/`` imports ``lit_rev.cli`` but ``lit_rev/__main__.py``: one CLI that
+nothing imports.
 """
 
 import ast
@@ -13,7 +14,13 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "lit_rev"
 SLICES = ("density", "fair", "revnet", "data")
-ABOVE_THE_SLICES = ("lit_rev.cli", "lit_rev.__main__", "lit_rev.config", "lit_rev.commands")
+ABOVE_THE_SLICES = (
+    "lit_rev.cli",
+    "lit_rev.__main__",
+    "lit_rev.config",
+    "lit_rev.commands",
+    "lit_rev.evaluation",
+)
 
 
 def module_name(path: Path) -> str:
@@ -90,6 +97,7 @@ def test_only_the_entry_point_imports_the_cli():
         "from ..cli import main",
         "def load():\n    from lit_rev.config import instantiate",
         "from lit_rev.commands.analysis import main",
+        "from lit_rev.evaluation.ood_benchmark import DensityEntry",
         "import importlib\nimportlib.import_module('lit_rev.cli')",
         "from lit_rev.fair import GRADModule",
         "from ..fair.results import headline",

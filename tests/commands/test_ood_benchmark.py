@@ -1,27 +1,26 @@
 """python -m lit_rev.commands.ood_benchmark: the table of detector x OOD set x metric, its
 files, missing cells for non-finite scores (and exit 1), the score cache, the configs."""
 
-import csv
 import json
 import math
 from pathlib import Path
 
-import matplotlib.image
 import pytest
 import torch
 import yaml
 
 from lit_rev.commands import ood_benchmark
-from lit_rev.commands.ood_benchmark import (
-    MEAN,
-    BenchmarkError,
-    benchmark_rows,
-    failure_lines,
-    reaches_target,
-    summary_rows,
-    write_tables,
-)
 from lit_rev.config import instantiate
+from lit_rev.evaluation.ood_benchmark import (
+    DENSITY_SCORERS,
+    MEAN,
+    NATIVE_DENSITY_SCORES,
+    BenchmarkError,
+    ClassifierEntry,
+    DensityEntry,
+    DensityScore,
+    WAICEntry,
+)
 from lit_rev.ood import OOD_METRICS, ood_metrics
 from lit_rev.ood.ensemble import waic_score
 from tests.test_configs import shrink_args
@@ -44,138 +43,6 @@ def strict_json(path: Path):
         raise ValueError(f"{path} holds {token}, which is not JSON")
 
     return json.loads(path.read_text(), parse_constant=refuse)
-
-
-def fake_scores():
-    """Two detectors on an in-distribution set and three OOD sets, with ties."""
-    g = torch.Generator().manual_seed(0)
-    base = torch.randn(50, generator=g).round(decimals=1)
-    return {
-        "a/score": {
-            "in": base,
-            "far": base + 100,
-            "near": base + 0.3,
-            "same": base.clone(),
-        },
-        "b/score": {
-            "in": -base,
-            "far": torch.randn(40, generator=g),
-            "near": -base + 1,
-            "same": base[:30],
-        },
-    }
-
-
-# ----- the table, on fake scores (fast) -----------------------------------------------------
-def test_table_has_every_detector_set_and_metric():
-    scores = fake_scores()
-    ood = ["far", "near", "same"]
-    rows = benchmark_rows(scores, "in", ood)
-    assert [(r["detector"], r["set"]) for r in rows] == [
-        (label, s) for label in scores for s in [*ood, MEAN]
-    ]
-    for r in rows:
-        assert all(isinstance(r[m], float) and math.isfinite(r[m]) for m in OOD_METRICS)
-        assert "missing" not in r
-        if r["set"] != MEAN:  # each cell is ood_metrics of that pair, nothing else
-            expected = ood_metrics(scores[r["detector"]]["in"], scores[r["detector"]][r["set"]])
-            assert {m: r[m] for m in OOD_METRICS} == expected
-    for label in scores:
-        per_set = [r for r in rows if r["detector"] == label and r["set"] != MEAN]
-        (mean,) = [r for r in rows if r["detector"] == label and r["set"] == MEAN]
-        for m in OOD_METRICS:
-            assert mean[m] == pytest.approx(sum(r[m] for r in per_set) / len(ood))
-    far = next(r for r in rows if r["detector"] == "a/score" and r["set"] == "far")
-    assert far["auroc"] == 1.0 and far["fpr_at_95_tpr"] == 0.0  # known answer: separated
-    same = next(r for r in rows if r["detector"] == "a/score" and r["set"] == "same")
-    assert same["auroc"] == 0.5  # known answer: identical scores
-
-
-def test_nonfinite_scores_give_a_missing_cell_with_the_reason():
-    scores = fake_scores()
-    scores["a/score"]["near"][[3, 7]] = float("nan")
-    scores["b/score"]["in"][0] = float("inf")
-    rows = benchmark_rows(scores, "in", ["far", "near", "same"])
-    cell = {(r["detector"], r["set"]): r for r in rows}
-    near = cell["a/score", "near"]
-    assert all(near[m] is None for m in OOD_METRICS)
-    assert near["missing"] == "non-finite scores: 2 of 50 in near"
-    # the other cells of the detector stand; its mean does not (a set is missing)
-    assert cell["a/score", "far"]["auroc"] == 1.0 and "missing" not in cell["a/score", "far"]
-    assert cell["a/score", MEAN]["auroc"] is None
-    assert cell["a/score", MEAN]["missing"] == "no mean: no metrics for near"
-    # a non-finite in-distribution score leaves no cell of that detector
-    for s in ("far", "near", "same"):
-        assert cell["b/score", s]["auroc"] is None
-        assert cell["b/score", s]["missing"] == "non-finite scores: 1 of 50 in in"
-    lines = failure_lines(rows)
-    assert "a/score on near: non-finite scores: 2 of 50 in near" in lines
-    assert "b/score on far, near, same: non-finite scores: 1 of 50 in in" in lines
-    assert reaches_target(rows, "a/score", ["far", "near", "same"]) == "no"  # 'same' fails
-
-
-def test_a_failed_detector_keeps_its_place_with_the_reason():
-    scores = fake_scores()
-    order = ["a/score", "c/x", "b/score"]
-    rows = benchmark_rows(scores, "in", ["far"], {"c/x": "failed: FloatingPointError: boom"}, order)
-    assert [r["detector"] for r in rows] == ["a/score"] * 2 + ["c/x"] * 2 + ["b/score"] * 2
-    failed = [r for r in rows if r["detector"] == "c/x"]
-    assert failed[0]["missing"] == "failed: FloatingPointError: boom"
-    assert failed[1]["auroc"] is None
-
-
-def test_target_needs_auroc_and_fpr_on_every_set():
-    def row(label, s, auroc, fpr):
-        return {"detector": label, "set": s, "auroc": auroc, "fpr_at_95_tpr": fpr}
-
-    rows = [
-        row("good", "x", 0.95, 0.2),
-        row("good", "y", 1.0, 0.0),
-        row("fpr", "x", 0.99, 0.21),
-        row("fpr", "y", 1.0, 0.0),
-        row("auroc", "x", 0.949, 0.0),
-        row("auroc", "y", 1.0, 0.0),
-        row("missing", "x", None, None),
-        row("missing", "y", 1.0, 0.0),
-    ]
-    verdict = {label: reaches_target(rows, label, ["x", "y"]) for label in ("good", "fpr")}
-    assert verdict == {"good": "yes", "fpr": "no"}
-    assert reaches_target(rows, "auroc", ["x", "y"]) == "no"
-    assert reaches_target(rows, "missing", ["x", "y"]) == "n/a"
-    summary = {r["detector"]: r for r in summary_rows(rows, ["x", "y"])}
-    assert summary["good"]["x"] == "0.950 / 0.200" and summary["good"]["target"] == "yes"
-    assert summary["missing"]["x"] == "n/a"
-
-
-def test_files_are_written_and_parse(tmp_path):
-    from lightning.pytorch.loggers import TensorBoardLogger
-
-    scores = fake_scores()
-    scores["b/score"]["near"][0] = float("nan")
-    ood = ["far", "near", "same"]
-    rows = benchmark_rows(scores, "in", ood)
-    logger = TensorBoardLogger(save_dir=str(tmp_path), name="tensorboard", version="")
-    paths = write_tables(rows, ood, tmp_path, {"status": "test"}, logger)
-    document = strict_json(tmp_path / "ood_benchmark.json")
-    assert document["meta"] == {"status": "test"}
-    assert len(document["rows"]) == 2 * 4
-    missing = [r for r in document["rows"] if r.get("missing")]
-    assert [(r["detector"], r["set"]) for r in missing] == [("b/score", "near"), ("b/score", MEAN)]
-    assert missing[0]["auroc"] is None  # null, never NaN
-    with open(tmp_path / "ood_benchmark.csv") as f:
-        table = list(csv.DictReader(f))
-    assert len(table) == 8 and set(OOD_METRICS) <= set(table[0])
-    assert table[0]["auroc"] == str(rows[0]["auroc"])
-    markdown = (tmp_path / "ood_benchmark.md").read_text()
-    assert markdown.startswith("| detector | set | auroc | aupr_in | aupr_out | fpr_at_95_tpr")
-    summary = strict_json(tmp_path / "ood_benchmark_summary.json")["rows"]
-    assert [r["detector"] for r in summary] == ["a/score", "b/score"]
-    assert summary[1]["near"] == "n/a"
-    for metric in ("auroc", "fpr_at_95_tpr"):
-        image = matplotlib.image.imread(paths[f"heatmap_{metric}"])
-        assert image.ndim == 3 and image.std() > 0
-    events = list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
-    assert events and events[0].stat().st_size > 1000  # the two figures and the text
 
 
 # ----- the configs ---------------------------------------------------------------------------
@@ -230,11 +97,11 @@ def test_a_bad_key_is_an_error_naming_it(tmp_path, capsys):
 
 def test_an_unknown_detector_or_score_is_refused():
     with pytest.raises(BenchmarkError, match="unknown classifier detector 'mps'"):
-        ood_benchmark.ClassifierDetectors("r", str(QUICK_GLOW), detectors=["mps"])
+        ClassifierEntry("r", str(QUICK_GLOW), detectors=["mps"])
     with pytest.raises(BenchmarkError, match="unknown density score 'bdp'"):
-        ood_benchmark.DensityDetector("g", str(QUICK_GLOW), scores=["bdp"])
+        DensityEntry("g", str(QUICK_GLOW), scores=["bdp"])
     with pytest.raises(BenchmarkError, match="at least 2 members"):
-        ood_benchmark.WAICEnsemble("w", config=str(QUICK_GLOW), seeds=[0])
+        WAICEntry("w", config=str(QUICK_GLOW), seeds=[0])
 
 
 # ----- runs from checkpoints (fast: tiny Glows, no training) ----------------------------------
@@ -293,7 +160,7 @@ def density(name: str, ckpt_path=None, scores=("bpd", "typicality")) -> dict:
     args = {"name": name, "config": str(QUICK_GLOW), "scores": list(scores), "overrides": TINY_GLOW}
     if ckpt_path is not None:
         args["ckpt_path"] = str(ckpt_path)
-    return {"class_path": "DensityDetector", "init_args": args}
+    return {"class_path": "DensityEntry", "init_args": args}
 
 
 @pytest.mark.slow
@@ -349,7 +216,7 @@ def test_scores_are_the_models_own_and_waic_combines_them(tiny_glow, tmp_path):
     WAIC row is waic_score of the members' log-likelihoods in nats."""
     paths = [glow_checkpoint(tiny_glow, tmp_path / f"m{i}.ckpt", seed=i) for i in range(3)]
     waic = {
-        "class_path": "WAICEnsemble",
+        "class_path": "WAICEntry",
         "init_args": {
             "name": "ens",
             "config": str(QUICK_GLOW),
@@ -374,6 +241,8 @@ def test_scores_are_the_models_own_and_waic_combines_them(tiny_glow, tmp_path):
         torch.testing.assert_close(saved["g/bpd"][name], bpd_of(tiny_glow, paths[0], images))
         nats = [-bpd_of(tiny_glow, p, images) * 28 * 28 * math.log(2) for p in paths]
         torch.testing.assert_close(saved["ens/waic"][name], waic_score(torch.stack(nats)))
+    summary = strict_json(out / "ood_benchmark_summary.json")["rows"]
+    assert {r["target"] for r in summary} == {"too few images (24 < 100)"}
     for label in ("g/bpd", "ens/waic"):
         cell = next(r for r in rows if r["detector"] == label and r["set"] == "constantimages")
         expected = ood_metrics(saved[label]["mnist5k"], saved[label]["constantimages"])
@@ -389,7 +258,7 @@ def test_a_detector_that_fails_is_reported_and_the_others_stand(tiny_glow, tmp_p
     classifier_ckpt = tmp_path / "revnet.ckpt"
     torch.save({"state_dict": model.state_dict()}, classifier_ckpt)
     classifier = {
-        "class_path": "ClassifierDetectors",
+        "class_path": "ClassifierEntry",
         "init_args": {
             "name": "r",
             "config": str(revnet),
@@ -508,7 +377,7 @@ def test_embedded_benchmark_runs_end_to_end(tmp_path, capsys):
 def test_cifar10_openood_config_smoke_runs_on_fake_files(fake_vision, tmp_path):
     config = yaml.safe_load((REPO / "configs" / "ood" / "cifar10_openood.yaml").read_text())
     for detector in config["detectors"]:  # the fake training split has fewer than k=50 images
-        if detector["class_path"] == "ClassifierDetectors":
+        if detector["class_path"] == "ClassifierEntry":
             detector["init_args"]["detector_args"] = {"knn": {"k": 5}}
         # paper-size networks shrunk as in the config smoke runs (tests/test_configs.py, which
         # also builds each at its own size once): this test is about the benchmark's plumbing
@@ -543,6 +412,118 @@ def test_the_option_types_list_exactly_the_scores_and_detectors_the_command_know
 
     from lit_rev.ood.detectors import DETECTORS, DetectorName
 
-    scores = set(typing.get_args(ood_benchmark.DensityScore))
-    assert scores == {*ood_benchmark.NATIVE_DENSITY_SCORES, *ood_benchmark.DENSITY_SCORERS}
+    scores = set(typing.get_args(DensityScore))
+    assert scores == {*NATIVE_DENSITY_SCORES, *DENSITY_SCORERS}
     assert set(typing.get_args(DetectorName)) == set(DETECTORS)
+
+
+# ----- refused before any work, exit 2 ---------------------------------------------------------
+def refused(argv: list[str], capsys) -> str:
+    """The error of a command line that must stop with exit 2 (what it printed to stderr)."""
+    with pytest.raises(SystemExit) as stopped:
+        ood_benchmark.main(argv)
+    assert stopped.value.code == 2
+    return capsys.readouterr().err
+
+
+def test_an_out_that_is_a_file_stops_before_any_scoring(tiny_glow, tmp_path, capsys):
+    good = glow_checkpoint(tiny_glow, tmp_path / "good.ckpt")
+    config = tiny_benchmark(tmp_path, [density("g", good, scores=["bpd"])])
+    out = tmp_path / "taken"
+    out.write_text("not a directory")
+    err = refused(["--config", str(config), "--out", str(out), "--progress", "false"], capsys)
+    assert f"--out {out}: exists and is not a directory" in err
+    assert out.read_text() == "not a directory"
+
+
+def test_check_only_refuses_a_classifier_entry_on_a_density_config(tmp_path, capsys):
+    classifier = {
+        "class_path": "ClassifierEntry",
+        "init_args": {"name": "r", "config": str(QUICK_GLOW), "overrides": TINY_GLOW},
+    }
+    config = tiny_benchmark(tmp_path, [classifier])
+    err = refused(["--config", str(config), "--check_only", "true"], capsys)
+    assert "detectors: r" in err and "DensityModule" in err and "DensityEntry" in err
+
+
+@pytest.mark.parametrize("steps", [-5, 0])
+def test_check_only_refuses_a_budget_below_one_step(tmp_path, capsys, steps):
+    entry = density("g")
+    entry["init_args"]["max_steps"] = steps
+    config = tiny_benchmark(tmp_path, [entry])
+    err = refused(["--config", str(config), "--check_only", "true"], capsys)
+    assert f"detector g: max_steps = {steps}" in err and ">= 1" in err
+
+
+@pytest.mark.parametrize("cap", ["-1", "0"])
+def test_a_test_set_cap_below_one_is_refused(tmp_path, capsys, cap):
+    config = tiny_benchmark(tmp_path, [density("g")])
+    err = refused(["--config", str(config), "--max_images", cap, "--check_only", "true"], capsys)
+    assert f"--max_images {cap}" in err and ">= 1" in err
+
+
+def test_a_missing_or_foreign_checkpoint_names_the_detector_path_and_fix(tmp_path, capsys):
+    config = tiny_benchmark(tmp_path, [density("g")])
+    missing = tmp_path / "missing.ckpt"
+    argv = ["--config", str(config), "--out", str(tmp_path / "out"), "--progress", "false"]
+    err = refused([*argv, "--ckpt_paths.g", str(missing)], capsys)
+    assert f"detector g: checkpoint {missing}" in err and "--ckpt_paths.g" in err
+    foreign = tmp_path / "foreign.ckpt"  # the full-size quick Glow's weights for the tiny one
+    full, _ = instantiate(QUICK_GLOW)
+    torch.save({"state_dict": full.state_dict()}, foreign)
+    err = refused([*argv, "--ckpt_paths.g", str(foreign)], capsys)
+    assert f"detector g: checkpoint {foreign}" in err and "does not fit" in err
+    assert not (tmp_path / "out").exists()
+
+
+def waic_entry(**init_args) -> dict:
+    args = {"name": "ens", "overrides": TINY_GLOW, **init_args}
+    return {"class_path": "WAICEntry", "init_args": args}
+
+
+def test_a_waic_ensemble_of_identical_members_is_refused_naming_them(tiny_glow, tmp_path, capsys):
+    config = tiny_benchmark(tmp_path, [waic_entry(config=str(QUICK_GLOW), seeds=[0, 1, 0])])
+    err = refused(["--config", str(config), "--check_only", "true"], capsys)
+    assert "members ens/0 and ens/2 are the same model" in err
+    ckpt = glow_checkpoint(tiny_glow, tmp_path / "m.ckpt")
+    copy = tmp_path / "same.ckpt"
+    copy.write_bytes(ckpt.read_bytes())
+    same = waic_entry(config=str(QUICK_GLOW), seeds=[0, 1], ckpt_paths=[str(ckpt), str(copy)])
+    config = tiny_benchmark(tmp_path, [same])
+    err = refused(["--config", str(config), "--check_only", "true"], capsys)
+    assert "members ens/0 and ens/1 are the same model" in err
+    # distinct checkpoints pass
+    other = glow_checkpoint(tiny_glow, tmp_path / "other.ckpt", seed=1)
+    ood_benchmark.main(
+        ["--config", str(config), "--check_only", "true", "--ckpt_paths.ens/1", str(other)]
+    )
+
+
+@pytest.mark.slow
+def test_the_cache_follows_the_contents_of_checkpoints_and_configs(tiny_glow, tmp_path, capsys):
+    model_config = tmp_path / "glow.yaml"
+    model_config.write_text(QUICK_GLOW.read_text())
+    ckpt = glow_checkpoint(tiny_glow, tmp_path / "g.ckpt")
+    entry = density("g", ckpt, scores=["bpd"])
+    entry["init_args"]["config"] = str(model_config)
+    config = tiny_benchmark(tmp_path, [entry])
+    out = tmp_path / "out"
+    argv = ["--config", str(config), "--out", str(out), "--progress", "false"]
+    reused = "scores of an earlier run with the same settings"
+
+    def scores():
+        return torch.load(out / "scores" / "g.pt", weights_only=True)["scores"]["g/bpd"]
+
+    ood_benchmark.main(argv)
+    first = scores()
+    ood_benchmark.main(argv)
+    assert capsys.readouterr().out.count(reused) == 1
+    glow_checkpoint(tiny_glow, ckpt, seed=1)  # other weights at the same path
+    ood_benchmark.main(argv)
+    assert capsys.readouterr().out.count(reused) == 0
+    assert not torch.equal(scores()["mnist5k"], first["mnist5k"])
+    model_config.write_text(QUICK_GLOW.read_text() + "\n# edited\n")  # the same path, edited
+    ood_benchmark.main(argv)
+    assert capsys.readouterr().out.count(reused) == 0
+    ood_benchmark.main(argv)
+    assert capsys.readouterr().out.count(reused) == 1

@@ -1,0 +1,199 @@
+"""The benchmark's table, its summary and heat maps, and the files they are written to."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from lit_rev.density.ood import checked_metrics
+from lit_rev.evaluation.ood_benchmark.data import Scores
+from lit_rev.ood import OOD_METRICS
+from lit_rev.report import format_table, save_figure, write_report
+
+#: The stem of the table's files (``<out>/ood_benchmark.{json,csv,md}``).
+STEM = "ood_benchmark"
+#: The label of each detector's row of means over the OOD sets.
+MEAN = "mean"
+#: A detector "reaches the target" where, on every OOD set, AUROC >= this ...
+TARGET_AUROC = 0.95
+#: ... and FPR at 95% TPR <= this (issue 10's targets).
+TARGET_FPR = 0.2
+#: A verdict drawn from fewer images than this in a set (in-distribution or OOD) says little:
+#: the summary marks it "too few images" instead of yes/no.
+MIN_IMAGES = 100
+
+
+def benchmark_rows(
+    scores: Scores,
+    in_name: str,
+    ood_names: Sequence[str],
+    failed: dict[str, str] | None = None,
+    order: Sequence[str] | None = None,
+) -> list[dict]:
+    """The table: one row per (detector, OOD set) and one of means over the sets per detector.
+
+    Each row holds ``detector``, ``set`` and the metrics of :data:`OOD_METRICS` in that order.
+    A metric that cannot be given (non-finite or no scores, or a detector that failed, see
+    ``failed``: ``{label: reason}``) is ``None`` and ``missing`` says why; a mean over sets of
+    which one is missing is ``None`` too. Rows of ``failed`` labels with no scores are included.
+    Detectors come in the order of ``order`` (default: those of ``scores``, then ``failed``).
+    """
+    rows = []
+    failed = failed or {}
+    if order is None:
+        order = [*scores, *failed]
+    for label in dict.fromkeys(label for label in order if label in scores or label in failed):
+        sets = scores.get(label, {})
+        per_set = []
+        for name in ood_names:
+            row: dict[str, Any] = {"detector": label, "set": name}
+            why = failed.get(label)
+            if why is None:
+                empty = torch.zeros(0)
+                metrics, why = checked_metrics(
+                    sets.get(in_name, empty), sets.get(name, empty), in_name, name
+                )
+                row.update(metrics)
+            else:
+                row.update(dict.fromkeys(OOD_METRICS))
+            if why is not None:
+                row["missing"] = why
+            per_set.append(row)
+        mean: dict[str, Any] = {"detector": label, "set": MEAN}
+        lacking = [r["set"] for r in per_set if "missing" in r]
+        for metric in OOD_METRICS:
+            values = [r[metric] for r in per_set]
+            mean[metric] = None if lacking else sum(values) / len(values)
+        if lacking:
+            mean["missing"] = f"no mean: no metrics for {', '.join(lacking)}"
+        rows.extend([*per_set, mean])
+    return rows
+
+
+def failure_lines(rows: Sequence[dict]) -> list[str]:
+    """Every missing cell of the table, grouped: ``<detectors>: <reason> (<sets>)`` per line."""
+    reasons: dict[str, dict[str, list[str]]] = {}
+    for r in rows:
+        if r.get("missing") and r["set"] != MEAN:
+            reasons.setdefault(r["missing"], {}).setdefault(r["detector"], []).append(r["set"])
+    lines = []
+    for reason, by_label in reasons.items():
+        groups: dict[tuple[str, ...], list[str]] = {}
+        for label, sets in by_label.items():
+            groups.setdefault(tuple(sets), []).append(label)
+        for sets, labels in groups.items():
+            lines.append(f"{', '.join(labels)} on {', '.join(sets)}: {reason}")
+    return lines
+
+
+def reaches_target(rows: Sequence[dict], label: str, ood_names: Sequence[str]) -> str:
+    """``yes`` where ``label`` has AUROC >= 0.95 and FPR@95 <= 0.2 on every OOD set.
+
+    ``no`` where a set misses either, ``n/a`` where a set has no metrics (and none fails).
+    """
+    verdicts = []
+    for r in rows:
+        if r["detector"] == label and r["set"] in ood_names:
+            if r["auroc"] is None or r["fpr_at_95_tpr"] is None:
+                verdicts.append(None)
+            else:
+                verdicts.append(r["auroc"] >= TARGET_AUROC and r["fpr_at_95_tpr"] <= TARGET_FPR)
+    if any(v is False for v in verdicts):
+        return "no"
+    return "n/a" if any(v is None for v in verdicts) or not verdicts else "yes"
+
+
+def summary_rows(
+    rows: Sequence[dict], ood_names: Sequence[str], sizes: dict[str, int] | None = None
+) -> list[dict]:
+    """One row per detector: ``AUROC / FPR@95`` per OOD set and their means, and the target.
+
+    ``target`` is :func:`reaches_target` (AUROC >= 0.95 and FPR@95 <= 0.2 on every set); where
+    ``sizes`` (images per set, the in-distribution set's included) has a set of fewer than
+    :data:`MIN_IMAGES`, a yes or no verdict reads ``too few images (<n> < MIN_IMAGES)``.
+    """
+    smallest = min(sizes.values()) if sizes else None
+    out = []
+    labels = list(dict.fromkeys(r["detector"] for r in rows))
+    for label in labels:
+        row: dict[str, Any] = {"detector": label}
+        for r in rows:
+            if r["detector"] == label:
+                missing = r["auroc"] is None or r["fpr_at_95_tpr"] is None
+                row[r["set"]] = "n/a" if missing else f"{r['auroc']:.3f} / {r['fpr_at_95_tpr']:.3f}"
+        row["target"] = reaches_target(rows, label, ood_names)
+        if smallest is not None and smallest < MIN_IMAGES and row["target"] in ("yes", "no"):
+            row["target"] = f"too few images ({smallest} < {MIN_IMAGES})"
+        out.append(row)
+    return out
+
+
+def heatmap(rows: Sequence[dict], metric: str, columns: Sequence[str], in_name: str = ""):
+    """A detectors x sets heat map of ``metric``, every cell annotated (``n/a`` where missing).
+
+    ``in_name`` (the in-distribution set) goes into the title.
+    """
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    labels = list(dict.fromkeys(r["detector"] for r in rows))
+    values = np.full((len(labels), len(columns)), np.nan)
+    for r in rows:
+        if r["set"] in columns and r[metric] is not None:
+            values[labels.index(r["detector"]), list(columns).index(r["set"])] = r[metric]
+    lower_is_better = metric == "fpr_at_95_tpr"
+    cmap = plt.get_cmap("viridis_r" if lower_is_better else "viridis").with_extremes(
+        bad="lightgrey"
+    )
+    width = 1.6 + 1.1 * len(columns)
+    fig, ax = plt.subplots(figsize=(width, 1.2 + 0.38 * len(labels)))
+    image = ax.imshow(np.ma.masked_invalid(values), cmap=cmap, vmin=0.0, vmax=1.0, aspect="auto")
+    ax.set_xticks(range(len(columns)), labels=list(columns), rotation=30, ha="right")
+    ax.set_yticks(range(len(labels)), labels=labels)
+    for i in range(len(labels)):
+        for j in range(len(columns)):
+            v = values[i, j]
+            text = "n/a" if np.isnan(v) else f"{v:.2f}"
+            dark = not np.isnan(v) and (v > 0.6 if lower_is_better else v < 0.4)
+            ax.text(j, i, text, ha="center", va="center", fontsize=7, color="w" if dark else "k")
+    names = {
+        "auroc": "AUROC (higher is better)",
+        "fpr_at_95_tpr": "FPR at 95% TPR (lower is better)",
+    }
+    against = f"in-distribution {in_name}, " if in_name else ""
+    ax.set_title(f"{names.get(metric, metric)}; {against}OOD = positive class")
+    fig.colorbar(image, ax=ax, fraction=0.03)
+    return fig
+
+
+def write_tables(
+    rows: list[dict],
+    ood_names: Sequence[str],
+    out: Path,
+    meta: dict,
+    logger=None,
+    sizes: dict[str, int] | None = None,
+) -> dict[str, Path]:
+    """Write the table, the summary and the two heat maps; log the figures to TensorBoard.
+
+    ``meta`` goes into both JSON files (its ``in_distribution``, if any, into the figures'
+    titles); the summary and figures also go to TensorBoard when a ``logger`` is given.
+    ``sizes`` (images per set) marks verdicts from too few images (:func:`summary_rows`).
+    """
+    paths = write_report(rows, out, STEM, meta)
+    summary = summary_rows(rows, ood_names, sizes)
+    write_report(summary, out, f"{STEM}_summary", meta)
+    paths["summary"] = out / f"{STEM}_summary.md"
+    if rows:
+        columns = [*ood_names, MEAN]
+        for metric in ("auroc", "fpr_at_95_tpr"):
+            fig = heatmap(rows, metric, columns, str(meta.get("in_distribution") or ""))
+            paths[f"heatmap_{metric}"] = save_figure(fig, out, f"heatmap_{metric}", logger)
+        experiment = getattr(logger, "experiment", None)
+        if experiment is not None:
+            experiment.add_text(STEM, format_table(summary, markdown=True))
+            experiment.flush()
+    return paths
