@@ -42,7 +42,14 @@ from lit_rev.result_files import (
 
 PYTHON = sys.executable
 #: Code every experiment depends on besides its own slice.
-SHARED = ("lit_rev/config.py", "lit_rev/cli.py", "lit_rev/data", "lit_rev/report.py")
+SHARED = (
+    "lit_rev/config.py",
+    "lit_rev/cli.py",
+    "lit_rev/callbacks",
+    "lit_rev/data",
+    "lit_rev/report.py",
+    "lit_rev/checkpoints.py",
+)
 
 
 @dataclass
@@ -252,7 +259,7 @@ EXPERIMENTS: dict[str, Experiment] = {
                 *SHARED,
                 "lit_rev/density",
                 "lit_rev/ood",
-                "lit_rev/callbacks.py",
+                "lit_rev/inference.py",
                 "configs/quickstart.yaml",
             ),
             threads=1,
@@ -270,6 +277,8 @@ EXPERIMENTS: dict[str, Experiment] = {
                 "lit_rev/density",
                 "lit_rev/ood",
                 "lit_rev/revnet",
+                "lit_rev/inference.py",
+                "lit_rev/evaluation/ood_benchmark",
                 "lit_rev/commands/ood_benchmark.py",
                 "configs/ood/mnist5k_embedded.yaml",
                 "configs/density",
