@@ -163,3 +163,29 @@ def overlaid_histograms(
         ax.set_title(title)
     ax.legend()
     return fig
+
+
+class NonFiniteResult(ValueError):
+    """A figure's numbers hold NaN or infinity: the run diverged or is untrained, nothing drawn."""
+
+
+def require_finite(figure: str, what: str, values) -> None:
+    """Raise :class:`NonFiniteResult`, naming ``figure`` and ``what``, if a value is not finite.
+
+    An empty or truncated plot would look like a finding, so the figures refuse to draw.
+
+    Args:
+        figure: the figure's name, for the message.
+        what: the values' name, for the message.
+        values: anything ``numpy.asarray`` turns into floats.
+    """
+    import numpy as np
+
+    array = np.asarray(values, dtype=float).reshape(-1)
+    bad = int((~np.isfinite(array)).sum())
+    if bad:
+        raise NonFiniteResult(
+            f"{figure}: {bad} of {array.size} values of {what} are not finite (NaN or inf), so "
+            "there is nothing honest to draw. The run diverged or is untrained: check its "
+            "training log, lower the learning rate or train longer, then run the figure again"
+        )

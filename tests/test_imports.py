@@ -110,3 +110,18 @@ def test_the_checker_resolves_a_package_s_relative_imports():
     assert "lit_rev.density.glow" in imported_modules(
         "from .glow import Glow", "lit_rev.density.module"
     )
+
+
+def test_no_command_imports_another_command():
+    """Each command is a thin main over the library; what two commands share is library code."""
+    files = sorted(p for p in (PACKAGE / "commands").glob("*.py") if p.name != "__init__.py")
+    assert files, "lit_rev/commands has no command modules"
+    found = []
+    for path in files:
+        own = module_name(path)
+        found += [
+            v
+            for v in violations(path, ("lit_rev.commands",))
+            if not (v.endswith(f" imports {own}") or f" imports {own}." in v)
+        ]
+    assert found == [], "\n".join(found)

@@ -49,7 +49,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lit_rev.commands.fair_results import check_configs, fit_chain
+from lit_rev.evaluation.fair_runs import check_configs, fit_chain
 from lit_rev.report import format_table, write_report
 
 RULES = ("accuracy", "delta")

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from lit_rev.commands.fair_results import main
+from lit_rev.evaluation.fair_runs import RunResult
 
 CONFIGS = Path(__file__).parents[2] / "configs" / "fair"
 
@@ -80,7 +81,7 @@ def test_a_bad_config_stops_the_command_before_any_run(tmp_path, monkeypatch, ca
 
     ran = []
     monkeypatch.setattr(
-        results, "run_full", lambda *args: ran.append(args) or results.RunResult({"accuracy": 0.5})
+        results, "run_full", lambda *args: ran.append(args) or RunResult({"accuracy": 0.5})
     )
     bad = tmp_path / "typo.yaml"
     bad.write_text((CONFIGS / "vanilla_german.yaml").read_text().replace("lambda_:", "lambda:"))
