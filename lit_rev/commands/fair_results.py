@@ -40,6 +40,12 @@ seeds the search used, else the command stops before any run:
 Every config (each stage of a chain, with the extra arguments) is parsed and instantiated
 before the first run: a typo in the last config stops the command at once, not after the
 others have trained.
+
+A row is labelled by its last config's stem. Two configs of one file name (``a/x.yaml`` and
+``b/x.yaml``) get the shortest labels that tell them apart (``a/x``, ``b/x``) and a log
+directory each; the same config given twice is refused. ``--seeds`` below 1 is refused before
+anything is touched, and every result file is replaced whole (written to a temporary name,
+then renamed), so an interrupted command never leaves an empty or truncated table.
 """
 
 from __future__ import annotations
@@ -51,7 +57,13 @@ from pathlib import Path
 
 import torch
 
-from lit_rev.evaluation.fair_runs import check_configs, run_full
+from lit_rev.evaluation.fair_runs import (
+    check_configs,
+    distinct_labels,
+    label_forms,
+    log_root_of,
+    run_full,
+)
 from lit_rev.fair.results import (
     HEADLINE,
     collapse_status,
@@ -61,6 +73,11 @@ from lit_rev.fair.results import (
     summarise,
 )
 from lit_rev.report import format_table, write_report
+
+
+def stem_of(entry: str) -> str:
+    """The stem of an entry's last config: ``a/x.yaml+b/y.yaml`` -> ``y``."""
+    return Path(entry.split("+")[-1]).stem
 
 
 def read_chosen(paths: list[str]) -> list[dict]:
@@ -114,12 +131,27 @@ def main(argv: list[str] | None = None) -> list[dict]:
     args, extra = parser.parse_known_args(argv)
     if not args.config and not args.chosen:
         parser.error("give --config, --chosen or both")
+    if args.seeds < 1:
+        parser.error(
+            f"--seeds {args.seeds}: give at least 1 (the number of seeds each config runs); "
+            "nothing was run and no result file was touched"
+        )
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     seeds = list(range(args.seed_start, args.seed_start + args.seeds))
+    try:
+        labels = distinct_labels([label_forms(entry) for entry in args.config])
+    except ValueError as error:
+        parser.error(f"--config: {error}; nothing was run")
     # (entry, its own overrides, label, log root): plain configs, then tuned ones
-    rows = [(entry, [], Path(entry.split("+")[-1]).stem, out / "logs") for entry in args.config]
+    rows = [
+        (entry, [], label, log_root_of(out / "logs", label, stem_of(entry)))
+        for entry, label in zip(args.config, labels, strict=True)
+    ]
     chosen_files = dict(zip(args.chosen, read_chosen(args.chosen), strict=True))
+    tuned_labels = distinct_labels(
+        [[*label_forms(chosen["config"]), path] for path, chosen in chosen_files.items()]
+    )
     for path, chosen in chosen_files.items():
         seen = sorted(set(chosen["search_seeds"]) & set(seeds))
         if seen:
@@ -129,9 +161,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
                 f"--seed_start {max(chosen['search_seeds']) + 1} (or search on other seeds); "
                 "nothing was run"
             )
-        label = Path(chosen["config"].split("+")[-1]).stem + ", tuned"
-        rows.append((chosen["config"], list(chosen["overrides"]), label, out / "logs" / "tuned"))
-    name = args.name or Path(rows[0][0].split("+")[-1]).stem
+        label = tuned_labels.pop(0)
+        log_root = log_root_of(out / "logs" / "tuned", label, stem_of(chosen["config"]))
+        rows.append((chosen["config"], list(chosen["overrides"]), label + ", tuned", log_root))
+    name = args.name or stem_of(rows[0][0])
     meta = {
         "seeds": seeds,
         "threads": args.threads,

@@ -51,7 +51,7 @@ from lit_rev.density.plots import (
 )
 from lit_rev.evaluation.fair_runs import run_once
 from lit_rev.fair.tradeoff import grad_plane_plot, grad_plane_rows
-from lit_rev.report import save_figure, write_report
+from lit_rev.report import atomic_open, save_figure, write_report
 from lit_rev.revnet.memory_figure import revnet_memory_plot, revnet_memory_rows
 
 #: The configs' default places, relative to the current directory (not the installed source).
@@ -164,7 +164,8 @@ def train_quickstart(
         raise RuntimeError(
             f"training the quickstart Glow failed (exit {done.returncode}; no {ckpt}):\n{tail}"
         )
-    record.write_text(json.dumps(request, indent=2))
+    with atomic_open(record) as f:
+        f.write(json.dumps(request, indent=2))
     print(f"  trained in {time.time() - started:.0f} s: {ckpt}", flush=True)
     return ckpt
 

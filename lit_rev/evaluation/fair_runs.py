@@ -13,6 +13,7 @@ reach every stage, ``--stageK:a.b=c`` stage ``K`` only (1 = ``A``).
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 from dataclasses import dataclass, field
@@ -29,6 +30,73 @@ class RunResult:
     results: dict[str, float]
     groups: list[dict] = field(default_factory=list)
     bootstrap: dict = field(default_factory=dict)
+
+
+def label_forms(entry: str) -> list[str]:
+    """Ever longer names of a run, for labels that tell apart configs of one file name.
+
+    The last config's stem, then the stem with ever more of its (absolute) path, then the
+    chain's stems joined by ``+``, then every stage's absolute path.
+
+    Args:
+        entry: a config, or ``A.yaml+B.yaml``.
+
+    Returns:
+        The names, shortest first.
+    """
+    chain = [Path(os.path.abspath(c)).with_suffix("") for c in entry.split("+")]
+    parts = chain[-1].parts
+    forms = [Path(*parts[-k:]).as_posix() for k in range(1, len(parts) + 1)]
+    forms.append("+".join(c.name for c in chain))
+    forms.append("+".join(c.as_posix() for c in chain))
+    return forms
+
+
+def distinct_labels(forms: list[list[str]]) -> list[str]:
+    """One label per run: its first form, or the first form that tells it from its namesakes.
+
+    Args:
+        forms: each run's names, shortest first (see :func:`label_forms`).
+
+    Returns:
+        The labels, all different.
+
+    Raises:
+        ValueError: two runs share every form (the same run twice), naming the label.
+    """
+    labels = [f[0] for f in forms]
+    for label in dict.fromkeys(labels):
+        group = [i for i, other in enumerate(labels) if other == label]
+        if len(group) == 1:
+            continue
+        for level in range(max(len(forms[i]) for i in group)):
+            names = [forms[i][min(level, len(forms[i]) - 1)] for i in group]
+            if len(set(names)) == len(names):
+                for i, name in zip(group, names, strict=True):
+                    labels[i] = name
+                break
+        else:
+            raise ValueError(f"{label} is given {len(group)} times; give each run once")
+    return labels
+
+
+def log_root_of(root: Path, label: str, stem: str) -> Path:
+    """Where a run labelled ``label`` logs: ``root``, or a directory of its own under it.
+
+    A run whose label is its config's ``stem`` logs under ``root`` itself; a namesake's longer
+    label gets its own directory, so two configs of one file name never share their logs.
+
+    Args:
+        root: the command's log directory.
+        label: the run's label (see :func:`distinct_labels`).
+        stem: the stem of the run's last config.
+
+    Returns:
+        The run's ``log_root``.
+    """
+    if label == stem:
+        return root
+    return root / re.sub(r"[^\w.-]+", "_", label).strip("_")
 
 
 def stage_args(config: str, seed: int, log_root: Path) -> list[str]:
@@ -121,6 +189,28 @@ def check_configs(entries: list[str], extra: list[str], log_root: Path) -> None:
                     f"--config {entry}: {config} does not instantiate: "
                     f"{type(error).__name__}: {error}; nothing was run"
                 ) from error
+
+
+def protected_attributes(entry: str, extra: list[str], log_root: Path) -> list[str]:
+    """The protected attributes of the data of ``entry``'s last stage, as its config builds it.
+
+    The names the model reports discrimination for (``val/discrimination_<name>``); built
+    without fitting anything, so a command can check an attribute before its first fit.
+
+    Args:
+        entry: a config, or ``A.yaml+B.yaml``.
+        extra: the extra arguments of the run.
+        log_root: where the run would log.
+
+    Returns:
+        The DataModule's ``protected`` names (empty if it has none).
+    """
+    chain = entry.split("+")
+    config = chain[-1]
+    _, _, datamodule = instantiate_with_trainer(
+        config, stage_args(config, 0, log_root) + stage_extra(extra, len(chain) - 1, len(chain))
+    )
+    return list(getattr(datamodule, "protected", None) or [])
 
 
 def run_once(configs: list[str], seed: int, extra: list[str], log_root: Path) -> dict[str, float]:

@@ -236,3 +236,18 @@ def test_every_config_the_usage_names_exists():
     assert named, "the usage examples name configs"
     for path in named:
         assert (CONFIGS.parents[1] / path).is_file(), path
+
+
+def test_an_attribute_the_data_does_not_protect_stops_the_search_before_any_fit(
+    tmp_path, monkeypatch, capsys
+):
+    calls = []
+    monkeypatch.setattr(fair_search, "fit_chain", _fake_fit(calls))
+    args = ["--config", GERMAN, "--grid", "model.init_args.lambda_=1,3", "--rule", "delta"]
+    with pytest.raises(SystemExit) as stop:
+        fair_search.main([*args, "--attribute", "gender", "--out", str(tmp_path)])
+    assert stop.value.code == 2 and calls == []
+    err = capsys.readouterr().err
+    assert "--attribute gender: the data of" in err and "protects ['age'] only" in err
+    chosen = fair_search.main([*args, "--attribute", "age", "--out", str(tmp_path)])
+    assert chosen["attribute"] == "age" and len(calls) == 4

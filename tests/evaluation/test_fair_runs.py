@@ -57,3 +57,15 @@ def test_a_chain_checks_with_a_stage_scoped_key_the_second_stage_lacks(tmp_path)
     fair_runs.check_configs([chain], ["--stage1:model.init_args.lambda_=2.5"], tmp_path)
     with pytest.raises(SystemExit, match="does not parse"):
         fair_runs.check_configs([chain], ["--model.init_args.lambda_=2.5"], tmp_path)
+
+
+def test_namesakes_get_the_shortest_labels_that_tell_them_apart():
+    from lit_rev.evaluation.fair_runs import distinct_labels, label_forms
+
+    entries = ["/x/a/vanilla.yaml", "/x/b/vanilla.yaml", "/x/grad.yaml"]
+    assert distinct_labels([label_forms(e) for e in entries]) == ["a/vanilla", "b/vanilla", "grad"]
+    # chains that differ in their first stage only
+    chains = ["/x/auto1.yaml+/x/cls.yaml", "/x/auto2.yaml+/x/cls.yaml"]
+    assert distinct_labels([label_forms(e) for e in chains]) == ["auto1+cls", "auto2+cls"]
+    with pytest.raises(ValueError, match="vanilla is given 2 times"):
+        distinct_labels([label_forms("/x/vanilla.yaml"), label_forms("/x/./vanilla.yaml")])
