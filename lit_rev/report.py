@@ -16,7 +16,9 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 from collections.abc import Iterable, Sequence
+from contextlib import contextmanager
 from pathlib import Path, PurePath
 from typing import Any
 
@@ -95,16 +97,44 @@ def write_report(
     directory.mkdir(parents=True, exist_ok=True)
     paths = {ext: directory / f"{stem}.{ext}" for ext in ("json", "csv", "md")}
     document = strict_json({"meta": meta or {}, "rows": list(rows)})
-    with open(paths["json"], "w") as f:
+    with atomic_open(paths["json"]) as f:
         json.dump(document, f, indent=2, allow_nan=False)
     cols = columns_of(rows)
-    with open(paths["csv"], "w", newline="") as f:
+    with atomic_open(paths["csv"], newline="") as f:
         writer = csv.DictWriter(f, fieldnames=cols)
         writer.writeheader()
         writer.writerows(document["rows"])
-    with open(paths["md"], "w") as f:
+    with atomic_open(paths["md"]) as f:
         f.write(format_table(rows, digits=4, markdown=True) + "\n")
     return paths
+
+
+@contextmanager
+def atomic_open(path: str | Path, mode: str = "w", **kwargs):
+    """Open a temporary file beside ``path``; on a clean exit it replaces ``path`` whole.
+
+    A crash or a full disk while writing leaves ``path`` as it was (or absent), never
+    truncated: the temporary file is removed and the error raised.
+
+    Args:
+        path: the file to write.
+        mode: ``"w"`` (text) or ``"wb"`` (bytes).
+        **kwargs: passed to :func:`open` (e.g. ``newline=""`` for CSV).
+
+    Yields:
+        The open temporary file.
+    """
+    path = Path(path)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(temporary, mode, **kwargs) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
 
 
 def save_figure(fig, directory: str | Path, name: str, logger=None, step: int = 0) -> Path:
@@ -114,7 +144,8 @@ def save_figure(fig, directory: str | Path, name: str, logger=None, step: int = 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"{name}.png"
-    fig.savefig(path, dpi=120, bbox_inches="tight")
+    with atomic_open(path, "wb") as f:
+        fig.savefig(f, format="png", dpi=120, bbox_inches="tight")
     experiment = getattr(logger, "experiment", None)
     if experiment is not None and hasattr(experiment, "add_figure"):
         experiment.add_figure(name, fig, global_step=step, close=False)
@@ -164,3 +195,29 @@ def overlaid_histograms(
         ax.set_title(title)
     ax.legend()
     return fig
+
+
+class NonFiniteResult(ValueError):
+    """A figure's numbers hold NaN or infinity: the run diverged or is untrained, nothing drawn."""
+
+
+def require_finite(figure: str, what: str, values) -> None:
+    """Raise :class:`NonFiniteResult`, naming ``figure`` and ``what``, if a value is not finite.
+
+    An empty or truncated plot would look like a finding, so the figures refuse to draw.
+
+    Args:
+        figure: the figure's name, for the message.
+        what: the values' name, for the message.
+        values: anything ``numpy.asarray`` turns into floats.
+    """
+    import numpy as np
+
+    array = np.asarray(values, dtype=float).reshape(-1)
+    bad = int((~np.isfinite(array)).sum())
+    if bad:
+        raise NonFiniteResult(
+            f"{figure}: {bad} of {array.size} values of {what} are not finite (NaN or inf), so "
+            "there is nothing honest to draw. The run diverged or is untrained: check its "
+            "training log, lower the learning rate or train longer, then run the figure again"
+        )

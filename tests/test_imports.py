@@ -132,3 +132,18 @@ def test_a_shared_module_imports_no_slice(name):
     forbidden = ABOVE_THE_SLICES + tuple(f"lit_rev.{s}" for s in SLICES)
     found = [v for f in files for v in violations(f, forbidden)]
     assert found == [], "\n".join(found)
+
+
+def test_no_command_imports_another_command():
+    """Each command is a thin main over the library; what two commands share is library code."""
+    files = sorted(p for p in (PACKAGE / "commands").glob("*.py") if p.name != "__init__.py")
+    assert files, "lit_rev/commands has no command modules"
+    found = []
+    for path in files:
+        own = module_name(path)
+        found += [
+            v
+            for v in violations(path, ("lit_rev.commands",))
+            if not (v.endswith(f" imports {own}") or f" imports {own}." in v)
+        ]
+    assert found == [], "\n".join(found)

@@ -10,6 +10,11 @@ Each command builds the model and data from the same YAML as ``fit``/``test`` wi
 is passed through), loads the checkpoint strictly and safely, prints a table and writes
 ``<name>.{json,csv,md}`` and a figure to ``--out_dir`` (default: the checkpoint's run
 directory).
+
+Without ``--ckpt_path`` the analyses would score the random weights the config builds, so the
+command exits 2 unless ``--allow_untrained`` asks for that on purpose (as ``python -m lit_rev
+test`` does). A config whose model is not a density model (a RevNet or fairness config) exits
+2 naming it: the analyses need a :class:`lit_rev.density.module.DensityModule`.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from pathlib import Path
 from typing import get_args
 
 import torch
+from lightning.pytorch.utilities.seed import isolate_rng
 
 from lit_rev.config import ConfigError, instantiate
 from lit_rev.density.analysis import (
@@ -33,6 +39,7 @@ from lit_rev.density.analysis import (
     second_order,
     second_order_rows,
 )
+from lit_rev.density.module import DensityModule
 from lit_rev.report import format_table, save_figure, write_report
 
 ANALYSES = ("decomposition", "graying", "second_order")
@@ -51,6 +58,17 @@ def load(config: str, ckpt_path: str | None, overrides: Sequence[str] = ()):
     return module, dm
 
 
+def require_density_model(options: argparse.ArgumentParser, config: str, module) -> None:
+    """Exit 2 naming ``config`` and its model unless it is a density model."""
+    if not isinstance(module, DensityModule):
+        kind = f"{type(module).__module__}.{type(module).__name__}"
+        options.error(
+            f"--config {config} builds a {kind}, not a density model: the analyses score "
+            "images by their log-likelihood and need a DensityModule (a config of "
+            "configs/density/ or configs/quickstart.yaml)"
+        )
+
+
 def parser() -> argparse.ArgumentParser:
     """The command's options (unknown ``--key=value`` arguments are config overrides)."""
     options = argparse.ArgumentParser(
@@ -58,7 +76,14 @@ def parser() -> argparse.ArgumentParser:
     )
     options.add_argument("analysis", choices=ANALYSES)
     options.add_argument("--config", required=True)
-    options.add_argument("--ckpt_path", default=None)
+    options.add_argument(
+        "--ckpt_path", default=None, help="the trained model (a last.ckpt written by fit)"
+    )
+    options.add_argument(
+        "--allow_untrained",
+        action="store_true",
+        help="without --ckpt_path, score the random weights the config builds, on purpose",
+    )
     options.add_argument(
         "--out_dir", default=None, help="default: the checkpoint's run directory (else .)"
     )
@@ -90,7 +115,19 @@ def main(argv: list[str] | None = None) -> list[dict]:
     overrides = [o for o in overrides if o != "--"]
     if args.torch_threads:
         torch.set_num_threads(args.torch_threads)
+    if not args.ckpt_path and not args.allow_untrained:
+        options.error(
+            f"{args.analysis} without --ckpt_path scores the untrained model that "
+            f"{args.config} builds (random weights): its numbers mean nothing. Pass the file: "
+            "--ckpt_path=<run dir>/checkpoints/last.ckpt (written by python -m lit_rev fit), "
+            "or --allow_untrained to score random weights on purpose"
+        )
     try:
+        # built untrained first, so another kind of model is named before its checkpoint is
+        # read; the random state is put back, so the analysis draws what it drew without it
+        with isolate_rng():
+            untrained, _ = load(args.config, None, overrides)
+        require_density_model(options, args.config, untrained)
         module, dm = load(args.config, args.ckpt_path, overrides)
     except ConfigError as error:  # a bad key or value: exit 2 naming it, as python -m lit_rev
         options.error(str(error))

@@ -40,163 +40,44 @@ seeds the search used, else the command stops before any run:
 Every config (each stage of a chain, with the extra arguments) is parsed and instantiated
 before the first run: a typo in the last config stops the command at once, not after the
 others have trained.
+
+A row is labelled by its last config's stem. Two configs of one file name (``a/x.yaml`` and
+``b/x.yaml``) get the shortest labels that tell them apart (``a/x``, ``b/x``) and a log
+directory each; the same config given twice is refused. ``--seeds`` below 1 is refused before
+anything is touched, and every result file is replaced whole (written to a temporary name,
+then renamed), so an interrupted command never leaves an empty or truncated table.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import re
-import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
-from lit_rev.callbacks import sigterm_exits_nonzero
-from lit_rev.config import ConfigError, instantiate_with_trainer
+from lit_rev.evaluation.fair_runs import (
+    check_configs,
+    distinct_labels,
+    label_forms,
+    log_root_of,
+    run_full,
+)
 from lit_rev.fair.results import (
     HEADLINE,
     collapse_status,
+    group_summary,
     headline,
     headline_replicates,
-    mean_std,
     summarise,
 )
 from lit_rev.report import format_table, write_report
 
 
-@dataclass
-class RunResult:
-    """What one test run leaves: its metrics, per-group rows and bootstrap replicates."""
-
-    results: dict[str, float]
-    groups: list[dict] = field(default_factory=list)
-    bootstrap: dict = field(default_factory=dict)
-
-
-def stage_args(config: str, seed: int, log_root: Path) -> list[str]:
-    """The overrides of one stage of one run, applied after its ``config``.
-
-    The seed of ``seed_everything`` and of the DataModule, and a log directory of its own,
-    ``<log_root>/<config stem>/seed_<seed>``.
-    """
-    return [
-        f"--seed_everything={seed}",
-        f"--data.init_args.seed={seed}",
-        f"--trainer.logger.init_args.save_dir={log_root}",
-        f"--trainer.logger.init_args.name={Path(config).stem}",
-        f"--trainer.logger.init_args.version=seed_{seed}",
-        "--trainer.enable_progress_bar=false",
-        "--trainer.enable_model_summary=false",
-    ]
-
-
-STAGE_SCOPED = re.compile(r"^--stage(\d+):(.+)$")
-
-
-def stage_extra(extra: list[str], stage: int, stages: int) -> list[str]:
-    """The extra arguments that reach stage ``stage`` (0-based) of a run of ``stages`` stages.
-
-    A plain ``--a.b=c`` reaches every stage; ``--stageK:a.b=c`` (``K`` from 1) reaches stage
-    ``K`` only, as ``--a.b=c``. A ``K`` the run does not have stops the command.
-    """
-    kept = []
-    for arg in extra:
-        scoped = STAGE_SCOPED.match(arg)
-        if scoped is None:
-            kept.append(arg)
-            continue
-        number = int(scoped.group(1))
-        if not 1 <= number <= stages:
-            raise SystemExit(
-                f"{arg}: this run has {stages} stage(s), so stage{number} does not exist "
-                "(stage1 is A of A.yaml+B.yaml, stage2 is B)"
-            )
-        if number == stage + 1:
-            kept.append("--" + scoped.group(2))
-    return kept
-
-
-def check_configs(entries: list[str], extra: list[str], log_root: Path) -> None:
-    """Parse and instantiate every config of ``entries``; exit naming the first bad one.
-
-    Each stage of an ``A+B`` chain is checked with the ``extra`` arguments, before anything is
-    trained. A parser error (the offending key and value) is printed to stderr first.
-    """
-    for entry in entries:
-        chain = entry.split("+")
-        for stage, config in enumerate(chain):
-            if not Path(config).is_file():
-                raise SystemExit(f"--config {entry}: {config} does not exist; nothing was run")
-            try:
-                instantiate_with_trainer(
-                    config, stage_args(config, 0, log_root) + stage_extra(extra, stage, len(chain))
-                )
-            except ConfigError as error:
-                print(f"error: {error}", file=sys.stderr, flush=True)
-                raise SystemExit(
-                    f"--config {entry}: {config} does not parse (the error is above); "
-                    "nothing was run"
-                ) from error
-            except Exception as error:
-                raise SystemExit(
-                    f"--config {entry}: {config} does not instantiate: "
-                    f"{type(error).__name__}: {error}; nothing was run"
-                ) from error
-
-
-def run_once(configs: list[str], seed: int, extra: list[str], log_root: Path) -> dict[str, float]:
-    """Fit and test one config (or a chain of two) at one seed; return the test results.
-
-    :func:`run_full` with its ``results`` alone.
-    """
-    return run_full(configs, seed, extra, log_root).results
-
-
-def fit_chain(configs: list[str], seed: int, extra: list[str], log_root: Path, then):
-    """Fit one config (or a chain of two) at one seed; return ``then(trainer, model, data)``.
-
-    Each stage is built by :func:`lit_rev.config.instantiate_with_trainer` as
-    ``python -m lit_rev fit`` builds it, with :func:`stage_args` and then ``extra`` as
-    overrides; the second stage of a chain gets the first's final checkpoint as
-    ``--model.init_args.encoder_ckpt``. ``then`` runs on the last stage, fitted (testing it
-    for the results, validating it for the search).
-    """
-    checkpoint = None
-    for stage, config in enumerate(configs):
-        overrides = stage_args(config, seed, log_root)
-        if checkpoint is not None:
-            overrides.append(f"--model.init_args.encoder_ckpt={checkpoint}")
-        trainer, model, datamodule = instantiate_with_trainer(
-            config, overrides + stage_extra(extra, stage, len(configs))
-        )
-        with sigterm_exits_nonzero():  # a preempted job must not exit 0
-            trainer.fit(model, datamodule=datamodule)
-            if stage < len(configs) - 1:
-                checkpoint = str(log_root / Path(config).stem / f"seed_{seed}" / "final.ckpt")
-                trainer.save_checkpoint(checkpoint)
-            else:
-                return then(trainer, model, datamodule)
-    raise ValueError("fit_chain needs at least one config")
-
-
-def run_full(configs: list[str], seed: int, extra: list[str], log_root: Path) -> RunResult:
-    """Fit and test one config (or a chain of two) at one seed; return what the test left.
-
-    See :func:`fit_chain` for how the stages are built.
-    """
-
-    def test(trainer, model, datamodule) -> RunResult:
-        trainer.test(model, datamodule=datamodule, verbose=False)
-        return RunResult(
-            dict(model.test_results),
-            list(getattr(model, "test_groups", [])),
-            dict(getattr(model, "test_bootstrap", {})),
-        )
-
-    return fit_chain(configs, seed, extra, log_root, test)
+def stem_of(entry: str) -> str:
+    """The stem of an entry's last config: ``a/x.yaml+b/y.yaml`` -> ``y``."""
+    return Path(entry.split("+")[-1]).stem
 
 
 def read_chosen(paths: list[str]) -> list[dict]:
@@ -217,20 +98,6 @@ def read_chosen(paths: list[str]) -> list[dict]:
             )
         entries.append(chosen)
     return entries
-
-
-def group_summary(rows: list[dict]) -> list[dict]:
-    """Mean ± std over seeds of each (config, attribute, group)'s per-group rates."""
-    cells: dict[tuple, list[dict]] = {}
-    for row in rows:
-        cells.setdefault((row["config"], row["attribute"], row["group"]), []).append(row)
-    out = []
-    for (config, attribute, group), runs in cells.items():
-        entry = {"config": config, "attribute": attribute, "group": group, "seeds": len(runs)}
-        for column in ("n", "base_rate", "positive_rate", "accuracy", "tpr", "fpr"):
-            entry[column] = mean_std([r[column] for r in runs])[0]
-        out.append(entry)
-    return out
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
@@ -264,12 +131,27 @@ def main(argv: list[str] | None = None) -> list[dict]:
     args, extra = parser.parse_known_args(argv)
     if not args.config and not args.chosen:
         parser.error("give --config, --chosen or both")
+    if args.seeds < 1:
+        parser.error(
+            f"--seeds {args.seeds}: give at least 1 (the number of seeds each config runs); "
+            "nothing was run and no result file was touched"
+        )
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     seeds = list(range(args.seed_start, args.seed_start + args.seeds))
+    try:
+        labels = distinct_labels([label_forms(entry) for entry in args.config])
+    except ValueError as error:
+        parser.error(f"--config: {error}; nothing was run")
     # (entry, its own overrides, label, log root): plain configs, then tuned ones
-    rows = [(entry, [], Path(entry.split("+")[-1]).stem, out / "logs") for entry in args.config]
+    rows = [
+        (entry, [], label, log_root_of(out / "logs", label, stem_of(entry)))
+        for entry, label in zip(args.config, labels, strict=True)
+    ]
     chosen_files = dict(zip(args.chosen, read_chosen(args.chosen), strict=True))
+    tuned_labels = distinct_labels(
+        [[*label_forms(chosen["config"]), path] for path, chosen in chosen_files.items()]
+    )
     for path, chosen in chosen_files.items():
         seen = sorted(set(chosen["search_seeds"]) & set(seeds))
         if seen:
@@ -279,9 +161,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
                 f"--seed_start {max(chosen['search_seeds']) + 1} (or search on other seeds); "
                 "nothing was run"
             )
-        label = Path(chosen["config"].split("+")[-1]).stem + ", tuned"
-        rows.append((chosen["config"], list(chosen["overrides"]), label, out / "logs" / "tuned"))
-    name = args.name or Path(rows[0][0].split("+")[-1]).stem
+        label = tuned_labels.pop(0)
+        log_root = log_root_of(out / "logs" / "tuned", label, stem_of(chosen["config"]))
+        rows.append((chosen["config"], list(chosen["overrides"]), label + ", tuned", log_root))
+    name = args.name or stem_of(rows[0][0])
     meta = {
         "seeds": seeds,
         "threads": args.threads,

@@ -33,7 +33,8 @@ overrides, per-seed and mean validation numbers, whether it was eligible and cho
 ``<out>/<config stem>_chosen.json``: the chosen ``overrides`` (the extra ``--a.b=c``
 arguments given to the search, then the grid point's, so ``fair_results`` reproduces the
 searched setting), ``search_seeds``, the rule and the validation numbers. Each point is
-checked (parsed and instantiated) before the first fit.
+checked (parsed and instantiated) before the first fit, and so is ``--attribute``: it must be
+one of the data's protected attributes.
 """
 
 from __future__ import annotations
@@ -49,8 +50,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lit_rev.commands.fair_results import check_configs, fit_chain
-from lit_rev.report import format_table, write_report
+from lit_rev.evaluation.fair_runs import check_configs, fit_chain, protected_attributes
+from lit_rev.report import atomic_open, format_table, write_report
 
 RULES = ("accuracy", "delta")
 
@@ -180,6 +181,13 @@ def main(argv: list[str] | None = None) -> dict:
     log_root = out / "logs"
     for point in points:
         check_configs([args.config], extra + point, log_root)
+    if args.attribute is not None:
+        protected = protected_attributes(args.config, extra + points[0], log_root)
+        if args.attribute not in protected:
+            parser.error(
+                f"--attribute {args.attribute}: the data of {args.config} protects "
+                f"{protected} only; pick one of them (nothing was fitted)"
+            )
 
     rows, candidates = [], []
     attribute = args.attribute
@@ -253,7 +261,8 @@ def main(argv: list[str] | None = None) -> dict:
     meta = {"config": args.config, "seeds": args.seeds, "rule": rule, "extra_args": extra}
     write_report(rows, out, f"{stem}_search", meta=meta)
     out.mkdir(parents=True, exist_ok=True)
-    (out / f"{stem}_chosen.json").write_text(json.dumps(chosen, indent=2) + "\n")
+    with atomic_open(out / f"{stem}_chosen.json") as f:
+        f.write(json.dumps(chosen, indent=2) + "\n")
     shown = ("point", "overrides", "val_accuracy", "val_discrimination", "collapsed", "chosen")
     print(format_table([{k: r[k] for k in shown} for r in rows], digits=4))
     print(f"rule: {rule}")

@@ -1,7 +1,8 @@
 """The figures of ``docs/figures/``, made from the quick configs on a CPU, no download.
 
     python -m lit_rev.commands.figures [--out docs/figures] [--torch_threads 1] \
-        [--work_dir logs/figures] [--only NAME ...] [--retrain]
+        [--work_dir logs/figures] [--only NAME ...] [--retrain] \
+        [--quickstart_config configs/quickstart.yaml] [--fair_configs configs/fair]
 
 1. ``quickstart_bpd_histograms``: bits/dim of the in-distribution test set against each OOD set
    (the paper's Fig. 1 style), from the quickstart Glow (``configs/quickstart.yaml``);
@@ -16,15 +17,20 @@ The quickstart is trained once per work directory with ``python -m lit_rev fit -
 configs/quickstart.yaml`` (a subprocess, about 3 minutes on one thread); later calls reuse its
 checkpoint when the config and overrides are the same. Each figure is a function of the work
 directory that returns the PNG's path, and refuses to draw numbers that are not finite
-(:class:`NonFiniteResult`): an empty or truncated plot would look like a finding. The numbers
-behind each figure go to ``<work_dir>/<name>.{json,csv,md}``.
+(:class:`lit_rev.report.NonFiniteResult`): an empty or truncated plot would look like a
+finding. The numbers behind each figure go to ``<work_dir>/<name>.{json,csv,md}``.
+
+The configs are read from ``--quickstart_config`` and ``--fair_configs``, by default
+``configs/...`` of the current directory (the repository root when run as above); a missing
+one stops the command before anything runs. Each figure's rows and plot live beside its data:
+:mod:`lit_rev.density.plots`, :mod:`lit_rev.revnet.memory_figure` and
+:mod:`lit_rev.fair.tradeoff`; the fairness runs are :mod:`lit_rev.evaluation.fair_runs`'.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import math
 import shutil
 import subprocess
 import sys
@@ -32,29 +38,25 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 
-from lit_rev.commands.fair_results import run_once
 from lit_rev.config import instantiate
-from lit_rev.density.analysis import (
-    decomposition,
-    decomposition_figure,
-    graying_curve,
-    graying_figure,
-    images_of,
-    score_images,
+from lit_rev.density.analysis import decomposition, graying_curve, images_of
+from lit_rev.density.plots import (
+    bpd_histograms_plot,
+    bpd_of_sets,
+    bpd_rows,
+    decomposition_plot,
+    graying_plot,
 )
-from lit_rev.density.ood import auroc
-from lit_rev.fair.results import headline
-from lit_rev.report import save_figure, write_report
-from lit_rev.revnet import SavedTensorMeter, build
-from lit_rev.revnet.memory import MIB
+from lit_rev.evaluation.fair_runs import run_once
+from lit_rev.fair.tradeoff import grad_plane_plot, grad_plane_rows
+from lit_rev.report import atomic_open, save_figure, write_report
+from lit_rev.revnet.memory_figure import revnet_memory_plot, revnet_memory_rows
 
-REPO = Path(__file__).resolve().parents[2]
-QUICKSTART = REPO / "configs" / "quickstart.yaml"
-FAIR = REPO / "configs" / "fair"
+#: The configs' default places, relative to the current directory (not the installed source).
+QUICKSTART = Path("configs") / "quickstart.yaml"
+FAIR = Path("configs") / "fair"
 
 #: The fairness runs of the accuracy-discrimination plane: label -> config chain (``A+B`` runs
 #: ``B`` on the frozen encoder of ``A``, as ``lit_rev.fair.results`` does).
@@ -66,32 +68,37 @@ GRAD_PLANE_RUNS: dict[str, tuple[str, ...]] = {
     "ALFR": ("alfr_adult.yaml",),
 }
 
-#: ResNet and RevNet presets of (nearly) equal parameter count, by RevNet depth.
-REVNET_PAIRS: dict[int, tuple[str, str]] = {
-    38: ("resnet32", "revnet38"),
-    110: ("resnet110", "revnet110"),
-    164: ("resnet164", "revnet164"),
-}
-
-
-class NonFiniteResult(ValueError):
-    """A figure's numbers hold NaN or infinity: the run diverged or is untrained, nothing drawn."""
-
-
-def require_finite(figure: str, what: str, values) -> None:
-    """Raise :class:`NonFiniteResult`, naming ``figure`` and ``what``, if a value is not finite."""
-    array = np.asarray(values, dtype=float).reshape(-1)
-    bad = int((~np.isfinite(array)).sum())
-    if bad:
-        raise NonFiniteResult(
-            f"{figure}: {bad} of {array.size} values of {what} are not finite (NaN or inf), so "
-            "there is nothing honest to draw. The run diverged or is untrained: check its "
-            "training log, lower the learning rate or train longer, then run the figure again"
-        )
-
 
 def _kib(path: Path) -> str:
     return f"{path.stat().st_size / 1024:.0f} KB"
+
+
+def missing_config(flag: str, path: str | Path) -> str:
+    """The message for a config file that is not there, naming the flag that gives it."""
+    return (
+        f"{flag} {path}: no such file (relative paths are read from the current directory, "
+        f"{Path.cwd()}); run from the repository root or pass the file's path with {flag}"
+    )
+
+
+def grad_plane_chains(
+    runs: dict[str, Sequence[str]] | None = None, config_dir: str | Path = FAIR
+) -> dict[str, list[str]]:
+    """Each run's configs (default :data:`GRAD_PLANE_RUNS`) as paths under ``config_dir``.
+
+    A relative config name is read under ``config_dir`` (``--fair_configs``); a missing file
+    is a :class:`FileNotFoundError` naming the flag.
+    """
+    chains = {}
+    for label, chain in (runs or GRAD_PLANE_RUNS).items():
+        configs = [str(c if Path(c).is_absolute() else Path(config_dir) / c) for c in chain]
+        for config in configs:
+            if not Path(config).is_file():
+                raise FileNotFoundError(
+                    f"grad_plane, run {label}: " + missing_config("--fair_configs", config)
+                )
+        chains[label] = configs
+    return chains
 
 
 # ----------------------------------------------------------------------------- quickstart Glow
@@ -114,6 +121,8 @@ def train_quickstart(
     ``figures_run.json``; a later call with the same ones reuses its checkpoint. A run directory
     of other settings (or an unfinished one) is an error unless ``retrain`` replaces it.
     """
+    if not Path(config).is_file():
+        raise FileNotFoundError(missing_config("--quickstart_config", config))
     run_dir = quickstart_run_dir(work_dir)
     request = {"config": str(Path(config).resolve()), "overrides": list(overrides)}
     record = run_dir / "figures_run.json"
@@ -155,7 +164,8 @@ def train_quickstart(
         raise RuntimeError(
             f"training the quickstart Glow failed (exit {done.returncode}; no {ckpt}):\n{tail}"
         )
-    record.write_text(json.dumps(request, indent=2))
+    with atomic_open(record) as f:
+        f.write(json.dumps(request, indent=2))
     print(f"  trained in {time.time() - started:.0f} s: {ckpt}", flush=True)
     return ckpt
 
@@ -183,47 +193,6 @@ def quickstart_sets(
     return module, dm.test_names[0], sets
 
 
-def bpd_histograms_plot(bpd: dict[str, torch.Tensor], in_name: str, title: str = ""):
-    """One panel per OOD set: its bits/dim histogram over the in-distribution one's, with AUROC.
-
-    ``bpd`` maps set names to per-image bits/dim, the in-distribution set ``in_name`` among
-    them. All panels share the bins (0.5-99.5 percentiles of every value), so they compare.
-    """
-    import matplotlib.pyplot as plt
-
-    for name, values in bpd.items():
-        require_finite("bits/dim histograms", f"the bits/dim of {name}", values)
-    ood = [n for n in bpd if n != in_name]
-    if not ood:
-        raise ValueError(f"bits/dim histograms: no OOD set beside {in_name!r}; got {list(bpd)}")
-    everything = np.concatenate([np.asarray(v, dtype=float) for v in bpd.values()])
-    lo, hi = np.percentile(everything, [0.5, 99.5])
-    edges = np.linspace(lo, hi + (hi <= lo), 51)
-    cols = min(3, len(ood))
-    rows = math.ceil(len(ood) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 2.9 * rows), squeeze=False)
-    inside = np.clip(np.asarray(bpd[in_name], dtype=float), lo, hi)
-    for ax, name in zip(axes.flat, ood, strict=False):
-        outside = np.clip(np.asarray(bpd[name], dtype=float), lo, hi)
-        ax.hist(inside, edges, density=True, alpha=0.5, color="tab:blue", label=f"{in_name} (in)")
-        ax.hist(outside, edges, density=True, alpha=0.5, color="tab:red", label=f"{name} (OOD)")
-        score = auroc(torch.as_tensor(bpd[in_name]), torch.as_tensor(bpd[name]))
-        ax.set_title(f"{name}: AUROC {score:.2f}", fontsize=10)
-        ax.set_xlabel("bits/dim (lower = more likely)")
-        ax.set_ylabel("density")
-        ax.legend(fontsize=7)
-    for ax in list(axes.flat)[len(ood) :]:
-        ax.set_visible(False)
-    fig.suptitle(
-        title
-        or f"Bits/dim of a Glow trained on {in_name}: test set vs each OOD set "
-        "(AUROC < 0.5: OOD looks more likely)",
-        fontsize=11,
-    )
-    fig.tight_layout()
-    return fig
-
-
 def quickstart_bpd_histograms(
     work_dir: str | Path,
     out_dir: str | Path = "docs/figures",
@@ -233,23 +202,9 @@ def quickstart_bpd_histograms(
 ) -> Path:
     """Figure 1: the quickstart Glow's bits/dim, test set against each OOD set; the PNG's path."""
     module, in_name, sets = quickstart_sets(work_dir, overrides, max_images, **train_kwargs)
-    bpd = {name: score_images(module, k)["bpd"].double() for name, k in sets.items()}
-    rows = [
-        {"set": n, "n": len(v), "bpd_mean": v.mean().item(), "bpd_std": v.std().item()}
-        for n, v in bpd.items()
-    ]
-    write_report(rows, work_dir, "quickstart_bpd_histograms")
+    bpd = bpd_of_sets(module, sets)
+    write_report(bpd_rows(bpd), work_dir, "quickstart_bpd_histograms")
     return save_figure(bpd_histograms_plot(bpd, in_name), out_dir, "quickstart_bpd_histograms")
-
-
-def decomposition_plot(values: dict[str, dict[str, torch.Tensor]], in_name: str):
-    """:func:`lit_rev.density.analysis.decomposition_figure` after a finiteness check."""
-    for name, parts in values.items():
-        for key in ("log_pz", "log_det"):
-            require_finite("decomposition", f"{key} of {name}", parts[key])
-    fig = decomposition_figure(values, in_name)
-    fig.tight_layout()
-    return fig
 
 
 def quickstart_decomposition(
@@ -266,27 +221,6 @@ def quickstart_decomposition(
     return save_figure(decomposition_plot(values, in_name), out_dir, "quickstart_decomposition")
 
 
-def graying_plot(rows: list[dict], in_name: str):
-    """:func:`lit_rev.density.analysis.graying_figure` with a legend, after a finiteness check."""
-    require_finite("graying curve", "bits/dim", [r["bpd"] for r in rows])
-    fig = graying_figure(rows, in_name)
-    ax = fig.axes[0]
-    ax.lines[0].set_label(f"mean bits/dim of the grayed {in_name} test set")
-    for r in rows:
-        ax.annotate(
-            f"{r['bpd']:.2f}",
-            (r["factor"], r["bpd"]),
-            textcoords="offset points",
-            xytext=(0, 6),
-            ha="center",
-            fontsize=8,
-        )
-    ax.margins(y=0.12)  # room for the labels of the end points
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    return fig
-
-
 def quickstart_graying(
     work_dir: str | Path,
     out_dir: str | Path = "docs/figures",
@@ -299,99 +233,6 @@ def quickstart_graying(
     rows = graying_curve(module, sets[in_name])
     write_report(rows, work_dir, "quickstart_graying")
     return save_figure(graying_plot(rows, in_name), out_dir, "quickstart_graying")
-
-
-# ----------------------------------------------------------------------------- RevNet memory
-def saved_activation_mib(
-    name: str, memory_saving: bool, batch_size: int, image_size: int, seed: int = 0
-) -> float:
-    """MiB autograd saves for the backward in one forward of preset ``name`` (then its backward).
-
-    Counted by :class:`lit_rev.revnet.SavedTensorMeter` (each storage once, parameters
-    excluded) on random CIFAR-shaped inputs, train mode.
-    """
-    torch.manual_seed(seed)
-    net = build(name, memory_saving=memory_saving).train()
-    x = torch.randn(batch_size, 3, image_size, image_size)
-    y = torch.randint(0, 10, (batch_size,))
-    with SavedTensorMeter(net) as meter:
-        loss = F.cross_entropy(net(x), y)
-    loss.backward()
-    return meter.bytes / MIB
-
-
-def revnet_memory_rows(
-    depths: Sequence[int] = (38, 110, 164), batch_size: int = 32, image_size: int = 32
-) -> list[dict]:
-    """One row per (network, backward) of :data:`REVNET_PAIRS` at ``depths``: saved MiB."""
-    rows = []
-    for depth in depths:
-        if depth not in REVNET_PAIRS:
-            raise ValueError(f"depths: {depth} is not one of {sorted(REVNET_PAIRS)}")
-        for name in REVNET_PAIRS[depth]:
-            for saving in (True, False):
-                started = time.time()
-                mib = saved_activation_mib(name, saving, batch_size, image_size)
-                rows.append(
-                    {
-                        "net": name,
-                        "depth": int("".join(c for c in name if c.isdigit())),
-                        "backward": "memory-saving" if saving else "plain",
-                        "saved_mib": mib,
-                        "seconds": time.time() - started,
-                    }
-                )
-                print(f"    {name:10s} {rows[-1]['backward']:13s} {mib:8.1f} MiB", flush=True)
-    return rows
-
-
-def revnet_memory_plot(rows: list[dict], batch_size: int, image_size: int):
-    """Saved-activation MiB against depth (log y), one line per family and kind of backward."""
-    import matplotlib.pyplot as plt
-    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
-
-    require_finite("RevNet memory", "saved MiB", [r["saved_mib"] for r in rows])
-    styles = {
-        ("revnet", "memory-saving"): ("RevNet, reversible backward", "tab:green", "-o"),
-        ("revnet", "plain"): ("RevNet, plain autograd", "tab:green", ":o"),
-        ("resnet", "plain"): ("ResNet, plain autograd", "tab:red", "-s"),
-        ("resnet", "memory-saving"): ("ResNet, per-unit checkpointing", "tab:red", ":s"),
-    }
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    for (family, backward), (label, color, style) in styles.items():
-        rs = sorted(
-            (r for r in rows if r["net"].startswith(family) and r["backward"] == backward),
-            key=lambda r: r["depth"],
-        )
-        if not rs:
-            continue
-        ax.plot(
-            [r["depth"] for r in rs], [r["saved_mib"] for r in rs], style, color=color, label=label
-        )
-        for r in rs:
-            ax.annotate(
-                f"{r['saved_mib']:.0f}",
-                (r["depth"], r["saved_mib"]),
-                fontsize=7,
-                textcoords="offset points",
-                xytext=(4, 3),
-            )
-    ax.set_yscale("log")
-    ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
-    ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
-    ax.yaxis.set_minor_formatter(NullFormatter())
-    ax.set_xticks(sorted({r["depth"] for r in rows}))
-    ax.set_xlabel("depth (layers; ResNet-32/110/164 beside RevNet-38/110/164)")
-    ax.set_ylabel("activations saved for backward (MiB, log scale)")
-    ax.set_title(
-        f"Activation memory vs depth (batch {batch_size}, {image_size}x{image_size}, "
-        "one training step)",
-        fontsize=10,
-    )
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    return fig
 
 
 def revnet_memory(
@@ -409,92 +250,22 @@ def revnet_memory(
     return save_figure(fig, out_dir, "revnet_memory")
 
 
-# ----------------------------------------------------------------------------- GRAD plane
-def grad_plane_rows(
-    work_dir: str | Path,
-    runs: dict[str, Sequence[str]] | None = None,
-    seed: int = 0,
-    extra: Sequence[str] = (),
-) -> list[dict]:
-    """Fit and test each fairness run of ``runs`` (default :data:`GRAD_PLANE_RUNS`) at ``seed``.
-
-    Returns one row per run: its label, test accuracy and discrimination (of the first
-    protected attribute) and the seconds it took. Logs go to ``<work_dir>/fair``.
-    """
-    rows = []
-    for label, chain in (runs or GRAD_PLANE_RUNS).items():
-        configs = [str(c if Path(c).is_absolute() else FAIR / c) for c in chain]
-        for config in configs:
-            if not Path(config).is_file():
-                raise FileNotFoundError(f"grad_plane: the config {config} of {label} is missing")
-        started = time.time()
-        results = headline(run_once(configs, seed, list(extra), Path(work_dir) / "fair"))
-        rows.append(
-            {
-                "model": label,
-                "accuracy": results["accuracy"],
-                "discrimination": results.get("discrimination", math.nan),
-                "seconds": time.time() - started,
-            }
-        )
-        print(
-            f"    {label:10s} accuracy {rows[-1]['accuracy']:.3f}  "
-            f"discrimination {rows[-1]['discrimination']:.3f}  ({rows[-1]['seconds']:.0f} s)",
-            flush=True,
-        )
-    return rows
-
-
-def grad_plane_plot(rows: list[dict], title: str = ""):
-    """Each run a labelled point: discrimination (x) against test accuracy (y).
-
-    The axes of ``notebooks/grad_tradeoff.ipynb``: the fair and accurate corner is top left.
-    """
-    import matplotlib.pyplot as plt
-
-    for r in rows:
-        for key in ("accuracy", "discrimination"):
-            require_finite("GRAD plane", f"the {key} of {r['model']}", [r[key]])
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    colors = {"Vanilla": "black", "GRAD-pred": "tab:green", "GRAD-auto": "tab:olive"}
-    for r in rows:
-        grad = r["model"].startswith("GRAD")
-        point = (r["discrimination"], r["accuracy"])
-        ax.scatter(
-            *point,
-            s=60,
-            zorder=3,
-            marker="o" if grad else "s",
-            color=colors.get(r["model"], "tab:blue"),
-        )
-        ax.annotate(r["model"], point, fontsize=9, textcoords="offset points", xytext=(6, 4))
-    accuracy = [r["accuracy"] for r in rows]
-    discrimination = [r["discrimination"] for r in rows]
-    pad = max(0.005, 0.15 * (max(accuracy) - min(accuracy)))
-    ax.set_ylim(min(accuracy) - pad, max(accuracy) + pad)
-    ax.set_xlim(0, max(discrimination) * 1.25 + 1e-3)
-    ax.set_xlabel("discrimination |mean p(s=1) − mean p(s=0)| (lower is fairer)")
-    ax.set_ylabel("test accuracy")
-    ax.set_title(title or "Adult, protected attribute sex: accuracy vs discrimination", fontsize=10)
-    ax.grid(True, alpha=0.3)
-    kinds = [
-        ax.scatter([], [], marker="o", color="gray", label="GRAD (gradient reversal)"),
-        ax.scatter([], [], marker="s", color="gray", label="Vanilla and baselines"),
-    ]
-    ax.legend(handles=kinds, fontsize=8, loc="lower right")
-    fig.tight_layout()
-    return fig
-
-
 def grad_plane(
     work_dir: str | Path,
     out_dir: str | Path = "docs/figures",
     runs: dict[str, Sequence[str]] | None = None,
     seed: int = 0,
     extra: Sequence[str] = (),
+    config_dir: str | Path = FAIR,
 ) -> Path:
-    """Figure 5: GRAD and the baselines on Adult's accuracy-discrimination plane; the PNG's path."""
-    rows = grad_plane_rows(work_dir, runs, seed, extra)
+    """Figure 5: GRAD and the baselines on Adult's accuracy-discrimination plane; the PNG's path.
+
+    Each run of ``runs`` (default :data:`GRAD_PLANE_RUNS`, configs under ``config_dir``) is
+    fitted and tested at ``seed``, logging to ``<work_dir>/fair``.
+    """
+    chains = grad_plane_chains(runs, config_dir)
+    log_root = Path(work_dir) / "fair"
+    rows = grad_plane_rows(chains, lambda configs: run_once(configs, seed, list(extra), log_root))
     write_report(rows, work_dir, "grad_plane", {"seed": seed, "extra": list(extra)})
     title = f"Adult (protected: sex), test split, seed {seed}: accuracy vs discrimination"
     return save_figure(grad_plane_plot(rows, title), out_dir, "grad_plane")
@@ -524,15 +295,41 @@ def main(argv: list[str] | None = None) -> dict[str, Path]:
     parser.add_argument(
         "--retrain", action="store_true", help="train the quickstart Glow again even if it exists"
     )
+    parser.add_argument(
+        "--quickstart_config",
+        default=str(QUICKSTART),
+        help="the quickstart Glow's config (default: configs/quickstart.yaml of the current "
+        "directory)",
+    )
+    parser.add_argument(
+        "--fair_configs",
+        default=str(FAIR),
+        help="the directory of the GRAD plane's configs (default: configs/fair of the current "
+        "directory)",
+    )
     args = parser.parse_args(argv)
-    torch.set_num_threads(args.torch_threads)
     names = args.only or list(FIGURES)
-    quickstart = {"torch_threads": args.torch_threads, "retrain": args.retrain}
+    quickstart_figures = any(name.startswith("quickstart") for name in names)
+    if quickstart_figures and not Path(args.quickstart_config).is_file():
+        parser.error(missing_config("--quickstart_config", args.quickstart_config))
+    if "grad_plane" in names:
+        try:
+            grad_plane_chains(config_dir=args.fair_configs)
+        except FileNotFoundError as error:
+            parser.error(str(error))
+    torch.set_num_threads(args.torch_threads)
+    quickstart = {
+        "config": args.quickstart_config,
+        "torch_threads": args.torch_threads,
+        "retrain": args.retrain,
+    }
     written, failed = {}, {}
     started = time.time()
     for i, name in enumerate(names, 1):
         print(f"[{i}/{len(names)}] {name} ...", flush=True)
         kwargs = quickstart if name.startswith("quickstart") else {}
+        if name == "grad_plane":
+            kwargs = {"config_dir": args.fair_configs}
         began = time.time()
         try:
             written[name] = FIGURES[name](args.work_dir, args.out, **kwargs)

@@ -195,3 +195,25 @@ def summarise(
             numeric[f"{key}_ci_low"], numeric[f"{key}_ci_high"] = low, high
         row[key] = cell
     return row, numeric
+
+
+def group_summary(rows: list[dict]) -> list[dict]:
+    """Mean ± std over seeds of each (config, attribute, group)'s per-group rates.
+
+    Args:
+        rows: per-group rows of every run, each with ``config``, ``attribute``, ``group`` and
+            the rates (``n``, ``base_rate``, ``positive_rate``, ``accuracy``, ``tpr``, ``fpr``).
+
+    Returns:
+        One row per (config, attribute, group): its seed count and ``mean ± std`` cells.
+    """
+    cells: dict[tuple, list[dict]] = {}
+    for row in rows:
+        cells.setdefault((row["config"], row["attribute"], row["group"]), []).append(row)
+    out = []
+    for (config, attribute, group), runs in cells.items():
+        entry = {"config": config, "attribute": attribute, "group": group, "seeds": len(runs)}
+        for column in ("n", "base_rate", "positive_rate", "accuracy", "tpr", "fpr"):
+            entry[column] = mean_std([r[column] for r in runs])[0]
+        out.append(entry)
+    return out

@@ -14,8 +14,13 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from lit_rev.fair.results import headline
+from lit_rev.report import require_finite
 
 #: config-stem prefixes and the method names the tables and plots use (longest prefix first)
 METHODS = (
@@ -337,3 +342,84 @@ def line_verdict(point: TradeoffPoint, line: list[TradeoffPoint]) -> str:
         f"{where} the line: accuracy {point.accuracy:.4f} against the line's {reach:.4f} at "
         f"discrimination {point.discrimination:.4f} ({margin:+.4f})"
     )
+
+
+# ----------------------------------------------------------------------------- GRAD plane
+def grad_plane_rows(runs: dict[str, Sequence[str]], run: Callable[[list[str]], dict]) -> list:
+    """Fit and test each fairness run of ``runs`` with ``run``; one row per run.
+
+    Args:
+        runs: label -> the run's config chain (one config, or ``A`` then ``B`` for GRAD-auto).
+        run: fits and tests a chain, returning its test results (e.g.
+            :func:`lit_rev.evaluation.fair_runs.run_once` at a seed).
+
+    Returns:
+        Rows with the run's ``model`` label, test ``accuracy`` and ``discrimination`` (of the
+        first protected attribute, NaN if it reports none) and the ``seconds`` it took.
+    """
+    rows = []
+    for label, chain in runs.items():
+        started = time.time()
+        results = headline(run(list(chain)))
+        rows.append(
+            {
+                "model": label,
+                "accuracy": results["accuracy"],
+                "discrimination": results.get("discrimination", math.nan),
+                "seconds": time.time() - started,
+            }
+        )
+        print(
+            f"    {label:10s} accuracy {rows[-1]['accuracy']:.3f}  "
+            f"discrimination {rows[-1]['discrimination']:.3f}  ({rows[-1]['seconds']:.0f} s)",
+            flush=True,
+        )
+    return rows
+
+
+def grad_plane_plot(rows: list[dict], title: str = ""):
+    """Each run a labelled point: discrimination (x) against test accuracy (y).
+
+    The axes of ``notebooks/grad_tradeoff.ipynb``: the fair and accurate corner is top left.
+
+    Args:
+        rows: the rows of :func:`grad_plane_rows`.
+        title: the figure's title (default: Adult's, protected attribute sex).
+
+    Returns:
+        The matplotlib figure.
+    """
+    import matplotlib.pyplot as plt
+
+    for r in rows:
+        for key in ("accuracy", "discrimination"):
+            require_finite("GRAD plane", f"the {key} of {r['model']}", [r[key]])
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    colors = {"Vanilla": "black", "GRAD-pred": "tab:green", "GRAD-auto": "tab:olive"}
+    for r in rows:
+        grad = r["model"].startswith("GRAD")
+        point = (r["discrimination"], r["accuracy"])
+        ax.scatter(
+            *point,
+            s=60,
+            zorder=3,
+            marker="o" if grad else "s",
+            color=colors.get(r["model"], "tab:blue"),
+        )
+        ax.annotate(r["model"], point, fontsize=9, textcoords="offset points", xytext=(6, 4))
+    accuracy = [r["accuracy"] for r in rows]
+    discrimination = [r["discrimination"] for r in rows]
+    pad = max(0.005, 0.15 * (max(accuracy) - min(accuracy)))
+    ax.set_ylim(min(accuracy) - pad, max(accuracy) + pad)
+    ax.set_xlim(0, max(discrimination) * 1.25 + 1e-3)
+    ax.set_xlabel("discrimination |mean p(s=1) − mean p(s=0)| (lower is fairer)")
+    ax.set_ylabel("test accuracy")
+    ax.set_title(title or "Adult, protected attribute sex: accuracy vs discrimination", fontsize=10)
+    ax.grid(True, alpha=0.3)
+    kinds = [
+        ax.scatter([], [], marker="o", color="gray", label="GRAD (gradient reversal)"),
+        ax.scatter([], [], marker="s", color="gray", label="Vanilla and baselines"),
+    ]
+    ax.legend(handles=kinds, fontsize=8, loc="lower right")
+    fig.tight_layout()
+    return fig

@@ -8,6 +8,7 @@ import pytest
 import lit_rev.commands.fair_results as fair_results
 import lit_rev.commands.fair_search as fair_search
 from lit_rev.commands.fair_search import choose, grid_points, parse_grid
+from lit_rev.evaluation.fair_runs import RunResult
 
 CONFIGS = Path(__file__).parents[2] / "configs" / "fair"
 GERMAN = str(CONFIGS / "grad_pred_german.yaml")
@@ -148,7 +149,7 @@ def test_fair_results_reports_a_chosen_setting_on_unseen_seeds_only(tmp_path, mo
         "run_full",
         lambda configs, seed, extra, log_root: (
             ran.append((configs, seed, extra, log_root))
-            or fair_results.RunResult({"accuracy": 0.8, "positive_rate": 0.2})
+            or RunResult({"accuracy": 0.8, "positive_rate": 0.2})
         ),
     )
     out = str(tmp_path / "out")
@@ -237,51 +238,16 @@ def test_every_config_the_usage_names_exists():
         assert (CONFIGS.parents[1] / path).is_file(), path
 
 
-def test_a_stage_scoped_override_reaches_its_stage_of_a_chain_only():
-    from lit_rev.commands.fair_results import stage_extra
-
-    extra = ["--trainer.max_epochs=3", "--stage1:model.init_args.lambda_=4", "--stage2:a.b=c"]
-    assert stage_extra(extra, 0, 2) == ["--trainer.max_epochs=3", "--model.init_args.lambda_=4"]
-    assert stage_extra(extra, 1, 2) == ["--trainer.max_epochs=3", "--a.b=c"]
-    with pytest.raises(SystemExit, match="stage2 does not exist"):
-        stage_extra(extra, 0, 1)
-
-
-def test_fit_chain_hands_each_stage_its_own_scoped_overrides(tmp_path, monkeypatch):
-    """GRAD-auto's lambda_ goes to the auto-encoder; the classifier (no lambda_) never sees it."""
-    seen = []
-
-    class FakeTrainer:
-        def fit(self, model, datamodule=None):
-            pass
-
-        def save_checkpoint(self, path):
-            pass
-
-    def fake_instantiate(config, overrides):
-        seen.append((Path(config).stem, overrides))
-        return FakeTrainer(), None, None
-
-    monkeypatch.setattr(fair_results, "instantiate_with_trainer", fake_instantiate)
-    chain = [
-        str(CONFIGS / "grad_auto_german.yaml"),
-        str(CONFIGS / "grad_auto_german_classifier.yaml"),
-    ]
-    fair_results.fit_chain(
-        chain,
-        0,
-        ["--stage1:model.init_args.lambda_=2.5", "--trainer.max_epochs=2"],
-        tmp_path,
-        lambda *args: None,
-    )
-    (first, first_args), (_, second_args) = seen
-    assert first == "grad_auto_german" and "--model.init_args.lambda_=2.5" in first_args
-    assert not any("lambda_" in a for a in second_args)
-    assert "--trainer.max_epochs=2" in first_args and "--trainer.max_epochs=2" in second_args
-
-
-def test_a_chain_checks_with_a_stage_scoped_key_the_second_stage_lacks(tmp_path):
-    chain = f"{CONFIGS / 'grad_auto_german.yaml'}+{CONFIGS / 'grad_auto_german_classifier.yaml'}"
-    fair_results.check_configs([chain], ["--stage1:model.init_args.lambda_=2.5"], tmp_path)
-    with pytest.raises(SystemExit, match="does not parse"):
-        fair_results.check_configs([chain], ["--model.init_args.lambda_=2.5"], tmp_path)
+def test_an_attribute_the_data_does_not_protect_stops_the_search_before_any_fit(
+    tmp_path, monkeypatch, capsys
+):
+    calls = []
+    monkeypatch.setattr(fair_search, "fit_chain", _fake_fit(calls))
+    args = ["--config", GERMAN, "--grid", "model.init_args.lambda_=1,3", "--rule", "delta"]
+    with pytest.raises(SystemExit) as stop:
+        fair_search.main([*args, "--attribute", "gender", "--out", str(tmp_path)])
+    assert stop.value.code == 2 and calls == []
+    err = capsys.readouterr().err
+    assert "--attribute gender: the data of" in err and "protects ['age'] only" in err
+    chosen = fair_search.main([*args, "--attribute", "age", "--out", str(tmp_path)])
+    assert chosen["attribute"] == "age" and len(calls) == 4

@@ -6,13 +6,15 @@ import math
 import shutil
 from pathlib import Path
 
-import matplotlib.image
 import pytest
 import torch
 
 from lit_rev.commands import figures
-from lit_rev.commands.figures import NonFiniteResult
-from lit_rev.report import save_figure
+from lit_rev.fair.tradeoff import grad_plane_plot
+from lit_rev.report import NonFiniteResult, save_figure
+from tests.pngs import assert_png
+
+CONFIGS = Path(__file__).parents[2] / "configs"
 
 # The quickstart config with a tiny Glow, 2 steps and 16 images per test set.
 TINY_QUICKSTART = [
@@ -23,13 +25,6 @@ TINY_QUICKSTART = [
     "--data.init_args.max_test=16",
     "--data.init_args.test_batch_size=16",
 ]
-
-
-def assert_png(path: Path) -> None:
-    assert path.suffix == ".png" and path.is_file()
-    image = matplotlib.image.imread(path)
-    assert image.ndim == 3 and min(image.shape[:2]) > 100
-    assert image.std() > 0  # not a blank canvas
 
 
 def test_revnet_memory_figure(tmp_path):
@@ -48,82 +43,11 @@ def test_revnet_memory_figure(tmp_path):
     assert 0 < mib["resnet32", "memory-saving"] < mib["resnet32", "plain"]
 
 
-def test_revnet_memory_rejects_an_unknown_depth():
-    with pytest.raises(ValueError, match="depths: 56"):
-        figures.revnet_memory_rows(depths=(56,))
-
-
-def test_bpd_histograms_plot_shows_each_sets_auroc(tmp_path):
-    g = torch.Generator().manual_seed(0)
-    bpd = {
-        "in": torch.randn(200, generator=g) + 5,
-        "far": torch.randn(200, generator=g) + 50,  # every OOD image less likely: AUROC 1
-        "same": torch.randn(200, generator=g) + 5,
-    }
-    fig = figures.bpd_histograms_plot(bpd, "in")
-    titles = [ax.get_title() for ax in fig.axes if ax.get_visible()]
-    assert titles[0] == "far: AUROC 1.00" and titles[1].startswith("same: AUROC 0.")
-    assert_png(save_figure(fig, tmp_path, "hist"))
-
-
-def test_grad_plane_plot(tmp_path):
-    rows = [
-        {"model": "Vanilla", "accuracy": 0.85, "discrimination": 0.18},
-        {"model": "GRAD-pred", "accuracy": 0.83, "discrimination": 0.03},
-    ]
-    fig = figures.grad_plane_plot(rows)
-    labels = [t.get_text() for t in fig.axes[0].texts]
-    assert labels == ["Vanilla", "GRAD-pred"]
-    assert_png(save_figure(fig, tmp_path, "plane"))
-
-
-def nan_runs():
-    nan = math.nan
-    values = {
-        "in": {"log_pz": torch.ones(4), "log_det": torch.ones(4)},
-        "ood": {"log_pz": torch.tensor([1.0, nan, 2.0, 3.0]), "log_det": torch.ones(4)},
-    }
-    return {
-        "histograms": (
-            lambda: figures.bpd_histograms_plot(
-                {"in": torch.ones(4), "ood": torch.tensor([1.0, math.inf, 2, 3])}, "in"
-            ),
-            "the bits/dim of ood",
-        ),
-        "decomposition": (lambda: figures.decomposition_plot(values, "in"), "log_pz of ood"),
-        "graying": (
-            lambda: figures.graying_plot(
-                [{"factor": 1.0, "bpd": 4.0}, {"factor": 0.5, "bpd": nan}], "in"
-            ),
-            "bits/dim",
-        ),
-        "revnet": (
-            lambda: figures.revnet_memory_plot(
-                [{"net": "revnet38", "depth": 38, "backward": "plain", "saved_mib": nan}], 2, 8
-            ),
-            "saved MiB",
-        ),
-        "plane": (
-            lambda: figures.grad_plane_plot(
-                [{"model": "GRAD-pred", "accuracy": nan, "discrimination": 0.1}]
-            ),
-            "the accuracy of GRAD-pred",
-        ),
-    }
-
-
-@pytest.mark.parametrize("figure", sorted(nan_runs()))
-def test_non_finite_numbers_are_an_error_not_a_plot(figure):
-    draw, what = nan_runs()[figure]
-    with pytest.raises(NonFiniteResult, match="1 of .* values of " + what):
-        draw()
-
-
 def test_main_makes_the_other_figures_and_exits_1_naming_a_failed_one(
     tmp_path, monkeypatch, capsys
 ):
     def fine(work_dir, out_dir, **kwargs):
-        fig = figures.grad_plane_plot([{"model": "a", "accuracy": 0.8, "discrimination": 0.1}])
+        fig = grad_plane_plot([{"model": "a", "accuracy": 0.8, "discrimination": 0.1}])
         return save_figure(fig, out_dir, "fine")
 
     def broken(work_dir, out_dir, **kwargs):
@@ -135,6 +59,47 @@ def test_main_makes_the_other_figures_and_exits_1_naming_a_failed_one(
     assert_png(tmp_path / "out" / "fine.png")
     out = capsys.readouterr().out
     assert "[1/2] broken FAILED" in out and f"[2/2] wrote {tmp_path / 'out' / 'fine.png'}" in out
+
+
+def test_configs_are_read_from_the_current_directory_never_the_source_tree(tmp_path, monkeypatch):
+    made = []
+
+    def grad_plane(work_dir, out_dir, **kwargs):
+        made.append(kwargs)
+        (tmp_path / "made.png").write_bytes(b"png")
+        return tmp_path / "made.png"
+
+    monkeypatch.setattr(figures, "FIGURES", {"grad_plane": grad_plane})
+    monkeypatch.chdir(tmp_path)  # no configs/ here, though the source tree has them
+    with pytest.raises(SystemExit) as stop:
+        figures.main(["--only", "grad_plane", "--out", "out", "--work_dir", "work"])
+    assert stop.value.code == 2 and made == []
+    with pytest.raises(FileNotFoundError, match=r"--quickstart_config configs/quickstart\.yaml"):
+        figures.train_quickstart(tmp_path / "work")
+    # a copy of the configs in the current directory is what the figures read
+    shutil.copytree(CONFIGS / "fair", tmp_path / "configs" / "fair")
+    chains = figures.grad_plane_chains()
+    assert chains["GRAD-auto"] == [
+        str(Path("configs/fair/grad_auto_adult.yaml")),
+        str(Path("configs/fair/grad_auto_adult_classifier.yaml")),
+    ]
+    figures.main(["--only", "grad_plane", "--out", "out", "--work_dir", "work"])
+    assert made == [{"config_dir": "configs/fair"}]
+
+
+@pytest.mark.parametrize(
+    ("flag", "figure"),
+    [("--quickstart_config", "quickstart_graying"), ("--fair_configs", "grad_plane")],
+)
+def test_a_missing_config_stops_the_command_naming_its_flag(
+    tmp_path, monkeypatch, capsys, flag, figure
+):
+    made = []
+    monkeypatch.setattr(figures, "FIGURES", {figure: lambda *args, **kwargs: made.append(args)})
+    with pytest.raises(SystemExit) as stop:
+        figures.main(["--only", figure, "--work_dir", str(tmp_path), flag, str(tmp_path / "nope")])
+    assert stop.value.code == 2 and made == []
+    assert f"{flag} {tmp_path / 'nope'}" in capsys.readouterr().err
 
 
 @pytest.mark.slow
@@ -180,7 +145,9 @@ def test_quickstart_figures_train_once_and_refuse_a_diverged_model(tmp_path, cap
 def test_grad_plane_on_a_tiny_budget(tmp_path):
     runs = {"Vanilla": ("vanilla_adult.yaml",), "GRAD-pred": ("grad_pred_adult.yaml",)}
     extra = ["--trainer.max_epochs=1", "--trainer.limit_train_batches=2"]
-    path = figures.grad_plane(tmp_path, tmp_path / "out", runs=runs, extra=extra)
+    path = figures.grad_plane(
+        tmp_path, tmp_path / "out", runs=runs, extra=extra, config_dir=CONFIGS / "fair"
+    )
     assert_png(path)
     rows = json.loads((tmp_path / "grad_plane.json").read_text())["rows"]
     assert [r["model"] for r in rows] == ["Vanilla", "GRAD-pred"]

@@ -398,7 +398,16 @@ def test_a_bad_override_exits_2_naming_the_key(tmp_path, capsys):
     """As ``python -m lit_rev`` does: the parser's message, no traceback."""
     config = tiny_fit_config(tmp_path)
     with pytest.raises(SystemExit) as stop:
-        main(["graying", "--config", config, "--", "--model.init_args.optimizer=sgd"])
+        main(
+            [
+                "graying",
+                "--config",
+                config,
+                "--allow_untrained",
+                "--",
+                "--model.init_args.optimizer=sgd",
+            ]
+        )
     assert stop.value.code == 2
     err = capsys.readouterr().err
     assert 'Parser key "optimizer"' in err and "sgd" in err and "steps2/tiny.yaml" in err
@@ -425,6 +434,7 @@ def test_analysis_commands_end_to_end(tmp_path, monkeypatch):
                 "16",
                 "--curvature_points",
                 "1",
+                "--allow_untrained",
                 *small,
             ]
         )

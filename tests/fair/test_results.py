@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from lit_rev.commands.fair_results import main
+from lit_rev.evaluation.fair_runs import RunResult
 
 CONFIGS = Path(__file__).parents[2] / "configs" / "fair"
 
@@ -80,7 +81,7 @@ def test_a_bad_config_stops_the_command_before_any_run(tmp_path, monkeypatch, ca
 
     ran = []
     monkeypatch.setattr(
-        results, "run_full", lambda *args: ran.append(args) or results.RunResult({"accuracy": 0.5})
+        results, "run_full", lambda *args: ran.append(args) or RunResult({"accuracy": 0.5})
     )
     bad = tmp_path / "typo.yaml"
     bad.write_text((CONFIGS / "vanilla_german.yaml").read_text().replace("lambda_:", "lambda:"))
@@ -253,3 +254,78 @@ def test_a_zero_resample_setting_turns_the_intervals_off_and_a_negative_one_is_r
 
     with pytest.raises(ValueError, match="bootstrap_resamples must be >= 0"):
         GRADModule(bootstrap_resamples=-1)
+
+
+def _fake_runs(monkeypatch):
+    """run_full replaced by a recorder: every run tests at accuracy 0.8 with one group row."""
+    import lit_rev.commands.fair_results as results
+
+    ran = []
+
+    def run(configs, seed, extra, log_root):
+        ran.append((configs, seed, log_root))
+        group = {"attribute": "age", "group": "old", "n": 10, "base_rate": 0.5}
+        group.update(positive_rate=0.5, accuracy=0.8, tpr=0.8, fpr=0.2)
+        return RunResult({"accuracy": 0.8, "positive_rate": 0.2}, [group])
+
+    monkeypatch.setattr(results, "run_full", run)
+    return ran
+
+
+def test_two_configs_of_one_file_name_get_their_own_labels_and_logs(tmp_path, monkeypatch):
+    import json
+
+    ran = _fake_runs(monkeypatch)
+    configs = []
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        configs.append(tmp_path / folder / "vanilla_german.yaml")
+        configs[-1].write_text((CONFIGS / "vanilla_german.yaml").read_text())
+    out = tmp_path / "out"
+    configs.append(CONFIGS / "grad_pred_german.yaml")
+    summary = main(["--config", *map(str, configs), "--seeds", "1", "--out", str(out)])
+    labels = [r["config"] for r in summary]
+    assert labels == ["a/vanilla_german", "b/vanilla_german", "grad_pred_german"]
+    assert len({log_root for _, _, log_root in ran}) == 3  # a log directory each
+    assert ran[2][2] == out / "logs"  # a config without a namesake logs where it did
+    groups = json.loads((out / "vanilla_german_groups.json").read_text())["rows"]
+    assert {r["config"]: r["seeds"] for r in groups if "seed" not in r} == dict.fromkeys(labels, 1)
+    with pytest.raises(SystemExit) as stop:  # the same config twice is refused
+        main(["--config", str(configs[0]), str(configs[0]), "--out", str(out)])
+    assert stop.value.code == 2 and len(ran) == 3
+
+
+def test_no_seeds_is_refused_and_leaves_the_results_as_they_were(tmp_path, monkeypatch, capsys):
+    ran = _fake_runs(monkeypatch)
+    out = tmp_path / "out"
+    config = str(CONFIGS / "vanilla_german.yaml")
+    main(["--config", config, "--seeds", "1", "--out", str(out)])
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    for seeds in ("0", "-1"):
+        with pytest.raises(SystemExit) as stop:
+            main(["--config", config, "--seeds", seeds, "--out", str(out)])
+        assert (
+            stop.value.code == 2 and f"--seeds {seeds}: give at least 1" in capsys.readouterr().err
+        )
+    assert len(ran) == 1
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+
+
+def test_a_crash_while_writing_leaves_the_earlier_results_whole(tmp_path, monkeypatch):
+    import lit_rev.report as report
+
+    _fake_runs(monkeypatch)
+    out = tmp_path / "out"
+    config = str(CONFIGS / "vanilla_german.yaml")
+    main(["--config", config, "--seeds", "1", "--out", str(out)])
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+
+    def disk_full(rows, digits=3, markdown=False):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(report, "format_table", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        main(["--config", config, "--seeds", "2", "--out", str(out)])
+    after = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    assert after["vanilla_german_seeds.md"] == before["vanilla_german_seeds.md"]
+    assert after.keys() == before.keys()  # no temporary file left behind

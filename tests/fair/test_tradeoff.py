@@ -221,3 +221,37 @@ def test_a_later_tuned_file_replaces_the_rows_of_the_configs_it_holds(tmp_path):
         ("ExponentiatedGradient (MLP)", 0.84),
         ("ExponentiatedGradient (logistic)", 0.82),
     ]
+
+
+def test_grad_plane_rows_run_each_chain_and_plot_them(tmp_path):
+    from lit_rev.fair.tradeoff import grad_plane_plot, grad_plane_rows
+    from lit_rev.report import save_figure
+    from tests.pngs import assert_png
+
+    ran = []
+
+    def run(configs):
+        ran.append(configs)
+        if len(configs) == 2:  # a chain reports no discrimination here: the row says NaN
+            return {"accuracy": 0.8}
+        return {"accuracy": 0.85, "discrimination_sex": 0.18, "delta_sex": 0.67}
+
+    rows = grad_plane_rows({"Vanilla": ("a.yaml",), "GRAD-auto": ("b.yaml", "c.yaml")}, run)
+    assert ran == [["a.yaml"], ["b.yaml", "c.yaml"]]
+    assert [(r["model"], r["accuracy"]) for r in rows] == [("Vanilla", 0.85), ("GRAD-auto", 0.8)]
+    assert rows[0]["discrimination"] == 0.18 and math.isnan(rows[1]["discrimination"])
+    rows = [
+        {"model": "Vanilla", "accuracy": 0.85, "discrimination": 0.18},
+        {"model": "GRAD-pred", "accuracy": 0.83, "discrimination": 0.03},
+    ]
+    fig = grad_plane_plot(rows)
+    assert [t.get_text() for t in fig.axes[0].texts] == ["Vanilla", "GRAD-pred"]
+    assert_png(save_figure(fig, tmp_path, "plane"))
+
+
+def test_a_non_finite_point_is_an_error_not_a_plot():
+    from lit_rev.fair.tradeoff import grad_plane_plot
+    from lit_rev.report import NonFiniteResult
+
+    with pytest.raises(NonFiniteResult, match="1 of 1 values of the accuracy of GRAD-pred"):
+        grad_plane_plot([{"model": "GRAD-pred", "accuracy": math.nan, "discrimination": 0.1}])
