@@ -9,6 +9,8 @@ import torch
 from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from lit_rev.data.resumable import ResumableRandomSampler, rng_states
+
 
 class BaseDataModule(LightningDataModule):
     """What every lit_rev DataModule shares: batch sizes, seeded caps and loaders.
@@ -18,6 +20,11 @@ class BaseDataModule(LightningDataModule):
     serve them. Training loaders shuffle and drop a ragged last batch (where there is more
     than one batch), so every training step sees ``batch_size`` rows; the other loaders keep
     the data's order and every item.
+
+    The training order resumes: checkpoints hold the epoch's shuffling seed, the batches
+    done and the random states to continue from (:mod:`lit_rev.data.resumable`), so a run
+    resumed from a mid-epoch checkpoint trains on the batches, with the draws, that the
+    uninterrupted run would have.
 
     Args:
         batch_size: the training batch size (per process).
@@ -53,6 +60,8 @@ class BaseDataModule(LightningDataModule):
         self.train_set: Dataset | None = None
         self.val_set: Dataset | None = None
         self.test_set: Dataset | None = None
+        self._train_sampler: ResumableRandomSampler | None = None
+        self._train_order_to_resume: dict[str, Any] | None = None
 
     # --- caps ---------------------------------------------------------------------------------
     def _cap(self, dataset: Any, cap: int | None, salt: int) -> Any:
@@ -75,11 +84,22 @@ class BaseDataModule(LightningDataModule):
 
     # --- loaders ------------------------------------------------------------------------------
     def _loader(self, dataset: Dataset, batch_size: int, shuffle: bool = False) -> DataLoader:
-        """The project's DataLoader: ``shuffle`` for training, which also drops a ragged batch."""
+        """The project's DataLoader: ``shuffle`` for training, which also drops a ragged batch.
+
+        The shuffling is a :class:`~lit_rev.data.resumable.ResumableRandomSampler` (the order
+        of torch's ``shuffle=True``, resumable from a checkpoint).
+        """
+        sampler = None
+        if shuffle:
+            sampler = ResumableRandomSampler(dataset, batch_size)
+            self._train_sampler = sampler
+            if self._train_order_to_resume is not None:
+                sampler.resume(**self._train_order_to_resume)
+                self._train_order_to_resume = None
         return DataLoader(
             dataset,
             batch_size=batch_size,
-            shuffle=shuffle,
+            sampler=sampler,
             num_workers=self.num_workers,
             collate_fn=self.collate_fn,
             persistent_workers=self.num_workers > 0,
@@ -102,3 +122,30 @@ class BaseDataModule(LightningDataModule):
     def predict_dataloader(self) -> DataLoader | list[DataLoader]:
         """The test loaders: prediction scores the same sets."""
         return self.test_dataloader()
+
+    # --- checkpoints: where the training order stands ----------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """The training order's place, for Lightning to store in a checkpoint of a fit.
+
+        Empty where this process's training loader has not shuffled (not fitting yet, or a
+        multi-process run, where Lightning's ``DistributedSampler`` orders the data).
+        """
+        sampler = self._train_sampler
+        trainer = self.trainer
+        if sampler is None or sampler.seed is None or trainer is None:
+            return {}
+        done = int(trainer.fit_loop.epoch_loop.batch_progress.current.processed)
+        return {
+            "train_order": {
+                "seed": sampler.seed,
+                "batches_done": done,
+                "before_next": sampler.states_before.get(done),
+                "at_save": rng_states(),
+            }
+        }
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Resume the training order stored by :meth:`state_dict` in the next training epoch."""
+        order = state_dict.get("train_order")
+        if order is not None:  # Lightning restores before it asks for the training loader
+            self._train_order_to_resume = dict(order)

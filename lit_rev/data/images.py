@@ -32,6 +32,11 @@ class ImageTensors(Dataset):
             raise ValueError(
                 f"images must be uint8 (N, C, H, W), got {images.dtype} {tuple(images.shape)}"
             )
+        if labels is not None and len(labels) != len(images):
+            raise ValueError(
+                f"{len(images)} images but {len(labels)} labels: an image set needs one label "
+                "per image (or no labels at all)"
+            )
         self.images = images
         self.labels = (
             labels if labels is not None else torch.full((len(images),), -1, dtype=torch.long)

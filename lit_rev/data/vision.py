@@ -169,6 +169,16 @@ class MNIST(TorchvisionSource):
         ds = getattr(tvd, self._cls)(
             str(self.resolved_root), train=split == "train", download=self.download
         )
+        if len(ds.data) != len(ds.targets):
+            # each idx file can be whole by its own header and still disagree with the other;
+            # unchecked, training would fail on the first missing label, inside a worker
+            images, labels = (path for path, _ in self._files(split))
+            raise DataFileError(
+                f"{type(self).__name__} {split} split under {self.resolved_root}: {images} "
+                f"holds {len(ds.data)} images but {labels} holds {len(ds.targets)} labels; one "
+                "of them is not the published file: delete both and fetch them again "
+                "(download=True re-downloads deleted files)"
+            )
         return ImageTensors(ds.data.unsqueeze(1).to(torch.uint8).contiguous(), ds.targets.long())
 
     def _files(self, split):

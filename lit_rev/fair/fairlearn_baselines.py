@@ -27,9 +27,9 @@ a model is fitted.
 
 from __future__ import annotations
 
+import copy
 import importlib
-import io
-import pickle
+import zipfile
 from typing import Any, Literal
 
 import numpy as np
@@ -200,6 +200,31 @@ class TorchMLPClassifier:
                     schedule.step()
         self.network_.eval()
         return self
+
+    # --- serialisation: parameters as numpy arrays, so skops stores it without pickle ----------
+    def __getstate__(self) -> dict[str, Any]:
+        """The settings and fitted attributes, the network as its ``state_dict`` in numpy."""
+        state = {name: value for name, value in self.__dict__.items() if name != "network_"}
+        if "network_" in self.__dict__:
+            state["network_"] = {
+                name: tensor.detach().cpu().numpy().copy()
+                for name, tensor in self.network_.state_dict().items()
+            }
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Rebuild the network from the settings and load its stored parameters."""
+        state = dict(state)
+        weights = state.pop("network_", None)
+        self.__dict__.update(state)
+        if weights is not None:
+            # the fresh network's random initialisation must not move the global generator
+            with torch.random.fork_rng(devices=[]):
+                self.network_ = self.network(int(self.n_features_in_))
+            self.network_.load_state_dict(
+                {name: torch.from_numpy(np.array(value)) for name, value in weights.items()}
+            )
+            self.network_.eval()
 
     @torch.no_grad()
     def predict_proba(self, X) -> np.ndarray:
@@ -404,20 +429,133 @@ class FairlearnModule(GroupAwareModule):
         """Nothing: the model was fitted when fitting started."""
         return None
 
-    # --- checkpoints: the fitted model travels as pickled bytes -----------------------------
+    # --- checkpoints: the fitted model travels as skops bytes, read without running code ------
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        """Store the fitted model (pickled, as a uint8 tensor) and the draws' seed."""
+        """Store the fitted model (skops bytes, as a uint8 tensor) and the draws' seed."""
         if self.model is not None:
-            data = pickle.dumps({"model": self.model, "draw_seed": self.draw_seed})
+            data = dump_fitted_model(self.model)
             checkpoint["fairlearn_model"] = torch.frombuffer(bytearray(data), dtype=torch.uint8)
+            checkpoint["fairlearn_draw_seed"] = int(self.draw_seed)
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        """Read the fitted model back (checkpoints are trusted: this unpickles)."""
+        """Read the fitted model back; a model holding an untrusted type is refused, unloaded."""
         stored = checkpoint.get("fairlearn_model")
         if stored is not None:
-            state = pickle.load(io.BytesIO(stored.numpy().tobytes()))
-            self.model, self.draw_seed = state["model"], state["draw_seed"]
+            self.model = load_fitted_model(
+                stored.numpy().tobytes(), f"{type(self).__name__}'s checkpoint"
+            )
+            self.draw_seed = int(checkpoint["fairlearn_draw_seed"])
             self.draws = np.random.RandomState(self.draw_seed)
+
+
+#: The types (beyond skops' own defaults: numpy, builtins, scikit-learn estimators) that a
+#: fitted ExponentiatedGradient or ThresholdOptimizer around LogisticRegression or
+#: TorchMLPClassifier holds once :func:`dump_fitted_model` has made it storable. Loading
+#: refuses anything else.
+TRUSTED_TYPES = (
+    "fairlearn.postprocessing._interpolated_thresholder.InterpolatedThresholder",
+    "fairlearn.postprocessing._threshold_operation.ThresholdOperation",
+    "fairlearn.postprocessing._threshold_optimizer.ThresholdOptimizer",
+    "fairlearn.reductions._exponentiated_gradient._lagrangian._PredictorAsCallable",
+    "fairlearn.reductions._exponentiated_gradient.exponentiated_gradient.ExponentiatedGradient",
+    "fairlearn.reductions._moments.utility_parity.DemographicParity",
+    "fairlearn.reductions._moments.utility_parity.EqualizedOdds",
+    "lit_rev.fair.fairlearn_baselines.TorchMLPClassifier",
+    "sklearn.utils._bunch.Bunch",
+)
+
+#: Attributes of a fitted fairlearn model that prediction does not read and skops cannot
+#: store (pandas DataFrames, moments holding the training rows): left out of checkpoints.
+FIT_DIAGNOSTICS = (
+    "constraints_",
+    "lambda_vecs_",
+    "lambda_vecs_EG_",
+    "lambda_vecs_LP_",
+    "_tradeoff_curve",
+    "_overall_tradeoff_curve",
+)
+
+
+def import_skops_io() -> Any:
+    """``skops.io``, or an ImportError saying how to install it."""
+    try:
+        return importlib.import_module("skops.io")
+    except ImportError as err:
+        raise ImportError(
+            f"fairlearn checkpoints are stored with skops (skops.io failed to import: {err}); "
+            'install it with: pip install "lit_rev[fair]"'
+        ) from err
+
+
+def dump_fitted_model(model: Any) -> bytes:
+    """A fitted fairlearn model as skops bytes that :func:`load_fitted_model` reads back.
+
+    The fit's diagnostics (:data:`FIT_DIAGNOSTICS`) are left out, and pandas Series
+    attributes are stored as their values and index (skops has no safe form for pandas):
+    everything prediction reads is kept, so the loaded model predicts identically.
+    """
+    import pandas as pd
+
+    storable = copy.copy(model)
+    series = {}
+    for name, value in list(vars(storable).items()):
+        if name in FIT_DIAGNOSTICS:
+            delattr(storable, name)
+        elif isinstance(value, pd.Series):
+            delattr(storable, name)
+            values = value.to_numpy()
+            series[name] = {
+                "values": list(values) if values.dtype == object else values.copy(),
+                "dtype": str(value.dtype),
+                "index": value.index.to_numpy().copy(),
+                "name": value.name,
+            }
+    return import_skops_io().dumps({"model": storable, "series": series})
+
+
+def load_fitted_model(data: bytes, source: str) -> Any:
+    """Read :func:`dump_fitted_model`'s bytes; refuse (load nothing) if any type is untrusted.
+
+    Args:
+        data: the stored bytes.
+        source: what they were read from, for the error message.
+
+    Raises:
+        ValueError: the bytes are not a skops file, or hold a type outside skops' defaults and
+            :data:`TRUSTED_TYPES` (it names them): nothing was loaded and no code ran.
+    """
+    import pandas as pd
+
+    sio = import_skops_io()
+    try:
+        untrusted = sorted(set(sio.get_untrusted_types(data=data)) - set(TRUSTED_TYPES))
+    except (zipfile.BadZipFile, KeyError, ValueError, TypeError) as err:
+        raise ValueError(
+            f"{source}: the stored fairlearn model is not a skops file ({type(err).__name__}: "
+            f"{err}); the checkpoint was not loaded. Checkpoints of fairlearn models written "
+            "before they were stored with skops (pickled) are not read: refit the model"
+        ) from err
+    if untrusted:
+        raise ValueError(
+            f"{source}: the stored fairlearn model holds untrusted type(s) "
+            f"{', '.join(untrusted)}; the checkpoint was not loaded (no code in it ran). "
+            "Only the types of a fitted ExponentiatedGradient or ThresholdOptimizer are "
+            "trusted (lit_rev.fair.fairlearn_baselines.TRUSTED_TYPES)"
+        )
+    state = sio.loads(data, trusted=list(TRUSTED_TYPES))
+    model = state["model"]
+    for name, stored in state["series"].items():
+        if stored["dtype"] == "object":  # estimators: an array of them, not of their items
+            values = np.empty(len(stored["values"]), dtype=object)
+            values[:] = stored["values"]
+        else:
+            values = np.asarray(stored["values"], dtype=stored["dtype"])
+        setattr(
+            model,
+            name,
+            pd.Series(values, index=pd.Index(stored["index"]), name=stored["name"]),
+        )
+    return model
 
 
 class ExponentiatedGradientModule(FairlearnModule):

@@ -28,7 +28,8 @@ their dense ranks scaled to ``[0, 1]`` (torchmetrics applies a sigmoid to values
 ``[0, 1]``, which in float64 ties every score above ~37: all metrics depend only on the order
 and the ties, which ranks keep), and torch's default dtype is float64 during the calls
 (torchmetrics counts true/false positives in the default dtype, float32 otherwise, where e.g.
-19/20 rounds below 0.95).
+19/20 rounds below 0.95). The ranks are taken in the scores' own kind: integer scores as
+int64, not through a float64 cast that would tie neighbours above 2**53.
 """
 
 from __future__ import annotations
@@ -48,10 +49,13 @@ TPR_LEVEL = 0.95
 
 
 def checked_scores(scores: Tensor, name: str) -> Tensor:
-    """``scores`` as a float64 vector, or ``ValueError`` naming ``name``: empty or non-finite.
+    """``scores`` as a vector to rank, or ``ValueError`` naming ``name``: empty or non-finite.
 
-    A metric over NaN or infinite scores would rank them anyway and look like a finding, so
-    there is none: the caller reports the run as failed instead.
+    Floating-point scores come back as float64 (exact for every float dtype); integer (and
+    boolean) scores as int64, so that integers beyond float64's 53-bit mantissa keep their
+    order instead of being tied by a cast. A metric over NaN or infinite scores would rank
+    them anyway and look like a finding, so there is none: the caller reports the run as
+    failed instead.
     """
     values = torch.as_tensor(scores).detach().cpu()
     if values.ndim != 1:
@@ -61,6 +65,18 @@ def checked_scores(scores: Tensor, name: str) -> Tensor:
         )
     if not len(values):
         raise ValueError(f"{name} is empty: an OOD metric needs at least one score in each set")
+    if values.is_complex():
+        raise ValueError(f"{name} holds complex scores ({values.dtype}): pass real scores")
+    if not values.is_floating_point():
+        if values.dtype == torch.uint64:
+            # torch has few uint64 kernels: read the bits as int64, where values >= 2**63 are < 0
+            values = values.view(torch.int64)
+            if bool((values < 0).any()):
+                raise ValueError(
+                    f"{name} holds uint64 scores of 2**63 or more, which cannot be ranked in "
+                    "int64: subtract a common offset or pass them as int64"
+                )
+        return values.to(torch.int64)
     values = values.to(torch.float64)
     bad = int((~torch.isfinite(values)).sum())
     if bad:
@@ -70,6 +86,34 @@ def checked_scores(scores: Tensor, name: str) -> Tensor:
             "drop those inputs"
         )
     return values
+
+
+#: The largest integer magnitude below which float64 holds every integer exactly.
+FLOAT64_EXACT_INTEGERS = 2**53
+
+
+def common_scores(inside: Tensor, outside: Tensor) -> Tensor:
+    """Both sets in one vector whose dtype keeps their order: int64 or float64.
+
+    Integer scores beside floating-point ones go to float64 only if every one of them is
+    exact there (magnitude at most 2**53); otherwise the order would change, so it is refused.
+    """
+    if inside.dtype == outside.dtype:
+        return torch.cat([inside, outside])
+    for integers, name, other in (
+        (inside, "in_scores", "ood_scores"),
+        (outside, "ood_scores", "in_scores"),
+    ):
+        if integers.dtype == torch.int64:
+            largest = int(integers.abs().max())
+            if largest > FLOAT64_EXACT_INTEGERS:
+                raise ValueError(
+                    f"{name} holds integer scores of magnitude up to {largest} (above 2**53) "
+                    f"while {other} holds floats: float64 cannot keep their order, so they "
+                    "cannot be ranked together; pass both sets as integers (int64) or both as "
+                    "floats"
+                )
+    return torch.cat([inside.to(torch.float64), outside.to(torch.float64)])
 
 
 @contextmanager
@@ -103,11 +147,12 @@ def ood_metrics(in_scores: Tensor, ood_scores: Tensor) -> dict[str, float]:
         :data:`OOD_METRICS`), each a float in ``[0, 1]``.
 
     Raises:
-        ValueError: a set is empty, not a vector, or holds a NaN or infinite score.
+        ValueError: a set is empty, not a vector, or holds a NaN or infinite score; or one
+            set holds integers beyond 2**53 and the other floats (no exact common order).
     """
     inside = checked_scores(in_scores, "in_scores")
     outside = checked_scores(ood_scores, "ood_scores")
-    scores = torch.cat([inside, outside])
+    scores = common_scores(inside, outside)
     distinct, rank = torch.unique(scores, sorted=True, return_inverse=True)
     top = max(len(distinct) - 1, 1)
     more_ood = rank.to(torch.float64) / top  # same order and ties as the scores, in [0, 1]

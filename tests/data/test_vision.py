@@ -19,6 +19,7 @@ from lit_rev.data import (
     LFWCrops,
     Places365,
 )
+from lit_rev.data.images import ImageTensors
 from tests import fakedata
 from tests.fakedata import N_TEST, N_TRAIN
 from tests.trainers import quiet_trainer
@@ -145,6 +146,28 @@ def test_truncated_mnist_file_is_named(damaged_root):
     path.write_bytes(path.read_bytes()[:-100])
     with pytest.raises(DataFileError, match="t10k-images-idx3-ubyte is corrupt or truncated"):
         MNIST(root=str(damaged_root), download=False).dataset("test")
+
+
+@pytest.mark.parametrize("cls", [MNIST, FashionMNIST])
+def test_a_labels_file_shorter_than_its_images_file_stops_setup(damaged_root, cls):
+    """Both idx files are whole by their own headers but disagree: setup names both, with
+    their counts, instead of a worker failing on the first image without a label."""
+    import numpy as np
+
+    raw = damaged_root / cls.__name__ / "raw"
+    fakedata._idx(raw / "train-labels-idx1-ubyte", np.zeros(N_TRAIN - 3, dtype=np.uint8))
+    dm = ImageDataModule(cls(root=str(damaged_root), download=False), batch_size=8)
+    with pytest.raises(DataFileError) as info:
+        dm.setup("fit")
+    message = str(info.value)
+    assert f"{raw / 'train-images-idx3-ubyte'} holds {N_TRAIN} images but" in message
+    assert f"{raw / 'train-labels-idx1-ubyte'} holds {N_TRAIN - 3} labels" in message
+    assert "delete both and fetch them again" in message
+
+
+def test_image_tensors_need_one_label_per_image():
+    with pytest.raises(ValueError, match="5 images but 4 labels"):
+        ImageTensors(torch.zeros(5, 1, 2, 2, dtype=torch.uint8), torch.zeros(4, dtype=torch.long))
 
 
 def test_missing_file_is_named(damaged_root):

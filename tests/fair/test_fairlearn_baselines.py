@@ -128,6 +128,135 @@ def test_fit_test_and_checkpoint_through_lightning(method, tmp_path):
     assert loaded.test_results == pytest.approx(first, nan_ok=True)
 
 
+def write_marker(path):
+    """What a crafted checkpoint tries to run on load; harmless: it writes a file."""
+    with open(path, "w") as f:
+        f.write("ran")
+
+
+class PicklePayload:
+    """Unpickling this calls :func:`write_marker` (as a real attack would call os.system)."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return write_marker, (self.path,)
+
+
+class UntrustedObject:
+    """A type that no fitted fairlearn model holds."""
+
+    def __init__(self, path=""):
+        self.path = str(path)
+
+    def __setstate__(self, state):
+        write_marker(state["path"])
+
+
+def fitted_checkpoint(tmp_path):
+    seed_everything(0)
+    data = GermanDataModule(batch_size=256)
+    module = ThresholdOptimizerModule()
+    trainer = quiet_trainer(tmp_path, max_epochs=1)
+    trainer.fit(module, datamodule=data)
+    path = tmp_path / "fitted.ckpt"
+    trainer.save_checkpoint(path)
+    return path, data
+
+
+@pytest.mark.parametrize("payload", ["pickle", "skops"])
+def test_a_crafted_checkpoint_is_refused_and_runs_no_code(payload, tmp_path):
+    """A checkpoint that passes torch.load(weights_only=True) but whose stored model would run
+    code when read (a pickle reduce, or a skops file of an untrusted type) is not loaded."""
+    import pickle
+
+    import skops.io
+
+    marker = tmp_path / "marker"
+    path, data = fitted_checkpoint(tmp_path)
+    checkpoint = torch.load(path, weights_only=True)
+    crafted = (
+        pickle.dumps(PicklePayload(marker))
+        if payload == "pickle"
+        else skops.io.dumps({"model": UntrustedObject(marker), "series": {}})
+    )
+    checkpoint["fairlearn_model"] = torch.frombuffer(bytearray(crafted), dtype=torch.uint8)
+    evil = tmp_path / "evil.ckpt"
+    torch.save(checkpoint, evil)
+    torch.load(evil, weights_only=True)  # the attack's premise: a "safe" load accepts it
+    expected = (
+        "not a skops file.*was not loaded"
+        if payload == "pickle"
+        else r"untrusted type\(s\) tests\.fair\.test_fairlearn_baselines\.UntrustedObject;"
+        " the checkpoint was not loaded"
+    )
+    with pytest.raises(ValueError, match=expected):
+        ThresholdOptimizerModule.load_from_checkpoint(evil)
+    with pytest.raises(ValueError, match=expected):  # as `python -m lit_rev test --ckpt_path`
+        quiet_trainer(tmp_path).test(
+            ThresholdOptimizerModule(), datamodule=data, ckpt_path=evil, verbose=False
+        )
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("estimator", ["logistic", "mlp"])
+@pytest.mark.parametrize("method", [ExponentiatedGradientModule, ThresholdOptimizerModule])
+def test_a_stored_model_predicts_identically_and_leaves_the_global_rng(method, estimator):
+    import skops.io
+
+    from lit_rev.fair.fairlearn_baselines import (
+        TRUSTED_TYPES,
+        dump_fitted_model,
+        load_fitted_model,
+    )
+
+    x, y, s = proxy_set(400)
+    s = torch.cat([s, torch.randint(0, 3, (len(s), 1), generator=torch.Generator())], 1)
+    extra = {"max_iter": 3} if method is ExponentiatedGradientModule else {}
+    module = method(estimator=estimator, epochs=2, input_dim=4, protected_classes=[2, 3], **extra)
+    torch.manual_seed(0)
+    module.fit_on(x, y, s)
+    data = dump_fitted_model(module.model)
+    # the trusted list is what these models hold: no more (every entry is used somewhere)
+    assert set(skops.io.get_untrusted_types(data=data)) <= set(TRUSTED_TYPES)
+    torch.manual_seed(5)
+    expected_draw = torch.rand(3)
+    torch.manual_seed(5)
+    loaded = load_fitted_model(data, "test")
+    assert torch.equal(torch.rand(3), expected_draw)
+    xs, groups = x.double().numpy(), module.sensitive_features(s.numpy())
+    kwargs = {} if method is ExponentiatedGradientModule else {"sensitive_features": groups}
+    np.testing.assert_array_equal(
+        np.asarray(loaded._pmf_predict(xs, **kwargs)),
+        np.asarray(module.model._pmf_predict(xs, **kwargs)),
+    )
+    np.testing.assert_array_equal(
+        loaded.predict(xs, random_state=7, **kwargs),
+        module.model.predict(xs, random_state=7, **kwargs),
+    )
+
+
+def test_the_trusted_types_are_all_needed():
+    """Every trusted type occurs in one of the fitted models (none is listed needlessly)."""
+    import skops.io
+
+    from lit_rev.fair.fairlearn_baselines import TRUSTED_TYPES, dump_fitted_model
+
+    x, y, s = proxy_set(300)
+    seen = set()
+    for method, extra in [
+        (ExponentiatedGradientModule, {"max_iter": 2}),
+        (ExponentiatedGradientModule, {"max_iter": 2, "constraint": "equalized_odds"}),
+        (ThresholdOptimizerModule, {}),
+    ]:
+        module = method(estimator="mlp", epochs=1, input_dim=4, protected_classes=[2], **extra)
+        torch.manual_seed(0)
+        module.fit_on(x, y, s)
+        seen |= set(skops.io.get_untrusted_types(data=dump_fitted_model(module.model)))
+    assert seen == set(TRUSTED_TYPES)
+
+
 def test_a_missing_fairlearn_names_the_install_command(monkeypatch):
     monkeypatch.setitem(sys.modules, "fairlearn.reductions", None)
     with pytest.raises(ImportError, match=r'pip install "lit_rev\[fair\]"'):

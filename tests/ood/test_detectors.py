@@ -162,6 +162,31 @@ def test_odin_moves_a_one_dimensional_input_away_from_the_boundary():
     torch.testing.assert_close(plain, torch.tensor(expected, dtype=torch.float64))
 
 
+def odin_step_sign_by_hand(weight, x, temperature):
+    """sign of grad_x log max_c softmax(W x / T)_c = (W_c* - p @ W) / T, p = softmax(W x / T)."""
+    z = weight @ x / temperature
+    p = np.exp(z - z.max())
+    p /= p.sum()
+    return np.sign((weight[np.argmax(z)] - p @ weight) / temperature)
+
+
+def test_odin_perturbs_along_the_temperature_scaled_gradient():
+    """Three classes, two input dimensions: at x = (1, 1) the logits are (3, 2, 4); with T = 1
+    the softmax is peaked and the first coordinate's gradient is negative, with T = 1000 it is
+    nearly uniform and that gradient is positive. ODIN must step with the sign at its own T."""
+    weight = np.array([[3.0, 0.0], [0.0, 2.0], [2.0, 2.0]])
+    net = LinearNet(weight)
+    x = np.array([1.0, 1.0])
+    sign_at_1000 = odin_step_sign_by_hand(weight, x, 1000.0)
+    sign_at_1 = odin_step_sign_by_hand(weight, x, 1.0)
+    assert sign_at_1000.tolist() == [1.0, 1.0] and sign_at_1.tolist() == [-1.0, 1.0]
+    for temperature, sign in ((1000.0, sign_at_1000), (1.0, sign_at_1)):
+        got = ODIN(temperature=temperature, epsilon=0.1).perturb(
+            net, torch.tensor([x], dtype=torch.float64)
+        )
+        torch.testing.assert_close(got, torch.tensor([x + 0.1 * sign], dtype=torch.float64))
+
+
 def test_odin_step_is_epsilon_in_the_networks_input_units():
     net = LinearNet([[1.0], [-1.0]])
     assert ODIN(epsilon=0.01).step(net) == 0.01  # no max_pixel: inputs already in [0, 1]

@@ -174,3 +174,34 @@ def test_metrics_are_float64_python_floats():
     got = ood_metrics(torch.rand(30, dtype=torch.float32), torch.rand(7, dtype=torch.float32))
     assert all(type(v) is float for v in got.values())
     assert torch.get_default_dtype() == torch.float32  # restored after the torchmetrics calls
+
+
+def test_integer_scores_above_2_to_the_53_keep_their_order():
+    """int64 scores 2**60 + i collapse to a few float64 values; ranked as integers they are
+    two separated sets (AUROC 1), exactly as the same order in small integers."""
+    base = 2**60
+    inside = torch.arange(0, 50, dtype=torch.int64) + base
+    outside = torch.arange(50, 80, dtype=torch.int64) + base
+    assert len(torch.unique(torch.cat([inside, outside]).to(torch.float64))) < 80  # the trap
+    got = ood_metrics(inside, outside)
+    assert got == ood_metrics(inside - base, outside - base)
+    assert got == {"auroc": 1.0, "aupr_in": 1.0, "aupr_out": 1.0, "fpr_at_95_tpr": 0.0}
+    # interleaved: the same as small integers with that order, ties included
+    mixed_in = torch.tensor([0, 2, 2, 5, 7, 9]) + base
+    mixed_out = torch.tensor([1, 2, 6, 8, 8]) + base
+    assert ood_metrics(mixed_in, mixed_out) == ood_metrics(mixed_in - base, mixed_out - base)
+    # numpy int64 and uint64 too
+    assert ood_metrics(inside.numpy(), outside.numpy().astype(np.uint64))["auroc"] == 1.0
+    with pytest.raises(ValueError, match=r"ood_scores holds uint64 scores of 2\*\*63 or more"):
+        ood_metrics(inside.numpy(), np.array([2**63, 2**64 - 1], dtype=np.uint64))
+
+
+def test_integers_beside_floats_rank_together_only_where_float64_is_exact():
+    small = ood_metrics(torch.tensor([1, 2, 3]), torch.tensor([2.5, 4.0]))
+    assert small == ood_metrics(torch.tensor([1.0, 2.0, 3.0]), torch.tensor([2.5, 4.0]))
+    with pytest.raises(
+        ValueError,
+        match=r"ood_scores holds integer scores .* \(above 2\*\*53\).*"
+        r"in_scores holds floats",
+    ):
+        ood_metrics(torch.tensor([1.0, 2.0]), torch.tensor([2**60, 2**60 + 1]))
