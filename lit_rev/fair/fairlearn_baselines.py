@@ -487,6 +487,18 @@ def import_skops_io() -> Any:
         ) from err
 
 
+def import_pandas() -> Any:
+    """pandas (installed with fairlearn), or an ImportError saying how to install it."""
+    try:
+        import pandas
+    except ImportError as err:
+        raise ImportError(
+            f"fairlearn models hold pandas objects (pandas failed to import: {err}); "
+            'install it with: pip install "lit_rev[fair]"'
+        ) from err
+    return pandas
+
+
 def dump_fitted_model(model: Any) -> bytes:
     """A fitted fairlearn model as skops bytes that :func:`load_fitted_model` reads back.
 
@@ -494,7 +506,7 @@ def dump_fitted_model(model: Any) -> bytes:
     attributes are stored as their values and index (skops has no safe form for pandas):
     everything prediction reads is kept, so the loaded model predicts identically.
     """
-    import pandas as pd
+    pd = import_pandas()
 
     storable = copy.copy(model)
     series = {}
@@ -524,7 +536,7 @@ def load_fitted_model(data: bytes, source: str) -> Any:
         ValueError: the bytes are not a skops file, or hold a type outside skops' defaults and
             :data:`TRUSTED_TYPES` (it names them): nothing was loaded and no code ran.
     """
-    import pandas as pd
+    pd = import_pandas()
 
     sio = import_skops_io()
     try:
