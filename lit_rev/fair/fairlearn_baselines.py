@@ -488,7 +488,7 @@ def import_skops_io() -> Any:
 
 
 def import_pandas() -> Any:
-    """pandas (installed with fairlearn), or an ImportError saying how to install it."""
+    """Pandas (installed with fairlearn), or an ImportError saying how to install it."""
     try:
         import pandas
     except ImportError as err:
