@@ -51,6 +51,17 @@ class BaseDataModule(LightningDataModule):
         seed: int = 0,
     ):
         super().__init__()
+        for key, value, none in (
+            ("batch_size", batch_size, None),
+            ("test_batch_size", test_batch_size, "the batch size"),
+            ("max_train", max_train, "no cap"),
+            ("max_test", max_test, "no cap"),
+        ):
+            if (value is None and none is None) or (value is not None and value < 1):
+                alternative = f" (or None for {none})" if none else ""
+                raise ValueError(f"{key} = {value}: give a whole number >= 1{alternative}")
+        if num_workers < 0:
+            raise ValueError(f"num_workers = {num_workers}: give 0 or more")
         self.batch_size = batch_size
         self.test_batch_size = test_batch_size or batch_size
         self.max_train = max_train

@@ -148,3 +148,21 @@ def test_no_validation_split_means_no_validation_loader(cls, imagenet_root):
     dm = BUILDERS[cls](0, True, imagenet_root)
     dm.val_set = None
     assert dm.val_dataloader() == []
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"max_test": -1}, r"max_test = -1: give a whole number >= 1 \(or None for no cap\)"),
+        ({"max_test": 0}, "max_test = 0"),
+        ({"max_train": -5}, "max_train = -5"),
+        ({"batch_size": 0}, "batch_size = 0: give a whole number >= 1$"),
+        ({"test_batch_size": -2}, "test_batch_size = -2"),
+        ({"num_workers": -1}, "num_workers = -1: give 0 or more"),
+    ],
+)
+def test_a_cap_or_size_below_one_is_refused_naming_it(kwargs, message):
+    from lit_rev.data.base import BaseDataModule
+
+    with pytest.raises(ValueError, match=message):
+        BaseDataModule(**{"batch_size": 8, **kwargs})
