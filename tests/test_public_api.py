@@ -46,7 +46,7 @@ def test_every_public_name_exists_is_defined_in_the_package_and_is_documented(na
     [
         ("lit_rev.density.pixelcnnpp", "WeightNorm"),
         ("lit_rev.density.flows", "ActNorm"),
-        ("lit_rev.density.ood", "ood_rows"),
+        ("lit_rev.density.ood_evaluation", "ood_rows"),
         ("lit_rev.revnet.networks", "PAPER_PARAMS"),
         ("lit_rev.revnet.networks", "revnet38"),
         ("lit_rev.revnet.blocks", "residual_function"),

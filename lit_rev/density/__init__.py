@@ -17,7 +17,7 @@ __getattr__, __dir__ = lazy_names(
     {
         "lit_rev.density.metrics": ("bits_per_dim",),
         "lit_rev.density.module": ("DensityModule",),
-        "lit_rev.density.ood": ("OODEvaluation",),
+        "lit_rev.density.ood_evaluation": ("OODEvaluation",),
         "lit_rev.density.scores": ("InputComplexity", "LikelihoodRatio", "OODScore", "Typicality"),
     },
 )

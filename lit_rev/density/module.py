@@ -27,7 +27,7 @@ from lightning.pytorch import LightningModule
 from lit_rev.density.fit import check_checkpoint_fit, check_fit, trained_on
 from lit_rev.density.metrics import BitsPerDim, Likelihood, bits_per_dim
 from lit_rev.density.nonfinite import finite_on_every_rank, skip_nonfinite_step, warn_skipped_steps
-from lit_rev.density.ood import write_density_report
+from lit_rev.density.ood_evaluation import write_density_report
 from lit_rev.density.samples import draws_samples, sample_grid
 from lit_rev.density.scores import OODScore, perturb_images
 from lit_rev.options import check_choice

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from lit_rev.density.analysis import decomposition_figure, graying_figure, score_images
-from lit_rev.density.ood import auroc
+from lit_rev.density.ood_evaluation import auroc
 from lit_rev.report import require_finite
 
 

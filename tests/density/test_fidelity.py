@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from lit_rev.callbacks import PolyakAveraging
 from lit_rev.density import VAE, DensityModule, Glow, PixelCNNPP
 from lit_rev.density.flows import ActNorm
-from lit_rev.density.ood import evaluate_ood
+from lit_rev.density.ood_evaluation import evaluate_ood
 from lit_rev.density.pixelcnnpp import GatedResnet, WeightNorm
 from tests.trainers import quiet_trainer
 

@@ -9,7 +9,7 @@ from torchmetrics.classification import BinaryAUROC
 
 from lit_rev.density import DensityModule, Glow, bits_per_dim
 from lit_rev.density.metrics import BitsPerDim
-from lit_rev.density.ood import auroc, ood_rows, write_ood_report
+from lit_rev.density.ood_evaluation import auroc, ood_rows, write_ood_report
 from lit_rev.ood import OOD_METRICS
 from tests.test_report import strict_load
 from tests.toy_densities import Categorical, UniformDensity

@@ -15,7 +15,7 @@ import torch
 from lit_rev.data.datamodule import ImageDataModule
 from lit_rev.data.images import Digits
 from lit_rev.density import DensityModule
-from lit_rev.density.ood import evaluate_ood, ood_rows, write_ood_report
+from lit_rev.density.ood_evaluation import evaluate_ood, ood_rows, write_ood_report
 from lit_rev.density.scores import OODScore, Typicality
 from lit_rev.ood import OOD_METRICS
 from tests.test_report import strict_load

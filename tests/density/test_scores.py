@@ -11,7 +11,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, TensorDataset
 
 from lit_rev.density import DensityModule, InputComplexity, LikelihoodRatio, Typicality
-from lit_rev.density.ood import auroc, evaluate_ood, write_ood_report
+from lit_rev.density.ood_evaluation import auroc, evaluate_ood, write_ood_report
 from lit_rev.density.scores import perturb_images, png_bits, random_batch_means
 from lit_rev.ood import OOD_METRICS
 from tests.toy_densities import Categorical

@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from lit_rev.density.ood import checked_metrics
+from lit_rev.density.ood_evaluation import checked_metrics
 from lit_rev.evaluation.ood_benchmark.data import Scores
 from lit_rev.ood import OOD_METRICS
 from lit_rev.report import format_table, save_figure, write_report
