@@ -111,7 +111,15 @@ QUICKSTART_COLUMNS = (
 )
 
 
+QUICKSTART_CKPT = "quickstart/version_0/checkpoints/last.ckpt"
+#: Images per set of the analyses on the quickstart model.
+ANALYSIS_IMAGES = 500
+
+
 def _quickstart_commands(work: Path) -> list[list[str]]:
+    ckpt = str(work / QUICKSTART_CKPT)
+    analysis = [PYTHON, "-m", "lit_rev.commands.analysis"]
+    common = ["--config", "configs/quickstart.yaml", "--ckpt_path", ckpt, "--torch_threads", "1"]
     return [
         [
             PYTHON,
@@ -122,7 +130,51 @@ def _quickstart_commands(work: Path) -> list[list[str]]:
             "configs/quickstart.yaml",
             f"--trainer.logger.init_args.save_dir={work}",
             "--trainer.enable_progress_bar=false",
-        ]
+        ],
+        [
+            *analysis,
+            "decomposition",
+            *common,
+            "--out_dir",
+            str(work / "analyses"),
+            "--max_images",
+            str(ANALYSIS_IMAGES),
+        ],
+        [
+            *analysis,
+            "graying",
+            *common,
+            "--out_dir",
+            str(work / "analyses"),
+            "--max_images",
+            str(ANALYSIS_IMAGES),
+        ],
+        [
+            *analysis,
+            "second_order",
+            *common,
+            "--out_dir",
+            str(work / "analyses"),
+            "--max_images",
+            str(ANALYSIS_IMAGES),
+            "--curvature_points",
+            "2",
+        ],
+        [
+            PYTHON,
+            "-m",
+            "lit_rev.commands.ood_benchmark",
+            "--config",
+            "configs/ood/naturalpatches_quickstart.yaml",
+            "--ckpt_paths.glow",
+            ckpt,
+            "--out",
+            str(work / "scores"),
+            "--torch_threads",
+            "1",
+            "--progress",
+            "false",
+        ],
     ]
 
 
@@ -133,7 +185,42 @@ def _quickstart_collect(work: Path) -> dict[str, Any]:
     more_likely = [
         r["set"] for r in rows if r.get("auroc_bpd") is not None and r["auroc_bpd"] < 0.5
     ]
-    return {"rows": rows, "more_likely": ", ".join(more_likely), "n_more_likely": len(more_likely)}
+    analyses = work / "analyses"
+    return {
+        "rows": rows,
+        "more_likely": ", ".join(more_likely),
+        "n_more_likely": len(more_likely),
+        "decomposition": _json(analyses / "decomposition.json")["rows"],
+        "graying": _json(analyses / "graying.json")["rows"],
+        "second_order": _json(analyses / "second_order.json")["rows"],
+        "scores": _json(work / "scores" / "ood_benchmark_summary.json")["rows"],
+    }
+
+
+def _waic_commands(work: Path) -> list[list[str]]:
+    return [
+        [
+            PYTHON,
+            "-m",
+            "lit_rev.commands.ood_benchmark",
+            "--config",
+            "configs/ood/mnist5k_waic.yaml",
+            "--out",
+            str(work / "waic"),
+            "--torch_threads",
+            "1",
+            "--progress",
+            "false",
+        ]
+    ]
+
+
+def _waic_collect(work: Path) -> dict[str, Any]:
+    document = _json(work / "waic" / "ood_benchmark.json")
+    return {
+        "summary": _json(work / "waic" / "ood_benchmark_summary.json")["rows"],
+        "table": document["rows"],
+    }
 
 
 def _benchmark_commands(work: Path) -> list[list[str]]:
@@ -253,14 +340,21 @@ EXPERIMENTS: dict[str, Experiment] = {
     for e in (
         Experiment(
             name="quickstart",
-            title="The quickstart: Glow on natural patches, bits/dim and AUROC on five OOD sets",
+            title=(
+                "The quickstart: Glow on natural patches, its OOD table, the decomposition, "
+                "graying and second-order analyses, and the OOD scores that fix the failure"
+            ),
             kind="quick",
             depends=(
                 *SHARED,
                 "lit_rev/density",
                 "lit_rev/ood",
                 "lit_rev/inference.py",
+                "lit_rev/evaluation/ood_benchmark",
+                "lit_rev/commands/analysis.py",
+                "lit_rev/commands/ood_benchmark.py",
                 "configs/quickstart.yaml",
+                "configs/ood/naturalpatches_quickstart.yaml",
             ),
             threads=1,
             seeds=(0,),
@@ -288,6 +382,26 @@ EXPERIMENTS: dict[str, Experiment] = {
             seeds=(0,),
             commands=_benchmark_commands,
             collect=_benchmark_collect,
+            tolerance=0.02,
+        ),
+        Experiment(
+            name="ood_waic",
+            title="WAIC of three seeded Glows beside one Glow's bits/dim and typicality",
+            kind="quick",
+            depends=(
+                *SHARED,
+                "lit_rev/density",
+                "lit_rev/ood",
+                "lit_rev/inference.py",
+                "lit_rev/evaluation/ood_benchmark",
+                "lit_rev/commands/ood_benchmark.py",
+                "configs/ood/mnist5k_waic.yaml",
+                "configs/density/quick_glow_mnist5k.yaml",
+            ),
+            threads=1,
+            seeds=(0, 1, 2),
+            commands=_waic_commands,
+            collect=_waic_collect,
             tolerance=0.02,
         ),
         Experiment(
