@@ -16,7 +16,6 @@ searched: configs are files of the user's, not of the package.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import time
 from collections.abc import Sequence
@@ -27,6 +26,7 @@ import yaml
 from lightning.pytorch import LightningDataModule
 
 from lit_rev.config import ConfigError, instantiate, instantiate_with_trainer
+from lit_rev.data.files import sha256
 from lit_rev.density import DensityModule, OODEvaluation
 
 
@@ -65,13 +65,8 @@ def resolve_config(path: str, search_dirs: Sequence[Path] = ()) -> str:
     )
 
 
-def file_sha256(path: str | Path) -> str:
-    """The SHA-256 of the file at ``path``, hex."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+#: The SHA-256 of a file, hex: the score cache keys on the contents of every file a model reads.
+file_sha256 = sha256
 
 
 def _named_files(value: Any) -> list[str]:
