@@ -4,8 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from lit_rev.commands import reproduce
-from lit_rev.commands.reproduce import Experiment, benchmark_claims, main
+from lit_rev.commands.reproduce import main
+from lit_rev.evaluation import experiments
+from lit_rev.evaluation.experiments import Experiment
 from lit_rev.result_files import read_result
 
 
@@ -35,7 +36,7 @@ def repo(tmp_path, monkeypatch):
     (tmp_path / "code" / "a.py").write_text("x = 1\n")
     value = tmp_path / "value.txt"
     value.write_text("0.5")
-    monkeypatch.setattr(reproduce, "EXPERIMENTS", {"toy": toy(value)})
+    monkeypatch.setattr(experiments, "EXPERIMENTS", {"toy": toy(value)})
     return tmp_path
 
 
@@ -93,33 +94,3 @@ def test_an_unknown_experiment_is_refused(repo):
     with pytest.raises(SystemExit) as stop:
         main(args(repo, "nothere"))
     assert stop.value.code == 2
-
-
-def test_the_registry_names_existing_configs_and_paths():
-    root = Path(__file__).resolve().parents[2]
-    for experiment in reproduce.EXPERIMENTS.values():
-        for path in experiment.depends:
-            assert (root / path).exists(), f"{experiment.name}: {path}"
-        for argv in experiment.commands(Path("/work")):
-            configs = [argv[i + 1] for i, a in enumerate(argv) if a == "--config"]
-            for config in configs:
-                assert (root / config).is_file(), f"{experiment.name}: {config}"
-
-
-def test_benchmark_claims_follow_the_table():
-    def row(detector, set_, auroc, fpr):
-        return {"detector": detector, "set": set_, "auroc": auroc, "fpr_at_95_tpr": fpr}
-
-    table = [
-        row("net/msp", "noise", 0.2, 1.0),
-        row("net/msp", "mnist5k-upsidedown", 0.7, 0.5),
-        row("glow/bpd", "noise", 0.99, 0.01),
-        row("glow/bpd", "mnist5k-upsidedown", 0.6, 0.9),
-        row("glow/bpd", "mean", 0.8, 0.4),
-    ]
-    claims = benchmark_claims(table)
-    assert claims["reach_all"] == "none"
-    assert claims["reach_far"] == "glow/bpd"
-    assert claims["best_near_detector"] == "net/msp" and claims["best_near_auroc"] == 0.7
-    assert claims["logit_below_chance"] == {"net/msp": "noise"}
-    assert claims["bpd_far_min_auroc"] == 0.99
