@@ -19,7 +19,7 @@ STEM = "ood_benchmark"
 MEAN = "mean"
 #: A detector "reaches the target" where, on every OOD set, AUROC >= this ...
 TARGET_AUROC = 0.95
-#: ... and FPR at 95% TPR <= this (issue 10's targets).
+#: ... and FPR at 95% TPR <= this.
 TARGET_FPR = 0.2
 #: A verdict drawn from fewer images than this in a set (in-distribution or OOD) says little:
 #: the summary marks it "too few images" instead of yes/no.
