@@ -1,4 +1,4 @@
-"""Committed notebooks carry their outputs: a reader sees the tables and plots without running them."""
+"""Committed notebooks carry their outputs: a reader sees the tables and plots unrun."""
 
 import json
 from pathlib import Path
