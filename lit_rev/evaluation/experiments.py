@@ -184,13 +184,17 @@ def _quickstart_collect(work: Path) -> dict[str, Any]:
         r["set"] for r in rows if r.get("auroc_bpd") is not None and r["auroc_bpd"] < 0.5
     ]
     analyses = work / "analyses"
+    second = _json(analyses / "second_order.json")["rows"]
+    nats = {row["quantity"]: row["nats"] for row in second}
     return {
         "rows": rows,
         "more_likely": ", ".join(more_likely),
         "n_more_likely": len(more_likely),
         "decomposition": _json(analyses / "decomposition.json")["rows"],
         "graying": _json(analyses / "graying.json")["rows"],
-        "second_order": _json(analyses / "second_order.json")["rows"],
+        "second_order": second,
+        "second_order_sign_right": (nats["predicted"] > 0) == (nats["measured_gap"] > 0),
+        "second_order_overshoot": nats["predicted"] / nats["measured_gap"],
         "scores": _json(work / "scores" / "ood_benchmark_summary.json")["rows"],
         "fixes": score_fixes(_json(work / "scores" / "ood_benchmark.json")["rows"]),
     }
