@@ -10,7 +10,7 @@ def test_the_registry_names_existing_configs_and_paths():
         for path in experiment.depends:
             assert (root / path).exists(), f"{experiment.name}: {path}"
         for argv in experiment.commands(Path("/work")):
-            configs = [argv[i + 1] for i, a in enumerate(argv) if a == "--config"]
+            configs = [a for a in argv if a.startswith("configs/")]
             for config in configs:
                 assert (root / config).is_file(), f"{experiment.name}: {config}"
 
