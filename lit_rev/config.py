@@ -213,14 +213,29 @@ def claim_version_dir(root: str | Path) -> int:
             version += 1
 
 
+def launched_as_rank_zero() -> bool:
+    """Whether this process is global rank 0 as its launcher says, before any process group.
+
+    torchrun sets ``RANK``, SLURM ``SLURM_PROCID``; Lightning's own launcher on several machines
+    sets ``NODE_RANK`` on each and ``LOCAL_RANK`` on the processes it starts.
+    """
+    for name in ("RANK", "SLURM_PROCID"):
+        if os.environ.get(name):
+            return os.environ[name] == "0"
+    return os.environ.get("NODE_RANK", "0") in ("", "0") and os.environ.get("LOCAL_RANK", "0") in (
+        "",
+        "0",
+    )
+
+
 def claim_run_version(trainer: Any) -> Any:
     """Give the config's logger (``save_dir``/``name``, no ``version``) a directory of its own.
 
     Loggers pick ``version_N`` by listing the directory and create it only when they first
     write, so two runs started at once took the same one. Here the directory is claimed with
     :func:`claim_version_dir` before the logger is built, and the logger is given its number.
-    A process launched for another rank of the same run (``RANK``/``LOCAL_RANK`` other than
-    0) takes the newest directory, the one its rank 0 claimed before launching it.
+    A process of another rank of the same run (:func:`launched_as_rank_zero` is false) claims
+    nothing: it takes the newest directory, the one its rank 0 claims (it writes no logs).
 
     Returns:
         The logger's ``init_args`` given a version, else ``None`` (no such logger, a version
@@ -234,8 +249,7 @@ def claim_run_version(trainer: Any) -> Any:
     if save_dir is None or "version" not in arguments:
         return None
     root = Path(save_dir) / (name or "")
-    rank = os.environ.get("RANK") or os.environ.get("LOCAL_RANK") or "0"
-    if rank != "0":
+    if not launched_as_rank_zero():
         taken = [d for d in root.glob("version_*") if d.name[len("version_") :].isdigit()]
         if not taken:
             return None

@@ -8,6 +8,7 @@ from pathlib import Path
 import lightning.pytorch as pl
 import pytest
 import torch
+from jsonargparse import Namespace
 from lightning.pytorch.loggers import TensorBoardLogger
 
 from lit_rev.cli import LitRevCLI
@@ -224,3 +225,30 @@ def test_claiming_a_version_directory_retries_past_one_taken_meanwhile(tmp_path,
     monkeypatch.setattr(os, "mkdir", racing_mkdir)
     assert claim_version_dir(tmp_path / "runs") == 1
     assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["version_0", "version_1"]
+
+
+@pytest.mark.parametrize(
+    ("env", "zero"),
+    [
+        ({}, True),
+        ({"RANK": "0"}, True),
+        ({"RANK": "3", "NODE_RANK": "0"}, False),
+        ({"SLURM_PROCID": "1"}, False),
+        ({"NODE_RANK": "1"}, False),  # Lightning's launcher on the second machine
+        ({"NODE_RANK": "0", "LOCAL_RANK": "1"}, False),
+        ({"NODE_RANK": "0", "LOCAL_RANK": "0"}, True),
+    ],
+)
+def test_only_global_rank_zero_claims_a_run_directory(monkeypatch, tmp_path, env, zero):
+    from lit_rev.config import claim_run_version, launched_as_rank_zero
+
+    for name in ("RANK", "SLURM_PROCID", "NODE_RANK", "LOCAL_RANK"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert launched_as_rank_zero() is zero
+    logger = Namespace(init_args=Namespace(save_dir=str(tmp_path), name="run", version=None))
+    claim_run_version(Namespace(logger=logger))
+    assert sorted(p.name for p in (tmp_path / "run").glob("version_*")) == (
+        ["version_0"] if zero else []
+    )

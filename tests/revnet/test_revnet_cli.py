@@ -55,7 +55,8 @@ def test_imagenet_config_smoke_runs_on_fake_imagenet(tmp_path, monkeypatch):
     main(["predict", *args])
     (written,) = tmp_path.glob("predictions*.csv")
     rows = written.read_text().splitlines()
-    assert rows[0].startswith("set,index,predicted,label,prob_0") and len(rows) == 1 + 2
+    assert rows[0].startswith("set,position,dataset_index,predicted,label,prob_0")
+    assert len(rows) == 1 + 2
 
 
 TINY = """
