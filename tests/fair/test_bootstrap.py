@@ -218,3 +218,7 @@ def test_summarise_names_each_interval_and_folds_the_gaps():
         pytest.approx(t_low),
         pytest.approx(t_high),
     )
+    # a gap's t-interval is folded too: never below 0
+    gaps = [{"discrimination_g": v, "positive_rate": 0.3} for v in (0.001, 0.002, 0.05)]
+    assert t_interval([0.001, 0.002, 0.05])[0] < 0.0
+    assert summarise("gaps", gaps)[1]["discrimination_g_ci_seeds_t_low"] == 0.0
