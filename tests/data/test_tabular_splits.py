@@ -63,7 +63,7 @@ def test_validation_folds_partition_the_non_test_rows():
 
 
 def test_bad_fold_settings_name_the_option_and_the_fix():
-    with pytest.raises(ValueError, match="val_folds must be at least 2.*got 1"):
+    with pytest.raises(ValueError, match=r"val_folds must be at least 2.*got 1"):
         GermanDataModule(val_folds=1)
     with pytest.raises(ValueError, match=r"val_fold must lie in \[0, val_folds\) = \[0, 5\)"):
         GermanDataModule(val_folds=5, val_fold=5)
