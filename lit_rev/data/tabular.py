@@ -13,6 +13,14 @@ By default the columns that carry a protected attribute are left out of ``x``
 in, ``consistency_columns`` lists the inputs that are *not* protected, which is where the
 consistency metric looks for neighbours.
 
+The train/validation/test split is drawn from ``split_seed`` (default 0), not from the
+training ``seed``: every training seed sees the same split, so the rows a hyper-parameter
+search validated on (at its search seeds) are never test rows of a reporting seed. With
+``val_folds: K`` the non-test rows are cut into ``K`` folds (drawn from ``split_seed``) and
+fold ``val_fold`` is the validation split: a search may fit each fold in turn and average
+its validation numbers, where one small validation split (German's 70 rows) would hinge on a
+few rows.
+
 The raw files ship gzipped inside the package and are checked against the public sources'
 SHA-256 on every load. ``root=dir`` reads the raw files from ``dir`` instead (same check),
 and ``download=True`` first fetches missing ones from UCI / ProPublica into ``root``.
@@ -72,15 +80,22 @@ class TabularDataModule(BaseDataModule):
         protected_in_inputs: keep the columns that carry them in ``x`` (default: drop them).
         batch_size: the training batch size.
         test_batch_size: the validation and test batch size.
-        val_fraction: part of the training split held out for validation (seeded).
-        test_fraction: for sets without a published test file, the part held out (seeded).
-        max_train: optional cap on the training split (seeded) for quick runs.
-        max_test: optional cap on the test split (seeded).
+        val_fraction: part of the training split held out for validation (drawn from
+            ``split_seed``); unused with ``val_folds``.
+        test_fraction: for sets without a published test file, the part held out (drawn
+            from ``split_seed``).
+        max_train: optional cap on the training split (seeded by ``seed``) for quick runs.
+        max_test: optional cap on the test split (seeded by ``seed``).
         unknown_categories: ``error`` or ``ignore`` for categories absent from the training split.
         root: read the raw files from this directory instead of the shipped copies.
         download: fetch missing raw files into ``root`` from the original source.
         num_workers: worker processes of each loader; 0 loads in the main process.
-        seed: seeds the validation split, the train/test split and the caps.
+        seed: the training seed; seeds the caps only.
+        split_seed: seeds the train/validation/test split (and the validation folds), the
+            same for every training ``seed``.
+        val_folds: cut the non-test rows into this many folds (at least 2) and validate on
+            one of them, ``val_fold``; ``None``: one ``val_fraction`` validation split.
+        val_fold: which fold validates, ``0 <= val_fold < val_folds``.
     """
 
     schema: ClassVar[TabularSchema]
@@ -103,6 +118,9 @@ class TabularDataModule(BaseDataModule):
         download: bool = False,
         num_workers: int = 0,
         seed: int = 0,
+        split_seed: int = 0,
+        val_folds: int | None = None,
+        val_fold: int = 0,
     ):
         super().__init__(
             batch_size=batch_size,
@@ -127,6 +145,16 @@ class TabularDataModule(BaseDataModule):
             )
         if not 0.0 <= val_fraction < 1.0 or not 0.0 < test_fraction < 1.0:
             raise ValueError("need 0 <= val_fraction < 1 and 0 < test_fraction < 1")
+        if val_folds is not None and val_folds < 2:
+            raise ValueError(
+                f"val_folds must be at least 2 (or null for one val_fraction split), got "
+                f"{val_folds}"
+            )
+        if not 0 <= val_fold < (val_folds or 1):
+            raise ValueError(
+                f"val_fold must lie in [0, val_folds) = [0, {val_folds or 1}), got {val_fold}"
+                + ("" if val_folds else "; set val_folds to validate on folds")
+            )
         if download and root is None:
             raise ValueError("download=True needs root: the directory to download into")
         check_choice("unknown_categories", unknown_categories, UnknownCategories)
@@ -135,10 +163,16 @@ class TabularDataModule(BaseDataModule):
         self.val_fraction = val_fraction
         self.test_fraction = test_fraction
         self.unknown_categories = unknown_categories
+        self.split_seed = split_seed
+        self.val_folds = val_folds
+        self.val_fold = val_fold
         self.root = root
         self.download = download
         self.encoder: Encoder | None = None
         self.consistency_columns: list[int] | None = None
+        #: per split (``train``, ``val``, ``test``), the line of the raw file each row came
+        #: from, set by ``setup`` (Adult's test rows are lines of its test file)
+        self.split_lines: dict[str, np.ndarray] = {}
 
     # --- the set, as encoded ----------------------------------------------------------------
     @property
@@ -163,14 +197,27 @@ class TabularDataModule(BaseDataModule):
         self.setup()
         return self.encoder.feature_names
 
-    def _rng(self, salt: int) -> np.random.Generator:
-        """The numpy generator of one seeded draw; ``salt`` tells the draws apart."""
-        return np.random.default_rng(self.seed * 1000 + salt)
+    def _rng(self, salt: int, seed: int | None = None) -> np.random.Generator:
+        """The numpy generator of one seeded draw; ``salt`` tells the draws apart.
+
+        ``seed`` defaults to the training seed; the split's draws pass ``split_seed``.
+        """
+        return np.random.default_rng((self.seed if seed is None else seed) * 1000 + salt)
 
     def _seeded_mask(self, n: int, fraction: float, salt: int) -> np.ndarray:
+        """A split's mask of ``round(n * fraction)`` rows, drawn from ``split_seed``."""
         mask = np.zeros(n, dtype=bool)
-        mask[self._rng(salt).permutation(n)[: round(n * fraction)]] = True
+        mask[self._rng(salt, self.split_seed).permutation(n)[: round(n * fraction)]] = True
         return mask
+
+    def _validation_mask(self, n: int) -> np.ndarray:
+        """Which of the ``n`` non-test rows validate: ``val_fraction`` of them, or a fold."""
+        if self.val_folds is None:
+            return self._seeded_mask(n, self.val_fraction, salt=1)
+        fold = np.empty(n, dtype=np.int64)
+        # the same permutation as the val_fraction split, dealt into contiguous folds
+        fold[self._rng(1, self.split_seed).permutation(n)] = np.arange(n) * self.val_folds // n
+        return fold == self.val_fold
 
     def _cap_indices(self, n: int, cap: int, salt: int) -> Sequence[int]:
         """Like the image caps, but drawn by numpy's generator (as every tabular split is)."""
@@ -197,7 +244,7 @@ class TabularDataModule(BaseDataModule):
         texts = {
             raw.name: read_raw_text(raw, self.root, self.download) for raw in self.schema.files
         }
-        key = (self.schema.name, self.seed, self.test_fraction)
+        key = (self.schema.name, self.split_seed, self.test_fraction)
         if key not in _PARSED:
             train, test = self.schema.parse(texts)
             if test is None:
@@ -225,10 +272,17 @@ class TabularDataModule(BaseDataModule):
             self.consistency_columns = [
                 j for j, n in enumerate(names) if n.split("=")[0] not in carried
             ]
-        is_val = self._seeded_mask(len(train), self.val_fraction, salt=1)
-        self.train_set = self._tensors(self._cap(train.select(~is_val), self.max_train, salt=2))
+        is_val = self._validation_mask(len(train))
+        fit_rows = self._cap(train.select(~is_val), self.max_train, salt=2)
+        test_rows = self._cap(test, self.max_test, salt=3)
+        self.train_set = self._tensors(fit_rows)
         self.val_set = self._tensors(train.select(is_val)) if is_val.any() else None
-        self.test_set = self._tensors(self._cap(test, self.max_test, salt=3))
+        self.test_set = self._tensors(test_rows)
+        self.split_lines = {
+            "train": fit_rows.lines,
+            "val": train.lines[is_val],
+            "test": test_rows.lines,
+        }
 
 
 #: Adult's inputs: the full encoding, or AIF360's coarse 18 features.

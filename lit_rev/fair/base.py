@@ -5,7 +5,17 @@ metrics, the leakage probe and the results table.
 
 A subclass builds its networks in :meth:`build` and says how to turn inputs into the
 predicted probability of the positive label (:meth:`predict_proba`) and into its
-representation (:meth:`representation`, what the leakage probe reads).
+representation (:meth:`representation`, what the leakage probe reads). The labels it outputs
+are ``[p >= 0.5]`` unless it says otherwise (:meth:`predict_labels`: a randomised
+classifier's drawn labels).
+
+Every model is scored on both readings of its output, under their own names: the *soft*
+metrics read the probability ``p`` (``discrimination_soft_<attribute>``, Zemel et al.'s
+expected gap; ``consistency_soft``; ``delta_soft_<attribute>``), the *hard* ones its labels
+(``discrimination_hard_<attribute>``, ``consistency_hard``, ``delta_hard_<attribute>``, and
+``accuracy``, ``positive_rate``, ``dp_diff``, ``eo_diff``, ... which were always hard). The
+unsuffixed ``discrimination_<attribute>``, ``consistency`` and ``delta_<attribute>`` are the
+soft ones, under their earlier names.
 
 The networks need the input width and the protected attributes' group counts. Left unset
 (``null`` in YAML), they are read from the DataModule in ``setup`` and stored in the
@@ -22,7 +32,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from torch import Tensor, nn
 from torchmetrics.classification import BinaryAccuracy
 
-from lit_rev.fair.bootstrap import bootstrap_replicates, percentile_interval
+from lit_rev.fair.bootstrap import SIGNED, bootstrap_replicates, row_interval
 from lit_rev.fair.metrics import (
     Delta,
     DemographicParityDifference,
@@ -116,6 +126,18 @@ class FairModule(LightningModule):
         """``(B, d)`` the representation the leakage probe reads."""
         raise NotImplementedError
 
+    #: whether predictions read the protected attribute ``s`` (besides ``x``) at prediction
+    #: time; results tables and trade-off plots mark such methods
+    reads_protected_at_prediction: bool = False
+
+    def predict_labels(self, x: Tensor, proba: Tensor) -> Tensor:
+        """``(B,)`` the 0/1 labels the model outputs for ``x``, whose probability is ``proba``.
+
+        ``[proba >= 0.5]``, the threshold of every hard metric. A randomised classifier
+        overrides it with its drawn labels.
+        """
+        return (proba >= 0.5).float()
+
     # --- construction -----------------------------------------------------------------------
     def _build_all(self, input_dim: int, classes: list[int], names: list[str] | None) -> None:
         names = list(names) if names else [f"s{a}" for a in range(len(classes))]
@@ -125,6 +147,7 @@ class FairModule(LightningModule):
         self.val_accuracy = BinaryAccuracy()
         self.val_positive_rate = PositiveRate()
         self.val_discrimination = nn.ModuleList(Discrimination(k) for k in classes)
+        self.val_discrimination_hard = nn.ModuleList(Discrimination(k) for k in classes)
         self.test_metrics = nn.ModuleDict(
             {"accuracy": BinaryAccuracy(), "positive_rate": PositiveRate()}
         )
@@ -208,48 +231,59 @@ class FairModule(LightningModule):
 
     # --- validation -------------------------------------------------------------------------
     def validation_step(self, batch, batch_idx):
-        """Accumulate validation accuracy and each attribute's discrimination on a batch."""
+        """Accumulate validation accuracy and each attribute's discrimination on a batch.
+
+        ``val/accuracy`` and ``val/positive_rate`` are those of the output labels;
+        ``val/discrimination_<attribute>`` is the soft gap (of ``p``),
+        ``val/discrimination_hard_<attribute>`` the gap of the labels.
+        """
         x, y, s = batch
         p = self.predict_proba(x)
-        self.val_accuracy(p, y.long())
+        labels = self.predict_labels(x, p)
+        self.val_accuracy(labels, y.long())
         self.log("val/accuracy", self.val_accuracy, prog_bar=True)
-        self.val_positive_rate(p)
+        self.val_positive_rate(labels)
         self.log("val/positive_rate", self.val_positive_rate)
         for a, metric in enumerate(self.val_discrimination):
             metric(p, s[:, a])
             self.log(f"val/discrimination_{self.attribute_names[a]}", metric, prog_bar=a == 0)
+            hard = self.val_discrimination_hard[a]
+            hard(labels, s[:, a])
+            self.log(f"val/discrimination_hard_{self.attribute_names[a]}", hard)
 
     # --- test: metrics, leakage probe, results table ----------------------------------------
     def test_step(self, batch, batch_idx, dataloader_idx: int = 0):
         """Accumulate every test metric (overall and per protected attribute) on a batch."""
         x, y, s = batch
         p = self.predict_proba(x)
+        labels = self.predict_labels(x, p)
         fair_x = x if self.consistency_columns is None else x[:, self.consistency_columns]
-        self.test_metrics["accuracy"].update(p, y.long())
-        self.test_metrics["positive_rate"].update(p)
-        self.test_rows.update(fair_x, p, y, s)
+        self.test_metrics["accuracy"].update(labels, y.long())
+        self.test_metrics["positive_rate"].update(labels)
+        self.test_rows.update(fair_x, p, y, s, labels)
         for a, metrics in enumerate(self.group_metrics):
+            # the soft gap reads p; every other metric the labels the model outputs
             metrics["discrimination"].update(p, s[:, a])
-            metrics["delta"].update(p, y, s[:, a])
-            metrics["dp_diff"].update(p, s[:, a])
-            metrics["eo_diff"].update(p, y, s[:, a])
-            metrics["eop_diff"].update(p, y, s[:, a])
-            metrics["di_ratio"].update(p, s[:, a])
-            metrics["eo_ratio"].update(p, y, s[:, a])
-            self.group_rates[a].update(p, y, s[:, a])
+            metrics["delta"].update(p, y, s[:, a], labels)
+            metrics["dp_diff"].update(labels, s[:, a])
+            metrics["eo_diff"].update(labels, y, s[:, a])
+            metrics["eop_diff"].update(labels, y, s[:, a])
+            metrics["di_ratio"].update(labels, s[:, a])
+            metrics["eo_ratio"].update(labels, y, s[:, a])
+            self.group_rates[a].update(labels, y, s[:, a])
 
     # --- predict: one row per person --------------------------------------------------------
     def predict_step(self, batch, batch_idx, dataloader_idx: int = 0) -> dict[str, Tensor]:
         """One row per person, enough to recompute the fairness metrics from the predictions.
 
-        Per row: the predicted label (probability > 0.5, the threshold of the accuracy metric),
-        the true label, both class probabilities (``prob`` is ``(B, 2)``: negative, positive)
-        and each protected attribute's group.
+        Per row: the predicted label (:meth:`predict_labels`, what the accuracy metric
+        scores), the true label, both class probabilities (``prob`` is ``(B, 2)``: negative,
+        positive) and each protected attribute's group.
         """
         x, y, s = batch
         p = self.predict_proba(x).float()
         out = {
-            "predicted": (p > 0.5).long(),
+            "predicted": self.predict_labels(x, p).long(),
             "label": y.long(),
             "prob": torch.stack([1 - p, p], dim=-1),
         }
@@ -262,9 +296,12 @@ class FairModule(LightningModule):
 
         ``test_results`` gets every metric, ``collapsed`` (1.0 when the positive rate is 0 or 1:
         a constant predictor, whose fairness numbers mean nothing) and, with
-        ``bootstrap_resamples > 0``, ``<metric>_ci_low``/``_ci_high`` (95% percentile
-        interval over resamples of the test rows); ``test_groups`` the per-group rows;
-        ``test_bootstrap`` the replicates themselves (for intervals of a mean over seeds).
+        ``bootstrap_resamples > 0``, ``<metric>_ci_low``/``_ci_high``: the 95% interval over
+        resamples of the test rows (the training seed's variance is not in it; a gap's
+        interval is :func:`~lit_rev.fair.bootstrap.folded_interval`, the percentile one
+        otherwise); ``test_groups`` the per-group rows; ``test_bootstrap`` the replicates
+        themselves (for intervals of a mean over seeds). See the module for the soft and
+        hard metrics.
         """
         results: dict[str, float] = {}
         for name, metric in self.test_metrics.items():
@@ -272,15 +309,24 @@ class FairModule(LightningModule):
             metric.reset()
         rows = self.test_rows.compute()
         self.test_rows.reset()
-        # consistency on p and on ŷ: one neighbour search for both columns
-        both = torch.stack([rows["preds"], (rows["preds"] >= 0.5).float()], dim=1)
+        # consistency on p and on the labels: one neighbour search for both columns
+        both = torch.stack([rows["preds"], rows["labels"]], dim=1)
         agreement = neighbour_agreement(rows["features"], both, self.consistency_k)
         results["consistency"] = float(agreement[:, 0].mean())
+        results["consistency_soft"] = results["consistency"]
         results["consistency_hard"] = float(agreement[:, 1].mean())
         for a, metrics in enumerate(self.group_metrics):
+            attribute = self.attribute_names[a]
             for name, metric in metrics.items():
-                results[f"{name}_{self.attribute_names[a]}"] = float(metric.compute())
+                results[f"{name}_{attribute}"] = float(metric.compute())
                 metric.reset()
+            # the gap of the labels is the demographic-parity difference, by definition
+            results[f"discrimination_soft_{attribute}"] = results[f"discrimination_{attribute}"]
+            results[f"discrimination_hard_{attribute}"] = results[f"dp_diff_{attribute}"]
+            results[f"delta_soft_{attribute}"] = results[f"delta_{attribute}"]
+            results[f"delta_hard_{attribute}"] = float(
+                torch.tensor(results["accuracy"]) - torch.tensor(results[f"dp_diff_{attribute}"])
+            )
         results["collapsed"] = float(is_collapsed(results))
         self.test_groups = self.group_table()
         self.test_bootstrap = {}
@@ -294,11 +340,12 @@ class FairModule(LightningModule):
                 agreement=agreement,
                 resamples=self.bootstrap_resamples,
                 seed=self.bootstrap_seed,
+                labels=rows["labels"],
             )
-            for key, replicates in self.test_bootstrap.items():
-                results[f"{key}_ci_low"], results[f"{key}_ci_high"] = percentile_interval(
-                    replicates
-                )
+            for key in self.test_bootstrap:
+                if not key.endswith(SIGNED):
+                    low, high = row_interval(self.test_bootstrap, key)
+                    results[f"{key}_ci_low"], results[f"{key}_ci_high"] = low, high
         results.update(self.probe_results())
         self.test_results = results
         self.log_dict({f"test/{k}": v for k, v in results.items() if not math.isnan(v)})

@@ -16,10 +16,11 @@ other model and score them with the same metrics. ``fit`` fits the fairlearn mod
 the DataModule's whole training split, when fitting starts (Lightning's epochs then do
 nothing); the fitted model is saved in, and read back from, the Lightning checkpoint.
 
-Both fairlearn methods give *randomised* classifiers. The predicted probability handed to
-the metrics is one seeded draw of that classifier per row (0 or 1), as fairlearn's
-``predict(X, random_state=...)`` draws it: accuracy and discrimination are then those of
-the classifier fairlearn guarantees, not of a rounded average.
+Both fairlearn methods give *randomised* classifiers. The probability handed to the soft
+metrics is the classifier's probability of a positive (fairlearn's ``_pmf_predict``), as every
+other model's ``p``; the labels handed to the hard ones (and to accuracy) are one seeded draw
+of that classifier per row, as fairlearn's ``predict(X, random_state=...)`` draws it: the
+classifier fairlearn guarantees, not a rounded average.
 
 fairlearn is an optional dependency (``pip install "lit_rev[fair]"``), imported only when
 a model is fitted.
@@ -248,7 +249,8 @@ class FairlearnModule(GroupAwareModule):
     """Base of the fairlearn baselines: fit once when Lightning's fit starts, then predict.
 
     A subclass says how to build the fairlearn model (:meth:`make_model`), fit it
-    (:meth:`fit_model`) and draw its predictions (:meth:`draw`).
+    (:meth:`fit_model`), give its probability of a positive (:meth:`positive_probability`)
+    and draw its predictions (:meth:`draw`).
 
     Args:
         estimator: the base estimator, ``logistic`` (scikit-learn's ``LogisticRegression``)
@@ -314,6 +316,10 @@ class FairlearnModule(GroupAwareModule):
         """One draw of the fitted randomised classifier per row: 0/1 labels ``(N,)``."""
         raise NotImplementedError
 
+    def positive_probability(self, x: np.ndarray, s: np.ndarray) -> np.ndarray:
+        """The randomised classifier's probability of drawing 1, per row ``(N,)``."""
+        raise NotImplementedError
+
     # --- FairModule ---------------------------------------------------------------------------
     def build(self, input_dim: int, protected_classes: list[int]) -> None:
         """Nothing to build: the model is fitted, not trained by Lightning."""
@@ -325,13 +331,22 @@ class FairlearnModule(GroupAwareModule):
         )
 
     def predict_proba(self, x: Tensor) -> Tensor:
-        """One seeded draw (0 or 1) of the randomised classifier per row, as a probability."""
+        """The randomised classifier's probability of a positive per row (no draw)."""
+        self._check_fitted()
+        p = self.positive_probability(x.detach().cpu().double().numpy(), self.groups.cpu().numpy())
+        return torch.as_tensor(np.asarray(p, dtype=np.float64), device=x.device).float()
+
+    def predict_labels(self, x: Tensor, proba: Tensor) -> Tensor:
+        """One seeded draw (0 or 1) of the randomised classifier per row."""
+        self._check_fitted()
+        labels = self.draw(x.detach().cpu().double().numpy(), self.groups.cpu().numpy())
+        return torch.as_tensor(labels, dtype=torch.float32, device=x.device)
+
+    def _check_fitted(self) -> None:
         if self.model is None:
             raise RuntimeError(
                 f"{type(self).__name__} is not fitted: run fit, or test with a checkpoint of a fit"
             )
-        labels = self.draw(x.detach().cpu().double().numpy(), self.groups.cpu().numpy())
-        return torch.as_tensor(labels, dtype=torch.float32, device=x.device)
 
     def base_estimator(self, random_state: int, smoke: bool = False) -> Any:
         """A fresh base estimator (``smoke``: the MLP trains one epoch)."""
@@ -590,6 +605,9 @@ class ExponentiatedGradientModule(FairlearnModule):
         **kwargs: :class:`FairlearnModule`'s (the base estimator and its settings).
     """
 
+    # the groups are given to it for its fit only: the mixture predicts from x alone
+    reads_protected_at_prediction = False
+
     def __init__(
         self,
         constraint: ReductionConstraint = "demographic_parity",
@@ -631,6 +649,10 @@ class ExponentiatedGradientModule(FairlearnModule):
     def draw(self, x: np.ndarray, s: np.ndarray) -> np.ndarray:
         """``model.predict(x, random_state=...)``: one draw of the mixture per row."""
         return np.asarray(self.model.predict(x, random_state=self.draws))
+
+    def positive_probability(self, x: np.ndarray, s: np.ndarray) -> np.ndarray:
+        """``model._pmf_predict(x)[:, 1]``: the mixture's probability of a positive."""
+        return np.asarray(self.model._pmf_predict(x))[:, 1]
 
 
 class ThresholdOptimizerModule(FairlearnModule):
@@ -683,3 +705,8 @@ class ThresholdOptimizerModule(FairlearnModule):
                 x, sensitive_features=self.sensitive_features(s), random_state=self.draws
             )
         )
+
+    def positive_probability(self, x: np.ndarray, s: np.ndarray) -> np.ndarray:
+        """``model._pmf_predict(x, sensitive_features=s)[:, 1]``: the thresholds' probability."""
+        pmf = self.model._pmf_predict(x, sensitive_features=self.sensitive_features(s))
+        return np.asarray(pmf)[:, 1]

@@ -26,6 +26,7 @@ class GroupAwareModule(FairModule):
     """
 
     _batch_groups: Tensor | None = None
+    reads_protected_at_prediction = True
 
     @property
     def groups(self) -> Tensor:

@@ -142,8 +142,9 @@ class DisparateImpactRatio(DemographicParityDifference):
 class Delta(Discrimination):
     """Delta = accuracy − discrimination (Zemel et al. 2013, Sec. 4.2; Raff & Sylvester Table 2).
 
-    The accuracy is that of ``ŷ = [p >= threshold]`` against ``y``.
-    ``update(preds, target, protected)``.
+    The accuracy is that of ``ŷ = [p >= threshold]`` against ``y``, or of the ``labels``
+    given to ``update`` (a randomised classifier's drawn labels); the discrimination is always
+    that of ``p`` (the soft gap). ``update(preds, target, protected, labels=None)``.
     """
 
     higher_is_better = True
@@ -154,10 +155,12 @@ class Delta(Discrimination):
         self.add_state("correct", torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
         self.add_state("total", torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
 
-    def update(self, preds: Tensor, target: Tensor, protected: Tensor) -> None:
-        """Add the group sums and the batch's correct hard predictions."""
+    def update(
+        self, preds: Tensor, target: Tensor, protected: Tensor, labels: Tensor | None = None
+    ) -> None:
+        """Add the group sums of ``preds`` and the batch's correct hard predictions."""
         super().update(preds, protected)
-        hard = preds.reshape(-1) >= self.threshold
+        hard = (preds if labels is None else labels).reshape(-1) >= self.threshold
         self.correct += (hard == target.reshape(-1).bool()).sum()
         self.total += hard.numel()
 
@@ -459,30 +462,42 @@ class PredictionRows(Metric):
     Consistency's neighbour search and the bootstrap intervals (:mod:`lit_rev.fair.bootstrap`)
     read them.
 
-    ``update(features, preds, target, protected)`` with ``protected`` ``(N, attributes)``;
+    ``update(features, preds, target, protected, labels=None)`` with ``protected``
+    ``(N, attributes)`` and ``labels`` the predicted labels (default ``[p >= threshold]``);
     ``compute()`` returns them concatenated as a dict (``cat`` states, so under DDP every
     process gets all rows, in the same order for every key).
     """
 
     is_differentiable = False
     full_state_update = False
+    NAMES = ("features", "preds", "labels", "target", "protected")
 
-    def __init__(self, **kwargs):
+    def __init__(self, threshold: float = 0.5, **kwargs):
         super().__init__(**kwargs)
-        for name in ("features", "preds", "target", "protected"):
+        self.threshold = threshold
+        for name in self.NAMES:
             self.add_state(name, [], dist_reduce_fx="cat")
 
-    def update(self, features: Tensor, preds: Tensor, target: Tensor, protected: Tensor) -> None:
+    def update(
+        self,
+        features: Tensor,
+        preds: Tensor,
+        target: Tensor,
+        protected: Tensor,
+        labels: Tensor | None = None,
+    ) -> None:
         """Keep the batch's rows."""
         preds = preds.reshape(-1).float()
+        labels = preds >= self.threshold if labels is None else labels.reshape(-1)
         self.features.append(features.reshape(len(preds), -1).float())
         self.preds.append(preds)
+        self.labels.append(labels.float())
         self.target.append(target.reshape(-1).long())
         self.protected.append(protected.reshape(len(preds), -1).long())
 
     def compute(self) -> dict[str, Tensor]:
-        """The rows: ``features`` (N, F), ``preds`` (N,), ``target`` (N,), ``protected`` (N, A)."""
-        return {
-            name: dim_zero_cat(getattr(self, name))
-            for name in ("features", "preds", "target", "protected")
-        }
+        """The rows: ``features``, ``preds``, ``labels`` (0/1), ``target``, ``protected``.
+
+        Shapes ``(N, F)``, ``(N,)``, ``(N,)``, ``(N,)`` and ``(N, A)``.
+        """
+        return {name: dim_zero_cat(getattr(self, name)) for name in self.NAMES}

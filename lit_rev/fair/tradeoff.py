@@ -7,6 +7,15 @@ the files; ``notebooks/grad_tradeoff.ipynb`` and docs/fair.md read them through 
 
 A collapsed row (a seed whose test positive rate was 0 or 1) is never on the front and never
 dominates another: its discrimination of 0 is no merit.
+
+The discrimination axis is one named quantity for every point (:data:`AxisQuantity`):
+``discrimination_soft``, the gap between the groups' mean predicted probability (for
+fairlearn's randomised classifiers, their probability of a positive), or
+``discrimination_hard``, the gap between the groups' rates of positive output labels (for
+the randomised classifiers, their drawn labels). Fronts, lines and plots refuse points of
+different quantities, and the plot's axis names the one it shows. Methods whose predictions
+read the protected attribute at prediction time (:func:`reads_protected_at_prediction`) are
+marked in tables (``reads_s_at_prediction``) and plots.
 """
 
 from __future__ import annotations
@@ -18,9 +27,21 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from lit_rev.fair.results import headline
+from lit_rev.options import check_choice
 from lit_rev.report import require_finite
+
+#: the quantity on the discrimination axis: the soft gap (of p) or the hard one (of labels)
+AxisQuantity = Literal["discrimination_soft", "discrimination_hard"]
+
+#: how the axis reads each quantity
+AXIS_LABELS = {
+    "discrimination_soft": "discrimination_soft: gap in mean predicted probability",
+    "discrimination_hard": "discrimination_hard: gap in positive rate of the output labels",
+}
+
 
 #: config-stem prefixes and the method names the tables and plots use (longest prefix first)
 METHODS = (
@@ -37,6 +58,36 @@ METHODS = (
 )
 
 
+#: the module class of each method (its configs' ``class_path``)
+METHOD_CLASSES = {
+    "ThresholdOptimizer (logistic)": "ThresholdOptimizerModule",
+    "ThresholdOptimizer (MLP)": "ThresholdOptimizerModule",
+    "ExponentiatedGradient (logistic)": "ExponentiatedGradientModule",
+    "ExponentiatedGradient (MLP)": "ExponentiatedGradientModule",
+    "GRAD-pred": "GRADModule",
+    "GRAD-auto": "FrozenEncoderClassifier",
+    "Vanilla": "GRADModule",
+    "ALFR": "ALFRModule",
+    "LFR": "LFRModule",
+    "VFA": "VFAModule",
+}
+
+
+def reads_protected_at_prediction(method: str) -> bool:
+    """Whether ``method``'s predictions read the protected attribute ``s`` besides ``x``.
+
+    Read from its module class (``reads_protected_at_prediction``: ThresholdOptimizer's
+    per-group thresholds, VFA's encoder ``q(z1 | x, s)``). A method of a curve (``... over
+    λ``) is its base method's; an unknown method reads as ``False``.
+    """
+    name = METHOD_CLASSES.get(method.split(" over ")[0])
+    if name is None:
+        return False
+    import lit_rev.fair as fair
+
+    return bool(getattr(fair, name).reads_protected_at_prediction)
+
+
 def method_of(config: str) -> str:
     """``"grad_pred_adult, tuned"`` -> ``"GRAD-pred"``; an unknown stem is returned as it is."""
     stem = config.split(",")[0].strip()
@@ -48,7 +99,11 @@ def method_of(config: str) -> str:
 
 @dataclass(frozen=True)
 class TradeoffPoint:
-    """One row of a results table in the accuracy / discrimination plane (means over seeds)."""
+    """One row of a results table in the accuracy / discrimination plane (means over seeds).
+
+    ``discrimination`` is the value of ``quantity`` (an :data:`AxisQuantity`); ``reads_s``
+    whether the method reads the protected attribute at prediction time.
+    """
 
     method: str
     label: str
@@ -57,6 +112,8 @@ class TradeoffPoint:
     discrimination: float
     discrimination_interval: tuple[float, float]
     collapsed: int = 0
+    quantity: str = "discrimination_soft"
+    reads_s: bool = False
 
     @property
     def usable(self) -> bool:
@@ -64,29 +121,43 @@ class TradeoffPoint:
         return self.collapsed == 0 and math.isfinite(self.accuracy + self.discrimination)
 
 
-def read_points(path: str | Path, attribute: str | None = None, label: str = "") -> list:
+def read_points(
+    path: str | Path,
+    attribute: str | None = None,
+    label: str = "",
+    quantity: AxisQuantity = "discrimination_soft",
+) -> list:
     """The rows of a ``fair_results`` ``*_numeric.json`` as :class:`TradeoffPoint` s.
 
     Args:
         path: the ``<name>_numeric.json`` file.
-        attribute: whose discrimination (``discrimination_<attribute>``); default the
-            headline ``discrimination`` (the first protected attribute).
+        attribute: whose discrimination (``<quantity>_<attribute>``); default the headline
+            ``<quantity>`` (the first protected attribute).
         label: the points' label; default ``"tuned"`` for tuned rows, else empty.
+        quantity: the discrimination axis, ``discrimination_soft`` or ``discrimination_hard``.
     """
+    check_choice("quantity", quantity, AxisQuantity)
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(
             f"{path} does not exist: make it with benchmarks/fair_tradeoff.sh (or "
             "python -m lit_rev.commands.fair_results ... --out DIR --name NAME)"
         )
-    disc = f"discrimination_{attribute}" if attribute else "discrimination"
+    disc = f"{quantity}_{attribute}" if attribute else quantity
     points = []
     for row in json.loads(path.read_text())["rows"]:
         if f"{disc}_mean" not in row:
-            raise KeyError(f"{path}: row {row['config']!r} has no {disc}; pick another attribute")
+            hint = (
+                "the file predates the soft/hard readings (its 'discrimination' mixed them): "
+                "make it again with python -m lit_rev.commands.fair_results"
+                if "discrimination_mean" in row and attribute is None
+                else "pick another attribute"
+            )
+            raise KeyError(f"{path}: row {row['config']!r} has no {disc}; {hint}")
+        method = method_of(row["config"])
         points.append(
             TradeoffPoint(
-                method=method_of(row["config"]),
+                method=method,
                 label=label or ("tuned" if row["config"].endswith(", tuned") else ""),
                 accuracy=_number(row["accuracy_mean"]),
                 accuracy_interval=(
@@ -99,9 +170,26 @@ def read_points(path: str | Path, attribute: str | None = None, label: str = "")
                     _number(row.get(f"{disc}_ci_high")),
                 ),
                 collapsed=int(row.get("collapsed") or 0),
+                quantity=quantity,
+                reads_s=reads_protected_at_prediction(method),
             )
         )
     return points
+
+
+def axis_quantity(points: list[TradeoffPoint]) -> str | None:
+    """The one quantity on the discrimination axis of ``points`` (``None`` if empty).
+
+    Raises ValueError when the points mix quantities: a front or line across the soft and
+    the hard gap compares two different things.
+    """
+    quantities = list(dict.fromkeys(p.quantity for p in points))
+    if len(quantities) > 1:
+        raise ValueError(
+            f"points mix discrimination quantities {quantities}: read every point with the same "
+            "quantity (read_points/load_dataset quantity=...) before comparing them"
+        )
+    return quantities[0] if quantities else None
 
 
 def _number(value) -> float:
@@ -109,7 +197,11 @@ def _number(value) -> float:
 
 
 def dominates(a: TradeoffPoint, b: TradeoffPoint) -> bool:
-    """``a`` is at least as accurate and as fair as ``b``, and strictly better in one."""
+    """``a`` is at least as accurate and as fair as ``b``, and strictly better in one.
+
+    Both must measure the same discrimination quantity (ValueError otherwise).
+    """
+    axis_quantity([a, b])
     if not (a.usable and b.usable):
         return False
     no_worse = a.accuracy >= b.accuracy and a.discrimination <= b.discrimination
@@ -118,7 +210,11 @@ def dominates(a: TradeoffPoint, b: TradeoffPoint) -> bool:
 
 
 def pareto_front(points: list[TradeoffPoint]) -> list[bool]:
-    """For each point, whether no other point dominates it (by the means over seeds)."""
+    """For each point, whether no other point dominates it (by the means over seeds).
+
+    The points must share one discrimination quantity (ValueError otherwise).
+    """
+    axis_quantity(points)
     return [p.usable and not any(dominates(q, p) for q in points) for p in points]
 
 
@@ -127,8 +223,9 @@ def line_accuracy(line: list[TradeoffPoint], discrimination: float) -> float:
 
     The line joins the usable points in order of discrimination (a method's points over its
     knob, e.g. ExponentiatedGradient over eps). NaN outside their range: nothing is
-    extrapolated.
+    extrapolated. The line's points must share one discrimination quantity.
     """
+    axis_quantity(line)
     usable = sorted((p for p in line if p.usable), key=lambda p: p.discrimination)
     if not usable or not usable[0].discrimination <= discrimination <= usable[-1].discrimination:
         return math.nan
@@ -160,8 +257,11 @@ COLORS = {
 def plot_tradeoff(ax, points: list[TradeoffPoint], title: str = "") -> None:
     """Each method's points with their 95% intervals; a method with several points as a line.
 
-    Points on the Pareto front are ringed; collapsed points are drawn hollow and named so.
+    Points on the Pareto front are ringed; collapsed points are drawn hollow and named so. A
+    method that reads the protected attribute at prediction time is drawn with square
+    markers and ``(reads s)`` in its legend label. The x axis names the points' quantity.
     """
+    quantity = axis_quantity(points) or "discrimination_soft"
     front = pareto_front(points)
     methods = list(dict.fromkeys(p.method for p in points))
     for number, method in enumerate(methods):
@@ -170,6 +270,7 @@ def plot_tradeoff(ax, points: list[TradeoffPoint], title: str = "") -> None:
             key=lambda i: points[i].discrimination,
         )
         color = COLORS.get(method.split(" over ")[0], f"C{number % 10}")
+        reads_s = any(points[i].reads_s for i in mine)
         x = [points[i].discrimination for i in mine]
         y = [points[i].accuracy for i in mine]
         xerr = [
@@ -191,14 +292,14 @@ def plot_tradeoff(ax, points: list[TradeoffPoint], title: str = "") -> None:
             y,
             xerr=xerr,
             yerr=yerr,
-            fmt="o-" if len(mine) > 1 else "D",
+            fmt=("s" if reads_s else "o") + "-" if len(mine) > 1 else ("s" if reads_s else "D"),
             color=color,
             ms=4,
             lw=1,
             elinewidth=0.6,
             capsize=2,
             alpha=0.9,
-            label=method,
+            label=f"{method} (reads s)" if reads_s else method,
         )
         for i in mine:
             p = points[i]
@@ -237,7 +338,7 @@ def plot_tradeoff(ax, points: list[TradeoffPoint], title: str = "") -> None:
                     textcoords="offset points",
                     color=color,
                 )
-    ax.set_xlabel("discrimination (lower is fairer)")
+    ax.set_xlabel(f"{AXIS_LABELS.get(quantity, quantity)} (lower is fairer)")
     ax.set_ylabel("test accuracy")
     ax.set_title(title, fontsize=10)
     ax.grid(True, alpha=0.3)
@@ -251,7 +352,12 @@ CURVES = (
 )
 
 
-def load_dataset(out: str | Path, dataset: str, attribute: str | None = None) -> list:
+def load_dataset(
+    out: str | Path,
+    dataset: str,
+    attribute: str | None = None,
+    quantity: AxisQuantity = "discrimination_soft",
+) -> list:
     """Every point of one data set from ``benchmarks/fair_tradeoff.sh``'s files in ``out``.
 
     ``<dataset>_tuned_numeric.json`` (one point per method, hyper-parameters chosen on
@@ -259,7 +365,7 @@ def load_dataset(out: str | Path, dataset: str, attribute: str | None = None) ->
     replacing in place a row of the same config read before (a method searched again). Then
     each curve file ``<dataset>_grad_lambda<value>_numeric.json`` and
     ``<dataset>_eg_bound<value>_numeric.json`` adds a point labelled with its value, in
-    increasing order of the value.
+    increasing order of the value. Every point's discrimination is ``quantity``.
     """
     out = Path(out)
     tuned: dict[str, TradeoffPoint] = {}
@@ -272,7 +378,7 @@ def load_dataset(out: str | Path, dataset: str, attribute: str | None = None) ->
             if path.is_file()
             else []
         )
-        for config, p in zip(configs, read_points(path, attribute), strict=True):
+        for config, p in zip(configs, read_points(path, attribute, quantity=quantity), strict=True):
             tuned[config] = p
     points = list(tuned.values())
     for part, method, knob in CURVES:
@@ -285,7 +391,7 @@ def load_dataset(out: str | Path, dataset: str, attribute: str | None = None) ->
             except ValueError:
                 continue
         for _, value, path in sorted(files):
-            for p in read_points(path, attribute, label=f"{knob}={value}"):
+            for p in read_points(path, attribute, label=f"{knob}={value}", quantity=quantity):
                 points.append(
                     TradeoffPoint(
                         method,
@@ -295,14 +401,22 @@ def load_dataset(out: str | Path, dataset: str, attribute: str | None = None) ->
                         p.discrimination,
                         p.discrimination_interval,
                         p.collapsed,
+                        p.quantity,
+                        reads_protected_at_prediction(method),
                     )
                 )
     return points
 
 
 def table_rows(points: list[TradeoffPoint], dataset: str = "") -> list[dict]:
-    """One table row per point, with its intervals, collapsed seeds and Pareto membership."""
+    """One table row per point, with its intervals, collapsed seeds and Pareto membership.
+
+    The discrimination columns are named by the points' quantity
+    (``discrimination_soft``, ``discrimination_soft_interval``); ``reads_s_at_prediction``
+    marks the methods that read the protected attribute to predict.
+    """
     front = pareto_front(points)
+    quantity = axis_quantity(points) or "discrimination_soft"
     return [
         {
             "data": dataset,
@@ -310,8 +424,9 @@ def table_rows(points: list[TradeoffPoint], dataset: str = "") -> list[dict]:
             "setting": p.label,
             "accuracy": p.accuracy,
             "accuracy_interval": _interval(p.accuracy_interval),
-            "discrimination": p.discrimination,
-            "discrimination_interval": _interval(p.discrimination_interval),
+            quantity: p.discrimination,
+            f"{quantity}_interval": _interval(p.discrimination_interval),
+            "reads_s_at_prediction": p.reads_s,
             "collapsed": p.collapsed,
             "pareto": on,
         }
@@ -325,6 +440,7 @@ def _interval(pair: tuple[float, float]) -> str:
 
 def line_verdict(point: TradeoffPoint, line: list[TradeoffPoint]) -> str:
     """Whether ``point`` lies on or above ``line`` at its own discrimination, in words."""
+    quantity = axis_quantity([point, *line])
     reach = line_accuracy(line, point.discrimination)
     if math.isnan(reach):
         usable = [p.discrimination for p in line if p.usable]
@@ -340,7 +456,7 @@ def line_verdict(point: TradeoffPoint, line: list[TradeoffPoint]) -> str:
     where = "on or above" if margin >= 0 else "below"
     return (
         f"{where} the line: accuracy {point.accuracy:.4f} against the line's {reach:.4f} at "
-        f"discrimination {point.discrimination:.4f} ({margin:+.4f})"
+        f"{quantity} {point.discrimination:.4f} ({margin:+.4f})"
     )
 
 

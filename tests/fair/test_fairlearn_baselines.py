@@ -85,9 +85,16 @@ def test_fairlearn_methods_close_the_parity_gap_of_a_proxy(method, estimator):
     module.on_test_epoch_start()
     with module.given(s):
         p = module.predict_proba(x)
-    assert set(p.unique().tolist()) <= {0.0, 1.0}  # one draw of the randomised classifier
-    assert gap(p, s) < 0.06
-    assert float(((p > 0.5).float() == y).float().mean()) > 0.65
+        labels = module.predict_labels(x, p)
+    assert set(labels.unique().tolist()) <= {0.0, 1.0}  # one draw of the randomised classifier
+    assert gap(labels, s) < 0.06 and gap(p, s) < 0.06
+    assert float((labels == y).float().mean()) > 0.65
+    # p is the classifier's probability of a positive: what its draws average to
+    module.on_test_epoch_start()
+    with module.given(s):
+        draws = torch.stack([module.predict_labels(x, p) for _ in range(200)])
+    assert torch.allclose(draws.mean(0), p, atol=0.15)
+    assert float((draws.mean(0) - p).abs().mean()) < 0.03
 
 
 def test_predictions_need_the_groups_and_a_fit():
@@ -118,6 +125,20 @@ def test_fit_test_and_checkpoint_through_lightning(method, tmp_path):
     trainer.test(module, datamodule=data, verbose=False)
     first = dict(module.test_results)
     assert 0.6 < first["accuracy"] <= 1.0 and 0.0 <= first["discrimination_age"] <= 1.0
+    # soft: the gap of fairlearn's probability of a positive; hard: of its drawn labels
+    x, y, s = data.test_set.x, data.test_set.y, data.test_set.s
+    features = module.sensitive_features(s.numpy())
+    kwargs = {} if method is ExponentiatedGradientModule else {"sensitive_features": features}
+    pmf = torch.as_tensor(module.model._pmf_predict(x.double().numpy(), **kwargs)[:, 1])
+    assert first["discrimination_soft_age"] == pytest.approx(gap(pmf, s), abs=1e-6)
+    assert first["discrimination_age"] == first["discrimination_soft_age"]
+    drawn = module.model.predict(
+        x.double().numpy(), random_state=np.random.RandomState(module.draw_seed), **kwargs
+    )
+    drawn = torch.as_tensor(np.asarray(drawn), dtype=torch.float32)
+    assert first["discrimination_hard_age"] == pytest.approx(gap(drawn, s), abs=1e-6)
+    assert first["accuracy"] == pytest.approx(float((drawn == y).float().mean()), abs=1e-6)
+    assert first["discrimination_hard_age"] != pytest.approx(first["discrimination_soft_age"])
     trainer.test(module, datamodule=data, verbose=False)
     # the draws restart: same rows, same labels
     assert module.test_results == pytest.approx(first, nan_ok=True)

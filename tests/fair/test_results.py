@@ -161,7 +161,8 @@ def test_the_interval_of_the_mean_over_seeds_comes_from_the_replicates():
     want = np.percentile((reps[0] + reps[1]) / 2, [2.5, 97.5])
     assert numeric["accuracy_ci_low"] == pytest.approx(want[0])
     assert numeric["accuracy_ci_high"] == pytest.approx(want[1])
-    assert row["accuracy"] == f"0.850 ± 0.071 [{want[0]:.3f}, {want[1]:.3f}]"
+    assert row["accuracy"].startswith(f"0.850 ± 0.071 [{want[0]:.3f}, {want[1]:.3f}] rows [")
+    assert row["accuracy"].endswith("] seeds+rows")
     # a single run without replicates shows its own interval; the headline copies the first
     # attribute's interval
     one = headline(
@@ -177,8 +178,8 @@ def test_the_interval_of_the_mean_over_seeds_comes_from_the_replicates():
     )
     assert one["discrimination_ci_low"] == 0.08 and one["discrimination_ci_high"] == 0.12
     row, _ = summarise("one", [one])
-    assert row["accuracy"] == "0.800 ± n/a [0.780, 0.820]"
-    assert row["discrimination"] == "0.100 ± n/a [0.080, 0.120]"
+    assert row["accuracy"] == "0.800 ± n/a [0.780, 0.820] rows"
+    assert row["discrimination"] == "0.100 ± n/a [0.080, 0.120] rows"
     copied = headline_replicates({"discrimination_sex": reps[0]}, one)
     assert copied["discrimination"] is reps[0]
 

@@ -16,7 +16,7 @@ from lit_rev.fair.tradeoff import (
 )
 
 
-def point(accuracy, discrimination, method="m", collapsed=0, label=""):
+def point(accuracy, discrimination, method="m", collapsed=0, label="", quantity=None):
     return TradeoffPoint(
         method,
         label,
@@ -25,6 +25,7 @@ def point(accuracy, discrimination, method="m", collapsed=0, label=""):
         discrimination,
         (max(0.0, discrimination - 0.01), discrimination + 0.01),
         collapsed,
+        **({"quantity": quantity} if quantity else {}),
     )
 
 
@@ -76,12 +77,13 @@ def test_points_are_read_from_a_fair_results_numeric_file(tmp_path):
             "accuracy_mean": 0.83,
             "accuracy_ci_low": 0.82,
             "accuracy_ci_high": 0.84,
-            "discrimination_mean": 0.02,
-            "discrimination_ci_low": 0.01,
-            "discrimination_ci_high": 0.03,
-            "discrimination_race_mean": 0.09,
-            "discrimination_race_ci_low": 0.06,
-            "discrimination_race_ci_high": 0.14,
+            "discrimination_soft_mean": 0.02,
+            "discrimination_soft_ci_low": 0.01,
+            "discrimination_soft_ci_high": 0.03,
+            "discrimination_soft_race_mean": 0.09,
+            "discrimination_soft_race_ci_low": 0.06,
+            "discrimination_soft_race_ci_high": 0.14,
+            "discrimination_hard_mean": 0.05,
         },
         {
             "config": "vanilla_german",
@@ -89,8 +91,9 @@ def test_points_are_read_from_a_fair_results_numeric_file(tmp_path):
             "accuracy_mean": 0.7,
             "accuracy_ci_low": 0.6,
             "accuracy_ci_high": 0.8,
-            "discrimination_mean": None,
-            "discrimination_race_mean": None,
+            "discrimination_soft_mean": None,
+            "discrimination_soft_race_mean": None,
+            "discrimination_hard_mean": None,
         },
     ]
     path = tmp_path / "x_numeric.json"
@@ -106,7 +109,17 @@ def test_points_are_read_from_a_fair_results_numeric_file(tmp_path):
     assert second.collapsed == 2 and math.isnan(second.discrimination) and not second.usable
     assert read_points(path, attribute="race")[0].discrimination_interval == (0.06, 0.14)
     assert read_points(path, label="λ=3")[0].label == "λ=3"
-    with pytest.raises(KeyError, match="no discrimination_age"):
+    hard = read_points(path, quantity="discrimination_hard")[0]
+    assert hard.discrimination == 0.05 and hard.quantity == "discrimination_hard"
+    assert first.quantity == "discrimination_soft"
+    with pytest.raises(ValueError, match="quantity must be one of"):
+        read_points(path, quantity="discrimination")
+    # a file of the mixed 'discrimination' column is refused, saying why
+    rows[0]["discrimination_mean"] = rows[0].pop("discrimination_soft_mean")
+    path.write_text(json.dumps({"meta": {}, "rows": rows}))
+    with pytest.raises(KeyError, match="predates the soft/hard readings"):
+        read_points(path)
+    with pytest.raises(KeyError, match="no discrimination_soft_age"):
         read_points(path, attribute="age")
     with pytest.raises(FileNotFoundError, match=r"fair_tradeoff\.sh"):
         read_points(tmp_path / "missing_numeric.json")
@@ -144,9 +157,9 @@ def row(config, accuracy, discrimination, collapsed=0):
         "accuracy_mean": accuracy,
         "accuracy_ci_low": accuracy - 0.01,
         "accuracy_ci_high": accuracy + 0.01,
-        "discrimination_mean": discrimination,
-        "discrimination_ci_low": discrimination / 2,
-        "discrimination_ci_high": discrimination * 2,
+        "discrimination_soft_mean": discrimination,
+        "discrimination_soft_ci_low": discrimination / 2,
+        "discrimination_soft_ci_high": discrimination * 2,
     }
 
 
@@ -179,6 +192,8 @@ def test_a_data_set_is_loaded_from_the_benchmark_file_names_curves_in_order(tmp_
         ("ExponentiatedGradient (logistic) over its bound", "bound=0.02"),
     ]
     rows = table_rows(points, "german")
+    assert [r["reads_s_at_prediction"] for r in rows] == [False, True, False, False, False, False]
+    assert rows[1]["discrimination_soft"] == 0.03
     # eg (0.70, 0.01) is beaten by λ=10 (0.74, 0.01); λ=0.3 and λ=1 by VFA (0.79, 0.03)
     assert [r["pareto"] for r in rows] == [False, True, False, False, True, False]
     assert rows[1]["accuracy_interval"] == "[0.780, 0.800]"
@@ -255,3 +270,57 @@ def test_a_non_finite_point_is_an_error_not_a_plot():
 
     with pytest.raises(NonFiniteResult, match="1 of 1 values of the accuracy of GRAD-pred"):
         grad_plane_plot([{"model": "GRAD-pred", "accuracy": math.nan, "discrimination": 0.1}])
+
+
+def test_fronts_lines_and_tables_refuse_points_of_different_quantities():
+    soft = point(0.83, 0.02, quantity="discrimination_soft")
+    hard = point(0.80, 0.05, quantity="discrimination_hard")
+    from lit_rev.fair.tradeoff import line_verdict, table_rows
+
+    for compare in (
+        lambda: pareto_front([soft, hard]),
+        lambda: dominates(soft, hard),
+        lambda: line_accuracy([soft, hard], 0.03),
+        lambda: line_verdict(soft, [hard, point(0.9, 0.1, quantity="discrimination_hard")]),
+        lambda: table_rows([hard, soft]),
+    ):
+        with pytest.raises(ValueError, match="mix discrimination quantities"):
+            compare()
+    assert table_rows([hard])[0]["discrimination_hard"] == 0.05
+
+
+def test_only_the_methods_that_read_s_to_predict_are_marked():
+    from lit_rev.fair.tradeoff import METHOD_CLASSES, METHODS, reads_protected_at_prediction
+
+    assert set(METHOD_CLASSES) == {name for _, name in METHODS}
+    marked = {name for _, name in METHODS if reads_protected_at_prediction(name)}
+    assert marked == {"ThresholdOptimizer (logistic)", "ThresholdOptimizer (MLP)", "VFA"}
+    assert reads_protected_at_prediction("ThresholdOptimizer (MLP) over its grid")
+    assert not reads_protected_at_prediction("my_own_adult")
+
+
+def test_the_plot_names_its_quantity_and_marks_the_methods_that_read_s():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    points = [
+        point(0.85, 0.18, "Vanilla", quantity="discrimination_hard"),
+        TradeoffPoint(
+            "VFA",
+            "",
+            0.8,
+            (0.79, 0.81),
+            0.02,
+            (0.01, 0.03),
+            quantity="discrimination_hard",
+            reads_s=True,
+        ),
+    ]
+    fig, ax = plt.subplots()
+    plot_tradeoff(ax, points)
+    assert ax.get_xlabel().startswith("discrimination_hard: gap in positive rate")
+    labels = ax.get_legend_handles_labels()[1]
+    assert labels == ["Vanilla", "VFA (reads s)"]
+    plt.close(fig)
