@@ -283,17 +283,16 @@ class ODIN(ClassifierDetector):
                 "ODIN: input_scale must be > 0 or None (read network.max_pixel), "
                 f"got {input_scale!r}"
             )
-        for key, grid, smallest in (
-            ("temperatures", temperatures, 0),
-            ("epsilons", epsilons, None),
+        for key, grid, strict in (
+            ("temperatures", temperatures, True),
+            ("epsilons", epsilons, False),
         ):
             values = list(grid) if isinstance(grid, (list, tuple)) else []
-            # temperatures must be > 0, epsilons >= 0
-            fine = [_is_number(v) and (v > 0 if smallest == 0 else v >= 0) for v in values]
+            fine = [_is_number(v) and (v > 0 if strict else v >= 0) for v in values]
             if not values or not all(fine):
-                bound = "> 0" if smallest == 0 else ">= 0"
                 raise ValueError(
-                    f"ODIN: {key} must be a non-empty list of numbers {bound}, got {grid!r}"
+                    f"ODIN: {key} must be a non-empty list of numbers {'>' if strict else '>='} "
+                    f"0, got {grid!r}"
                 )
         self.auto_temperature = temperature == "auto"
         self.auto_epsilon = epsilon == "auto"
