@@ -25,12 +25,18 @@ images and the same OOD sets), and a model whose training set, image shape or ``
 not fit those data stops the command before anything is trained.
 
 It prints and writes one table: detector x OOD set x {AUROC, AUPR-in, AUPR-out, FPR@95}
-(:func:`lit_rev.ood.ood_metrics`; OOD is the positive class, higher score = more OOD), plus
-the mean over the OOD sets per detector, to ``<out>/ood_benchmark.{json,csv,md}``; a summary
-(AUROC / FPR@95 per set, and whether the detector reaches AUROC >= 0.95 and FPR@95 <= 0.2 on
-every set) to ``<out>/ood_benchmark_summary.{json,csv,md}``; heat maps of AUROC and FPR@95
+(:func:`lit_rev.ood.ood_metrics`; OOD is the positive class, higher score = more OOD) beside
+OpenOOD v1.5's forms of AUPR-in, AUPR-out and FPR@95 (:func:`lit_rev.ood.openood_metrics`,
+columns ``*_openood``), plus the mean over the OOD sets per detector and, with
+``--ood_groups`` (e.g. near and far), the mean over each group (``mean_<group>``), to
+``<out>/ood_benchmark.{json,csv,md}``; a summary (AUROC / FPR@95 per set and mean, and
+whether the detector reaches AUROC >= 0.95 and FPR@95 <= 0.2 on every set) to
+``<out>/ood_benchmark_summary.{json,csv,md}``; heat maps of AUROC and FPR@95
 (``heatmap_auroc.png``, ``heatmap_fpr_at_95_tpr.png``), also logged to TensorBoard under
-``<out>/tensorboard``. A score with a NaN or infinite value gives no metric: its cells are
+``<out>/tensorboard``. ``--fpr_convention`` picks the FPR@95 of the summary, the heat map and
+the target: ``in`` (default; TPR on the in-distribution set) or ``openood`` (TPR on the OOD
+set, heat map ``heatmap_fpr_at_95_tpr_openood.png``); the summary's ``metrics`` column and
+the JSON ``meta`` say which. A score with a NaN or infinite value gives no metric: its cells are
 missing (``null`` in the JSON) with the reason in ``missing``, the other cells stand, and the
 command exits 1 after writing everything. Each detector's per-image scores are saved to
 ``<out>/scores/<name>.pt`` as soon as it finishes, and the tables are rewritten: a rerun with
@@ -62,6 +68,7 @@ from lit_rev.evaluation.ood_benchmark import (
     STEM,
     BenchmarkEntry,
     BenchmarkError,
+    FprConvention,
     check_out_dir,
     prepare,
     run_benchmark,
@@ -132,6 +139,21 @@ def parser() -> ArgumentParser:
         help="--key=value overrides of every training run, after each model's own "
         "(e.g. ['--trainer.max_steps=2'] for a smoke test)",
     )
+    options.add_argument(
+        "--fpr_convention",
+        type=FprConvention,
+        default="in",
+        help="the FPR@95 of the summary, heat map and target: 'in' measures the TPR on the "
+        "in-distribution set (ODIN, energy, KNN papers; column fpr_at_95_tpr), 'openood' on "
+        "the OOD set (OpenOOD v1.5; column fpr_at_95_tpr_openood); the table holds both",
+    )
+    options.add_argument(
+        "--ood_groups",
+        type=dict[str, list[str]] | None,
+        default=None,
+        help="OOD sets by group, each set in one group, e.g. {near: [cifar100], far: [mnist, "
+        "svhn]}: each group's mean is a row and summary column mean_<group> beside mean",
+    )
     options.add_argument("--device", type=str, default="auto", help="auto, cpu, cuda, cuda:1 ...")
     options.add_argument("--progress", type=bool, default=True, help="progress bars")
     options.add_argument(
@@ -173,6 +195,8 @@ def run(args: Namespace, parsed: ArgumentParser) -> tuple[list[dict], list[str]]
         max_images=args.max_images,
         train_overrides=list(args.train_overrides),
         config=str(config_path) if config_path else None,
+        fpr_convention=args.fpr_convention,
+        ood_groups=dict(args.ood_groups) if args.ood_groups else None,
     )
     if args.check_only:
         data = benchmark.data

@@ -7,8 +7,9 @@ Convention: a score is higher for an input that looks more out-of-distribution. 
 AUPR-out take the OOD set as the positive class; AUPR-in takes the in-distribution set as the
 positive class (scores negated); FPR@95 is the fraction of the OOD set accepted as
 in-distribution at the threshold that accepts 95% of the in-distribution set (TPR measured on
-in-distribution data, as in ODIN; see docs/density.md for how OpenOOD's code differs).
-Details in :mod:`lit_rev.ood.metrics`.
+in-distribution data, as in ODIN). OpenOOD v1.5's forms (TPR on the OOD set; AUPR by
+trapezoids) are :func:`~lit_rev.ood.metrics.openood_metrics`, named ``*_openood``. Details in
+:mod:`lit_rev.ood.metrics`.
 
 This package may import torch, torchmetrics, lightning, :mod:`lit_rev.report`,
 :mod:`lit_rev.options` and :mod:`lit_rev.lazy`, never a slice (``lit_rev.density``,
@@ -29,12 +30,16 @@ from lit_rev.ood.detectors import (
 from lit_rev.ood.ensemble import waic_score
 
 # Built on torchmetrics: loaded on first use.
-__getattr__, __dir__ = lazy_names(__name__, {"lit_rev.ood.metrics": ("OOD_METRICS", "ood_metrics")})
+__getattr__, __dir__ = lazy_names(
+    __name__,
+    {"lit_rev.ood.metrics": ("OOD_METRICS", "OPENOOD_METRICS", "ood_metrics", "openood_metrics")},
+)
 
 __all__ = [
     "KNN",
     "ODIN",
     "OOD_METRICS",
+    "OPENOOD_METRICS",
     "ClassifierDetector",
     "Energy",
     "Mahalanobis",
@@ -42,5 +47,6 @@ __all__ = [
     "MaxSoftmax",
     "make_detector",
     "ood_metrics",
+    "openood_metrics",
     "waic_score",
 ]

@@ -8,12 +8,14 @@ so its AUROC (OOD the positive class) sits beside the AUROC of raw bits/dim.
 * :class:`Energy` (Liu et al. 2020): the free energy ``-T logsumexp(f(x) / T)``.
 * :class:`ODIN` (Liang et al. 2018): the input moved by ``epsilon`` against the gradient of
   the temperature-scaled maximum softmax, ``x~ = x - eps * sign(-grad_x log max S(x; T))``,
-  then ``-max S(x~; T)``.
+  then ``-max S(x~; T)``; ``T`` and ``eps`` fixed, or chosen on in-distribution validation
+  data (``"auto"``, :meth:`ODIN.calibrate`).
 * :class:`Mahalanobis` (Lee et al. 2018): class means and one tied covariance of the
   penultimate features on the training split; the squared Mahalanobis distance to the
   closest class mean.
 * :class:`KNN` (Sun et al. 2022): the Euclidean distance from the L2-normalised penultimate
-  feature to its k-th nearest L2-normalised training feature.
+  feature to its k-th nearest L2-normalised training feature (``k="auto"`` scales ``k`` with
+  the bank).
 
 ``network(x)`` must return logits ``(N, classes)``; the feature-based detectors also call
 ``network.features(x)`` for the penultimate features ``(N, D)`` (lit_rev's RevNet, ResNet and
@@ -21,7 +23,9 @@ so its AUROC (OOD the positive class) sits beside the AUROC of raw bits/dim.
 images for an ``ImageClassifier``, which normalises them itself).
 
 Detectors that fit statistics (Mahalanobis, KNN) fit them in :meth:`ClassifierDetector.fit`
-from the training loader alone, so they never see an OOD set. Statistics and scores are
+from the training loader alone, and a detector that chooses its settings (ODIN with
+``"auto"``) chooses them in :meth:`ClassifierDetector.calibrate` from held-out
+in-distribution data alone, so neither ever sees an OOD set. Statistics and scores are
 float64: a confident classifier's maximum softmax sits within 1e-8 of 1, where float32 would
 turn distinct images into ties. The network runs in eval mode under ``torch.no_grad`` (ODIN
 takes a gradient with respect to the input only); its mode is restored afterwards.
@@ -31,7 +35,8 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-from collections.abc import Iterable, Iterator
+import itertools
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Literal
 
 import torch
@@ -47,6 +52,24 @@ DetectorName = Literal["msp", "max_logit", "energy", "odin", "mahalanobis", "knn
 # KNN scores queries in chunks whose distance matrix to the bank holds about this many entries
 # (32 MiB of float64), so that a large training bank does not need a (batch, bank) matrix.
 KNN_CHUNK_ENTRIES = 2**22
+
+#: The grids :class:`ODIN` chooses from where its temperature or epsilon is ``"auto"``.
+ODIN_TEMPERATURES = (1.0, 10.0, 100.0, 1000.0)
+ODIN_EPSILONS = (0.0, 0.0005, 0.001, 0.0014, 0.002, 0.005)
+
+#: ``k="auto"`` of :class:`KNN`: Sun et al. 2022's k for CIFAR-10 and the bank it was set for
+#: (the full 50,000-image training set); k scales in proportion to the bank.
+KNN_PAPER_K = 50
+KNN_PAPER_BANK = 50_000
+
+
+def knn_auto_k(bank: int) -> int:
+    """``k`` for a bank of ``bank`` features: ``round(50 * bank / 50000)``, at least 1.
+
+    Sun et al. 2022 keep ``k`` proportional to the share of the training set in the bank;
+    50 at CIFAR-10's full 50,000 images is 1 per 1,000. ``round`` takes halves to even.
+    """
+    return max(1, round(KNN_PAPER_K * bank / KNN_PAPER_BANK))
 
 
 def _device(network: nn.Module) -> torch.device:
@@ -119,6 +142,18 @@ class ClassifierDetector:
         Args:
             network: the trained classifier (``network(x)`` gives logits).
             loader: the in-distribution **training** loader, batches ``(x, y)``; never an OOD set.
+
+        Returns:
+            ``self``.
+        """
+        return self
+
+    def calibrate(self, network: nn.Module, loader: Iterable) -> ClassifierDetector:
+        """Choose settings on held-out in-distribution data; detectors without any ignore it.
+
+        Args:
+            network: the trained classifier.
+            loader: in-distribution **validation** batches ``(x, y)``; never an OOD set.
 
         Returns:
             ``self``.
@@ -205,42 +240,90 @@ class ODIN(ClassifierDetector):
     own input units, the same step the paper takes on ``[0, 1]`` images (the sign of the
     gradient does not change under the per-channel normalisation).
 
+    The paper tuned ``T`` and ``eps`` on OOD data. A ``temperature`` or ``epsilon`` of
+    ``"auto"`` is chosen instead by :meth:`calibrate` from in-distribution validation data
+    alone, with the criterion of Generalized ODIN (Hsu et al. 2020): the ``(T, eps)`` of the
+    grid (``temperatures`` x ``epsilons``; a fixed value is a grid of one) that maximises the
+    mean maximum softmax ``max_c S_c(x~; T)`` of the perturbed validation inputs, the first
+    in grid order on a tie. That mean falls as ``T`` flattens the softmax, so with ``T`` in
+    the grid the criterion favours small temperatures.
+
     Args:
-        temperature: ``T`` (1000 in the paper).
-        epsilon: the perturbation size on ``[0, 1]`` images (0.0014 in the paper for CIFAR-10).
+        temperature: ``T`` (1000 in the paper), or ``"auto"``: chosen from ``temperatures``.
+        epsilon: the perturbation size on ``[0, 1]`` images (0.0014 in the paper for
+            CIFAR-10), or ``"auto"``: chosen from ``epsilons``.
         input_scale: the network's input units per ``[0, 1]`` unit; ``None`` reads
             ``network.max_pixel``, and 1 where the network has none.
+        temperatures: the grid of an ``"auto"`` temperature.
+        epsilons: the grid of an ``"auto"`` epsilon.
     """
 
     name = "odin"
 
     def __init__(
-        self, temperature: float = 1000.0, epsilon: float = 0.0014, input_scale: float | None = None
+        self,
+        temperature: float | Literal["auto"] = 1000.0,
+        epsilon: float | Literal["auto"] = 0.0014,
+        input_scale: float | None = None,
+        temperatures: Sequence[float] = ODIN_TEMPERATURES,
+        epsilons: Sequence[float] = ODIN_EPSILONS,
     ):
-        if not temperature > 0:
-            raise ValueError(f"ODIN: temperature must be > 0, got {temperature!r}")
-        if not epsilon >= 0:
+        if temperature != "auto" and not (_is_number(temperature) and temperature > 0):
             raise ValueError(
-                f"ODIN: epsilon must be >= 0 (0 turns the perturbation off), got {epsilon!r}"
+                f"ODIN: temperature must be > 0 or 'auto' (chosen on validation data), "
+                f"got {temperature!r}"
+            )
+        if epsilon != "auto" and not (_is_number(epsilon) and epsilon >= 0):
+            raise ValueError(
+                "ODIN: epsilon must be >= 0 (0 turns the perturbation off) or 'auto' (chosen "
+                f"on validation data), got {epsilon!r}"
             )
         if input_scale is not None and not input_scale > 0:
             raise ValueError(
                 "ODIN: input_scale must be > 0 or None (read network.max_pixel), "
                 f"got {input_scale!r}"
             )
-        self.temperature = float(temperature)
-        self.epsilon = float(epsilon)
+        for key, grid, strict in (
+            ("temperatures", temperatures, True),
+            ("epsilons", epsilons, False),
+        ):
+            values = list(grid) if isinstance(grid, (list, tuple)) else []
+            fine = [_is_number(v) and (v > 0 if strict else v >= 0) for v in values]
+            if not values or not all(fine):
+                raise ValueError(
+                    f"ODIN: {key} must be a non-empty list of numbers {'>' if strict else '>='} "
+                    f"0, got {grid!r}"
+                )
+        self.auto_temperature = temperature == "auto"
+        self.auto_epsilon = epsilon == "auto"
+        self.temperatures = [float(v) for v in temperatures]
+        self.epsilons = [float(v) for v in epsilons]
+        # None until calibrate chooses it
+        self.temperature = None if self.auto_temperature else float(temperature)
+        self.epsilon = None if self.auto_epsilon else float(epsilon)
         self.input_scale = input_scale
+        self.selection: dict | None = None
 
-    def step(self, network: nn.Module) -> float:
-        """The perturbation size in the network's input units: ``epsilon`` times the input scale."""
+    def step(self, network: nn.Module, epsilon: float | None = None) -> float:
+        """The perturbation size in the network's input units: ``epsilon`` times the input scale.
+
+        ``epsilon`` defaults to the detector's own.
+        """
         scale = self.input_scale
         if scale is None:
             scale = float(getattr(network, "max_pixel", 1.0))
-        return self.epsilon * scale
+        return (self.epsilon if epsilon is None else epsilon) * scale
 
-    def perturb(self, network: nn.Module, x: Tensor) -> Tensor:
-        """The perturbed input ``x - step * sign(-grad_x log max_c S_c(x; T))``, float."""
+    def _settings(self) -> tuple[float, float]:
+        if self.temperature is None or self.epsilon is None:
+            raise RuntimeError(
+                "ODIN with temperature or epsilon 'auto' scores only after calibrate(network, "
+                "val_loader) has chosen them on in-distribution validation data"
+            )
+        return self.temperature, self.epsilon
+
+    def _ascent(self, network: nn.Module, x: Tensor, temperature: float) -> tuple[Tensor, Tensor]:
+        """``x`` as float on the network's device, and ``sign(-grad_x log max_c S_c(x; T))``."""
         if torch.is_inference_mode_enabled():
             raise RuntimeError(
                 "ODIN needs the gradient with respect to the input, which torch.inference_mode "
@@ -251,20 +334,81 @@ class ODIN(ClassifierDetector):
         x = (x if x.is_floating_point() else x.float()).detach().requires_grad_(True)
         with _evaluating(network), torch.enable_grad():
             logits = network(x)
-            log_max_softmax = torch.log_softmax(logits / self.temperature, dim=-1).amax(dim=-1)
+            log_max_softmax = torch.log_softmax(logits / temperature, dim=-1).amax(dim=-1)
             (gradient,) = torch.autograd.grad(log_max_softmax.sum(), x)
-        return (x - self.step(network) * torch.sign(-gradient)).detach()
+        return x, torch.sign(-gradient)
+
+    def perturb(self, network: nn.Module, x: Tensor) -> Tensor:
+        """The perturbed input ``x - step * sign(-grad_x log max_c S_c(x; T))``, float."""
+        temperature, epsilon = self._settings()
+        x, sign = self._ascent(network, x, temperature)
+        return (x - self.step(network, epsilon) * sign).detach()
+
+    @staticmethod
+    def _max_softmax(network: nn.Module, x: Tensor, temperature: float) -> Tensor:
+        with _evaluating(network), torch.no_grad():
+            logits = network(x)
+        return (logits.double() / temperature).softmax(dim=-1).amax(dim=-1)
 
     def score(self, network: nn.Module, x: Tensor) -> Tensor:
         """``-max_c softmax(f(x~) / T)_c`` per image (float64, on the CPU); higher = more OOD."""
+        temperature, _ = self._settings()
         perturbed = self.perturb(network, x)
-        with _evaluating(network), torch.no_grad():
-            logits = network(perturbed)
-        return -(logits.double() / self.temperature).softmax(dim=-1).amax(dim=-1).cpu()
+        return -self._max_softmax(network, perturbed, temperature).cpu()
+
+    def calibrate(self, network: nn.Module, loader: Iterable) -> ODIN:
+        """Choose each ``"auto"`` setting on in-distribution validation batches ``(x, y, ...)``.
+
+        Every pair of the grid is scored by the mean maximum softmax of the perturbed inputs
+        of ``loader`` (one pass over it); the largest wins, the first in grid order on a tie.
+        Nothing is done where both settings are fixed.
+        """
+        if not (self.auto_temperature or self.auto_epsilon):
+            return self
+        temperatures = self.temperatures if self.auto_temperature else [self.temperature]
+        epsilons = self.epsilons if self.auto_epsilon else [self.epsilon]
+        grid = list(itertools.product(temperatures, epsilons))
+        totals = torch.zeros(len(grid), dtype=torch.float64)
+        images = 0
+        for batch in tqdm(loader, desc="odin: choosing T and eps", disable=None, leave=False):
+            for i, temperature in enumerate(temperatures):
+                x, sign = self._ascent(network, batch[0], temperature)
+                for j, epsilon in enumerate(epsilons):
+                    perturbed = (x - self.step(network, epsilon) * sign).detach()
+                    confidence = self._max_softmax(network, perturbed, temperature)
+                    totals[i * len(epsilons) + j] += confidence.sum().cpu()
+            images += len(batch[0])
+        if not images:
+            raise ValueError(
+                "ODIN.calibrate: the validation loader gave no image; choosing temperature or "
+                "epsilon needs in-distribution validation data (or give both as numbers)"
+            )
+        means = totals / images
+        best = int(torch.argmax(means))  # the first maximum
+        self.temperature, self.epsilon = grid[best]
+        self.selection = {
+            "criterion": "mean max-softmax of perturbed in-distribution validation images",
+            "images": images,
+            "temperatures": temperatures,
+            "epsilons": epsilons,
+            "mean_max_softmax": [round(float(v), 8) for v in means],
+        }
+        return self
 
     def describe(self) -> dict:
-        """The temperature and the perturbation size."""
-        return {"temperature": self.temperature, "epsilon": self.epsilon}
+        """The temperature and the perturbation size, and how they were chosen if they were."""
+        out: dict = {"temperature": self.temperature, "epsilon": self.epsilon}
+        if self.auto_temperature or self.auto_epsilon:
+            auto = {"temperature": self.auto_temperature, "epsilon": self.auto_epsilon}
+            chosen = [key for key, is_auto in auto.items() if is_auto]
+            out["chosen_on_validation"] = chosen
+            if self.selection is not None:
+                out["selection"] = self.selection
+        return out
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 class Mahalanobis(ClassifierDetector):
@@ -333,20 +477,27 @@ class KNN(ClassifierDetector):
     a monotone function of the cosine similarity.
 
     Args:
-        k: which neighbour (50 in the paper for CIFAR-10 with the full training set).
+        k: which neighbour (50 in the paper for CIFAR-10 with the full training set), or
+            ``"auto"``: :func:`knn_auto_k` of the bank's size, set by :meth:`fit`.
     """
 
     name = "knn"
 
-    def __init__(self, k: int = 50):
-        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-            raise ValueError(f"KNN: k must be an integer >= 1, got {k!r}")
-        self.k = k
+    def __init__(self, k: int | Literal["auto"] = 50):
+        if k != "auto" and (isinstance(k, bool) or not isinstance(k, int) or k < 1):
+            raise ValueError(
+                f"KNN: k must be an integer >= 1 or 'auto' (scaled with the bank), got {k!r}"
+            )
+        self.auto_k = k == "auto"
+        self.k: int | None = None if self.auto_k else k
         self.bank: Tensor | None = None
 
     def fit(self, network: nn.Module, loader: Iterable) -> KNN:
-        """Keep the L2-normalised training features (float64) as the bank."""
+        """Keep the L2-normalised training features (float64) as the bank; set an auto ``k``."""
         features, _ = _training_features(self.name, network, loader)
+        if self.auto_k:
+            self.k = knn_auto_k(len(features))
+        assert self.k is not None
         if len(features) < self.k:
             raise ValueError(
                 f"KNN: k={self.k} but the training loader gave only {len(features)} images; "
@@ -380,8 +531,11 @@ class KNN(ClassifierDetector):
         return torch.cat(kth).cpu()
 
     def describe(self) -> dict:
-        """``k`` and the size of the training bank."""
-        return {"k": self.k, "bank": 0 if self.bank is None else len(self.bank)}
+        """``k`` (and how it was set where it is ``"auto"``) and the size of the training bank."""
+        out: dict = {"k": self.k, "bank": 0 if self.bank is None else len(self.bank)}
+        if self.auto_k:
+            out["k_rule"] = f"auto: round({KNN_PAPER_K} * bank / {KNN_PAPER_BANK}), at least 1"
+        return out
 
 
 DETECTORS: dict[str, type[ClassifierDetector]] = {

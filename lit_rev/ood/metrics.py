@@ -1,4 +1,4 @@
-"""The four OOD-detection metrics every table of the project reports, with one convention.
+"""The four OOD-detection metrics every table of the project reports, and OpenOOD's forms.
 
 The convention, stated once for the whole project:
 
@@ -9,27 +9,43 @@ The convention, stated once for the whole project:
   score. AUPR is the average precision (the step-wise area of sklearn's
   ``average_precision_score``), not a trapezoid over the precision-recall curve.
 - ``fpr_at_95_tpr``: the true-positive rate is measured on the in-distribution set (the
-  ODIN / OpenOOD convention: an input is *accepted* as in-distribution when its score is at or
-  below a threshold). The threshold ``t`` is the smallest score at which at least 95% of the
-  in-distribution scores are ``<= t``; every input scoring ``<= t`` is accepted, ties at ``t``
-  included, in either set. The value is the fraction of the OOD set accepted at ``t``. This is
-  the first point with ``tpr >= 0.95`` on the ROC curve with the in-distribution set positive
-  and the negated score, i.e. ``sklearn.metrics.roc_curve(..., drop_intermediate=False)``.
-  sklearn's default ``drop_intermediate=True`` (what OpenOOD calls) drops collinear points of
-  the curve, which can skip that point and give a larger FPR: with each of 20 score values
-  held by one in-distribution and one OOD input, the exact answer is 0.95 and the default
-  curve gives 1.0. (OpenOOD v1.5's ``auc_and_fpr_recall`` measures the TPR on the OOD set
-  instead; see docs/density.md.)
+  convention of the ODIN, energy and KNN papers: an input is *accepted* as in-distribution
+  when its score is at or below a threshold). The threshold ``t`` is the smallest score at
+  which at least 95% of the in-distribution scores are ``<= t``; every input scoring ``<= t``
+  is accepted, ties at ``t`` included, in either set. The value is the fraction of the OOD
+  set accepted at ``t``. This is the first point with ``tpr >= 0.95`` on the ROC curve with
+  the in-distribution set positive and the negated score, i.e.
+  ``sklearn.metrics.roc_curve(..., drop_intermediate=False)``. sklearn's default
+  ``drop_intermediate=True`` drops collinear points of the curve, which can skip that point
+  and give a larger FPR: with each of 20 score values held by one in-distribution and one OOD
+  input, the exact answer is 0.95 and the default curve gives 1.0.
 
-All four are computed with torchmetrics (``BinaryAUROC``, ``BinaryAveragePrecision``,
-``BinaryROC``) at every distinct score, with no threshold binning, so ties are exact, and in
-float64. Two things are done around torchmetrics to keep that so: the scores are replaced by
-their dense ranks scaled to ``[0, 1]`` (torchmetrics applies a sigmoid to values outside
-``[0, 1]``, which in float64 ties every score above ~37: all metrics depend only on the order
-and the ties, which ranks keep), and torch's default dtype is float64 during the calls
-(torchmetrics counts true/false positives in the default dtype, float32 otherwise, where e.g.
-19/20 rounds below 0.95). The ranks are taken in the scores' own kind: integer scores as
-int64, not through a float64 cast that would tie neighbours above 2**53.
+OpenOOD v1.5 (``openood/evaluators/metrics.py``, ``auc_and_fpr_recall``) reports two of these
+differently; :func:`openood_metrics` gives its forms, named apart, from the same ranks:
+
+- ``fpr_at_95_tpr_openood``: the OOD set is the positive class and the TPR is measured on it.
+  The threshold ``t`` is the largest score at which at least 95% of the OOD scores are
+  ``>= t``; every input scoring ``>= t`` is flagged as OOD, ties at ``t`` included. The value
+  is the fraction of the in-distribution set flagged at ``t``: the first point with
+  ``tpr >= 0.95`` of ``sklearn.metrics.roc_curve(is_ood, score, drop_intermediate=False)``.
+  OpenOOD calls ``roc_curve`` with its default ``drop_intermediate=True``; that differs only
+  where the point lies on a straight stretch of the curve drawn by tied scores.
+- ``aupr_in_openood`` and ``aupr_out_openood``: the area under the precision-recall curve by
+  trapezoids, ``sklearn.metrics.auc(recall, precision)`` of
+  ``sklearn.metrics.precision_recall_curve`` (which ends at recall 0, precision 1), with the
+  positive class of ``aupr_in`` and ``aupr_out``. Over tied scores a trapezoid interpolates
+  precision linearly between thresholds, where average precision takes a step.
+
+All are computed with torchmetrics (``BinaryAUROC``, ``BinaryAveragePrecision``,
+``BinaryROC``, ``BinaryPrecisionRecallCurve``) at every distinct score, with no threshold
+binning, so ties are exact, and in float64. Two things are done around torchmetrics to keep
+that so: the scores are replaced by their dense ranks scaled to ``[0, 1]`` (torchmetrics
+applies a sigmoid to values outside ``[0, 1]``, which in float64 ties every score above ~37:
+all metrics depend only on the order and the ties, which ranks keep), and torch's default
+dtype is float64 during the calls (torchmetrics counts true/false positives in the default
+dtype, float32 otherwise, where e.g. 19/20 rounds below 0.95). The ranks are taken in the
+scores' own kind: integer scores as int64, not through a float64 cast that would tie
+neighbours above 2**53.
 """
 
 from __future__ import annotations
@@ -39,10 +55,17 @@ from contextlib import contextmanager
 
 import torch
 from torch import Tensor
-from torchmetrics.classification import BinaryAUROC, BinaryAveragePrecision, BinaryROC
+from torchmetrics.classification import (
+    BinaryAUROC,
+    BinaryAveragePrecision,
+    BinaryPrecisionRecallCurve,
+    BinaryROC,
+)
 
 # The column order every OOD table of the project uses.
 OOD_METRICS = ("auroc", "aupr_in", "aupr_out", "fpr_at_95_tpr")
+# OpenOOD v1.5's forms of three of them (:func:`openood_metrics`), in the same order.
+OPENOOD_METRICS = ("aupr_in_openood", "aupr_out_openood", "fpr_at_95_tpr_openood")
 
 # The share of the in-distribution set accepted at the FPR@95 threshold.
 TPR_LEVEL = 0.95
@@ -131,6 +154,23 @@ def float64_default() -> Iterator[None]:
         torch.set_default_dtype(previous)
 
 
+def ranked(in_scores: Tensor, ood_scores: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Both sets checked and ranked for torchmetrics: ``(more_ood, more_in, is_ood, is_in)``.
+
+    ``more_ood`` holds the dense ranks of the scores scaled to ``[0, 1]`` (in-distribution set
+    first), ``more_in`` the ranks of the negated scores; ``is_ood`` and ``is_in`` the labels.
+    """
+    inside = checked_scores(in_scores, "in_scores")
+    outside = checked_scores(ood_scores, "ood_scores")
+    scores = common_scores(inside, outside)
+    distinct, rank = torch.unique(scores, sorted=True, return_inverse=True)
+    top = max(len(distinct) - 1, 1)
+    more_ood = rank.to(torch.float64) / top  # same order and ties as the scores, in [0, 1]
+    more_in = (top - rank).to(torch.float64) / top  # the negated scores' order
+    is_ood = torch.cat([torch.zeros(len(inside)), torch.ones(len(outside))]).long()
+    return more_ood, more_in, is_ood, 1 - is_ood
+
+
 def ood_metrics(in_scores: Tensor, ood_scores: Tensor) -> dict[str, float]:
     """AUROC, AUPR-in, AUPR-out and FPR@95 of telling ``ood_scores`` from ``in_scores``.
 
@@ -150,15 +190,7 @@ def ood_metrics(in_scores: Tensor, ood_scores: Tensor) -> dict[str, float]:
         ValueError: a set is empty, not a vector, or holds a NaN or infinite score; or one
             set holds integers beyond 2**53 and the other floats (no exact common order).
     """
-    inside = checked_scores(in_scores, "in_scores")
-    outside = checked_scores(ood_scores, "ood_scores")
-    scores = common_scores(inside, outside)
-    distinct, rank = torch.unique(scores, sorted=True, return_inverse=True)
-    top = max(len(distinct) - 1, 1)
-    more_ood = rank.to(torch.float64) / top  # same order and ties as the scores, in [0, 1]
-    more_in = (top - rank).to(torch.float64) / top  # the negated scores' order
-    is_ood = torch.cat([torch.zeros(len(inside)), torch.ones(len(outside))]).long()
-    is_in = 1 - is_ood
+    more_ood, more_in, is_ood, is_in = ranked(in_scores, ood_scores)
     with float64_default():
         auroc = BinaryAUROC(thresholds=None)(more_ood, is_ood)
         aupr_out = BinaryAveragePrecision(thresholds=None)(more_ood, is_ood)
@@ -172,3 +204,45 @@ def ood_metrics(in_scores: Tensor, ood_scores: Tensor) -> dict[str, float]:
         "aupr_out": float(aupr_out),
         "fpr_at_95_tpr": float(fpr[first]),
     }
+
+
+def fpr_at_tpr(scores: Tensor, positive: Tensor) -> float:
+    """The FPR at the first ROC point with ``tpr >= TPR_LEVEL`` (ranks in ``[0, 1]``, float64)."""
+    fpr, tpr, _ = BinaryROC(thresholds=None)(scores, positive)
+    # tpr ends at 1, so a point with tpr >= 0.95 exists; argmax gives the first.
+    return float(fpr[int(torch.argmax((tpr >= TPR_LEVEL).to(torch.int8)))])
+
+
+def trapezoid_aupr(scores: Tensor, positive: Tensor) -> float:
+    """Area under the precision-recall curve by trapezoids, the curve ending at (0, 1)."""
+    precision, recall, _ = BinaryPrecisionRecallCurve(thresholds=None)(scores, positive)
+    # recall runs from 1 down to 0: the area is the negated trapezoid sum
+    return float(-torch.trapezoid(precision, recall))
+
+
+def openood_metrics(in_scores: Tensor, ood_scores: Tensor) -> dict[str, float]:
+    """OpenOOD v1.5's AUPR-in, AUPR-out and FPR@95 of telling ``ood_scores`` from ``in_scores``.
+
+    Higher scores mean more OOD, as for :func:`ood_metrics`; the module docstring gives both
+    conventions. ``aupr_in_openood`` and ``aupr_out_openood`` integrate the precision-recall
+    curve by trapezoids (in-distribution, resp. OOD, positive); ``fpr_at_95_tpr_openood`` takes
+    the OOD set as the positive class and measures the TPR on it.
+
+    Args:
+        in_scores: ``(N,)`` scores of the in-distribution set.
+        ood_scores: ``(M,)`` scores of the OOD set.
+
+    Returns:
+        ``{"aupr_in_openood", "aupr_out_openood", "fpr_at_95_tpr_openood"}`` (the order of
+        :data:`OPENOOD_METRICS`), each a float in ``[0, 1]``.
+
+    Raises:
+        ValueError: as :func:`ood_metrics`.
+    """
+    more_ood, more_in, is_ood, is_in = ranked(in_scores, ood_scores)
+    with float64_default():
+        return {
+            "aupr_in_openood": trapezoid_aupr(more_in, is_in),
+            "aupr_out_openood": trapezoid_aupr(more_ood, is_ood),
+            "fpr_at_95_tpr_openood": fpr_at_tpr(more_ood, is_ood),
+        }

@@ -22,6 +22,7 @@ from lit_rev.evaluation.ood_benchmark import (
     WAICEntry,
 )
 from lit_rev.ood import OOD_METRICS, ood_metrics
+from lit_rev.ood.detectors import ODIN_EPSILONS, ODIN_TEMPERATURES, knn_auto_k
 from lit_rev.ood.ensemble import waic_score
 from tests.test_configs import shrink_args
 
@@ -81,6 +82,23 @@ def test_embedded_config_lists_what_the_issue_asks():
     assert [f"revnet38/{d}" for d in classifier] == labels[:6]
     assert set(density) < set(labels)
     assert all(d["init_args"].get("ckpt_path") is None for d in config["detectors"])  # trained
+    # near-OOD: the in-distribution digits upside down; far-OOD: every other set
+    assert config["ood_groups"] == {
+        "near": ["mnist5k-upsidedown"],
+        "far": ["lfwcrops", "naturalpatches", "digits", "constantimages", "uniformnoise"],
+    }
+
+
+def test_cifar10_config_groups_its_sets_as_openood_v1_5():
+    config = yaml.safe_load((REPO / "configs" / "ood" / "cifar10_openood.yaml").read_text())
+    options = ood_benchmark.parser()
+    args = options.parse_args(["--config", str(REPO / "configs" / "ood" / "cifar10_openood.yaml")])
+    ood = options.instantiate_classes(args).data.test_names[1:]
+    assert config["ood_groups"] == {
+        "near": ["cifar100"],
+        "far": ["mnist", "svhn", "dtd", "places365"],
+    }
+    assert sorted(n for names in config["ood_groups"].values() for n in names) == sorted(ood)
 
 
 def test_a_bad_key_is_an_error_naming_it(tmp_path, capsys):
@@ -348,7 +366,7 @@ def test_embedded_benchmark_runs_end_to_end(tmp_path, capsys):
         for s in ("bpd", "typicality", "complexity")
     ]
     assert [(r["detector"], r["set"]) for r in rows] == [
-        (label, s) for label in labels for s in [*ood, MEAN]
+        (label, s) for label in labels for s in [*ood, MEAN, "mean_near", "mean_far"]
     ]
     assert all(isinstance(r[m], float) for r in rows for m in OOD_METRICS)
     document = strict_json(out / "ood_benchmark.json")
@@ -364,6 +382,16 @@ def test_embedded_benchmark_runs_end_to_end(tmp_path, capsys):
         assert (out / name).is_file()
     printed = capsys.readouterr().out
     assert "revnet38/odin" in printed and "target" in printed
+    # ODIN's T and eps chosen on the validation split from the grid, KNN's k from the bank
+    chosen = document["meta"]["detectors"]["revnet38"]["settings"]
+    assert chosen["odin"]["temperature"] in ODIN_TEMPERATURES
+    assert chosen["odin"]["epsilon"] in ODIN_EPSILONS
+    assert chosen["knn"] == {
+        "k": knn_auto_k(60),
+        "bank": 60,
+        "k_rule": "auto: round(50 * bank / 50000), at least 1",
+    }
+    assert document["meta"]["fpr_convention"] == "in"
     # every model was trained from nothing into the out dir, for the 2 steps asked
     for name in ("revnet38", "glow", "vae", "pixelcnnpp"):
         info = document["meta"]["detectors"][name]["models"][0]
@@ -402,7 +430,8 @@ def test_cifar10_openood_config_smoke_runs_on_fake_files(fake_vision, tmp_path):
         "false",
     ]
     rows = ood_benchmark.main(argv)
-    assert {r["set"] for r in rows} == {"cifar100", "mnist", "svhn", "dtd", "places365", MEAN}
+    sets = {"cifar100", "mnist", "svhn", "dtd", "places365"}
+    assert {r["set"] for r in rows} == {*sets, MEAN, "mean_near", "mean_far"}
     assert all(isinstance(r["auroc"], float) for r in rows)
 
 
@@ -527,3 +556,33 @@ def test_the_cache_follows_the_contents_of_checkpoints_and_configs(tiny_glow, tm
     assert capsys.readouterr().out.count(reused) == 0
     ood_benchmark.main(argv)
     assert capsys.readouterr().out.count(reused) == 1
+
+
+def test_ood_groups_that_do_not_split_the_sets_stop_before_anything_runs(tmp_path, capsys):
+    config = tiny_benchmark(tmp_path, [density("g")])
+    groups = json.dumps({"near": ["digits"], "far": ["constant"]})
+    err = refused(["--config", str(config), "--ood_groups", groups, "--check_only", "true"], capsys)
+    assert "ood_groups.far: 'constant' is not an OOD set" in err
+    assert "['constantimages', 'digits']" in err
+    err = refused(["--config", str(config), "--fpr_convention", "ood"], capsys)
+    assert "fpr_convention" in err and "openood" in err
+
+
+@pytest.mark.slow
+def test_groups_and_the_openood_convention_reach_the_files(tiny_glow, tmp_path, capsys):
+    good = glow_checkpoint(tiny_glow, tmp_path / "good.ckpt")
+    config = tiny_benchmark(tmp_path, [density("g", good, scores=["bpd"])])
+    out = tmp_path / "out"
+    groups = json.dumps({"near": ["digits"], "far": ["constantimages"]})
+    argv = ["--config", str(config), "--out", str(out), "--progress", "false"]
+    rows = ood_benchmark.main([*argv, "--ood_groups", groups, "--fpr_convention", "openood"])
+    assert [r["set"] for r in rows] == ["constantimages", "digits", MEAN, "mean_near", "mean_far"]
+    meta = strict_json(out / "ood_benchmark.json")["meta"]
+    assert meta["fpr_convention"] == "openood" and meta["summary_fpr"] == "fpr_at_95_tpr_openood"
+    assert meta["ood_groups"] == {"near": ["digits"], "far": ["constantimages"]}
+    summary = strict_json(out / "ood_benchmark_summary.json")["rows"]
+    assert summary[0]["metrics"] == "auroc / fpr_at_95_tpr_openood"
+    assert "mean_near" in summary[0] and "mean_far" in summary[0]
+    assert (out / "heatmap_fpr_at_95_tpr_openood.png").is_file()
+    printed = capsys.readouterr().out
+    assert "FPR@95 = fpr_at_95_tpr_openood, TPR measured on the OOD set" in printed

@@ -363,3 +363,108 @@ def test_every_detector_scores_uint8_batches_of_a_revnet_classifier(name):
     assert torch.isfinite(scores).all() and model.training
     if name == "odin":  # the step is epsilon on [0, 1] images: 255 * epsilon uint8 levels
         assert detector.step(model) == pytest.approx(0.0014 * 255)
+
+
+class PeakNet(nn.Module):
+    """One input ``x``; logits ``(10 - 100 (x - 0.5)^2, 0)``: class 0 is surest at x = 0.5."""
+
+    def forward(self, x):
+        x = x.flatten(1).double()
+        peak = 10 - 100 * (x[:, :1] - 0.5) ** 2
+        return torch.cat([peak, torch.zeros_like(peak)], dim=1)
+
+
+class SpyLoader:
+    """A loader that records every batch it gives."""
+
+    def __init__(self, batches):
+        self.batches = batches
+        self.given = []
+
+    def __iter__(self):
+        for batch in self.batches:
+            self.given.append(batch[0])
+            yield batch
+
+
+def test_odin_calibrate_picks_the_argmax_of_the_criterion_on_a_constructed_case():
+    # Inputs 0.499 and 0.501, 0.001 from the peak: ODIN steps towards it (the gradient of the
+    # confidence points there), so eps = 0.001 lands on the peak, 0.0005 and 0.0014 stop
+    # short of it or pass it, and 0.005 overshoots by 0.004. With T in the grid, T = 1 keeps
+    # the softmax sharpest. The criterion's argmax is (T, eps) = (1, 0.001).
+    net = PeakNet()
+    validation = SpyLoader(
+        batches_of(np.array([[0.499], [0.501]]), [0, 0], 1),
+    )
+    odin = ODIN(temperature="auto", epsilon="auto").calibrate(net, validation)
+    assert (odin.temperature, odin.epsilon) == (1.0, 0.001)
+    assert len(validation.given) == 2  # one pass over the validation loader
+    # the criterion by brute force: every (T, eps) of the grid, scored by fixed ODINs
+    x = torch.tensor([[0.499], [0.501]], dtype=torch.float64)
+    means = {
+        (t, e): float(-ODIN(temperature=t, epsilon=e).score(net, x).mean())
+        for t in detectors_module.ODIN_TEMPERATURES
+        for e in detectors_module.ODIN_EPSILONS
+    }
+    assert max(means, key=means.get) == (1.0, 0.001)
+    assert odin.selection["mean_max_softmax"] == pytest.approx(list(means.values()), abs=1e-8)
+    assert odin.describe()["temperature"] == 1.0 and odin.describe()["epsilon"] == 0.001
+    assert odin.describe()["chosen_on_validation"] == ["temperature", "epsilon"]
+    # the chosen setting scores as the fixed ODIN with those values
+    torch.testing.assert_close(
+        odin.score(net, x), ODIN(temperature=1.0, epsilon=0.001).score(net, x)
+    )
+
+
+def test_odin_calibrate_chooses_only_what_is_auto_and_nothing_when_fixed():
+    net = PeakNet()
+    x = np.array([[0.499], [0.501]])
+    # T fixed at 1000: only epsilon is chosen, over the grid given
+    odin = ODIN(temperature=1000.0, epsilon="auto", epsilons=[0.0, 0.002, 0.001])
+    odin.calibrate(net, batches_of(x, [0, 0], 2))
+    assert (odin.temperature, odin.epsilon) == (1000.0, 0.001)
+    assert odin.describe()["chosen_on_validation"] == ["epsilon"]
+    # both fixed (the paper's setting): calibrate reads nothing
+    loader = OnceLoader(batches_of(x, [0, 0], 2))
+    fixed = ODIN(temperature=1000.0, epsilon=0.0014).calibrate(net, loader)
+    assert loader.passes == 0 and fixed.describe() == {"temperature": 1000.0, "epsilon": 0.0014}
+
+
+def test_odin_auto_must_calibrate_before_scoring_and_refuses_bad_grids():
+    net = PeakNet()
+    with pytest.raises(RuntimeError, match="calibrate"):
+        ODIN(temperature="auto").score(net, torch.tensor([[0.5]], dtype=torch.float64))
+    with pytest.raises(ValueError, match="no image"):
+        ODIN(epsilon="auto").calibrate(net, [])
+    with pytest.raises(ValueError, match="temperatures must be a non-empty list of numbers > 0"):
+        ODIN(temperatures=[0.0, 1.0])
+    with pytest.raises(ValueError, match="epsilons must be a non-empty list of numbers >= 0"):
+        ODIN(epsilons=[])
+    with pytest.raises(ValueError, match="temperature must be > 0 or 'auto'"):
+        ODIN(temperature="best")
+
+
+@pytest.mark.parametrize(
+    ("bank", "k"), [(50_000, 50), (2_000, 2), (1_500, 2), (2_500, 2), (10, 1), (500, 1)]
+)
+def test_knn_auto_k_scales_with_the_bank(bank, k):
+    # round(50 * bank / 50000), at least 1; round takes halves to even (1.5 -> 2, 2.5 -> 2)
+    assert detectors_module.knn_auto_k(bank) == k
+
+
+def test_knn_auto_sets_k_from_the_bank_it_fits_and_reports_it():
+    rng = np.random.default_rng(1)
+    train = rng.normal(size=(2_000, 3))
+    queries = torch.tensor(rng.normal(size=(5, 3)))
+    net = LinearNet(torch.eye(3))
+    auto = KNN(k="auto").fit(net, batches_of(train, np.zeros(2_000), 500))
+    assert auto.k == 2
+    assert auto.describe() == {
+        "k": 2,
+        "bank": 2_000,
+        "k_rule": "auto: round(50 * bank / 50000), at least 1",
+    }
+    fixed = KNN(k=2).fit(net, batches_of(train, np.zeros(2_000), 500))
+    torch.testing.assert_close(auto.score(net, queries), fixed.score(net, queries))
+    with pytest.raises(ValueError, match="or 'auto'"):
+        KNN(k="many")

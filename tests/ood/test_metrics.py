@@ -1,11 +1,17 @@
-"""``ood_metrics`` against sklearn, known answers worked by hand, and the convention."""
+"""``ood_metrics`` and ``openood_metrics`` against sklearn and OpenOOD's formula, known answers."""
 
 import numpy as np
 import pytest
 import torch
-from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
+from sklearn.metrics import (
+    auc,
+    average_precision_score,
+    precision_recall_curve,
+    roc_auc_score,
+    roc_curve,
+)
 
-from lit_rev.ood import OOD_METRICS, ood_metrics
+from lit_rev.ood import OOD_METRICS, OPENOOD_METRICS, ood_metrics, openood_metrics
 
 
 def sklearn_metrics(in_scores, ood_scores) -> dict[str, float]:
@@ -205,3 +211,98 @@ def test_integers_beside_floats_rank_together_only_where_float64_is_exact():
         r"in_scores holds floats",
     ):
         ood_metrics(torch.tensor([1.0, 2.0]), torch.tensor([2**60, 2**60 + 1]))
+
+
+def openood_reference(in_scores, ood_scores, drop_intermediate: bool) -> dict[str, float]:
+    """OpenOOD v1.5's ``auc_and_fpr_recall``: ``conf`` is the negated score, OOD positive."""
+    conf = -np.concatenate([np.asarray(in_scores, float), np.asarray(ood_scores, float)])
+    ood_indicator = np.r_[np.zeros(len(in_scores)), np.ones(len(ood_scores))]
+    fpr, tpr, _ = roc_curve(ood_indicator, -conf, drop_intermediate=drop_intermediate)
+    precision_in, recall_in, _ = precision_recall_curve(1 - ood_indicator, conf)
+    precision_out, recall_out, _ = precision_recall_curve(ood_indicator, -conf)
+    return {
+        "aupr_in_openood": auc(recall_in, precision_in),
+        "aupr_out_openood": auc(recall_out, precision_out),
+        "fpr_at_95_tpr_openood": fpr[np.argmax(tpr >= 0.95)],
+    }
+
+
+def assert_matches_openood(in_scores, ood_scores, drop_intermediate=False):
+    got = openood_metrics(torch.as_tensor(in_scores), torch.as_tensor(ood_scores))
+    want = openood_reference(in_scores, ood_scores, drop_intermediate)
+    assert list(got) == list(OPENOOD_METRICS)
+    for key in OPENOOD_METRICS:
+        assert got[key] == pytest.approx(want[key], abs=1e-9), key
+    return got
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_openood_forms_match_openoods_formula_on_random_sets_with_ties(seed):
+    for in_scores, ood_scores in random_sets(seed):
+        assert_matches_openood(in_scores, ood_scores)
+
+
+def test_openood_forms_match_openoods_own_call_on_distinct_scores():
+    """With every score distinct, OpenOOD's default drop_intermediate=True keeps the point."""
+    g = torch.Generator().manual_seed(5)
+    for n, m in ((300, 200), (40, 700), (1, 3)):
+        in_scores = torch.randn(n, generator=g, dtype=torch.float64)
+        ood_scores = 0.5 + torch.randn(m, generator=g, dtype=torch.float64)
+        assert_matches_openood(in_scores, ood_scores, drop_intermediate=True)
+
+
+@pytest.mark.parametrize(
+    ("in_scores", "ood_scores"),
+    [([0.0], [1.0]), ([1.0], [0.0]), ([1.0], [1.0]), ([0.0, 2.0, 2.0], [2.0, 1.0, 5.0])],
+)
+def test_openood_forms_match_on_tiny_sets(in_scores, ood_scores):
+    assert_matches_openood(in_scores, ood_scores)
+
+
+def test_the_two_fpr_conventions_known_answers():
+    # in = 0 1 2 10, OOD = 3 4 5 6.
+    # TPR on in (fpr_at_95_tpr): all 4 in-distribution inputs must be accepted, so the
+    #   threshold is 10 and every OOD input is accepted: 1.
+    # TPR on OOD (OpenOOD): all 4 OOD inputs must be flagged (score >= t), so t = 3; of the
+    #   in-distribution set only the 10 is flagged: 1/4.
+    in_scores, ood_scores = torch.tensor([0.0, 1.0, 2.0, 10.0]), torch.tensor([3.0, 4, 5, 6])
+    assert ood_metrics(in_scores, ood_scores)["fpr_at_95_tpr"] == 1.0
+    assert openood_metrics(in_scores, ood_scores)["fpr_at_95_tpr_openood"] == 0.25
+
+
+def test_the_openood_fpr_flags_ties_at_its_threshold():
+    # in = 0 1 2 3 3, OOD = 3 3 4 5 (ties at 3 across the sets).
+    # TPR on in: 95% of 5 is 4.75, so all 5: threshold 3, OOD at or below 3: 2 of 4 = 0.5.
+    # TPR on OOD: 95% of 4 is 3.8, so all 4: t = 3; in-distribution at or above 3, the two
+    #   tied 3s included: 2 of 5 = 0.4. (Ties not flagged would give 0.)
+    in_scores, ood_scores = torch.tensor([0.0, 1, 2, 3, 3]), torch.tensor([3.0, 3, 4, 5])
+    assert ood_metrics(in_scores, ood_scores)["fpr_at_95_tpr"] == 0.5
+    assert openood_metrics(in_scores, ood_scores)["fpr_at_95_tpr_openood"] == pytest.approx(0.4)
+    assert_matches_openood(in_scores, ood_scores)
+
+
+def test_the_trapezoid_aupr_known_answers_with_ties():
+    # in = 0 1, OOD = 1 2 (a tie at 1).
+    # OOD positive, descending score: at 2 precision 1, recall 1/2; at 1 (both tied inputs)
+    #   precision 2/3, recall 1. Average precision: 1/2 + 1/2 * 2/3 = 5/6. Trapezoids from
+    #   (0, 1): 1/2 * 1 + 1/2 * (1 + 2/3) / 2 = 11/12.
+    # in positive, ascending score: at 0 precision 1, recall 1/2; at 1 precision 2/3, recall 1:
+    #   the same areas, by symmetry.
+    in_scores, ood_scores = torch.tensor([0.0, 1.0]), torch.tensor([1.0, 2.0])
+    average = ood_metrics(in_scores, ood_scores)
+    trapezoid = openood_metrics(in_scores, ood_scores)
+    assert average["aupr_out"] == pytest.approx(5 / 6, abs=1e-12)
+    assert average["aupr_in"] == pytest.approx(5 / 6, abs=1e-12)
+    assert trapezoid["aupr_out_openood"] == pytest.approx(11 / 12, abs=1e-12)
+    assert trapezoid["aupr_in_openood"] == pytest.approx(11 / 12, abs=1e-12)
+    # without ties each step is a corner (0 1 2 3 against 2 4 5: the tie at 2 aside, worked
+    # in test_known_answers_worked_by_hand): in = 0 1 2 3, OOD = 4 5 gives both 1
+    separated = openood_metrics(torch.tensor([0.0, 1, 2, 3]), torch.tensor([4.0, 5]))
+    assert separated == {m: (0.0 if m.startswith("fpr") else 1.0) for m in OPENOOD_METRICS}
+
+
+def test_openood_forms_refuse_bad_scores_as_ood_metrics_does():
+    with pytest.raises(ValueError, match="ood_scores holds 1 non-finite"):
+        openood_metrics(torch.tensor([0.0, 1.0]), torch.tensor([float("nan"), 1.0]))
+    with pytest.raises(ValueError, match="in_scores is empty"):
+        openood_metrics(torch.zeros(0), torch.tensor([1.0]))

@@ -16,6 +16,7 @@
 
 from lit_rev.evaluation.ood_benchmark.data import BenchmarkData, Scores
 from lit_rev.evaluation.ood_benchmark.entries import (
+    BENCHMARK_DETECTOR_ARGS,
     CLASSIFIER_DETECTORS,
     DENSITY_SCORERS,
     NATIVE_DENSITY_SCORES,
@@ -40,12 +41,16 @@ from lit_rev.evaluation.ood_benchmark.run import (
     score_entry,
 )
 from lit_rev.evaluation.ood_benchmark.tables import (
+    FPR_COLUMNS,
     MEAN,
     MIN_IMAGES,
     STEM,
+    TABLE_METRICS,
     TARGET_AUROC,
     TARGET_FPR,
+    FprConvention,
     benchmark_rows,
+    check_groups,
     failure_lines,
     heatmap,
     reaches_target,
@@ -54,12 +59,15 @@ from lit_rev.evaluation.ood_benchmark.tables import (
 )
 
 __all__ = [
+    "BENCHMARK_DETECTOR_ARGS",
     "CLASSIFIER_DETECTORS",
     "DENSITY_SCORERS",
+    "FPR_COLUMNS",
     "MEAN",
     "MIN_IMAGES",
     "NATIVE_DENSITY_SCORES",
     "STEM",
+    "TABLE_METRICS",
     "TARGET_AUROC",
     "TARGET_FPR",
     "Benchmark",
@@ -69,11 +77,13 @@ __all__ = [
     "ClassifierEntry",
     "DensityEntry",
     "DensityScore",
+    "FprConvention",
     "ModelSpec",
     "Scores",
     "WAICEntry",
     "benchmark_rows",
     "check_fits",
+    "check_groups",
     "check_out_dir",
     "density_scores",
     "failure_lines",

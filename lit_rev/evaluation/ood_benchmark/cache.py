@@ -34,7 +34,8 @@ def cache_key(
 
     Args:
         entry: the entry; its models' settings (configs, overrides, checkpoints) count, and
-            the SHA-256 of every file they read (``ModelSpec.files``).
+            the SHA-256 of every file they read (``ModelSpec.files``), and the settings its
+            scores are computed with (``BenchmarkEntry.scoring_settings``).
         settings: the entry's block of the benchmark config, as parsed.
         data_settings: the benchmark's ``data`` block, as parsed.
         max_images: the cap on every test set.
@@ -51,6 +52,9 @@ def cache_key(
         "seed": seed,
         "train_overrides": list(train_overrides),
     }
+    scoring = entry.scoring_settings()
+    if scoring:  # defaults the benchmark applies: a changed default is another setting
+        key["scoring"] = scoring
     return json.dumps(key, sort_keys=True, default=str)
 
 

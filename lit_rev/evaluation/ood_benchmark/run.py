@@ -27,8 +27,11 @@ from lit_rev.evaluation.ood_benchmark.tables import (
     MIN_IMAGES,
     TARGET_AUROC,
     TARGET_FPR,
+    FprConvention,
     benchmark_rows,
+    check_groups,
     failure_lines,
+    fpr_column,
     summary_rows,
     write_tables,
 )
@@ -48,6 +51,10 @@ class Benchmark:
         max_images: the cap on every test set (``None``: the DataModule's own).
         train_overrides: ``--key=value`` overrides of every training run.
         config: the benchmark config's path, for the report.
+        fpr_convention: the FPR@95 of the summary, heat map and target (``in`` or ``openood``,
+            :data:`~lit_rev.evaluation.ood_benchmark.tables.FPR_COLUMNS`).
+        ood_groups: ``{group: [OOD set, ...]}`` (e.g. near and far), each OOD set in one
+            group; each group's mean gets a row ``mean_<group>``.
     """
 
     entries: list[BenchmarkEntry]
@@ -58,6 +65,8 @@ class Benchmark:
     max_images: int | None = None
     train_overrides: Sequence[str] = ()
     config: str | None = None
+    fpr_convention: FprConvention = "in"
+    ood_groups: dict[str, list[str]] | None = None
 
     def labels(self) -> list[str]:
         """Every row label of the table, in order."""
@@ -114,6 +123,8 @@ def prepare(
     max_images: int | None = None,
     train_overrides: Sequence[str] = (),
     config: str | None = None,
+    fpr_convention: FprConvention = "in",
+    ood_groups: dict[str, list[str]] | None = None,
 ) -> Benchmark:
     """Check every entry against the data before anything is trained; set up the data.
 
@@ -129,17 +140,24 @@ def prepare(
         max_images: the cap on every test set.
         train_overrides: ``--key=value`` overrides of every training run.
         config: the benchmark config's path, for the report.
+        fpr_convention: ``in`` or ``openood`` (:class:`Benchmark`).
+        ood_groups: ``{group: [OOD set, ...]}`` (:class:`Benchmark`).
 
     Raises:
         BenchmarkError: a ``max_images`` below 1, repeated names, an unknown ``ckpt_paths``
-            model, a config not found, a checkpoint that is missing or does not fit, or a model
-            that does not fit the data or the entry; each message names the entry and the fix.
+            model, a config not found, a checkpoint that is missing or does not fit, a model
+            that does not fit the data or the entry, an unknown FPR convention, or OOD groups
+            that do not split the OOD sets; each message names the entry or option and the fix.
     """
     if max_images is not None and (isinstance(max_images, bool) or max_images < 1):
         raise BenchmarkError(
             f"--max_images {max_images!r}: the cap on every test set must be >= 1 "
             "(leave it out for the data's own max_test)"
         )
+    try:
+        fpr_column(fpr_convention)
+    except ValueError as error:
+        raise BenchmarkError(f"--{error}") from None
     entries = list(entries)
     names = [entry.name for entry in entries]
     repeated = sorted({n for n in names if names.count(n) > 1})
@@ -153,6 +171,11 @@ def prepare(
         entry.check(datamodule)
     seed_everything(seed, verbose=False)
     data = BenchmarkData(datamodule, max_images)
+    groups = {str(group): list(names) for group, names in (ood_groups or {}).items()}
+    try:
+        check_groups(groups, data.ood_names)
+    except ValueError as error:
+        raise BenchmarkError(f"--{error}") from None
     return Benchmark(
         entries=entries,
         settings=list(settings),
@@ -162,6 +185,8 @@ def prepare(
         max_images=max_images,
         train_overrides=list(train_overrides),
         config=config,
+        fpr_convention=fpr_convention,
+        ood_groups=groups or None,
     )
 
 
@@ -175,7 +200,8 @@ def score_entry(
     """Build (load or train) the models of ``entry`` and score every test set with them.
 
     Training runs write under ``work_dir``. Returns the scores and what was done (per model:
-    its settings, weights and build time; the entry's time).
+    its settings, weights and build time; the entry's time; under ``settings``, what its
+    detectors fitted and chose, e.g. ODIN's temperature and epsilon, KNN's k).
     """
     seed_everything(benchmark.seed, verbose=False)
     tic = time.perf_counter()
@@ -186,7 +212,11 @@ def score_entry(
         infos.append({"model": spec.label, **spec.describe(), **info})
     seed_everything(benchmark.seed, verbose=False)
     scores = entry.score(models, benchmark.data, device, progress)
-    return scores, {"models": infos, "seconds": round(time.perf_counter() - tic, 1)}
+    info: dict[str, Any] = {"models": infos, "seconds": round(time.perf_counter() - tic, 1)}
+    chosen = entry.chosen_settings()
+    if chosen:
+        info["settings"] = chosen
+    return scores, info
 
 
 def run_benchmark(
@@ -214,6 +244,9 @@ def run_benchmark(
     from lightning.pytorch.loggers import TensorBoardLogger
 
     data = benchmark.data
+    conv = benchmark.fpr_convention
+    fpr = fpr_column(conv)
+    groups = benchmark.ood_groups
     logger = TensorBoardLogger(save_dir=str(out), name="tensorboard", version="")
     meta: dict[str, Any] = {
         "config": benchmark.config,
@@ -224,8 +257,13 @@ def run_benchmark(
         "max_images": benchmark.max_images,
         "device": str(device),
         "convention": "OOD is the positive class for AUROC and AUPR-out, the in-distribution "
-        "set for AUPR-in; FPR at the threshold keeping 95% of in-distribution images; "
-        "higher score = more OOD",
+        "set for AUPR-in; higher score = more OOD. fpr_at_95_tpr: FPR at the threshold keeping "
+        "95% of in-distribution images (ODIN, energy, KNN papers); fpr_at_95_tpr_openood: FPR "
+        "at the threshold flagging 95% of OOD images (OpenOOD v1.5). aupr_in/aupr_out: average "
+        "precision; aupr_in_openood/aupr_out_openood: trapezoids (OpenOOD v1.5)",
+        "fpr_convention": benchmark.fpr_convention,
+        "summary_fpr": fpr,
+        "ood_groups": benchmark.ood_groups,
         "detectors": {},
     }
     scores: Scores = {}
@@ -266,22 +304,27 @@ def run_benchmark(
         if info is not None:
             meta["detectors"][entry.name] = info
         scores.update(found)
-        rows = benchmark_rows(scores, data.in_name, data.ood_names, failed, order)
+        rows = benchmark_rows(scores, data.in_name, data.ood_names, failed, order, groups)
         meta["seconds"] = round(time.perf_counter() - start, 1)
         meta["status"] = "running"
-        write_tables(rows, data.ood_names, out, meta, sizes=meta["sets"])
-    rows = benchmark_rows(scores, data.in_name, data.ood_names, failed, order)
+        write_tables(rows, data.ood_names, out, meta, sizes=meta["sets"], fpr_convention=conv)
+    rows = benchmark_rows(scores, data.in_name, data.ood_names, failed, order, groups)
     failures = failure_lines(rows)
     meta["status"] = "failed: " + "; ".join(failures) if failures else "ok"
     meta["seconds"] = round(time.perf_counter() - start, 1)
-    paths = write_tables(rows, data.ood_names, out, meta, logger, sizes=meta["sets"])
+    paths = write_tables(
+        rows, data.ood_names, out, meta, logger, sizes=meta["sets"], fpr_convention=conv
+    )
+    measured_on = "OOD set, OpenOOD v1.5" if conv == "openood" else "in-distribution set"
+    summary = summary_rows(rows, data.ood_names, meta["sets"], conv)
     print(
         f"\nOOD benchmark (in-distribution: {data.in_name}; OOD = positive class, "
-        f"higher score = more OOD; target: AUROC >= {TARGET_AUROC} and FPR@95 <= {TARGET_FPR} "
+        f"higher score = more OOD; FPR@95 = {fpr}, TPR measured on the {measured_on}; "
+        f"target: AUROC >= {TARGET_AUROC} and FPR@95 <= {TARGET_FPR} "
         f"on every set, from at least {MIN_IMAGES} images a set)\n"
-        f"{format_table(summary_rows(rows, data.ood_names, meta['sets']))}\n"
+        f"{format_table(summary)}\n"
         f"Every metric: {paths['md']}\nHeat maps: {paths.get('heatmap_auroc')}, "
-        f"{paths.get('heatmap_fpr_at_95_tpr')}; TensorBoard: {out / 'tensorboard'}",
+        f"{paths.get(f'heatmap_{fpr}')}; TensorBoard: {out / 'tensorboard'}",
         flush=True,
     )
     if failures:

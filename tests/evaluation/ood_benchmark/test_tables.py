@@ -3,6 +3,7 @@
 import csv
 import json
 import math
+import re
 from pathlib import Path
 
 import matplotlib.image
@@ -12,13 +13,14 @@ import torch
 from lit_rev.evaluation.ood_benchmark import (
     MEAN,
     MIN_IMAGES,
+    TABLE_METRICS,
     benchmark_rows,
     failure_lines,
     reaches_target,
     summary_rows,
     write_tables,
 )
-from lit_rev.ood import OOD_METRICS, ood_metrics
+from lit_rev.ood import OOD_METRICS, OPENOOD_METRICS, ood_metrics, openood_metrics
 
 
 def strict_json(path: Path):
@@ -176,3 +178,95 @@ def test_a_verdict_from_too_few_images_is_marked_not_meaningful():
     enough = {"in": MIN_IMAGES, "x": MIN_IMAGES}
     target = {r["detector"]: r["target"] for r in summary_rows(rows, ["x"], enough)}
     assert target == {"good": "yes", "bad": "no", "none": "n/a"}
+
+
+def test_the_table_holds_openoods_forms_beside_ours():
+    scores = fake_scores()
+    rows = benchmark_rows(scores, "in", ["far", "near", "same"])
+    assert (*OOD_METRICS, *OPENOOD_METRICS) == TABLE_METRICS
+    for r in rows:
+        assert list(r)[2:] == list(TABLE_METRICS)
+        if r["set"] != MEAN:
+            sets = scores[r["detector"]]
+            expected = {
+                **ood_metrics(sets["in"], sets[r["set"]]),
+                **openood_metrics(sets["in"], sets[r["set"]]),
+            }
+            assert {m: r[m] for m in TABLE_METRICS} == expected
+    # ties (scores rounded to 0.1) make the conventions differ somewhere
+    assert any(r["fpr_at_95_tpr"] != r["fpr_at_95_tpr_openood"] for r in rows)
+    assert any(r["aupr_out"] != r["aupr_out_openood"] for r in rows)
+
+
+def test_group_means_sit_beside_the_mean():
+    scores = fake_scores()
+    groups = {"near": ["near", "same"], "far": ["far"]}
+    rows = benchmark_rows(scores, "in", ["far", "near", "same"], groups=groups)
+    sets = [r["set"] for r in rows if r["detector"] == "a/score"]
+    assert sets == ["far", "near", "same", MEAN, "mean_near", "mean_far"]
+    by_set = {r["set"]: r for r in rows if r["detector"] == "b/score"}
+    for metric in TABLE_METRICS:
+        near = (by_set["near"][metric] + by_set["same"][metric]) / 2
+        assert by_set["mean_near"][metric] == pytest.approx(near, abs=1e-15)
+        assert by_set["mean_far"][metric] == by_set["far"][metric]
+    summary = summary_rows(rows, ["far", "near", "same"])
+    assert list(summary[0]) == [
+        "detector",
+        "metrics",
+        "far",
+        "near",
+        "same",
+        MEAN,
+        "mean_near",
+        "mean_far",
+        "target",
+    ]
+    # a missing cell empties the means of its groups only
+    scores["b/score"]["far"][0] = float("nan")
+    rows = benchmark_rows(scores, "in", ["far", "near", "same"], groups=groups)
+    by_set = {r["set"]: r for r in rows if r["detector"] == "b/score"}
+    assert by_set["mean_far"]["auroc"] is None and by_set[MEAN]["auroc"] is None
+    assert isinstance(by_set["mean_near"]["auroc"], float)
+
+
+@pytest.mark.parametrize(
+    ("groups", "message"),
+    [
+        ({"near": ["near", "sam"], "far": ["far"]}, "ood_groups.near: 'sam' is not an OOD set"),
+        ({"near": ["near", "same"], "far": ["far", "near"]}, "'near' is in both near and far"),
+        ({"near": ["near"], "far": ["far"]}, "the OOD sets ['same'] are in no group"),
+        ({"near": [], "far": ["far", "near", "same"]}, "ood_groups.near: give at least one"),
+        ({"near sets": ["near", "same"], "far": ["far"]}, "group name 'near sets' must be a word"),
+    ],
+)
+def test_groups_must_split_the_ood_sets(groups, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        benchmark_rows(fake_scores(), "in", ["far", "near", "same"], groups=groups)
+
+
+def test_the_summary_heat_map_and_target_follow_the_fpr_convention(tmp_path):
+    def row(s, auroc, fpr, fpr_openood):
+        return {
+            "detector": "d",
+            "set": s,
+            "auroc": auroc,
+            "fpr_at_95_tpr": fpr,
+            "fpr_at_95_tpr_openood": fpr_openood,
+        }
+
+    rows = [row("x", 0.97, 0.5, 0.1), row("y", 0.99, 0.3, 0.05)]
+    inside = summary_rows(rows, ["x", "y"])[0]
+    assert inside["metrics"] == "auroc / fpr_at_95_tpr"
+    assert inside["x"] == "0.970 / 0.500" and inside["target"] == "no"
+    openood = summary_rows(rows, ["x", "y"], fpr_convention="openood")[0]
+    assert openood["metrics"] == "auroc / fpr_at_95_tpr_openood"
+    assert openood["x"] == "0.970 / 0.100" and openood["target"] == "yes"
+    assert reaches_target(rows, "d", ["x", "y"], "fpr_at_95_tpr_openood") == "yes"
+    with pytest.raises(ValueError, match="fpr_convention 'ood' is not one of"):
+        summary_rows(rows, ["x", "y"], fpr_convention="ood")
+    full = benchmark_rows(fake_scores(), "in", ["far", "near"])
+    paths = write_tables(full, ["far", "near"], tmp_path, {}, fpr_convention="openood")
+    assert paths["heatmap_fpr_at_95_tpr_openood"].is_file()
+    assert not (tmp_path / "heatmap_fpr_at_95_tpr.png").exists()
+    summary = strict_json(tmp_path / "ood_benchmark_summary.json")["rows"]
+    assert {r["metrics"] for r in summary} == {"auroc / fpr_at_95_tpr_openood"}
