@@ -48,6 +48,7 @@ from lit_rev.fair.metrics import (
 )
 from lit_rev.fair.probe import Probe, leakage_probe
 from lit_rev.fair.results import collapse_status, is_collapsed, metric_rows
+from lit_rev.inference import evaluating
 from lit_rev.options import check_choice
 from lit_rev.report import format_table, log_dir_of, write_report
 
@@ -382,15 +383,18 @@ class FairModule(LightningModule):
     @torch.no_grad()
     def embed(self, dataset) -> tuple[Tensor, Tensor]:
         """Representation and protected codes of a whole tabular dataset, in eval mode."""
-        was_training = self.training
-        self.eval()
         z, s = [], []
-        for start in range(0, len(dataset), 4096):
-            xb, _, sb = dataset.__getitems__(list(range(start, min(start + 4096, len(dataset)))))
-            z.append(self.representation(xb.to(self.device)).float().cpu())
-            s.append(sb)
-        self.train(was_training)
+        with evaluating(self):
+            for start in range(0, len(dataset), 4096):
+                rows = list(range(start, min(start + 4096, len(dataset))))
+                xb, _, sb = dataset.__getitems__(rows)
+                z.append(self.representation_given(xb.to(self.device), sb).float().cpu())
+                s.append(sb)
         return torch.cat(z), torch.cat(s)
+
+    def representation_given(self, x: Tensor, s: Tensor) -> Tensor:
+        """The representation of ``x``; a model that reads ``s`` to predict also gets it."""
+        return self.representation(x)
 
     def probe_results(self) -> dict[str, float]:
         """Fit each leakage probe on the training split's representation, score it on test.

@@ -63,15 +63,7 @@ class GroupAwareModule(FairModule):
             return super().predict_step(batch, batch_idx, dataloader_idx)
 
     @torch.no_grad()
-    def embed(self, dataset) -> tuple[Tensor, Tensor]:
-        """Representation and protected codes of a whole tabular dataset, in eval mode."""
-        was_training = self.training
-        self.eval()
-        z, s = [], []
-        for start in range(0, len(dataset), 4096):
-            xb, _, sb = dataset.__getitems__(list(range(start, min(start + 4096, len(dataset)))))
-            with self.given(sb.to(self.device)):
-                z.append(self.representation(xb.to(self.device)).float().cpu())
-            s.append(sb)
-        self.train(was_training)
-        return torch.cat(z), torch.cat(s)
+    def representation_given(self, x: Tensor, s: Tensor) -> Tensor:
+        """The representation of ``x`` with its rows' protected groups ``s`` in context."""
+        with self.given(s.to(self.device)):
+            return self.representation(x)

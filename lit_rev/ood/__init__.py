@@ -12,8 +12,8 @@ trapezoids) are :func:`~lit_rev.ood.metrics.openood_metrics`, named ``*_openood`
 :mod:`lit_rev.ood.metrics`.
 
 This package may import torch, torchmetrics, lightning, :mod:`lit_rev.report`,
-:mod:`lit_rev.options` and :mod:`lit_rev.lazy`, never a slice (``lit_rev.density``,
-``lit_rev.revnet``, ...).
+:mod:`lit_rev.inference`, :mod:`lit_rev.options` and :mod:`lit_rev.lazy`, never a slice
+(``lit_rev.density``, ``lit_rev.revnet``, ...).
 """
 
 from lit_rev.lazy import lazy_names

@@ -33,10 +33,9 @@ takes a gradient with respect to the input only); its mode is restored afterward
 
 from __future__ import annotations
 
-import contextlib
 import inspect
 import itertools
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Literal
 
 import torch
@@ -44,6 +43,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm import tqdm  # not tqdm.auto: its asyncio class calls iter() on the loader twice
 
+from lit_rev.inference import evaluating
 from lit_rev.options import check_choice
 
 # The names of DETECTORS (a test keeps the two equal).
@@ -78,17 +78,6 @@ def _device(network: nn.Module) -> torch.device:
     return parameter.device if parameter is not None else torch.device("cpu")
 
 
-@contextlib.contextmanager
-def _evaluating(network: nn.Module) -> Iterator[None]:
-    """The network in eval mode (running batch-norm statistics, no dropout), then as it was."""
-    was_training = network.training
-    network.eval()
-    try:
-        yield
-    finally:
-        network.train(was_training)
-
-
 def _features(detector: str, network: nn.Module, x: Tensor) -> Tensor:
     """``network.features(x)`` as float64 ``(N, D)``, or a ``TypeError`` saying what is missing."""
     features = getattr(network, "features", None)
@@ -114,7 +103,7 @@ def _training_features(
     """Float64 penultimate features and labels of every batch ``(x, y, ...)`` of ``loader``."""
     device = _device(network)
     features, labels = [], []
-    with _evaluating(network), torch.no_grad():
+    with evaluating(network):
         for batch in tqdm(loader, desc=f"{detector}: training features", disable=None, leave=False):
             x, y = batch[0], batch[1]
             features.append(_features(detector, network, x.to(device)))
@@ -178,7 +167,7 @@ class _LogitDetector(ClassifierDetector):
 
     def score(self, network: nn.Module, x: Tensor) -> Tensor:
         """OOD scores ``(N,)`` (float64, on the CPU) of a batch ``x``; higher = more OOD."""
-        with _evaluating(network), torch.no_grad():
+        with evaluating(network):
             logits = network(x.to(_device(network)))
         return self.from_logits(logits.double()).cpu()
 
@@ -332,7 +321,7 @@ class ODIN(ClassifierDetector):
             )
         x = x.to(_device(network))
         x = (x if x.is_floating_point() else x.float()).detach().requires_grad_(True)
-        with _evaluating(network), torch.enable_grad():
+        with evaluating(network, grad=True), torch.enable_grad():
             logits = network(x)
             log_max_softmax = torch.log_softmax(logits / temperature, dim=-1).amax(dim=-1)
             (gradient,) = torch.autograd.grad(log_max_softmax.sum(), x)
@@ -346,7 +335,7 @@ class ODIN(ClassifierDetector):
 
     @staticmethod
     def _max_softmax(network: nn.Module, x: Tensor, temperature: float) -> Tensor:
-        with _evaluating(network), torch.no_grad():
+        with evaluating(network):
             logits = network(x)
         return (logits.double() / temperature).softmax(dim=-1).amax(dim=-1)
 
@@ -453,7 +442,7 @@ class Mahalanobis(ClassifierDetector):
                 "Mahalanobis.score called before fit: call fit(network, train_loader) on the "
                 "in-distribution training split first"
             )
-        with _evaluating(network), torch.no_grad():
+        with evaluating(network):
             features = _features(self.name, network, x.to(_device(network)))
         features = features.to(self.means.device)
         if features.shape[1] != self.means.shape[1]:
@@ -513,7 +502,7 @@ class KNN(ClassifierDetector):
                 "KNN.score called before fit: call fit(network, train_loader) on the "
                 "in-distribution training split first"
             )
-        with _evaluating(network), torch.no_grad():
+        with evaluating(network):
             features = _features(self.name, network, x.to(_device(network)))
         queries = F.normalize(features.to(self.bank.device), dim=1)
         if queries.shape[1] != self.bank.shape[1]:

@@ -45,3 +45,20 @@ def test_score_fixes_name_the_best_other_score_where_bpd_fails():
     assert score_fixes(table) == [
         {"set": "gray", "auroc_bpd": 0.3, "best_score": "glow/complexity", "best_auroc": 0.9}
     ]
+
+
+def test_benchmark_claims_skip_group_means_and_take_the_near_sets_given():
+    def row(detector, set_, auroc, fpr):
+        return {"detector": detector, "set": set_, "auroc": auroc, "fpr_at_95_tpr": fpr}
+
+    table = [
+        row("glow/bpd", "noise", 0.99, 0.01),
+        row("glow/bpd", "flipped", 0.6, 0.9),
+        row("glow/bpd", "mean", 0.8, 0.4),
+        row("glow/bpd", "mean_far", 0.3, 0.9),
+        row("glow/bpd", "mean_near", 0.6, 0.9),
+    ]
+    claims = benchmark_claims(table, near=["flipped"])
+    assert claims["reach_far"] == "glow/bpd"
+    assert claims["near_ood"] == "flipped" and claims["best_near_auroc"] == 0.6
+    assert claims["bpd_far_min_auroc"] == 0.99
