@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from lit_rev.fair.results import HEADLINE_READINGS
 from lit_rev.result_files import (
     ResultError,
     depends_digest,
@@ -269,6 +270,17 @@ def _benchmark_commands(work: Path) -> list[list[str]]:
     ]
 
 
+#: Each detector's mean over the OOD sets in lit_rev's and OpenOOD v1.5's metric forms.
+CONVENTION_COLUMNS = (
+    "detector",
+    "auroc",
+    "fpr_at_95_tpr",
+    "fpr_at_95_tpr_openood",
+    "aupr_in",
+    "aupr_in_openood",
+    "aupr_out",
+    "aupr_out_openood",
+)
 #: The embedded benchmark's near-OOD set (every other OOD set is far from MNIST digits).
 NEAR_OOD = ("mnist5k-upsidedown",)
 #: The detectors that read the softmax or the logits only.
@@ -328,11 +340,23 @@ def _benchmark_collect(work: Path) -> dict[str, Any]:
     return {
         "summary": summary,
         "table": table,
+        "conventions": [
+            {k: r.get(k) for k in CONVENTION_COLUMNS} for r in table if r["set"] == "mean"
+        ],
         "claims": benchmark_claims(
             table, document["meta"].get("ood_groups", {}).get("near", NEAR_OOD)
         ),
         "seconds": seconds,
         "images": document["meta"]["sets"],
+        "settings": {
+            name: {
+                detector: {k: v for k, v in chosen.items() if k != "selection"}
+                for detector, chosen in entry.get("settings", {}).items()
+                if chosen
+            }
+            for name, entry in document["meta"]["detectors"].items()
+            if entry.get("settings")
+        },
     }
 
 
@@ -362,7 +386,7 @@ def _fair_quick_commands(work: Path) -> list[list[str]]:
 def _fair_quick_collect(work: Path) -> dict[str, Any]:
     out = work / "fair_quick_adult"
     runs = _json(out / "fair_quick_adult_seeds.json")["rows"]
-    keep = ("config", "seed", "status", "accuracy", "discrimination", "consistency", "delta")
+    keep = ("config", "seed", "status", "accuracy", *HEADLINE_READINGS)
     rows = [{k: r.get(k) for k in keep} for r in runs]
     return {"rows": rows, "by_config": {r["config"]: r for r in rows}}
 
