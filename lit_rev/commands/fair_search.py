@@ -15,7 +15,15 @@ values by ``|`` instead when they hold commas, e.g. ``model.init_args.hidden=[64
 *validated*: its final weights are scored on the validation split with ``val/accuracy``,
 ``val/discrimination_<attribute>`` and ``val/positive_rate``. The test split is never read.
 
-The selection rule, on the means over the search seeds:
+``--quantity hard`` reads the validation gap of the predicted labels
+(``val/discrimination_hard_<attribute>``) instead of the soft one of the probabilities, so a
+search can be done on the same quantity as the table it feeds. ``--val_folds K`` validates
+each grid point and seed on each of the K folds of the non-test rows (the tabular
+DataModules' ``val_folds``/``val_fold``) and averages over the folds: on a small set (German's
+validation split is 70 rows) a choice then rests on every non-test row, not on one split. The
+chosen overrides never carry the fold options: reporting runs train on the usual split.
+
+The selection rule, on the means over the search seeds (and folds):
 
 - a grid point that collapsed at any search seed (validation positive rate 0 or 1) is out;
 - ``--rule accuracy`` (the default): among the points whose mean validation discrimination
@@ -54,6 +62,35 @@ from lit_rev.evaluation.fair_runs import check_configs, fit_chain, protected_att
 from lit_rev.report import atomic_open, format_table, write_report
 
 RULES = ("accuracy", "delta")
+#: The validation gap a search reads: of the probabilities (Zemel's) or of the labels.
+QUANTITIES = ("soft", "hard")
+
+
+def discrimination_key(attribute: str, quantity: str) -> str:
+    """The logged validation metric of ``attribute``'s gap in ``quantity``."""
+    return f"val/discrimination_{'hard_' if quantity == 'hard' else ''}{attribute}"
+
+
+def attributes_of(metrics: dict[str, float]) -> list[str]:
+    """The protected attributes whose validation gap ``metrics`` reports."""
+    prefix = "val/discrimination_"
+    return [
+        k[len(prefix) :]
+        for k in metrics
+        if k.startswith(prefix)
+        and not k.startswith(prefix + "hard_")
+        and not k.startswith(prefix + "soft_")
+    ]
+
+
+def fold_overrides(folds: int | None) -> list[list[str]]:
+    """The extra overrides of each validation fold (one empty list without folds)."""
+    if folds is None:
+        return [[]]
+    return [
+        [f"--data.init_args.val_folds={folds}", f"--data.init_args.val_fold={k}"]
+        for k in range(folds)
+    ]
 
 
 def parse_grid(specs: list[str]) -> list[tuple[str, list[str]]]:
@@ -120,12 +157,13 @@ def choose(candidates: list[dict], rule: str, max_discrimination: float | None) 
     return min(alive, key=lambda i: candidates[i]["discrimination"]), False
 
 
-def rule_text(rule: str, attribute: str | None, bound: float | None) -> str:
+def rule_text(rule: str, attribute: str | None, bound: float | None, quantity: str = "soft") -> str:
     """The selection rule in words, for the tables and the chosen file."""
+    gap = f"discrimination_{quantity} ({attribute})"
     if rule == "delta":
-        return f"max mean validation accuracy - discrimination ({attribute}); collapsed points out"
+        return f"max mean validation accuracy - {gap}; collapsed points out"
     return (
-        f"max mean validation accuracy subject to mean validation discrimination ({attribute}) "
+        f"max mean validation accuracy subject to mean validation {gap} "
         f"<= {bound}; collapsed points out; if none meets the bound, min discrimination"
     )
 
@@ -165,6 +203,18 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument(
         "--attribute", default=None, help="protected attribute of the bound (default: first)"
     )
+    parser.add_argument(
+        "--quantity",
+        choices=QUANTITIES,
+        default="soft",
+        help="the validation gap the rule reads: soft (probabilities) or hard (labels)",
+    )
+    parser.add_argument(
+        "--val_folds",
+        type=int,
+        default=None,
+        help="validate on each of K folds of the non-test rows and average (small sets)",
+    )
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument(
         "--out", default="results/fair/search", help="where the search and chosen files go"
@@ -174,13 +224,17 @@ def main(argv: list[str] | None = None) -> dict:
         parser.error("--rule accuracy needs --max_discrimination (e.g. 0.036), or use --rule delta")
     if len(set(args.seeds)) != len(args.seeds):
         parser.error(f"--seeds {args.seeds}: give each seed once")
+    if args.val_folds is not None and args.val_folds < 2:
+        parser.error(f"--val_folds {args.val_folds}: give 2 or more folds (or leave it out)")
+    folds = fold_overrides(args.val_folds)
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     stem = Path(args.config.split("+")[-1]).stem
     points = grid_points(parse_grid(args.grid))
     log_root = out / "logs"
     for point in points:
-        check_configs([args.config], extra + point, log_root)
+        for fold in folds:
+            check_configs([args.config], extra + point + fold, log_root)
     if args.attribute is not None:
         protected = protected_attributes(args.config, extra + points[0], log_root)
         if args.attribute not in protected:
@@ -195,23 +249,32 @@ def main(argv: list[str] | None = None) -> dict:
         per_seed = []
         for seed in args.seeds:
             started = time.time()
-            metrics = fit_chain(
-                args.config.split("+"), seed, extra + point, log_root / f"point_{number}", validate
-            )
-            names = [k[len("val/discrimination_") :] for k in metrics if "discrimination_" in k]
-            attribute = attribute or names[0]
-            if f"val/discrimination_{attribute}" not in metrics:
-                raise SystemExit(
-                    f"--attribute {attribute}: the model reports discrimination for {names} "
-                    "only; pick one of them"
+            per_fold = []
+            for fold in folds:
+                metrics = fit_chain(
+                    args.config.split("+"),
+                    seed,
+                    extra + point + fold,
+                    log_root / f"point_{number}",
+                    validate,
                 )
-            rate = metrics.get("val/positive_rate", math.nan)
+                names = attributes_of(metrics)
+                attribute = attribute or names[0]
+                key = discrimination_key(attribute, args.quantity)
+                if key not in metrics:
+                    raise SystemExit(
+                        f"--attribute {attribute} --quantity {args.quantity}: the model reports "
+                        f"no {key} (attributes: {names}); pick one of them"
+                    )
+                rate = metrics.get("val/positive_rate", math.nan)
+                per_fold.append((metrics["val/accuracy"], metrics[key], rate))
+            rate = float(np.mean([f[2] for f in per_fold]))
             per_seed.append(
                 {
-                    "accuracy": metrics["val/accuracy"],
-                    "discrimination": metrics[f"val/discrimination_{attribute}"],
+                    "accuracy": float(np.mean([f[0] for f in per_fold])),
+                    "discrimination": float(np.mean([f[1] for f in per_fold])),
                     "positive_rate": rate,
-                    "collapsed": rate in (0.0, 1.0),
+                    "collapsed": any(f[2] in (0.0, 1.0) for f in per_fold),
                 }
             )
             print(
@@ -243,7 +306,7 @@ def main(argv: list[str] | None = None) -> dict:
         )
         row["eligible"] = bool(meets and not candidates[number]["collapsed"])
         row["chosen"] = number == best
-    rule = rule_text(args.rule, attribute, args.max_discrimination)
+    rule = rule_text(args.rule, attribute, args.max_discrimination, args.quantity)
     chosen = {
         "config": args.config,
         "overrides": extra + points[best],
@@ -252,13 +315,22 @@ def main(argv: list[str] | None = None) -> dict:
         "rule": rule,
         "max_discrimination": args.max_discrimination,
         "attribute": attribute,
+        "quantity": args.quantity,
+        "val_folds": args.val_folds,
         "met_bound": met_bound,
         "validation": {
             "accuracy": candidates[best]["accuracy"],
             "discrimination": candidates[best]["discrimination"],
         },
     }
-    meta = {"config": args.config, "seeds": args.seeds, "rule": rule, "extra_args": extra}
+    meta = {
+        "config": args.config,
+        "seeds": args.seeds,
+        "rule": rule,
+        "quantity": args.quantity,
+        "val_folds": args.val_folds,
+        "extra_args": extra,
+    }
     write_report(rows, out, f"{stem}_search", meta=meta)
     out.mkdir(parents=True, exist_ok=True)
     with atomic_open(out / f"{stem}_chosen.json") as f:

@@ -251,3 +251,45 @@ def test_an_attribute_the_data_does_not_protect_stops_the_search_before_any_fit(
     assert "--attribute gender: the data of" in err and "protects ['age'] only" in err
     chosen = fair_search.main([*args, "--attribute", "age", "--out", str(tmp_path)])
     assert chosen["attribute"] == "age" and len(calls) == 4
+
+
+def _fold_fit(calls):
+    """fit_chain's stand-in: the soft gap 0.1, the hard gap by λ, accuracy by validation fold."""
+
+    def fit(configs, seed, extra, log_root, then):
+        calls.append(list(extra))
+        lam = float(next(a.split("=")[1] for a in extra if "lambda_" in a))
+        fold = int(next((a.split("=")[1] for a in extra if "val_fold=" in a), "0"))
+        return {
+            "val/accuracy": 0.80 + 0.01 * fold - 0.001 * lam,
+            "val/discrimination_age": 0.1,
+            "val/discrimination_hard_age": 0.2 / (1 + lam),
+            "val/positive_rate": 0.3,
+        }
+
+    return fit
+
+
+def test_the_search_can_read_the_hard_gap_and_average_over_validation_folds(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(fair_search, "fit_chain", _fold_fit(calls))
+    args = ["--config", GERMAN, "--grid", "model.init_args.lambda_=1,3", "--seeds", "100"]
+    options = ["--max_discrimination", "0.06", "--quantity", "hard", "--val_folds", "3"]
+    chosen = fair_search.main([*args, *options, "--out", str(tmp_path)])
+    # hard gaps 0.1 (λ 1) and 0.05 (λ 3): only λ 3 meets 0.06; the soft gap (0.1) meets neither
+    assert chosen["grid_point"] == ["--model.init_args.lambda_=3"] and chosen["met_bound"]
+    assert chosen["quantity"] == "hard" and chosen["val_folds"] == 3
+    assert "discrimination_hard (age)" in chosen["rule"]
+    # every point at every fold, and the folds' mean accuracy (0.80, 0.81, 0.82 - 0.003)
+    assert sum("--data.init_args.val_folds=3" in c for c in calls) == 6
+    assert chosen["validation"]["accuracy"] == pytest.approx(0.81 - 0.003)
+    # reporting trains on the usual split: no fold option in the chosen overrides
+    assert not any("val_fold" in o for o in chosen["overrides"])
+
+
+def test_fewer_than_two_folds_are_refused(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(fair_search, "fit_chain", _fold_fit([]))
+    with pytest.raises(SystemExit):
+        args = ["--config", GERMAN, "--grid", "model.init_args.lambda_=1", "--rule", "delta"]
+        fair_search.main([*args, "--val_folds", "1", "--out", str(tmp_path)])
+    assert "--val_folds 1: give 2 or more folds" in capsys.readouterr().err
