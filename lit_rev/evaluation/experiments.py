@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from lit_rev.fair.results import HEADLINE_READINGS
+from lit_rev.fair.tradeoff import TradeoffPoint, pareto_front
 from lit_rev.result_files import (
     ResultError,
     depends_digest,
@@ -404,6 +405,47 @@ FAIR_TUNED = (
 FAIR_FIXED = ("thresholdopt_logistic", "thresholdopt_mlp", "vfa")
 
 
+#: Methods that read the protected attribute when they predict (the label says so in tables).
+READS_S = ("thresholdopt", "vfa")
+
+
+def equal_terms_row(numeric: dict) -> dict[str, Any]:
+    """One method's accuracy and both gaps, each a mean over seeds with its seeds+rows interval."""
+    row: dict[str, Any] = {
+        "method": numeric["config"],
+        "reads_s": any(numeric["config"].startswith(m) for m in READS_S),
+        "collapsed": numeric.get("collapsed"),
+    }
+    for key in ("accuracy", "discrimination_soft", "discrimination_hard"):
+        low, high = (numeric.get(f"{key}_ci_seeds_rows_{end}") for end in ("low", "high"))
+        row[key] = numeric.get(f"{key}_mean")
+        row[f"{key}_interval"] = (
+            "n/a" if low is None or high is None else f"[{low:.3f}, {high:.3f}]"
+        )
+    return row
+
+
+def front(table: list[dict], quantity: str) -> str:
+    """The methods on the accuracy / ``quantity`` Pareto front (lit_rev.fair.tradeoff's rule)."""
+    points = [
+        TradeoffPoint(
+            r["method"],
+            r["method"],
+            r["accuracy"],
+            (r["accuracy"], r["accuracy"]),
+            r[quantity],
+            (r[quantity], r[quantity]),
+            collapsed=r["collapsed"] or 0,
+            quantity=quantity,
+            reads_s=r["reads_s"],
+        )
+        for r in table
+        if r["accuracy"] is not None and r[quantity] is not None
+    ]
+    on = pareto_front(points)
+    return "; ".join(p.method for p, keep in zip(points, on, strict=True) if keep) or "none"
+
+
 def _fair_tuned(data: str) -> tuple[Callable, Callable]:
     """The commands and reader of one data set's validation-chosen table (seeds 0-4)."""
 
@@ -435,9 +477,14 @@ def _fair_tuned(data: str) -> tuple[Callable, Callable]:
 
     def collect(work: Path) -> dict[str, Any]:
         out = work / "fair"
+        numeric = _json(out / f"{data}_tuned_numeric.json")["rows"]
+        table = [equal_terms_row(row) for row in numeric]
         return {
+            "table": table,
+            "front_soft": front(table, "discrimination_soft"),
+            "front_hard": front(table, "discrimination_hard"),
             "summary": _json(out / f"{data}_tuned.json")["rows"],
-            "numeric": _json(out / f"{data}_tuned_numeric.json")["rows"],
+            "numeric": numeric,
             "runs": _json(out / f"{data}_tuned_seeds.json")["rows"],
         }
 

@@ -62,3 +62,31 @@ def test_benchmark_claims_skip_group_means_and_take_the_near_sets_given():
     assert claims["reach_far"] == "glow/bpd"
     assert claims["near_ood"] == "flipped" and claims["best_near_auroc"] == 0.6
     assert claims["bpd_far_min_auroc"] == 0.99
+
+
+def test_equal_terms_rows_and_their_fronts_per_quantity():
+    from lit_rev.evaluation.experiments import equal_terms_row, front
+
+    def numeric(config, accuracy, soft, hard):
+        row = {"config": config, "collapsed": 0}
+        for key, value in (
+            ("accuracy", accuracy),
+            ("discrimination_soft", soft),
+            ("discrimination_hard", hard),
+        ):
+            row[f"{key}_mean"] = value
+            row[f"{key}_ci_seeds_rows_low"] = value - 0.01
+            row[f"{key}_ci_seeds_rows_high"] = value + 0.01
+        return row
+
+    table = [
+        equal_terms_row(numeric("vanilla_x", 0.85, 0.10, 0.12)),
+        equal_terms_row(numeric("grad_pred_x, tuned", 0.83, 0.02, 0.15)),
+        equal_terms_row(numeric("thresholdopt_mlp_x", 0.80, 0.05, 0.01)),
+    ]
+    assert table[0]["accuracy_interval"] == "[0.840, 0.860]"
+    assert [r["reads_s"] for r in table] == [False, False, True]
+    # soft: GRAD dominates nothing but is not dominated; ThresholdOptimizer is (by GRAD)
+    assert front(table, "discrimination_soft") == "vanilla_x; grad_pred_x, tuned"
+    # hard: GRAD's label gap 0.15 is dominated by Vanilla's 0.12 at higher accuracy
+    assert front(table, "discrimination_hard") == "vanilla_x; thresholdopt_mlp_x"
