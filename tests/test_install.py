@@ -1,5 +1,5 @@
-"""A non-editable install runs from anywhere: the quickstart and an OOD benchmark, with the
-configs copied elsewhere and nothing read from the source tree."""
+"""A non-editable install runs from anywhere: the quickstart, an OOD benchmark and a figure,
+with the configs copied elsewhere and nothing read from the source tree."""
 
 import json
 import os
@@ -31,7 +31,9 @@ def run(cmd: list, cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess
 
 
 @pytest.mark.slow
-def test_an_installed_package_runs_the_quickstart_and_a_benchmark_from_elsewhere(tmp_path):
+def test_an_installed_package_runs_the_quickstart_a_benchmark_and_a_figure_from_elsewhere(
+    tmp_path,
+):
     # the package's files only: the build writes build/ and *.egg-info next to its sources
     source = tmp_path / "source"
     shutil.copytree(
@@ -87,3 +89,16 @@ def test_an_installed_package_runs_the_quickstart_and_a_benchmark_from_elsewhere
     assert model["weights"] == "trained from nothing, 2 steps"
     for name in ("ood_benchmark.csv", "ood_benchmark_summary.md", "heatmap_auroc.png"):
         assert (out / name).is_file()
+
+    # the figures, by config path: a tiny copy of the quickstart config, from elsewhere
+    import yaml
+
+    tiny = yaml.safe_load((work / "configs" / "quickstart.yaml").read_text())
+    tiny["trainer"].update(max_steps=2, limit_val_batches=1, num_sanity_val_steps=0)
+    tiny["data"]["init_args"]["max_test"] = 40
+    tiny_config = work / "configs" / "tiny_quickstart.yaml"
+    tiny_config.write_text(yaml.safe_dump(tiny))
+    figures = [python, "-m", "lit_rev.commands.figures", "--only", "quickstart_graying"]
+    figures += ["--quickstart_config", tiny_config, "--work_dir", tmp_path / "figures_work"]
+    run([*figures, "--out", tmp_path / "figures"], elsewhere)
+    assert (tmp_path / "figures" / "quickstart_graying.png").is_file()
