@@ -172,16 +172,27 @@ def same_setting(a: dict[str, Any], b: dict[str, Any]) -> bool:
     return all(a.get(k) == b.get(k) for k in keys)
 
 
-def differences(old: Any, new: Any, tolerance: float | None, where: str = "") -> list[str]:
-    """Every place where ``new`` differs from ``old`` (numbers beyond ``tolerance``, if given)."""
+def differences(
+    old: Any,
+    new: Any,
+    tolerance: float | None,
+    where: str = "",
+    volatile: Sequence[str] = (),
+) -> list[str]:
+    """Every place where ``new`` differs from ``old`` (numbers beyond ``tolerance``, if given).
+
+    Keys starting with a ``volatile`` prefix (wall times) are not compared, at any depth.
+    """
     if isinstance(old, dict) and isinstance(new, dict):
         found = []
-        for key in sorted(set(old) | set(new), key=str):
+        keys = set(old) | set(new)
+        keys = {k for k in keys if not any(str(k).startswith(v) for v in volatile)}
+        for key in sorted(keys, key=str):
             here = f"{where}.{key}" if where else str(key)
             if key not in old or key not in new:
                 found.append(f"{here}: only in the {'new run' if key in new else 'file'}")
             else:
-                found += differences(old[key], new[key], tolerance, here)
+                found += differences(old[key], new[key], tolerance, here, volatile)
         return found
     if isinstance(old, list) and isinstance(new, list):
         if len(old) != len(new):
@@ -189,7 +200,7 @@ def differences(old: Any, new: Any, tolerance: float | None, where: str = "") ->
         return [
             d
             for i, (a, b) in enumerate(zip(old, new, strict=True))
-            for d in differences(a, b, tolerance, f"{where}[{i}]")
+            for d in differences(a, b, tolerance, f"{where}[{i}]", volatile)
         ]
     numbers = (int, float)
     if (

@@ -144,3 +144,13 @@ def test_reading_a_result_without_its_fields_names_them(tmp_path):
     (tmp_path / "x.json").write_text('{"name": "x"}')
     with pytest.raises(ResultError, match="has no 'values'"):
         read_result(tmp_path / "x.json")
+
+
+def test_volatile_keys_are_not_compared_at_any_depth():
+    old = {"seconds": [{"detector": "a", "seconds": 91.5}], "rows": [{"v": 1, "seconds_mean": 3}]}
+    new = {"seconds": [{"detector": "a", "seconds": 80.1}], "rows": [{"v": 1, "seconds_mean": 4}]}
+    assert differences(old, new, None, volatile=("seconds",)) == []
+    assert differences(old, new, None) != []
+    assert differences({**old, "v": 1}, {**new, "v": 2}, None, volatile=("seconds",)) == [
+        "v: file 1, new run 2"
+    ]

@@ -67,6 +67,7 @@ class Experiment:
         collect: reads the values from the work directory.
         tolerance: absolute tolerance of ``--check`` on another machine or versions (``None``:
             values are compared exactly even there).
+        volatile: prefixes of the keys ``--check`` does not compare (wall times).
     """
 
     name: str
@@ -78,6 +79,7 @@ class Experiment:
     commands: Callable[[Path], list[list[str]]]
     collect: Callable[[Path], dict[str, Any]]
     tolerance: float | None = None
+    volatile: tuple[str, ...] = ("seconds",)
     notes: dict[str, Any] = field(default_factory=dict)
 
 
@@ -619,4 +621,6 @@ def check(experiment: Experiment, fresh: dict[str, Any], committed: dict[str, An
     """The differences between a rerun and the committed file (exact on the same setting)."""
     exact = same_setting(fresh["provenance"], committed["provenance"])
     tolerance = None if exact else committed.get("tolerance")
-    return differences(committed["values"], fresh["values"], tolerance)
+    return differences(
+        committed["values"], fresh["values"], tolerance, volatile=experiment.volatile
+    )

@@ -11,6 +11,7 @@ Each is a model (or several) and the rows it adds to the table:
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,6 +24,7 @@ from lit_rev.density import DensityModule, InputComplexity, Typicality
 from lit_rev.density.scores import LikelihoodRatio, OODScore
 from lit_rev.evaluation.ood_benchmark.data import BenchmarkData, OnDevice, Scores, concat_scores
 from lit_rev.evaluation.ood_benchmark.models import BenchmarkError, ModelSpec, file_sha256
+from lit_rev.inference import evaluating, score_batches
 from lit_rev.ood.detectors import DETECTORS, DetectorName, make_detector
 from lit_rev.ood.ensemble import waic_score
 
@@ -227,14 +229,16 @@ def density_scores(
     """
     module.use_datamodule(data.datamodule)
     module.prepare_ood_scores(data.reference_loader())
-    columns: dict[str, dict[str, list[torch.Tensor]]] = {}
-    with torch.no_grad():
-        for name, k in data.batches(progress, what):
-            for key, value in module.test_scores(k.to(module.device)).items():
-                columns.setdefault(name, {}).setdefault(key, []).append(value.cpu())
+    columns: dict[str, dict[str, torch.Tensor]] = {}
+    with evaluating(module):
+        # the batches come set after set: one scoring loop per set
+        for name, batches in itertools.groupby(data.batches(progress, what), key=lambda b: b[0]):
+            columns[name] = score_batches(
+                lambda k: module.test_scores(k.to(module.device)), (k for _, k in batches)
+            )
     out: dict[str, dict[str, list[torch.Tensor]]] = {score: {} for score in scores}
-    for name, parts in columns.items():
-        per_image = {key: torch.cat(values) for key, values in parts.items()}
+    for name, per_image in columns.items():
+        per_image = dict(per_image)
         for scorer in module.ood_scores:
             per_image.update(scorer.per_image(per_image))
         for score in scores:
